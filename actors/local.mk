@@ -1,0 +1,1 @@
+# actors: owned by its folder (see README.md there)

@@ -1,0 +1,1 @@
+# bench: owned by its folder (see README.md there)

@@ -1,0 +1,1 @@
+# conf: owned by its folder (see README.md there)

@@ -1,0 +1,1 @@
+# man: owned by its folder (see README.md there)

@@ -1,0 +1,1 @@
+# src/cli: owned by its folder (see README.md there)

@@ -1,0 +1,1 @@
+# src/daemon: owned by its folder (see README.md there)

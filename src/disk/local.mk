@@ -1,0 +1,1 @@
+# src/disk: owned by its folder (see README.md there)

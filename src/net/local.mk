@@ -1,0 +1,1 @@
+# src/net: owned by its folder (see README.md there)

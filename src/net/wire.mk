@@ -1,0 +1,1 @@
+# src/net wire codec: owned by the wire helper

@@ -1,0 +1,1 @@
+# src/rt: owned by its folder (see README.md there)

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The chainfs runtime: per-core libev loops, actors with handler tables and
+ * mailboxes, request/response with timeouts, timers, aligned I/O buffers and
+ * logging. Everything above it (net, disk, actors) is written against this
+ * header. rt knows nothing of the wire format or of any actor kind; the
+ * transport and the clock are edges reached through small ops tables so that
+ * a simulator can replace them.
+ *
+ * Threading: a struct rt_loop belongs to one pinned thread. An actor lives on
+ * one loop for its whole life. The only cross-thread operations are
+ * rt_send()/rt_reply() to an actor of another loop (MPSC inbox + ev_async) and
+ * rt_buf_put() of a buffer owned by another loop.
+ */
+#ifndef CFS_RT_H
+#define CFS_RT_H
+
+#include <ev.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chainfs/errno.h"
+#include "chainfs/proto.h"
+#include "chainfs/types.h"
+
+#define RT_MAX_LOOPS 64
+
+struct rt;
+struct rt_loop;
+struct rt_actor;
+struct rt_msg;
+struct rt_buf;
+
+/* ------------------------------------------------------------------ buffers */
+
+/*
+ * A refcounted, 4 KiB-aligned I/O buffer from its loop's pool (size classes of
+ * powers of two, 4 KiB .. 64 MiB). Usable for O_DIRECT and, later, RDMA
+ * registration. `len` is how many bytes are valid, set by whoever fills it.
+ */
+struct rt_buf {
+	uint8_t *data;
+	uint32_t cap;
+	uint32_t len;
+	int refs;		/* atomic */
+	uint16_t loop;		/* owning loop: the buffer returns to its pool */
+	uint8_t cls;
+	struct rt_buf *next;	/* pool free list / return stack */
+};
+
+/** Get a buffer of at least `size` bytes from the current loop's pool (refs = 1).
+ *  Returns NULL only when out of memory or size > 64 MiB. */
+struct rt_buf *rt_buf_get(size_t size);
+/** Add a reference. Any thread. */
+void rt_buf_ref(struct rt_buf *b);
+/** Drop a reference; the last one returns the buffer to its owning loop's pool,
+ *  from any thread. Sets *pb to NULL. */
+void rt_buf_put(struct rt_buf **pb);
+
+/* A slice of a buffer: payload segments of a message. */
+struct rt_iov {
+	struct rt_buf *buf;	/* the message holds one reference */
+	uint32_t off;
+	uint32_t len;
+};
+
+/* ----------------------------------------------------------------- messages */
+
+enum {
+	RT_MSG_F_RESP = 1u << 0,	/* a response: req_id names the request */
+	RT_MSG_F_RELAXED = 1u << 1,	/* reader accepts a relaxed (non-linearizable) read */
+	RT_MSG_F_ONEWAY = 1u << 2,	/* request that wants no response */
+};
+
+#define RT_MSG_MAX_IOV 1024
+#define RT_MSG_INLINE_IOV 2
+
+/*
+ * One message: header fields, a typed body (struct cfs_<lc> from proto.h), and
+ * optional bulk payload segments that are never copied into msgpack. Body,
+ * arrays inside it and the bytes its cfs_bytes fields point to live in the
+ * message's arena and die with it (the decoder copies str/bin fields there, so
+ * a message never pins a connection's receive buffer).
+ */
+struct rt_msg {
+	struct rt_msg *next;	/* intrusive link: mailbox, inbox */
+	uint16_t type;		/* enum cfs_msg_type */
+	uint16_t flags;		/* RT_MSG_F_* */
+	int32_t rc;		/* responses: copy of body rc, set by rt_reply */
+	uint64_t req_id;
+	cfs_addr_t src;
+	cfs_addr_t dst;
+	uint64_t conn;		/* connection it arrived on (0: local); replies go back on it */
+	uint64_t deadline_ns;	/* 0: none; handlers of expired requests are not run */
+	void *body;
+	uint32_t iovcnt;
+	uint32_t iovcap;
+	uint32_t plen;		/* sum of iov lengths */
+	struct rt_iov *iov;	/* iov_inline, or grown in the arena */
+	struct rt_iov iov_inline[RT_MSG_INLINE_IOV];
+	struct rt_arena_chunk *arena;
+};
+
+/** A new message of dense type `type` with a zeroed body. NULL only on OOM. */
+struct rt_msg *rt_msg_new(unsigned type);
+/** Free a message, its arena, payload references and receive buffer. Sets *pm NULL. */
+void rt_msg_free(struct rt_msg **pm);
+/** Allocate `size` zeroed bytes that live as long as the message. NULL on OOM. */
+void *rt_msg_alloc(struct rt_msg *m, size_t size);
+/** Copy bytes into the message's arena and point *dst at the copy. -ENOMEM. */
+int rt_msg_copy_bytes(struct rt_msg *m, struct cfs_bytes *dst, const void *p, size_t len);
+/** Convenience: copy a C string (not NUL-terminated on the wire). -ENOMEM. */
+int rt_msg_set_str(struct rt_msg *m, struct cfs_bytes *dst, const char *s);
+/** Append a payload segment; takes a new reference on buf. -E2BIG past RT_MSG_MAX_IOV. */
+int rt_msg_add_iov(struct rt_msg *m, struct rt_buf *buf, uint32_t off, uint32_t len);
+/** Copy the payload bytes [off, off+len) into dst; -EINVAL when out of range. */
+int rt_msg_payload_copy(const struct rt_msg *m, uint32_t off, void *dst, uint32_t len);
+
+#define RT_BODY(m, lc) ((struct cfs_##lc *)(m)->body)
+
+/* ------------------------------------------------------------------- actors */
+
+/*
+ * Handler contract (SPDK's exactly-once rule):
+ *   return 0   the handler owns req and calls rt_reply() exactly once, now or
+ *              later (one-way messages: it frees req with rt_msg_free);
+ *   return <0  it did not reply and does not keep req; the runtime replies with
+ *              that code and frees req.
+ */
+typedef int (*rt_handler_fn)(struct rt_actor *self, struct rt_msg *req);
+
+/* Completion of rt_call(): rc is 0 or negative (the response's rc, -ETIMEDOUT,
+ * -CFS_ECANCELED, a transport error). resp may be NULL when rc < 0 and no
+ * response arrived. The runtime frees resp after the callback returns; keep
+ * payload buffers with rt_buf_ref(). */
+typedef void (*rt_reply_fn)(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg);
+
+struct rt_actor_kind {
+	const char *name;
+	size_t state_size;
+	int (*init)(struct rt_actor *self, const void *arg);	/* <0: spawn fails */
+	void (*fini)(struct rt_actor *self);
+	const rt_handler_fn *handlers;	/* CFS_MSG__COUNT entries, NULL: -CFS_ENOTSUP */
+};
+
+/** Spawn an actor on `loop`. The call may come from any thread; when `loop` is
+ *  not the caller's, the actor's init runs on its loop before rt_spawn returns.
+ *  want_local: 0 assigns a local id; otherwise that id (must name `loop`).
+ *  Errors: -EEXIST (id taken), -ENOMEM, init's error. */
+int rt_spawn(struct rt_loop *loop, const struct rt_actor_kind *kind, const void *arg,
+	     uint32_t want_local, cfs_addr_t *out);
+/** Mark the actor stopping: new messages to it are refused with -CFS_ENOACTOR,
+ *  its pending calls complete with -CFS_ECANCELED, its timers stop, and fini
+ *  runs after the current handler returns. On its own loop only. */
+void rt_actor_stop(struct rt_actor *self);
+void *rt_actor_state(struct rt_actor *self);
+cfs_addr_t rt_actor_addr(const struct rt_actor *self);
+struct rt_loop *rt_actor_loop(const struct rt_actor *self);
+const struct rt_actor_kind *rt_actor_kind(const struct rt_actor *self);
+/** A per-actor number shown by `status` (a storage target's id, say). */
+void rt_actor_set_tag(struct rt_actor *self, uint64_t tag);
+
+/** Send m to m->dst (local loop, other loop or other node: the caller does not
+ *  care). m->src is set to self's address. On 0 the runtime owns m; on error
+ *  the caller still does. Errors: -CFS_ENOACTOR (unknown local actor, detected
+ *  only when on the same loop), -CFS_EBUSY (transport back-pressure),
+ *  -EHOSTUNREACH (no route to node). */
+int rt_send(struct rt_actor *self, struct rt_msg *m);
+/** Send request m to dst and call cb exactly once with the response, an error
+ *  or -ETIMEDOUT after timeout_ms (0: the loop's default). On error returns <0,
+ *  cb is not called and the caller still owns m. */
+int rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeout_ms,
+	    rt_reply_fn cb, void *cb_arg);
+/** Answer req with rc and resp (resp may be NULL: an empty response of the
+ *  paired type is made; resp's rc is set to rc). Consumes req and resp. Any loop
+ *  may call it for a request it owns; exactly once per request. */
+void rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp);
+
+/* ------------------------------------------------------------------- timers */
+
+struct rt_timer;
+typedef void (*rt_timer_fn)(struct rt_timer *t, void *cb_arg);
+struct rt_timer {
+	ev_timer w;
+	struct rt_loop *loop;
+	rt_timer_fn cb;
+	void *cb_arg;
+};
+/** Clock edge: nanoseconds of monotonic time as the loop sees it. */
+uint64_t rt_now_ns(struct rt_loop *loop);
+/** Wall-clock nanoseconds since the epoch (logs, timestamps in metadata). */
+uint64_t rt_wall_ns(struct rt_loop *loop);
+void rt_timer_init(struct rt_loop *loop, struct rt_timer *t, rt_timer_fn cb, void *cb_arg);
+/** (Re)arm: fire once after after_ms, then every repeat_ms if non-zero. */
+void rt_timer_start(struct rt_timer *t, uint64_t after_ms, uint64_t repeat_ms);
+void rt_timer_stop(struct rt_timer *t);
+
+/* ------------------------------------------------------------- loops, rt */
+
+struct rt_config {
+	unsigned loops;			/* 0: one per online CPU */
+	bool pin;			/* pin loop i to CPU i % ncpu */
+	uint32_t node_id;		/* this node's id; 0 for clients */
+	uint32_t default_timeout_ms;	/* rt_call with timeout 0; default 5000 */
+	size_t buf_pool_max_bytes;	/* per loop cache of free buffers; default 256 MiB */
+};
+
+/*
+ * Transport edge. rt hands every message whose destination is another node (or
+ * whose conn is set) to ops->send on the loop that sends it; the transport
+ * consumes it (0) or refuses (<0, the caller keeps the message). Received
+ * messages come back in through rt_deliver(). Each loop has its own transport
+ * state, created by loop_init on that loop's thread.
+ */
+struct rt_transport_ops {
+	const char *name;
+	int (*loop_init)(void *ctx, struct rt_loop *loop, void **loop_state);
+	void (*loop_fini)(void *ctx, struct rt_loop *loop, void *loop_state);
+	int (*send)(void *ctx, struct rt_loop *loop, void *loop_state, struct rt_msg *m);
+};
+
+/** Create the runtime with cfg->loops loops (threads not started yet). */
+int rt_create(const struct rt_config *cfg, struct rt **out);
+/** Install the transport before rt_start. */
+void rt_set_transport(struct rt *rt, const struct rt_transport_ops *ops, void *ctx);
+/** Start one thread per loop (pinned if asked). Loop 0 may instead be run by
+ *  the calling thread with rt_run_loop0() (the CLI does this). */
+int rt_start(struct rt *rt, bool run_loop0_in_caller);
+/** Run loop 0 in the calling thread until rt_shutdown. */
+int rt_run_loop0(struct rt *rt);
+/** Ask every loop to stop all actors (fini) and exit; any thread, also signal-safe
+ *  via ev_async. */
+void rt_shutdown(struct rt *rt);
+/** Join threads, free loops. Sets *prt to NULL. */
+void rt_destroy(struct rt **prt);
+
+unsigned rt_loop_count(const struct rt *rt);
+struct rt_loop *rt_loop_at(struct rt *rt, unsigned index);
+/** The loop of the calling thread, NULL off-loop. */
+struct rt_loop *rt_loop_current(void);
+unsigned rt_loop_index(const struct rt_loop *loop);
+struct ev_loop *rt_loop_ev(struct rt_loop *loop);
+struct rt *rt_loop_rt(struct rt_loop *loop);
+uint32_t rt_node_id(const struct rt *rt);
+/** Run fn(arg) on `loop`'s thread (posted through its inbox). -ENOMEM. */
+int rt_loop_post(struct rt_loop *loop, void (*fn)(void *arg), void *arg);
+/** Hook a function to run once per loop iteration after the inbox drains,
+ *  before blocking (the disk engine submits its batched aio there). */
+void rt_loop_add_flush(struct rt_loop *loop, void (*fn)(void *arg), void *arg);
+
+/** Entry point for the transport: route m (a request or response received on
+ *  connection m->conn) to its destination actor. Called on the receiving
+ *  loop; the runtime owns m afterwards. Requests for unknown actors get a
+ *  -CFS_ENOACTOR reply; for another node, -CFS_EWRONGNODE. */
+void rt_deliver(struct rt_loop *loop, struct rt_msg *m);
+/** The transport lost its connection to `node` (or client connection `conn`):
+ *  fail pending calls from this loop towards it with rc. */
+void rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc);
+
+/* Counters, read racily by the status actor. */
+struct rt_loop_stats {
+	unsigned index;
+	int cpu;
+	unsigned actors;
+	uint64_t handled;
+	uint64_t wakeups;
+};
+void rt_loop_stats(struct rt_loop *loop, struct rt_loop_stats *out);
+/** Visit every live actor of `loop`; only on that loop's thread. */
+void rt_loop_foreach_actor(struct rt_loop *loop,
+			   void (*fn)(struct rt_actor *a, uint64_t handled, void *arg), void *arg);
+uint64_t rt_actor_tag(const struct rt_actor *a);
+
+/* ------------------------------------------------------------------ logging */
+
+enum rt_log_level { RT_LOG_ERR, RT_LOG_WARN, RT_LOG_INFO, RT_LOG_DEBUG };
+void rt_log_set_level(enum rt_log_level lvl);
+enum rt_log_level rt_log_get_level(void);
+/** Parse "error|warn|info|debug"; -EINVAL. */
+int rt_log_parse_level(const char *s, enum rt_log_level *out);
+void rt_log(enum rt_log_level lvl, const char *subsys, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#ifndef RT_LOG_SUBSYS
+#define RT_LOG_SUBSYS "-"
+#endif
+/* Lines look like: 2026-11-25T17:40:01.123Z W storage [storage#0x01000003 L1] msg key=v */
+#define RT_LOG_AT(lvl, ...)                                         \
+	do {                                                        \
+		if ((lvl) <= rt_log_get_level())                    \
+			rt_log((lvl), RT_LOG_SUBSYS, __VA_ARGS__);  \
+	} while (0)
+#define RT_ERRLOG(...) RT_LOG_AT(RT_LOG_ERR, __VA_ARGS__)
+#define RT_WARN(...) RT_LOG_AT(RT_LOG_WARN, __VA_ARGS__)
+#define RT_INFO(...) RT_LOG_AT(RT_LOG_INFO, __VA_ARGS__)
+#define RT_DEBUG(...) RT_LOG_AT(RT_LOG_DEBUG, __VA_ARGS__)
+/* Error with the code appended: "...: ENOSPC (-28) no space left on device" */
+#define RT_ERR(rc, fmt, ...) \
+	RT_ERRLOG(fmt ": %s (%d) %s", ##__VA_ARGS__, cfs_errname(rc), (rc), cfs_strerror(rc))
+
+#define CFS_PANIC(...) rt_panic(__FILE__, __LINE__, __VA_ARGS__)
+_Noreturn void rt_panic(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

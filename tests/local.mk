@@ -1,0 +1,1 @@
+# tests: owned by its folder (see README.md there)
