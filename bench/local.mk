@@ -1,1 +1,12 @@
-# bench: owned by its folder (see README.md there)
+# Benchmarks: built by `make bench`, never part of `make check`.
+EXTRA_PROGRAMS += bench/bench_rt
+bench_bench_rt_SOURCES = bench/rt.c
+bench_bench_rt_LDADD = libcfs_actors.la libcfs_net.la libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS)
+CLEANFILES += $(EXTRA_PROGRAMS)
+
+BENCH_SECONDS ?= 2
+BENCH_ROUNDS ?= 3
+.PHONY: bench bench-rt
+bench: bench-rt
+bench-rt: bench/bench_rt
+	bench/bench_rt $(BENCH_SECONDS) $(BENCH_ROUNDS)

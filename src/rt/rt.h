@@ -50,13 +50,17 @@ struct rt_buf {
 	struct rt_buf *next;	/* pool free list / return stack */
 };
 
-/** Get a buffer of at least `size` bytes from the current loop's pool (refs = 1).
+/** Get a buffer of at least `size` bytes from the current loop's pool (refs = 1,
+ *  len = 0). Off-loop (no current loop: tests, fuzzers, a client's main thread)
+ *  it is plain aligned memory with loop = 0xffff, freed by the last put.
  *  Returns NULL only when out of memory or size > 64 MiB. */
 struct rt_buf *rt_buf_get(size_t size);
 /** Add a reference. Any thread. */
 void rt_buf_ref(struct rt_buf *b);
 /** Drop a reference; the last one returns the buffer to its owning loop's pool,
- *  from any thread. Sets *pb to NULL. */
+ *  from any thread (another thread's put goes through the owner's lock-free
+ *  return stack). Sets *pb to NULL; NULL is a no-op. Every pooled buffer must be
+ *  put before rt_destroy of its runtime. */
 void rt_buf_put(struct rt_buf **pb);
 
 /* A slice of a buffer: payload segments of a message. */
@@ -103,17 +107,23 @@ struct rt_msg {
 	struct rt_arena_chunk *arena;
 };
 
-/** A new message of dense type `type` with a zeroed body. NULL only on OOM. */
+/** A new message of dense type `type` (< CFS_MSG__COUNT, else CFS_PANIC) with a
+ *  zeroed body, in one allocation. Any thread, no loop needed. NULL only on OOM. */
 struct rt_msg *rt_msg_new(unsigned type);
-/** Free a message, its arena, payload references and receive buffer. Sets *pm NULL. */
+/** Free a message, its arena and its payload references (any thread). Sets *pm
+ *  NULL; NULL is a no-op; freeing a message twice is caught (CFS_PANIC) where
+ *  cheaply detectable. */
 void rt_msg_free(struct rt_msg **pm);
-/** Allocate `size` zeroed bytes that live as long as the message. NULL on OOM. */
+/** Allocate `size` zeroed, 16-byte aligned bytes that live as long as the
+ *  message (size 0 still gives a valid pointer). NULL on OOM. */
 void *rt_msg_alloc(struct rt_msg *m, size_t size);
 /** Copy bytes into the message's arena and point *dst at the copy. -ENOMEM. */
 int rt_msg_copy_bytes(struct rt_msg *m, struct cfs_bytes *dst, const void *p, size_t len);
 /** Convenience: copy a C string (not NUL-terminated on the wire). -ENOMEM. */
 int rt_msg_set_str(struct rt_msg *m, struct cfs_bytes *dst, const char *s);
-/** Append a payload segment; takes a new reference on buf. -E2BIG past RT_MSG_MAX_IOV. */
+/** Append a payload segment; takes a new reference on buf. -EINVAL when buf is
+ *  NULL or [off, off+len) exceeds buf->cap; -E2BIG past RT_MSG_MAX_IOV segments or
+ *  4 GiB of payload; -ENOMEM when the segment table cannot grow. */
 int rt_msg_add_iov(struct rt_msg *m, struct rt_buf *buf, uint32_t off, uint32_t len);
 /** Copy the payload bytes [off, off+len) into dst; -EINVAL when out of range. */
 int rt_msg_payload_copy(const struct rt_msg *m, uint32_t off, void *dst, uint32_t len);
@@ -123,6 +133,11 @@ int rt_msg_payload_copy(const struct rt_msg *m, uint32_t off, void *dst, uint32_
 /* ------------------------------------------------------------------- actors */
 
 /*
+ * Before a handler runs, the runtime checks centrally: the actor exists and is
+ * not stopping (else -CFS_ENOACTOR), the deadline has not passed (else the
+ * request is dropped: the caller times out), the kind has a handler for the
+ * type (else -CFS_ENOTSUP).
+ *
  * Handler contract (SPDK's exactly-once rule):
  *   return 0   the handler owns req and calls rt_reply() exactly once, now or
  *              later (one-way messages: it frees req with rt_msg_free);
@@ -131,10 +146,11 @@ int rt_msg_payload_copy(const struct rt_msg *m, uint32_t off, void *dst, uint32_
  */
 typedef int (*rt_handler_fn)(struct rt_actor *self, struct rt_msg *req);
 
-/* Completion of rt_call(): rc is 0 or negative (the response's rc, -ETIMEDOUT,
- * -CFS_ECANCELED, a transport error). resp may be NULL when rc < 0 and no
- * response arrived. The runtime frees resp after the callback returns; keep
- * payload buffers with rt_buf_ref(). */
+/* Completion of rt_call(), on the caller's loop, exactly once: rc is 0 or
+ * negative (the response's rc, -ETIMEDOUT, -CFS_ECANCELED when the caller
+ * stopped, rt_peer_lost's code). resp is NULL when no response arrived. The
+ * runtime frees resp after the callback returns unless the callback took it
+ * with rt_msg_claim(); or keep payload buffers with rt_buf_ref(). */
 typedef void (*rt_reply_fn)(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg);
 
 struct rt_actor_kind {
@@ -145,15 +161,24 @@ struct rt_actor_kind {
 	const rt_handler_fn *handlers;	/* CFS_MSG__COUNT entries, NULL: -CFS_ENOTSUP */
 };
 
-/** Spawn an actor on `loop`. The call may come from any thread; when `loop` is
- *  not the caller's, the actor's init runs on its loop before rt_spawn returns.
- *  want_local: 0 assigns a local id; otherwise that id (must name `loop`).
- *  Errors: -EEXIST (id taken), -ENOMEM, init's error. */
+/** Spawn an actor on `loop`. The call may come from any thread; when a thread
+ *  runs `loop` and it is not the caller's, the spawn is posted there and the
+ *  caller blocks until init has run (control path: never spawn across loops in
+ *  both directions at once). Before a thread runs `loop` (before rt_start, or
+ *  loop 0 before rt_run_loop0 from the thread that called rt_start) init runs
+ *  in the caller, with rt_loop_current() == loop.
+ *  want_local: 0 assigns a local id (serials from 0x100 up); otherwise that id
+ *  (must name `loop`; lower serials are the well-known ids).
+ *  Errors: -EINVAL (want_local names another loop), -EEXIST (id taken),
+ *  -ENOMEM, -ENOSPC (no free id), -ESHUTDOWN (loop shut down), init's error
+ *  (then fini is not called). */
 int rt_spawn(struct rt_loop *loop, const struct rt_actor_kind *kind, const void *arg,
 	     uint32_t want_local, cfs_addr_t *out);
 /** Mark the actor stopping: new messages to it are refused with -CFS_ENOACTOR,
- *  its pending calls complete with -CFS_ECANCELED, its timers stop, and fini
- *  runs after the current handler returns. On its own loop only. */
+ *  responses to it are dropped, its calls' timeout timers stop, and after the
+ *  current handler returns (same loop iteration) its pending calls complete
+ *  with -CFS_ECANCELED, then fini runs, then it is freed. Its own rt_timers are
+ *  fini's to stop. Idempotent. On its own loop only (CFS_PANIC otherwise). */
 void rt_actor_stop(struct rt_actor *self);
 void *rt_actor_state(struct rt_actor *self);
 cfs_addr_t rt_actor_addr(const struct rt_actor *self);
@@ -163,19 +188,34 @@ const struct rt_actor_kind *rt_actor_kind(const struct rt_actor *self);
 void rt_actor_set_tag(struct rt_actor *self, uint64_t tag);
 
 /** Send m to m->dst (local loop, other loop or other node: the caller does not
- *  care). m->src is set to self's address. On 0 the runtime owns m; on error
- *  the caller still does. Errors: -CFS_ENOACTOR (unknown local actor, detected
- *  only when on the same loop), -CFS_EBUSY (transport back-pressure),
- *  -EHOSTUNREACH (no route to node). */
+ *  care). m->src is set to self's address. Local means dst node 0 or ours and
+ *  m->conn == 0; a message with m->conn set goes back out on that connection,
+ *  written by the loop that owns it (conn >> 56). Never runs a handler before
+ *  it returns. On self's loop only. On 0 the runtime owns m; on error the
+ *  caller still does. Errors: -CFS_ENOACTOR (unknown local actor, detected
+ *  only when on the same loop; or no such loop), -CFS_EBUSY (transport
+ *  back-pressure), -EHOSTUNREACH (no transport, or no route to node), other
+ *  transport errors. */
 int rt_send(struct rt_actor *self, struct rt_msg *m);
 /** Send request m to dst and call cb exactly once with the response, an error
- *  or -ETIMEDOUT after timeout_ms (0: the loop's default). On error returns <0,
- *  cb is not called and the caller still owns m. */
+ *  or -ETIMEDOUT after timeout_ms (0: the runtime's default). Sets m->dst and
+ *  m->req_id (unique in the process) and clears the ONEWAY flag. On error
+ *  returns <0, cb is not called and the caller still owns m. Errors: -EINVAL
+ *  (no cb, m not a request type), -CFS_ECANCELED (self is stopping), -ENOMEM,
+ *  and rt_send's. */
 int rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeout_ms,
 	    rt_reply_fn cb, void *cb_arg);
+/** Inside an rt_reply_fn: take ownership of resp, so the runtime does not free
+ *  it when the callback returns; free it later with rt_msg_free. CFS_PANIC when
+ *  resp is not the response of the running callback. */
+void rt_msg_claim(struct rt_msg *resp);
 /** Answer req with rc and resp (resp may be NULL: an empty response of the
- *  paired type is made; resp's rc is set to rc). Consumes req and resp. Any loop
- *  may call it for a request it owns; exactly once per request. */
+ *  paired type is made; resp's rc and its body's rc are set to rc). Consumes
+ *  req and resp. Any loop may call it for a request it owns; exactly once per
+ *  request: a second reply, a reply off every loop, or a resp of the wrong type
+ *  is a CFS_PANIC where cheaply detectable. A one-way request (RT_MSG_F_ONEWAY)
+ *  is just freed. A response that cannot be routed is logged (debug) and
+ *  dropped: the caller times out. */
 void rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp);
 
 /* ------------------------------------------------------------------- timers */
@@ -192,6 +232,8 @@ struct rt_timer {
 uint64_t rt_now_ns(struct rt_loop *loop);
 /** Wall-clock nanoseconds since the epoch (logs, timestamps in metadata). */
 uint64_t rt_wall_ns(struct rt_loop *loop);
+/* Timers are used on their loop's thread only (or before it runs); stop one
+ * before freeing it. */
 void rt_timer_init(struct rt_loop *loop, struct rt_timer *t, rt_timer_fn cb, void *cb_arg);
 /** (Re)arm: fire once after after_ms, then every repeat_ms if non-zero. */
 void rt_timer_start(struct rt_timer *t, uint64_t after_ms, uint64_t repeat_ms);
@@ -200,7 +242,7 @@ void rt_timer_stop(struct rt_timer *t);
 /* ------------------------------------------------------------- loops, rt */
 
 struct rt_config {
-	unsigned loops;			/* 0: one per online CPU */
+	unsigned loops;			/* 0: one per online CPU (at most RT_MAX_LOOPS) */
 	bool pin;			/* pin loop i to CPU i % ncpu */
 	uint32_t node_id;		/* this node's id; 0 for clients */
 	uint32_t default_timeout_ms;	/* rt_call with timeout 0; default 5000 */
@@ -221,19 +263,28 @@ struct rt_transport_ops {
 	int (*send)(void *ctx, struct rt_loop *loop, void *loop_state, struct rt_msg *m);
 };
 
-/** Create the runtime with cfg->loops loops (threads not started yet). */
+/** Create the runtime with cfg->loops loops (threads not started yet; cfg may be
+ *  NULL for defaults). Errors: -EINVAL (loops > RT_MAX_LOOPS), -ENOMEM,
+ *  -EMFILE (no event loop could be created). */
 int rt_create(const struct rt_config *cfg, struct rt **out);
-/** Install the transport before rt_start. */
+/** Install the transport before rt_start (CFS_PANIC after). */
 void rt_set_transport(struct rt *rt, const struct rt_transport_ops *ops, void *ctx);
-/** Start one thread per loop (pinned if asked). Loop 0 may instead be run by
- *  the calling thread with rt_run_loop0() (the CLI does this). */
+/** Start one thread per loop (pinned if asked) and wait until each has run the
+ *  transport's loop_init. Loop 0 may instead be run by the calling thread with
+ *  rt_run_loop0() (the CLI does this). Errors: -EALREADY, a thread creation
+ *  error, a transport loop_init error; on error the runtime is already shutting
+ *  down and only rt_destroy is left to call. */
 int rt_start(struct rt *rt, bool run_loop0_in_caller);
-/** Run loop 0 in the calling thread until rt_shutdown. */
+/** Run loop 0 in the calling thread (the one that called rt_start) until
+ *  rt_shutdown. Errors: -EINVAL (not started with run_loop0_in_caller),
+ *  the transport's loop_init error. */
 int rt_run_loop0(struct rt *rt);
 /** Ask every loop to stop all actors (fini) and exit; any thread, also signal-safe
  *  via ev_async. */
 void rt_shutdown(struct rt *rt);
-/** Join threads, free loops. Sets *prt to NULL. */
+/** Shut down if not done yet, join threads, stop the actors of loops no thread
+ *  ran, free messages still queued, free loops. Not from one of its own loops.
+ *  Sets *prt to NULL. */
 void rt_destroy(struct rt **prt);
 
 unsigned rt_loop_count(const struct rt *rt);
@@ -244,19 +295,25 @@ unsigned rt_loop_index(const struct rt_loop *loop);
 struct ev_loop *rt_loop_ev(struct rt_loop *loop);
 struct rt *rt_loop_rt(struct rt_loop *loop);
 uint32_t rt_node_id(const struct rt *rt);
-/** Run fn(arg) on `loop`'s thread (posted through its inbox). -ENOMEM. */
+/** Run fn(arg) on `loop`'s thread (posted through its inbox, FIFO with the
+ *  messages posted by the same thread). Posted to a loop that has already shut
+ *  down, fn never runs (the post is freed by rt_destroy). -ENOMEM. */
 int rt_loop_post(struct rt_loop *loop, void (*fn)(void *arg), void *arg);
 /** Hook a function to run once per loop iteration after the inbox drains,
- *  before blocking (the disk engine submits its batched aio there). */
+ *  before blocking (the disk engine submits its batched aio there), and once
+ *  more at shutdown before the transport's loop_fini. On that loop's thread. */
 void rt_loop_add_flush(struct rt_loop *loop, void (*fn)(void *arg), void *arg);
 
 /** Entry point for the transport: route m (a request or response received on
- *  connection m->conn) to its destination actor. Called on the receiving
- *  loop; the runtime owns m afterwards. Requests for unknown actors get a
- *  -CFS_ENOACTOR reply; for another node, -CFS_EWRONGNODE. */
+ *  connection m->conn) to its destination actor, on whichever loop it lives.
+ *  Called on the receiving loop; the runtime owns m afterwards. Requests for
+ *  unknown actors get a -CFS_ENOACTOR reply; for another node, -CFS_EWRONGNODE;
+ *  such responses are dropped. A response type sets RT_MSG_F_RESP. */
 void rt_deliver(struct rt_loop *loop, struct rt_msg *m);
-/** The transport lost its connection to `node` (or client connection `conn`):
- *  fail pending calls from this loop towards it with rc. */
+/** The transport lost its connection to `node`: fail pending calls from this
+ *  loop's actors towards that node with rc (>= 0 becomes -ECONNRESET). On
+ *  `loop`'s thread. Calls to clients (node 0) over a connection are not
+ *  singled out by this call. */
 void rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc);
 
 /* Counters, read racily by the status actor. */

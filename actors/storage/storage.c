@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The storage target actor's kind: its handler table, init (open the chunk
+ * engine target on the actor's loop) and fini (close it), plus what every
+ * handler shares: the target and chain checks and the rate-limited event log.
+ * The handlers themselves are in write.c (write, remove, truncate), read.c and
+ * admin.c (query, list, target_stats).
+ */
+#define RT_LOG_SUBSYS "storage"
+#include "actors/storage/storage_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+void
+stor_id_str(const struct cfs_id128 *id, char out[STOR_ID_STR])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < sizeof(id->b); i++) {
+		out[2 * i] = hex[id->b[i] >> 4];
+		out[2 * i + 1] = hex[id->b[i] & 15];
+	}
+	out[2 * sizeof(id->b)] = '\0';
+}
+
+bool
+stor_id_valid(const struct cfs_id128 *id)
+{
+	for (unsigned i = 0; i < sizeof(id->b); i++) {
+		if (id->b[i] != 0)
+			return true;
+	}
+	return false;
+}
+
+int
+stor_check_target(const struct stor_target *t, uint32_t target, uint32_t chain_ver)
+{
+	if (target != t->id)
+		return -CFS_ENOACTOR;
+	if (chain_ver != 0)
+		return -CFS_ESTALECHAIN;
+	return 0;
+}
+
+bool
+stor_log_ok(struct stor_target *t)
+{
+	uint64_t now = rt_now_ns(t->loop);
+
+	if (now - t->log_window_ns >= 1000000000u) {
+		if (t->log_suppressed)
+			RT_WARN("target=%" PRIu32 ": %" PRIu64 " error lines suppressed", t->id,
+				t->log_suppressed);
+		t->log_window_ns = now;
+		t->log_lines = 0;
+		t->log_suppressed = 0;
+	}
+	if (t->log_lines < STOR_LOG_PER_SEC) {
+		t->log_lines++;
+		return true;
+	}
+	t->log_suppressed++;
+	return false;
+}
+
+/* Outcomes that are the caller's business, not the operator's. */
+static bool
+is_client_error(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+	case -ESTALE:
+	case -ERANGE:
+	case -EBUSY:
+	case -CFS_ENOCHUNK:
+	case -CFS_ENOACTOR:
+	case -CFS_ESTALECHAIN:
+	case -CFS_ETOOBIG:
+		return true;
+	default:
+		return false;
+	}
+}
+
+void
+stor_log_fail(struct stor_target *t, const char *what, const struct cfs_id128 *chunk, int rc)
+{
+	char id[STOR_ID_STR] = "-";
+
+	if (chunk)
+		stor_id_str(chunk, id);
+	if (is_client_error(rc)) {
+		RT_DEBUG("target=%" PRIu32 " chunk=%s %s refused: %s", t->id, id, what,
+			 cfs_errname(rc));
+		return;
+	}
+	if (!stor_log_ok(t))
+		return;
+	RT_WARN("target=%" PRIu32 " chunk=%s %s failed: %s (%d) %s", t->id, id, what,
+		cfs_errname(rc), rc, cfs_strerror(rc));
+}
+
+static int
+stor_init(struct rt_actor *self, const void *arg)
+{
+	const struct stor_config *cfg = arg;
+	struct stor_target *t = rt_actor_state(self);
+	struct disk_target_opts o = {0};
+	int rc;
+
+	if (!cfg || cfg->target_id == 0 || !cfg->path || !cfg->path[0] || cfg->capacity == 0)
+		return -EINVAL;
+	t->self = self;
+	t->loop = rt_actor_loop(self);
+	t->id = cfg->target_id;
+	t->max_reply = cfg->max_reply ? cfg->max_reply : STOR_DEFAULT_MAX_REPLY;
+	rc = disk_aio_get(rt_loop_ev(t->loop), &t->e);
+	if (rc != 0) {
+		RT_ERR(rc, "target=%" PRIu32 ": no aio engine on loop %u", t->id,
+		       rt_loop_index(t->loop));
+		return rc;
+	}
+	o.path = cfg->path;
+	o.capacity = cfg->capacity;
+	o.target_id = cfg->target_id;
+	o.sync_mode = cfg->sync_mode;
+	o.prep = cfg->prep;
+	rc = disk_target_open(t->e, &o, &t->dt);
+	if (rc != 0) {
+		RT_ERR(rc, "target=%" PRIu32 " path=%s: cannot open", t->id, cfg->path);
+		disk_aio_put(&t->e);
+		return rc;
+	}
+	/* The engine logs the open (chunks, time) and the node the address. */
+	rt_actor_set_tag(self, t->id);
+	return 0;
+}
+
+static void
+stor_fini(struct rt_actor *self)
+{
+	struct stor_target *t = rt_actor_state(self);
+
+	/* Operations in flight complete (and reply) from inside close. */
+	disk_target_close(&t->dt);
+	disk_aio_put(&t->e);
+}
+
+static const rt_handler_fn stor_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_CHUNK_WRITE] = stor_on_chunk_write,
+	[CFS_MSG_CHUNK_READ] = stor_on_chunk_read,
+	[CFS_MSG_CHUNK_REMOVE] = stor_on_chunk_remove,
+	[CFS_MSG_CHUNK_TRUNCATE] = stor_on_chunk_truncate,
+	[CFS_MSG_CHUNK_QUERY] = stor_on_chunk_query,
+	[CFS_MSG_CHUNK_LIST] = stor_on_chunk_list,
+	[CFS_MSG_TARGET_STATS] = stor_on_target_stats,
+};
+
+const struct rt_actor_kind stor_kind = {
+	.name = "storage",
+	.state_size = sizeof(struct stor_target),
+	.init = stor_init,
+	.fini = stor_fini,
+	.handlers = stor_handlers,
+};

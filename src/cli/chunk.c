@@ -1,0 +1,585 @@
+// SPDX-License-Identifier: MIT
+/*
+ * chainfs chunk: low-level access to one storage target's chunks, for
+ * debugging and tests: put (write a file's bytes into a chunk), get (read them
+ * back, checking the CRC32C end to end), stat (query), list (paged) and rm.
+ * The target is found through the node's status (src/client/targets.c).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "client/targets.h"
+#include "disk/disk.h"
+
+#define CHUNK_DEFAULT_SIZE (1u << 20)
+#define CHUNK_LIST_PAGE 1024u
+
+/* "4096", "64K", "1M", "0x1000": a byte count that fits 32 bits. */
+static int
+parse_u32_size(const char *s, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno != 0 || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0' || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int
+parse_target(const char *s, uint32_t *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || v == 0 || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* What every chunk subcommand starts with: a client, the target's address. */
+struct chunk_ctx {
+	struct cfs_client *c;
+	uint32_t node;
+	uint32_t target;
+	cfs_addr_t addr;
+};
+
+static int
+chunk_open(struct chunk_ctx *x, const char *endpoint, const char *target)
+{
+	int rc;
+
+	if (parse_target(target, &x->target) != 0) {
+		fprintf(stderr, "chainfs: %s: expected a target id (1..4294967295)\n", target);
+		return 2;
+	}
+	x->c = cli_open(endpoint, &x->node);
+	if (!x->c)
+		return 1;
+	rc = cfs_target_find(x->c, x->node, x->target, &x->addr);
+	if (rc != 0) {
+		if (rc == -CFS_ENOACTOR)
+			fprintf(stderr, "chainfs: %s runs no target %" PRIu32 "\n", endpoint,
+				x->target);
+		else
+			cli_error("status", rc);
+		cfs_client_destroy(&x->c);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+parse_id(const char *s, struct cfs_id128 *id)
+{
+	if (cfs_chunk_id_parse(s, id) != 0) {
+		fprintf(stderr, "chainfs: %s: expected a chunk id: 32 hex digits or INODE:INDEX "
+				"(not all zero)\n", s);
+		return 2;
+	}
+	return 0;
+}
+
+/* Query a chunk: 0 and *r filled, or an error (-CFS_ENOCHUNK, transport). */
+static int
+chunk_query(struct chunk_ctx *x, const struct cfs_id128 *id, struct cfs_chunk_query_resp *r)
+{
+	struct rt_msg *req, *resp = NULL;
+	int rc;
+
+	req = rt_msg_new(CFS_MSG_CHUNK_QUERY);
+	if (!req)
+		return -ENOMEM;
+	RT_BODY(req, chunk_query)->target = x->target;
+	RT_BODY(req, chunk_query)->chunk = *id;
+	rc = cfs_client_call(x->c, x->addr, req, 0, &resp);
+	if (rc == 0)
+		*r = *RT_BODY(resp, chunk_query_resp);
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* Read a whole file (or stdin for "-") into a fresh aligned buffer. */
+static int
+slurp(const char *path, struct rt_buf **out, uint32_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	struct rt_buf *b = NULL;
+	size_t n = 0, cap = 64 << 10;
+	int rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		fprintf(stderr, "chainfs: %s: %s\n", path, strerror(errno));
+		return rc;
+	}
+	for (;;) {
+		if (!b || n == cap) {
+			struct rt_buf *nb;
+			int ch;
+
+			if (b) {
+				/* Full: grow only when more bytes follow. */
+				ch = fgetc(f);
+				if (ch == EOF) {
+					if (ferror(f)) {
+						rc = -EIO;
+						fprintf(stderr, "chainfs: %s: read error\n", path);
+					}
+					break;
+				}
+				ungetc(ch, f);
+				cap *= 2;
+			}
+			if (cap > DISK_MAX_CHUNK) {
+				fprintf(stderr, "chainfs: %s: larger than the largest chunk (%u bytes)\n",
+					path, DISK_MAX_CHUNK);
+				rc = -EFBIG;
+				break;
+			}
+			nb = rt_buf_get(cap);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (b) {
+				memcpy(nb->data, b->data, n);
+				rt_buf_put(&b);
+			}
+			b = nb;
+		}
+		size_t got = fread(b->data + n, 1, cap - n, f);
+
+		n += got;
+		if (got == 0) {
+			if (ferror(f)) {
+				rc = -EIO;
+				fprintf(stderr, "chainfs: %s: read error\n", path);
+			}
+			break;
+		}
+	}
+	if (f != stdin)
+		fclose(f);
+	if (rc != 0) {
+		rt_buf_put(&b);
+		return rc;
+	}
+	b->len = (uint32_t)n;
+	*out = b;
+	*len = (uint32_t)n;
+	return 0;
+}
+
+static int
+chunk_put(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"offset", required_argument, NULL, 'O'},
+		{"chunk-size", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0},
+	};
+	struct chunk_ctx x = {0};
+	struct cfs_chunk_query_resp q;
+	struct rt_msg *req = NULL, *resp = NULL;
+	struct rt_buf *buf = NULL;
+	uint32_t offset = 0, chunk_size = 0, len = 0;
+	struct cfs_id128 id;
+	char ids[CFS_CHUNK_ID_STR];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "O:s:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'O':
+			if (parse_u32_size(optarg, &offset) != 0)
+				goto usage;
+			break;
+		case 's':
+			if (parse_u32_size(optarg, &chunk_size) != 0 || chunk_size == 0)
+				goto usage;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 4)
+		goto usage;
+	if (parse_id(argv[optind + 2], &id) != 0)
+		return 2;
+	rc = chunk_open(&x, argv[optind], argv[optind + 1]);
+	if (rc != 0)
+		return rc;
+	rc = slurp(argv[optind + 3], &buf, &len);
+	if (rc != 0)
+		goto out;
+	if (chunk_size == 0) {
+		/* A chunk keeps its size for life: reuse the existing one's. */
+		rc = chunk_query(&x, &id, &q);
+		if (rc == 0)
+			chunk_size = q.chunk_size;
+		else if (rc == -CFS_ENOCHUNK)
+			chunk_size = CHUNK_DEFAULT_SIZE;
+		else
+			goto out_err;
+	}
+	if ((uint64_t)offset + len > chunk_size) {
+		fprintf(stderr, "chainfs: %" PRIu32 " bytes at offset %" PRIu32
+				" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
+			len, offset, chunk_size);
+		rc = 2;
+		goto out;
+	}
+	rc = cfs_chunk_write_msg(x.target, &id, chunk_size, offset, buf, 0, len, &req);
+	if (rc != 0)
+		goto out_err;
+	rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+	if (rc != 0)
+		goto out_err;
+	cfs_chunk_id_format(&id, ids);
+	printf("%s version=%" PRIu64 " len=%" PRIu32 " crc=0x%08" PRIx32 "\n", ids,
+	       RT_BODY(resp, chunk_write_resp)->version, RT_BODY(resp, chunk_write_resp)->len,
+	       RT_BODY(resp, chunk_write_resp)->crc);
+	goto out;
+out_err:
+	cli_error("chunk put", rc);
+	rc = 1;
+out:
+	rt_msg_free(&resp);
+	rt_buf_put(&buf);
+	cfs_client_destroy(&x.c);
+	return rc;
+usage:
+	fprintf(stderr, "usage: chainfs chunk put ADDR TARGET CHUNKID FILE [--offset N] "
+			"[--chunk-size N]\n");
+	return 2;
+}
+
+static int
+write_all(FILE *f, const uint8_t *p, uint32_t n)
+{
+	return fwrite(p, 1, n, f) == n ? 0 : -EIO;
+}
+
+static int
+chunk_get(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"offset", required_argument, NULL, 'O'},
+		{"len", required_argument, NULL, 'l'},
+		{"output", required_argument, NULL, 'o'},
+		{NULL, 0, NULL, 0},
+	};
+	struct chunk_ctx x = {0};
+	struct rt_msg *req = NULL, *resp = NULL;
+	const struct cfs_chunk_read_resp *r;
+	const char *output = NULL;
+	uint32_t offset = 0, len = 0, crc = 0;
+	bool have_len = false;
+	struct cfs_id128 id;
+	FILE *f = NULL;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "O:l:o:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'O':
+			if (parse_u32_size(optarg, &offset) != 0)
+				goto usage;
+			break;
+		case 'l':
+			if (parse_u32_size(optarg, &len) != 0)
+				goto usage;
+			have_len = true;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 3)
+		goto usage;
+	if (parse_id(argv[optind + 2], &id) != 0)
+		return 2;
+	rc = chunk_open(&x, argv[optind], argv[optind + 1]);
+	if (rc != 0)
+		return rc;
+	if (!have_len) {
+		struct cfs_chunk_query_resp q;
+
+		rc = chunk_query(&x, &id, &q);
+		if (rc != 0)
+			goto out_err;
+		len = q.len > offset ? q.len - offset : 0;
+	}
+	req = rt_msg_new(CFS_MSG_CHUNK_READ);
+	if (!req) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	RT_BODY(req, chunk_read)->target = x.target;
+	RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
+	if (!RT_BODY(req, chunk_read)->ios) {
+		rt_msg_free(&req);
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	RT_BODY(req, chunk_read)->ios_count = 1;
+	RT_BODY(req, chunk_read)->ios[0] = (struct cfs_chunk_io){
+		.chunk = id, .offset = offset, .len = len,
+	};
+	rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+	if (rc != 0)
+		goto out_err;
+	r = RT_BODY(resp, chunk_read_resp);
+	if (r->results_count != 1) {
+		rc = -CFS_EPROTO;
+		goto out_err;
+	}
+	rc = r->results[0].rc;
+	if (rc != 0)
+		goto out_err;
+	if (r->results[0].len != resp->plen) {
+		rc = -CFS_EPROTO;
+		goto out_err;
+	}
+	/* End to end: the bytes that arrived are the bytes the target checked. */
+	for (uint32_t i = 0; i < resp->iovcnt; i++)
+		crc = disk_crc32c(crc, resp->iov[i].buf->data + resp->iov[i].off, resp->iov[i].len);
+	if (crc != r->results[0].crc) {
+		rc = -CFS_ECHECKSUM;
+		goto out_err;
+	}
+	f = output ? fopen(output, "wb") : stdout;
+	if (!f) {
+		fprintf(stderr, "chainfs: %s: %s\n", output, strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	for (uint32_t i = 0; i < resp->iovcnt && rc == 0; i++)
+		rc = write_all(f, resp->iov[i].buf->data + resp->iov[i].off, resp->iov[i].len);
+	if (fflush(f) != 0)
+		rc = -EIO;
+	if (rc != 0)
+		goto out_err;
+	goto out;
+out_err:
+	cli_error("chunk get", rc);
+	rc = 1;
+out:
+	if (f && f != stdout)
+		fclose(f);
+	rt_msg_free(&resp);
+	cfs_client_destroy(&x.c);
+	return rc;
+usage:
+	fprintf(stderr, "usage: chainfs chunk get ADDR TARGET CHUNKID [--offset N] [--len N] "
+			"[-o FILE]\n");
+	return 2;
+}
+
+static int
+chunk_stat(int argc, char **argv)
+{
+	struct chunk_ctx x = {0};
+	struct cfs_chunk_query_resp q;
+	char ids[CFS_CHUNK_ID_STR];
+	struct cfs_id128 id;
+	int rc;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: chainfs chunk stat ADDR TARGET CHUNKID\n");
+		return 2;
+	}
+	if (parse_id(argv[3], &id) != 0)
+		return 2;
+	rc = chunk_open(&x, argv[1], argv[2]);
+	if (rc != 0)
+		return rc;
+	rc = chunk_query(&x, &id, &q);
+	if (rc == 0) {
+		cfs_chunk_id_format(&id, ids);
+		printf("chunk      %s\nchunk_size %" PRIu32 "\nlen        %" PRIu32
+		       "\ncrc        0x%08" PRIx32 "\ncommitted  %" PRIu64 "\npending    %" PRIu64
+		       "\n",
+		       ids, q.chunk_size, q.len, q.crc, q.committed, q.pending);
+	} else {
+		cli_error("chunk stat", rc);
+	}
+	cfs_client_destroy(&x.c);
+	return rc == 0 ? 0 : 1;
+}
+
+static int
+chunk_rm(int argc, char **argv)
+{
+	struct chunk_ctx x = {0};
+	struct rt_msg *req, *resp = NULL;
+	struct cfs_id128 id;
+	int rc;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: chainfs chunk rm ADDR TARGET CHUNKID\n");
+		return 2;
+	}
+	if (parse_id(argv[3], &id) != 0)
+		return 2;
+	rc = chunk_open(&x, argv[1], argv[2]);
+	if (rc != 0)
+		return rc;
+	req = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+	if (!req) {
+		rc = -ENOMEM;
+	} else {
+		RT_BODY(req, chunk_remove)->target = x.target;
+		RT_BODY(req, chunk_remove)->chunk = id;
+		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+	}
+	if (rc != 0)
+		cli_error("chunk rm", rc);
+	rt_msg_free(&resp);
+	cfs_client_destroy(&x.c);
+	return rc == 0 ? 0 : 1;
+}
+
+/* The id right after id (list continues from there). False after all ones. */
+static bool
+id_next(struct cfs_id128 *id)
+{
+	for (int i = 15; i >= 0; i--) {
+		if (++id->b[i] != 0)
+			return true;
+	}
+	return false;
+}
+
+static int
+chunk_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"begin", required_argument, NULL, 'b'},
+		{"limit", required_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	struct chunk_ctx x = {0};
+	struct cfs_id128 begin = {{0}};
+	uint64_t limit = UINT64_MAX, shown = 0;
+	bool more = true;
+	char *end;
+	int opt, rc = 0;
+
+	while ((opt = getopt_long(argc, argv, "b:n:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b':
+			if (parse_id(optarg, &begin) != 0)
+				return 2;
+			break;
+		case 'n':
+			errno = 0;
+			limit = strtoull(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg)
+				goto usage;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 2)
+		goto usage;
+	rc = chunk_open(&x, argv[optind], argv[optind + 1]);
+	if (rc != 0)
+		return rc;
+	printf("%-32s %10s %10s %10s %10s\n", "CHUNK", "LEN", "CRC", "COMMITTED", "PENDING");
+	while (more && shown < limit) {
+		const struct cfs_chunk_list_resp *r;
+		struct rt_msg *req, *resp = NULL;
+		char ids[CFS_CHUNK_ID_STR];
+
+		req = rt_msg_new(CFS_MSG_CHUNK_LIST);
+		if (!req) {
+			rc = -ENOMEM;
+			break;
+		}
+		RT_BODY(req, chunk_list)->target = x.target;
+		RT_BODY(req, chunk_list)->begin = begin;
+		RT_BODY(req, chunk_list)->max =
+			limit - shown < CHUNK_LIST_PAGE ? (uint32_t)(limit - shown) : CHUNK_LIST_PAGE;
+		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+		if (rc != 0)
+			break;
+		r = RT_BODY(resp, chunk_list_resp);
+		for (uint32_t i = 0; i < r->chunks_count; i++) {
+			const struct cfs_chunk_meta *cm = &r->chunks[i];
+
+			cfs_chunk_id_format(&cm->chunk, ids);
+			printf("%s %10" PRIu32 " 0x%08" PRIx32 " %10" PRIu64 " %10" PRIu64 "\n", ids,
+			       cm->len, cm->crc, cm->committed, cm->pending);
+		}
+		shown += r->chunks_count;
+		more = r->more && r->chunks_count > 0;
+		if (more) {
+			begin = r->chunks[r->chunks_count - 1].chunk;
+			more = id_next(&begin);
+		}
+		rt_msg_free(&resp);
+	}
+	if (rc != 0)
+		cli_error("chunk list", rc);
+	cfs_client_destroy(&x.c);
+	return rc == 0 ? 0 : 1;
+usage:
+	fprintf(stderr, "usage: chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n");
+	return 2;
+}
+
+int
+cli_chunk(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int argc, char **argv);
+	} subs[] = {
+		{"put", chunk_put}, {"get", chunk_get}, {"stat", chunk_stat},
+		{"list", chunk_list}, {"rm", chunk_rm},
+	};
+
+	if (argc >= 2) {
+		for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+			if (strcmp(argv[1], subs[i].name) == 0) {
+				optind = 0;	/* reinitialise getopt: options may follow operands */
+				return subs[i].fn(argc - 1, argv + 1);
+			}
+		}
+	}
+	fprintf(stderr,
+		"usage: chainfs chunk put ADDR TARGET CHUNKID FILE [--offset N] [--chunk-size N]\n"
+		"       chainfs chunk get ADDR TARGET CHUNKID [--offset N] [--len N] [-o FILE]\n"
+		"       chainfs chunk stat ADDR TARGET CHUNKID\n"
+		"       chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n"
+		"       chainfs chunk rm ADDR TARGET CHUNKID\n"
+		"CHUNKID: 32 hex digits or INODE:INDEX\n");
+	return 2;
+}

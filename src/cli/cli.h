@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The chainfs command line tool: a table of subcommands, each in its own file,
+ * sharing one way to reach a node (cli_open) and to report errors.
+ */
+#ifndef CFS_CLI_H
+#define CFS_CLI_H
+
+#include <stdbool.h>
+#include <errno.h>
+#include <stdint.h>
+
+#include "client/client.h"
+
+struct cli_opts {
+	uint32_t timeout_ms;
+	bool verbose;
+};
+
+extern struct cli_opts g_cli;
+
+/* Connect a client to ADDR; prints the reason and returns NULL on failure. */
+struct cfs_client *cli_open(const char *endpoint, uint32_t *node);
+/* Print "chainfs: what: reason (NAME)" to stderr. */
+void cli_error(const char *what, int rc);
+
+int cli_ping(int argc, char **argv);
+int cli_admin(int argc, char **argv);
+int cli_chunk(int argc, char **argv);
+
+#endif

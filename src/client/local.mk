@@ -1,0 +1,4 @@
+# src/client: the client runtime (start of libchainfs).
+noinst_LTLIBRARIES += libcfs_client.la
+libcfs_client_la_SOURCES = src/client/client.c src/client/client.h \
+	src/client/targets.c src/client/targets.h

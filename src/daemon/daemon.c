@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A node is a runtime, a transport and actors; this file wires them together
+ * from a parsed configuration. Adding a role means adding its section to
+ * config_keys.def and a spawn step here.
+ */
+#define RT_LOG_SUBSYS "chainfsd"
+#include <config.h>
+
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "actors/node/nodectl.h"
+#include "actors/storage/storage.h"
+#include "net/net.h"
+#include "rt/rt.h"
+
+struct cfsd {
+	struct rt *rt;
+	struct net *net;
+};
+
+/* One storage actor per [target.ID], on its configured loop; `loop = auto`
+ * spreads targets round-robin over loops 1..N-1 (loop 0 keeps the sessions
+ * and control actors) or uses loop 0 when it is the only one. Spawned before
+ * the loops run, so the node listens only once every target is open. */
+static int
+spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
+{
+	unsigned nloops = rt_loop_count(d->rt), next = 0;
+
+	for (unsigned i = 0; i < cfg->ntargets; i++) {
+		const struct cfsd_target_config *tc = &cfg->targets[i];
+		struct stor_config sc = {
+			.target_id = tc->id,
+			.path = tc->path,
+			.capacity = tc->capacity,
+			.max_reply = cfg->max_payload,
+		};
+		cfs_addr_t addr;
+		unsigned li;
+		int rc;
+
+		if (tc->loop >= 0) {
+			if ((unsigned)tc->loop >= nloops) {
+				RT_ERRLOG("target %" PRIu32 ": loop = %d, but the node runs %u loops",
+					  tc->id, (int)tc->loop, nloops);
+				return -CFS_ECONFIG;
+			}
+			li = (unsigned)tc->loop;
+		} else {
+			li = nloops > 1 ? 1 + next++ % (nloops - 1) : 0;
+		}
+		rc = rt_spawn(rt_loop_at(d->rt, li), &stor_kind, &sc, 0, &addr);
+		if (rc != 0) {
+			RT_ERR(rc, "target %" PRIu32 " path=%s: cannot start", tc->id, tc->path);
+			return rc;
+		}
+		RT_INFO("target=%" PRIu32 " path=%s loop=%u addr=0x%016" PRIx64 ": storage actor",
+			tc->id, tc->path, li, addr);
+	}
+	return 0;
+}
+
+int
+cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
+{
+	struct rt_config rcfg = {
+		.loops = cfg->loops,
+		.pin = cfg->pin,
+		.node_id = cfg->node_id,
+		.default_timeout_ms = cfg->request_timeout_ms,
+	};
+	struct net_config ncfg;
+	struct nodectl_config nccfg = {.version = PACKAGE_VERSION};
+	struct cfsd *d;
+	cfs_addr_t addr;
+	int rc;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	rc = rt_create(&rcfg, &d->rt);
+	if (rc != 0)
+		goto out_free;
+
+	net_config_init(&ncfg);
+	ncfg.listen = cfg->listen;
+	ncfg.limits.max_hdr = (uint32_t)cfg->max_frame_header;
+	ncfg.limits.max_payload = cfg->max_payload;
+	ncfg.max_outq_bytes = cfg->max_outq;
+	ncfg.connect_timeout_ms = cfg->connect_timeout_ms;
+	ncfg.reconnect_min_ms = cfg->reconnect_min_ms;
+	ncfg.reconnect_max_ms = cfg->reconnect_max_ms;
+	rc = net_create(d->rt, &ncfg, &d->net);
+	if (rc != 0)
+		goto out_rt;
+
+	rc = rt_spawn(rt_loop_at(d->rt, 0), &nodectl_kind, &nccfg, CFS_LOCAL_NODECTL, &addr);
+	if (rc != 0)
+		goto out_net;
+	rc = spawn_targets(d, cfg);
+	if (rc != 0)
+		goto out_net;
+
+	rc = rt_start(d->rt, false);
+	if (rc != 0)
+		goto out_net;
+	RT_INFO("node=%u listen=%s loops=%u port=%u: serving", cfg->node_id, cfg->listen,
+		rt_loop_count(d->rt), net_listen_port(d->net));
+	*out = d;
+	return 0;
+
+out_net:
+	rt_shutdown(d->rt);
+	rt_destroy(&d->rt);
+	net_destroy(&d->net);
+	free(d);
+	return rc;
+out_rt:
+	rt_destroy(&d->rt);
+out_free:
+	free(d);
+	return rc;
+}
+
+void
+cfsd_stop(struct cfsd **pd)
+{
+	struct cfsd *d = *pd;
+
+	if (!d)
+		return;
+	rt_shutdown(d->rt);
+	rt_destroy(&d->rt);
+	net_destroy(&d->net);
+	free(d);
+	*pd = NULL;
+}

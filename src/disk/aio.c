@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The libaio I/O engine: one aio context per loop, shared by the targets of
+ * that loop, and the only place in chainfs that calls io_submit.
+ *
+ * Requests queued during a loop iteration go down together in one io_submit
+ * from an ev_prepare watcher (it runs once per iteration, before the loop
+ * blocks). Since other prepare watchers (the runtime's own) may still queue
+ * requests after ours ran, an ev_idle watcher is active whenever requests are
+ * queued: it keeps the loop from blocking, so they go down one iteration
+ * later at worst. Completions are signalled on an eventfd (io_set_eventfd)
+ * watched by an ev_io and reaped without blocking. When more requests are
+ * queued than the context has slots, the rest wait in FIFO order for
+ * completions.
+ *
+ * The per-loop registry (disk_aio_get/put) hands the same engine to every
+ * target of a loop.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RWF_DSYNC */
+#endif
+#include <errno.h>
+#include <libaio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define RT_LOG_SUBSYS "disk"
+#include "disk/disk.h"
+
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
+
+#define DEFAULT_DEPTH 1024
+#define REAP_BATCH 256
+
+struct aio_eng {
+	struct disk_ioeng pub;
+	io_context_t ctx;
+	unsigned depth;
+	unsigned submitted;	/* in the kernel */
+	unsigned queued;	/* waiting for io_submit */
+	int efd;
+	ev_io efd_w;
+	ev_prepare prep_w;
+	ev_idle idle_w;
+	struct disk_io *qhead, **qtail;
+	struct iocb *iocbs;
+	struct iocb **freel;	/* free iocbs */
+	unsigned nfree;
+	struct iocb **batch;
+	struct io_event events[REAP_BATCH];
+	/* registry */
+	int refs;
+	bool registered;
+};
+
+static void
+aio_flush(struct aio_eng *a)
+{
+	unsigned n = 0;
+
+	while (a->qhead != NULL && a->nfree > 0) {
+		struct disk_io *io = a->qhead;
+		struct iocb *cb = a->freel[--a->nfree];
+
+		a->qhead = io->next;
+		a->queued--;
+		if (io->op == DISK_IO_READ)
+			io_prep_pread(cb, io->fd, io->buf, io->len, (long long)io->off);
+		else
+			io_prep_pwrite(cb, io->fd, io->buf, io->len, (long long)io->off);
+		cb->aio_rw_flags = io->op == DISK_IO_WRITE && io->dsync ? RWF_DSYNC : 0;
+		io_set_eventfd(cb, a->efd);
+		cb->data = io;
+		a->batch[n++] = cb;
+	}
+	if (a->qhead == NULL)
+		a->qtail = &a->qhead;
+
+	for (unsigned i = 0; i < n;) {
+		int rc = io_submit(a->ctx, (long)(n - i), &a->batch[i]);
+
+		if (rc > 0) {
+			a->submitted += (unsigned)rc;
+			i += (unsigned)rc;
+			continue;
+		}
+		if (rc == -EAGAIN || rc == 0) {
+			/* Kernel out of resources: put the rest back in front, in order,
+			 * and retry when completions arrive. */
+			for (unsigned j = n; j-- > i;) {
+				struct disk_io *io = a->batch[j]->data;
+
+				a->freel[a->nfree++] = a->batch[j];
+				io->next = a->qhead;
+				if (a->qhead == NULL)
+					a->qtail = &io->next;
+				a->qhead = io;
+				a->queued++;
+			}
+			break;
+		}
+		/* The first request is bad (-EINVAL, -EBADF...): fail it alone and
+		 * go on with the others. */
+		{
+			struct disk_io *io = a->batch[i]->data;
+
+			a->freel[a->nfree++] = a->batch[i];
+			i++;
+			io->cb(io, rc);
+		}
+	}
+	if (a->qhead == NULL || a->nfree == 0) {
+		if (ev_is_active(&a->idle_w))
+			ev_idle_stop(a->pub.ev, &a->idle_w);
+	}
+}
+
+static void
+prep_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+	struct aio_eng *a = w->data;
+
+	if (a->qhead != NULL)
+		aio_flush(a);
+}
+
+static void
+idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
+{
+	struct aio_eng *a = w->data;
+
+	/* Its only job is to keep the loop from blocking; the flush happens in
+	 * the prepare watcher of the next iteration. */
+	if (a->qhead == NULL || a->nfree == 0)
+		ev_idle_stop(ev, w);
+}
+
+static unsigned
+reap(struct aio_eng *a, long min_nr, struct timespec *ts)
+{
+	unsigned total = 0;
+
+	for (;;) {
+		int n = io_getevents(a->ctx, min_nr, REAP_BATCH, a->events, ts);
+
+		if (n <= 0)
+			break;
+		min_nr = 0;
+		for (int i = 0; i < n; i++) {
+			struct iocb *cb = a->events[i].obj;
+			struct disk_io *io = cb->data;
+			long res = (long)a->events[i].res;
+
+			a->freel[a->nfree++] = cb;
+			a->submitted--;
+			io->cb(io, res);
+		}
+		total += (unsigned)n;
+		if (n < REAP_BATCH)
+			break;
+		ts = &(struct timespec){ 0 };
+	}
+	if (a->qhead != NULL && a->nfree > 0 && !ev_is_active(&a->idle_w))
+		ev_idle_start(a->pub.ev, &a->idle_w);
+	return total;
+}
+
+static void
+efd_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+	struct aio_eng *a = w->data;
+	uint64_t cnt;
+
+	if (read(a->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		RT_WARN("aio eventfd read: %d", errno);
+	reap(a, 0, &(struct timespec){ 0 });
+}
+
+static void
+aio_submit(struct disk_ioeng *e, struct disk_io *io)
+{
+	struct aio_eng *a = (struct aio_eng *)e;
+
+	io->next = NULL;
+	*a->qtail = io;
+	a->qtail = &io->next;
+	a->queued++;
+	if (a->nfree > 0 && !ev_is_active(&a->idle_w))
+		ev_idle_start(e->ev, &a->idle_w);
+}
+
+static int
+aio_poll(struct disk_ioeng *e, int timeout_ms)
+{
+	struct aio_eng *a = (struct aio_eng *)e;
+	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+
+	if (a->qhead != NULL)
+		aio_flush(a);
+	if (a->submitted == 0)
+		return 0;
+	return (int)reap(a, 1, &ts);
+}
+
+static unsigned
+aio_inflight(struct disk_ioeng *e)
+{
+	struct aio_eng *a = (struct aio_eng *)e;
+
+	return a->submitted + a->queued;
+}
+
+static void
+aio_destroy(struct disk_ioeng *e)
+{
+	struct aio_eng *a = (struct aio_eng *)e;
+
+	if (a == NULL)
+		return;
+	while (a->submitted > 0)
+		reap(a, 1, NULL);
+	ev_io_stop(e->ev, &a->efd_w);
+	ev_ref(e->ev); /* balance the ev_unref made when it started */
+	ev_prepare_stop(e->ev, &a->prep_w);
+	ev_idle_stop(e->ev, &a->idle_w);
+	io_destroy(a->ctx);
+	close(a->efd);
+	free(a->iocbs);
+	free(a->freel);
+	free(a->batch);
+	free(a);
+}
+
+static const struct disk_ioeng_ops aio_ops = {
+	.name = "libaio",
+	.submit = aio_submit,
+	.poll = aio_poll,
+	.inflight = aio_inflight,
+	.destroy = aio_destroy,
+};
+
+int
+disk_aio_create(struct ev_loop *ev, unsigned depth, struct disk_ioeng **out)
+{
+	struct aio_eng *a;
+	int rc;
+
+	if (depth == 0)
+		depth = DEFAULT_DEPTH;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return -ENOMEM;
+	a->pub.ops = &aio_ops;
+	a->pub.ev = ev;
+	a->depth = depth;
+	a->qtail = &a->qhead;
+	a->efd = -1;
+	a->iocbs = calloc(depth, sizeof(*a->iocbs));
+	a->freel = calloc(depth, sizeof(*a->freel));
+	a->batch = calloc(depth, sizeof(*a->batch));
+	if (a->iocbs == NULL || a->freel == NULL || a->batch == NULL) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (unsigned i = 0; i < depth; i++)
+		a->freel[a->nfree++] = &a->iocbs[i];
+	rc = io_setup((int)depth, &a->ctx);
+	if (rc != 0) {
+		RT_ERR(rc, "io_setup depth=%u", depth);
+		goto out_free;
+	}
+	a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a->efd < 0) {
+		rc = -errno;
+		goto out_ctx;
+	}
+	ev_io_init(&a->efd_w, efd_cb, a->efd, EV_READ);
+	a->efd_w.data = a;
+	ev_io_start(ev, &a->efd_w);
+	ev_prepare_init(&a->prep_w, prep_cb);
+	a->prep_w.data = a;
+	ev_prepare_start(ev, &a->prep_w);
+	/* The prepare watcher alone must not keep a loop alive. */
+	ev_unref(ev);
+	ev_idle_init(&a->idle_w, idle_cb);
+	a->idle_w.data = a;
+	*out = &a->pub;
+	return 0;
+out_ctx:
+	io_destroy(a->ctx);
+out_free:
+	free(a->iocbs);
+	free(a->freel);
+	free(a->batch);
+	free(a);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- registry */
+
+#define MAX_ENGINES 256
+
+static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct aio_eng *g_reg[MAX_ENGINES];
+
+int
+disk_aio_get(struct ev_loop *ev, struct disk_ioeng **out)
+{
+	struct disk_ioeng *e = NULL;
+	int rc = 0, free_at = -1;
+
+	pthread_mutex_lock(&g_reg_lock);
+	for (int i = 0; i < MAX_ENGINES; i++) {
+		if (g_reg[i] != NULL && g_reg[i]->pub.ev == ev) {
+			g_reg[i]->refs++;
+			e = &g_reg[i]->pub;
+			goto out;
+		}
+		if (g_reg[i] == NULL && free_at < 0)
+			free_at = i;
+	}
+	if (free_at < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = disk_aio_create(ev, 0, &e);
+	if (rc != 0)
+		goto out;
+	g_reg[free_at] = (struct aio_eng *)e;
+	g_reg[free_at]->refs = 1;
+	g_reg[free_at]->registered = true;
+out:
+	pthread_mutex_unlock(&g_reg_lock);
+	if (rc == 0)
+		*out = e;
+	return rc;
+}
+
+void
+disk_aio_put(struct disk_ioeng **pe)
+{
+	struct disk_ioeng *e = *pe;
+	struct aio_eng *a;
+	bool destroy = true;
+
+	if (e == NULL)
+		return;
+	*pe = NULL;
+	if (e->ops != &aio_ops) {
+		e->ops->destroy(e);
+		return;
+	}
+	a = (struct aio_eng *)e;
+	if (a->registered) {
+		pthread_mutex_lock(&g_reg_lock);
+		if (--a->refs > 0) {
+			destroy = false;
+		} else {
+			for (int i = 0; i < MAX_ENGINES; i++)
+				if (g_reg[i] == a)
+					g_reg[i] = NULL;
+		}
+		pthread_mutex_unlock(&g_reg_lock);
+	}
+	if (destroy)
+		aio_destroy(e);
+}

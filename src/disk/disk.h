@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The chunk engine: what a storage target actor drives. Two objects:
+ *
+ *  - an I/O engine (struct disk_ioeng), one per loop, shared by the targets on
+ *    that loop. The libaio implementation (disk_aio_*) submits O_DIRECT reads
+ *    and writes batched per loop iteration in one io_submit and reaps them
+ *    through an eventfd watched by libev. It sits behind a small ops table so a
+ *    simulator can replace the disk; nothing else in chainfs calls io_submit.
+ *  - a target (struct disk_target), one per storage directory: data files per
+ *    size class divided into slots, a SQLite index (WAL) of
+ *    chunk id -> (class, slot, length, committed version, CRC32C, pending version),
+ *    an in-memory hash + ordered index loaded at open, group commit on a helper
+ *    thread, copy-on-write versions.
+ *
+ * Threading: a target and its I/O engine belong to one loop (the ev_loop given
+ * at creation). Every function here except disk_crc32c*, disk_target_check and
+ * the registry calls is called on that loop's thread, and every callback runs
+ * there. Callbacks are never called from inside the call that started the
+ * operation: a function either returns <0 and never calls its callback, or
+ * returns 0 and calls it exactly once later.
+ *
+ * Durability: a mutation's callback reports success only after its data and
+ * its index entry are on stable storage (data fdatasync or RWF_DSYNC writes,
+ * then a SQLite commit with synchronous=FULL).
+ */
+#ifndef CFS_DISK_H
+#define CFS_DISK_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chainfs/errno.h"
+#include "chainfs/proto.h"
+#include "rt/rt.h"
+
+/* ---------------------------------------------------------------- CRC32C */
+
+/**
+ * CRC32C (Castagnoli, the iSCSI polynomial) of n bytes, continuing from crc.
+ * Start with crc = 0; disk_crc32c(disk_crc32c(0, a, na), b, nb) equals the CRC
+ * of a followed by b. The check value of "123456789" is 0xE3069283. Clients
+ * compute payload CRCs with this same function. Any thread. No errors.
+ */
+uint32_t disk_crc32c(uint32_t crc, const void *p, size_t n);
+
+/**
+ * CRC32C of A||B from crc_a = CRC(A), crc_b = CRC(B) and len_b = |B|, without
+ * the bytes (zlib's crc32_combine for the Castagnoli polynomial). Any thread.
+ */
+uint32_t disk_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
+/* ------------------------------------------------------------ I/O engine */
+
+#define DISK_BLOCK 4096u	/* O_DIRECT alignment and CRC block */
+
+enum disk_io_op {
+	DISK_IO_READ,
+	DISK_IO_WRITE,
+};
+
+struct disk_io;
+/** Completion: res = bytes transferred (may be short) or -errno. */
+typedef void (*disk_io_fn)(struct disk_io *io, long res);
+
+/*
+ * One I/O request, owned by the caller until its callback. buf, len and off
+ * must be DISK_BLOCK aligned (O_DIRECT).
+ */
+struct disk_io {
+	struct disk_io *next;	/* engine's queue link while queued */
+	int fd;
+	uint8_t op;		/* enum disk_io_op */
+	bool dsync;		/* write with RWF_DSYNC */
+	void *buf;
+	uint32_t len;
+	uint64_t off;
+	disk_io_fn cb;
+	void *cb_arg;
+};
+
+struct disk_ioeng;
+
+/* What a disk implementation provides. The libaio one is disk_aio_create();
+ * a simulator supplies its own. */
+struct disk_ioeng_ops {
+	const char *name;
+	/* Queue io; it goes down at the end of the current loop iteration together
+	 * with everything else queued in it. Never fails: errors arrive in io->cb. */
+	void (*submit)(struct disk_ioeng *e, struct disk_io *io);
+	/* Control path only (closing a target): submit what is queued, wait up to
+	 * timeout_ms for completions and run their callbacks. Returns how many
+	 * completed. */
+	int (*poll)(struct disk_ioeng *e, int timeout_ms);
+	/* Number of submitted or queued requests not yet completed. */
+	unsigned (*inflight)(struct disk_ioeng *e);
+	void (*destroy)(struct disk_ioeng *e);
+};
+
+struct disk_ioeng {
+	const struct disk_ioeng_ops *ops;
+	struct ev_loop *ev;	/* the loop whose thread owns the engine */
+};
+
+/**
+ * Create a libaio engine on ev: an aio context of `depth` slots (0: 1024),
+ * an eventfd watched by an ev_io, and a prepare/idle pair that submits the
+ * requests queued during each loop iteration in one io_submit. Call on the
+ * loop's thread (or before the loop runs).
+ * Errors: -ENOMEM, -EAGAIN (aio-max-nr reached) or another -errno from
+ * io_setup/eventfd.
+ */
+int disk_aio_create(struct ev_loop *ev, unsigned depth, struct disk_ioeng **out);
+
+/**
+ * The shared engine of a loop: created on first use, refcounted. Any thread
+ * before the loop runs, or the loop's own thread. Errors: as disk_aio_create.
+ */
+int disk_aio_get(struct ev_loop *ev, struct disk_ioeng **out);
+/** Drop a reference from disk_aio_get (or destroy a disk_aio_create engine
+ *  when it was not from the registry). All I/O must have completed. Sets *pe
+ *  to NULL. */
+void disk_aio_put(struct disk_ioeng **pe);
+
+/* ----------------------------------------------------------------- target */
+
+/* Size classes: a chunk lives in the smallest class that holds its chunk_size. */
+#define DISK_NCLASS 8
+#define DISK_MAX_CHUNK (64u << 20)
+extern const uint32_t disk_class_size[DISK_NCLASS]; /* 4K 16K 64K 256K 1M 4M 16M 64M */
+
+enum disk_sync_mode {
+	DISK_SYNC_FDATASYNC,	/* plain O_DIRECT writes, fdatasync per group commit */
+	DISK_SYNC_DSYNC,	/* every data write carries RWF_DSYNC */
+};
+
+enum disk_prep_mode {
+	DISK_PREP_AUTO,		/* zero-fill new extents of classes <= 256 KiB, fallocate others */
+	DISK_PREP_FALLOCATE,	/* fallocate only */
+	DISK_PREP_ZERO,		/* fallocate, then write zeros over every new extent */
+};
+
+struct disk_target_opts {
+	const char *path;	/* directory; created if missing */
+	uint64_t capacity;	/* limit on the data files' total size, bytes */
+	uint32_t target_id;	/* for logs */
+	enum disk_sync_mode sync_mode;
+	enum disk_prep_mode prep;
+	uint64_t grow_bytes;	/* data file growth step per class; 0: 64 MiB */
+	uint64_t crc_cache_bytes; /* budget for per-4KiB CRC tables; 0: 1 GiB */
+};
+
+struct disk_target;
+
+/**
+ * Open (or create) the target in o->path on engine e: the data files, the
+ * SQLite index (loaded into memory: this blocks and is the only blocking
+ * part), and the group-commit thread. Call on e's loop thread.
+ * Errors: -EINVAL (bad options), -CFS_ECONFIG (the directory holds an index of
+ * another format or class table), -EIO (SQLite error, corrupt index: two
+ * chunks sharing a slot, a slot beyond its data file), -ENOMEM, other -errno
+ * from the file system.
+ */
+int disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o,
+		     struct disk_target **out);
+
+/**
+ * Close: refuse new operations (-CFS_ENOTSERVING), let every operation in
+ * flight or queued complete (their callbacks run from inside this call),
+ * sync, stop the helper thread, close files, free. Blocks; call on the loop
+ * thread on the control path only. Sets *pt to NULL.
+ */
+void disk_target_close(struct disk_target **pt);
+
+/* What the engine knows about a chunk: committed and pending versions. */
+struct disk_chunk_info {
+	struct cfs_id128 id;
+	uint32_t chunk_size;
+	uint64_t ver;		/* committed version, 0: none */
+	uint32_t len;		/* committed length */
+	uint32_t crc;		/* CRC32C of the committed content */
+	uint64_t pver;		/* pending version, 0: none */
+	uint32_t plen;
+	uint32_t pcrc;
+};
+
+/** Completion of a mutation. info (state after the operation) is valid only
+ *  during the call and is NULL when rc < 0. */
+typedef void (*disk_done_fn)(void *cb_arg, int rc, const struct disk_chunk_info *info);
+
+enum {
+	DISK_W_COMMIT = 1u << 0, /* commit at once (single replica, chain tail) */
+	DISK_W_FORCE = 1u << 1,	 /* install exactly version `ver` as committed, dropping a
+				    pending one (resync); implies DISK_W_COMMIT */
+	DISK_W_REPLACE = 1u << 2, /* the new content is the payload alone (zeros before off),
+				     length off + len: a KV put, a resync copy */
+};
+
+/* A write: payload bytes at [off, off+len) of the chunk. */
+struct disk_write {
+	struct cfs_id128 id;
+	uint32_t chunk_size;	/* fixed for a chunk's life; selects the class */
+	uint32_t off;
+	uint32_t len;
+	const struct rt_iov *iov; /* payload: at least len bytes; the engine takes refs */
+	unsigned iovcnt;
+	uint32_t crc;		/* CRC32C of the len payload bytes, checked first */
+	uint64_t ver;		/* update version; 0: committed + 1 */
+	unsigned flags;		/* DISK_W_* */
+};
+
+/**
+ * Write a new version of a chunk, copy-on-write: the whole new content goes to
+ * a fresh slot (a partial write reads the committed content, checks its CRC
+ * and merges; bytes between the old length and off read as zeros); the old
+ * slot is freed once the new version is committed and durable. With
+ * DISK_W_REPLACE nothing of the old content is kept. Without
+ * DISK_W_COMMIT the new version is pending: readers see the committed one until
+ * disk_commit(). Operations on one chunk run one at a time, in order; reads
+ * never wait for them.
+ *
+ * Version rules (V committed, P pending, u = w->ver or V + 1 when 0):
+ * pending write: P == u replaces the pending version; P != 0 otherwise -EBUSY;
+ * u <= V -ESTALE; u > V + 1 -ERANGE. DISK_W_COMMIT: P != 0 -EBUSY, u <= V
+ * -ESTALE. DISK_W_FORCE: any u >= 1.
+ *
+ * Returned at once: -EINVAL (chunk_size 0 or > DISK_MAX_CHUNK, off + len >
+ * chunk_size, payload shorter than len, FORCE with ver 0), -CFS_ECHECKSUM
+ * (payload CRC mismatch: nothing stored), -CFS_ENOTSERVING (closing),
+ * -ENOMEM. Through cb: -EINVAL (chunk_size differs from the chunk's),
+ * -EBUSY, -ESTALE, -ERANGE (see above), -ENOSPC (capacity or file system
+ * full), -CFS_ECHECKSUM (the committed content to merge with is corrupt),
+ * -EIO.
+ */
+int disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, void *cb_arg);
+
+/**
+ * Truncate (or extend with zeros) to len bytes, copy-on-write like a write of
+ * version ver (0: next) with the same flags and version rules.
+ * Returned at once: -CFS_ENOCHUNK (unknown chunk), -EINVAL (len > chunk_size),
+ * -CFS_ENOTSERVING, -ENOMEM. Through cb: as disk_write.
+ */
+int disk_truncate(struct disk_target *t, const struct cfs_id128 *id, uint32_t len, uint64_t ver,
+		  unsigned flags, disk_done_fn cb, void *cb_arg);
+
+/**
+ * Commit pending version ver: it becomes the committed one and the old
+ * committed slot is freed. Committing the version already committed is a
+ * no-op success. Returned at once: -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM.
+ * Through cb: -CFS_ENOCHUNK (removed meanwhile), -ESTALE (ver older than the
+ * committed or pending one), -ERANGE (no such pending version), -EIO.
+ */
+int disk_commit(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, disk_done_fn cb,
+		void *cb_arg);
+
+/**
+ * Drop pending version ver (0: whatever is pending). Nothing pending: success.
+ * Returned at once: -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM. Through cb:
+ * -CFS_ENOCHUNK, -ESTALE (another version is pending), -EIO.
+ */
+int disk_abort(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, disk_done_fn cb,
+	       void *cb_arg);
+
+/**
+ * Remove a chunk (both versions). Returned at once: -CFS_ENOCHUNK,
+ * -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK, -EIO.
+ */
+int disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb,
+		void *cb_arg);
+
+enum {
+	DISK_R_PENDING = 1u << 0, /* read the pending version (error if none) */
+};
+
+/* One read of a batch. The caller fills the request part and keeps the array
+ * alive until the batch callback. */
+struct disk_read {
+	struct cfs_id128 id;
+	uint32_t off;
+	uint32_t len;
+	unsigned flags;		/* DISK_R_* */
+	/* results */
+	int rc;			/* 0, -CFS_ENOCHUNK, -EINVAL, -CFS_ECHECKSUM, -EIO, -ENOMEM */
+	uint64_t ver;		/* version read */
+	uint32_t crc;		/* CRC32C of the returned bytes */
+	struct rt_iov data;	/* returned bytes (short at the chunk's end); the caller owns
+				   the buffer reference: rt_buf_put(&data.buf). */
+};
+
+typedef void (*disk_read_fn)(void *cb_arg, struct disk_read *reads, unsigned n);
+
+/**
+ * Read a batch: all its I/O goes down in one submission. Every byte returned
+ * was checked against the stored CRC32C (per-4KiB CRC tables kept in memory;
+ * a chunk without one in memory is read whole once and checked against its
+ * chunk CRC). A mismatch gives that item -CFS_ECHECKSUM, is counted and logged
+ * with target and chunk, and never returns the bytes. Per-item errors: see
+ * struct disk_read (-EINVAL: off + len > chunk_size). A read past the end
+ * returns the bytes up to it. cb runs once for the batch.
+ * Returned at once: -EINVAL (n == 0), -CFS_ENOTSERVING, -ENOMEM.
+ */
+int disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_fn cb,
+	      void *cb_arg);
+
+/** Query a chunk from memory. Errors: -CFS_ENOCHUNK. */
+int disk_query(struct disk_target *t, const struct cfs_id128 *id, struct disk_chunk_info *out);
+
+/**
+ * List chunks with begin <= id < end in id order (memcmp of the 16 bytes),
+ * from memory, at most max of them into out[]. begin NULL: from the first;
+ * end NULL: to the last. *more is set when chunks remain in the range: go on
+ * with begin = disk_id_next(last id). Chunks whose first write is still in
+ * flight are not listed. Returns how many were stored (>= 0).
+ */
+int disk_list(struct disk_target *t, const struct cfs_id128 *begin, const struct cfs_id128 *end,
+	      struct disk_chunk_info *out, unsigned max, bool *more);
+
+/** The id right after id in list order (wraps to all zeros after all ones). */
+struct cfs_id128 disk_id_next(const struct cfs_id128 *id);
+
+struct disk_stats {
+	uint64_t capacity;	/* configured limit */
+	uint64_t allocated;	/* data file bytes (prepared slots) */
+	uint64_t used;		/* bytes of slots holding a version */
+	uint64_t free;		/* capacity - used */
+	uint64_t chunks;
+	uint64_t reads, read_bytes;
+	uint64_t writes, write_bytes; /* mutations applied, payload bytes */
+	uint64_t checksum_errors;
+	uint64_t io_errors;
+	uint64_t commits;	/* group commits (SQLite transactions) */
+	uint64_t commit_items;	/* index updates they carried */
+	uint64_t fdatasync_ns;	/* helper thread time in data fdatasync */
+	uint64_t commit_ns;	/* helper thread time in SQLite transactions */
+	uint64_t crc_cache_bytes;
+};
+
+/** Counters and space. No errors. */
+void disk_stats(struct disk_target *t, struct disk_stats *out);
+
+/* Result of a consistency check. */
+struct disk_check {
+	uint64_t rows;		/* index rows */
+	uint64_t chunks;	/* in-memory chunks */
+	uint64_t slots_used;	/* in-memory bitmap bits set */
+	uint64_t leaked;	/* bitmap bits set that no row references */
+	uint64_t missing;	/* slots referenced by rows but free in the bitmap */
+	uint64_t double_used;	/* slots referenced twice */
+	uint64_t out_of_file;	/* slots beyond their data file */
+	uint64_t mismatched;	/* rows that differ from the in-memory entry */
+	char first[160];	/* description of the first problem */
+};
+
+/**
+ * Compare the slot bitmaps and the in-memory index against the SQLite index
+ * (read through a separate connection). Call when no mutation is in flight
+ * (for instance right after open, or after every callback has run): slots of
+ * in-flight operations would count as leaked. Blocks (reads the database);
+ * for tests, tools and admin commands. Returns 0 when consistent, -EUCLEAN
+ * when any counter other than rows/chunks/slots_used is non-zero, -EIO when
+ * the index cannot be read.
+ */
+int disk_target_check(struct disk_target *t, struct disk_check *out);
+
+/** The target's directory and id (for logs). */
+const char *disk_target_path(const struct disk_target *t);
+
+#endif

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of the chunk engine shared by its files: the in-memory chunk
+ * entry and its maps (chunkmap.c), size classes and slot bitmaps (slots.c),
+ * the SQLite index (index.c), the group-commit thread (sync.c), mutations
+ * (write.c), read batches (read.c) and the target itself (target.c).
+ * Nothing outside src/disk includes this header.
+ */
+#ifndef CFS_DISK_INTERNAL_H
+#define CFS_DISK_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <string.h>
+
+#include "disk/disk.h"
+
+#define DISK_NOSLOT UINT32_MAX
+
+static inline uint32_t
+disk_nblocks(uint32_t len)
+{
+	return (uint32_t)(((uint64_t)len + DISK_BLOCK - 1) / DISK_BLOCK);
+}
+
+static inline uint64_t
+disk_roundup(uint64_t len)
+{
+	return (len + DISK_BLOCK - 1) & ~(uint64_t)(DISK_BLOCK - 1);
+}
+
+static inline int
+disk_id_cmp(const struct cfs_id128 *a, const struct cfs_id128 *b)
+{
+	return memcmp(a->b, b->b, sizeof(a->b));
+}
+
+/* ------------------------------------------------------------------ crc.c */
+
+/* CRC of p[0, len) computed per 4 KiB block: table[i] (when table is not NULL)
+ * receives block i's CRC, the return value is the CRC of the whole. */
+uint32_t disk_crc_blocks(const uint8_t *p, uint32_t len, uint32_t *table);
+/* The CRC of content of length len from its block table. */
+uint32_t disk_crc_table_combine(const uint32_t *table, uint32_t len);
+
+/* ------------------------------------------------------------ chunk entry */
+
+/* One stored version of a chunk. */
+struct disk_ver {
+	uint64_t ver;		/* 0: absent */
+	uint32_t slot;		/* DISK_NOSLOT when len == 0 */
+	uint32_t len;
+	uint32_t crc;
+	uint32_t *bcrc;		/* per-4KiB CRCs, NULL when not in memory (or len <= 4 KiB) */
+};
+
+struct disk_op;
+
+struct disk_chunk {
+	struct cfs_id128 id;
+	uint32_t chunk_size;
+	uint8_t cls;
+	bool busy;		/* a mutation is running; later ones wait in waitq */
+	bool on_lru;
+	struct disk_ver cur;	/* committed */
+	struct disk_ver pend;	/* pending */
+	struct disk_op *waitq;
+	struct disk_op **waitq_tail;
+	struct disk_chunk *lru_prev, *lru_next; /* CRC table cache order */
+};
+
+static inline bool
+disk_chunk_exists(const struct disk_chunk *c)
+{
+	return c->cur.ver != 0 || c->pend.ver != 0;
+}
+
+/* --------------------------------------------------------------- chunkmap.c */
+
+struct disk_omap_blk;
+
+/* Hash (open addressing, linear probing) for lookups plus an ordered index
+ * (sorted blocks of pointers) for list. Both hold every entry. */
+struct disk_cmap {
+	struct disk_chunk **tab;
+	uint32_t mask;
+	uint32_t count;
+	struct disk_omap_blk **blks;
+	uint32_t nblks;
+	uint32_t capblks;
+};
+
+struct disk_cmap_cursor {
+	uint32_t blk;
+	uint32_t idx;
+};
+
+int disk_cmap_init(struct disk_cmap *m);
+void disk_cmap_fini(struct disk_cmap *m);
+struct disk_chunk *disk_cmap_find(const struct disk_cmap *m, const struct cfs_id128 *id);
+/* -ENOMEM; the id must not be present. */
+int disk_cmap_insert(struct disk_cmap *m, struct disk_chunk *c);
+void disk_cmap_remove(struct disk_cmap *m, struct disk_chunk *c);
+/* Position at the first entry with id >= *id (NULL: the first entry). */
+void disk_cmap_seek(const struct disk_cmap *m, const struct cfs_id128 *id,
+		    struct disk_cmap_cursor *cur);
+/* The entry at the cursor (NULL at the end), advancing it. */
+struct disk_chunk *disk_cmap_next(const struct disk_cmap *m, struct disk_cmap_cursor *cur);
+
+/* ------------------------------------------------------------------ index.c */
+
+/* The durable image of one chunk, as the index stores it. */
+struct disk_row {
+	struct cfs_id128 id;
+	bool del;		/* delete the row */
+	uint32_t chunk_size;
+	uint8_t cls;
+	uint64_t ver;
+	uint32_t slot, len, crc;
+	uint64_t pver;
+	uint32_t pslot, plen, pcrc;
+};
+
+struct disk_index {
+	sqlite3 *db;
+	sqlite3_stmt *upsert;
+	sqlite3_stmt *del;
+	sqlite3_stmt *begin;
+	sqlite3_stmt *commit;
+	sqlite3_stmt *rollback;
+};
+
+/* Open or create path's index; -CFS_ECONFIG on a foreign format, -EIO. */
+int disk_index_open(struct disk_index *ix, const char *path);
+void disk_index_close(struct disk_index *ix);
+/* Call fn for every row in id order; stops at fn's first error. -EIO. */
+int disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *r, void *arg),
+		    void *arg);
+int disk_index_begin(struct disk_index *ix);
+int disk_index_put(struct disk_index *ix, const struct disk_row *r);
+/* Commit; on error rolls back. -ENOSPC (SQLITE_FULL), -EIO. */
+int disk_index_commit(struct disk_index *ix);
+void disk_index_rollback(struct disk_index *ix);
+
+/* ------------------------------------------------------------------- sync.c */
+
+/* Something the helper thread posts back to the loop. */
+struct disk_mitem {
+	struct disk_mitem *next;
+	void (*fn)(struct disk_target *t, struct disk_mitem *mi);
+};
+
+enum disk_sitem_kind {
+	DISK_SI_ROW,		/* an index update (after fdatasync of sync_cls) */
+	DISK_SI_GROW,		/* fallocate a data file extent */
+};
+
+/* Work for the helper thread; `done` is posted back with rc set. */
+struct disk_sitem {
+	struct disk_sitem *next;
+	uint8_t kind;
+	int8_t sync_cls;	/* data file to fdatasync first, -1: none */
+	int rc;
+	struct disk_row row;
+	uint8_t cls;		/* DISK_SI_GROW */
+	uint64_t off, len;
+	struct disk_mitem done;
+};
+
+int disk_sync_start(struct disk_target *t);
+void disk_sync_stop(struct disk_target *t);
+/* Queue for the helper thread (loop thread). */
+void disk_sync_push(struct disk_target *t, struct disk_sitem *si);
+/* Post mi to the loop (any thread). */
+void disk_mbox_post(struct disk_target *t, struct disk_mitem *mi);
+/* Run what was posted (loop thread). */
+void disk_mbox_drain(struct disk_target *t);
+
+/* ------------------------------------------------------------------ slots.c */
+
+#define DISK_ZERO_CHUNK (1u << 20)
+
+struct disk_class {
+	uint32_t size;		/* slot bytes */
+	int fd;
+	uint32_t nslots;	/* usable slots (prepared) */
+	uint32_t nfile;		/* slots the file holds or is growing to */
+	uint32_t nbits;		/* bitmap capacity */
+	uint64_t *bits;		/* 1: used by a version, an operation or quarantine */
+	uint32_t nused;
+	uint32_t hint;
+	uint32_t nquar;		/* of nused, waiting in quarantine */
+	bool growing;
+	bool grow_failed;	/* the last growth failed: parked writers get -ENOSPC */
+	bool zero;		/* new extents are zero-filled */
+	uint64_t zero_next, zero_end; /* bytes being zero-filled */
+	bool zero_busy;
+	struct disk_io zio;
+	struct disk_op *waitq;	/* operations waiting for a slot */
+	struct disk_op **waitq_tail;
+};
+
+/* A freed slot waiting for the reads that may still use it. */
+struct disk_quar {
+	struct disk_quar *next;
+	uint64_t gen;
+	uint8_t cls;
+	uint32_t slot;
+};
+
+/* Every read in flight, in start order, so a freed slot is reused only after
+ * the reads that started before it was freed have finished. */
+struct disk_rtrack {
+	struct disk_rtrack *prev, *next;
+	uint64_t gen;
+};
+
+int disk_class_of(uint32_t chunk_size);
+int disk_slots_open(struct disk_target *t);
+void disk_slots_close(struct disk_target *t);
+/* Mark a slot used while loading the index: -EEXIST (already used), -ERANGE (beyond file). */
+int disk_slot_mark(struct disk_target *t, uint8_t cls, uint32_t slot);
+/* 0 and *slot, -EAGAIN (op parked on the class: it is retried when a slot frees
+ * or the file grows), -ENOSPC. */
+int disk_slot_alloc(struct disk_target *t, uint8_t cls, struct disk_op *op, uint32_t *slot);
+/* Free a slot that no durable state references and no read can see. */
+void disk_slot_free_now(struct disk_target *t, uint8_t cls, uint32_t slot);
+/* Free a slot that was visible: it waits until earlier reads finish. */
+void disk_slot_free_visible(struct disk_target *t, uint8_t cls, uint32_t slot);
+/* Read tracking for the above. */
+void disk_rtrack_start(struct disk_target *t, struct disk_rtrack *rt);
+void disk_rtrack_end(struct disk_target *t, struct disk_rtrack *rt);
+/* Retry parked operations where slots became available. */
+void disk_slots_kick(struct disk_target *t);
+bool disk_slots_busy(const struct disk_target *t);
+static inline bool
+disk_slot_isset(const struct disk_class *k, uint32_t slot)
+{
+	return slot < k->nbits && (k->bits[slot / 64] >> (slot % 64)) & 1;
+}
+
+/* ------------------------------------------------------------------ write.c */
+
+enum disk_op_kind {
+	DISK_OP_WRITE,
+	DISK_OP_TRUNCATE,
+	DISK_OP_COMMIT,
+	DISK_OP_ABORT,
+	DISK_OP_REMOVE,
+};
+
+/* What a mutation does to the in-memory entry once durable. */
+enum disk_op_action {
+	DISK_A_NONE,
+	DISK_A_SET_PENDING,	/* nv becomes the pending version */
+	DISK_A_SET_CUR,		/* nv becomes the committed version (pending dropped) */
+	DISK_A_COMMIT,		/* pending becomes committed */
+	DISK_A_ABORT,		/* pending dropped */
+	DISK_A_REMOVE,		/* both dropped */
+};
+
+struct disk_op {
+	struct disk_op *next;	/* chunk or class wait queue */
+	struct disk_target *t;
+	struct disk_chunk *c;
+	uint8_t kind;
+	uint8_t action;
+	uint8_t cls;
+	bool zero_copy;		/* data written straight from the payload buffer */
+	unsigned flags;
+	int rc;
+	uint64_t ver;
+	uint32_t chunk_size, off, len;
+	unsigned iovcnt;
+	struct rt_iov *iov;
+	struct disk_ver nv;	/* the new version being built */
+	struct disk_ver base;	/* copy of the committed version it builds on */
+	struct rt_buf *buf;
+	struct disk_io io;
+	struct disk_sitem si;
+	disk_done_fn cb;
+	void *cb_arg;
+	struct rt_iov iov_inline[2];
+};
+
+/* Continue a parked operation after a slot became available (slots.c). */
+void disk_op_slot_ready(struct disk_op *op);
+/* Fail a parked operation (slots.c). */
+void disk_op_slot_failed(struct disk_op *op, int rc);
+
+/* ------------------------------------------------------------------ target */
+
+struct disk_target {
+	struct disk_ioeng *e;
+	struct ev_loop *ev;
+	char *path;
+	uint32_t id;
+	uint64_t capacity;
+	uint64_t grow_bytes;
+	uint64_t file_bytes;	/* data file bytes, including growth in progress */
+	enum disk_sync_mode sync_mode;
+	enum disk_prep_mode prep;
+	bool closing;
+
+	struct disk_cmap map;
+	uint64_t nchunks;	/* entries with a version */
+	struct disk_class cls[DISK_NCLASS];
+	struct disk_quar *quar_head, **quar_tail;
+	struct disk_rtrack *rt_head, *rt_tail;
+	uint64_t rgen;
+	void *zero_buf;		/* DISK_ZERO_CHUNK bytes of zeros, aligned */
+
+	/* CRC table cache */
+	uint64_t crc_bytes, crc_budget;
+	struct disk_chunk *lru_head, *lru_tail;
+
+	/* work in flight, waited for by close */
+	uint64_t ops_inflight;	/* mutations and read batches not yet called back */
+	uint64_t bg_inflight;	/* growth and zero-fill */
+
+	/* helper thread */
+	struct disk_index ix;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct disk_sitem *sq_head, **sq_tail; /* to the thread */
+	bool stop;
+	struct disk_mitem *mb_head, **mb_tail; /* back to the loop */
+	ev_async wake;
+	/* counters the helper thread updates (under lock) */
+	uint64_t commits, commit_items;
+	uint64_t fdatasync_ns, commit_ns;
+
+	struct disk_stats st;
+	uint64_t log_budget_ns;	/* rate limit of data-path error logs */
+	uint32_t log_count;
+};
+
+/* CRC table cache (target.c). */
+void disk_crc_attach(struct disk_target *t, struct disk_chunk *c, struct disk_ver *v,
+		     uint32_t *table);
+void disk_crc_touch(struct disk_target *t, struct disk_chunk *c);
+void disk_crc_drop(struct disk_target *t, struct disk_chunk *c, struct disk_ver *v);
+/* Entry lifecycle (target.c). */
+struct disk_chunk *disk_chunk_get(struct disk_target *t, const struct cfs_id128 *id, bool create);
+void disk_chunk_forget(struct disk_target *t, struct disk_chunk *c);
+void disk_chunk_info(const struct disk_chunk *c, struct disk_chunk_info *out);
+/* Rate-limited data-path error log; true when the caller may log. */
+bool disk_log_ok(struct disk_target *t);
+
+#endif

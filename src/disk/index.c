@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The durable index of a target: one SQLite database (WAL, synchronous=FULL)
+ * with one row per chunk holding both its committed and its pending version,
+ * and a meta table recording the format and the class table the slots were
+ * cut with. The helper thread owns the connection after open; loading runs
+ * on the opening thread before the helper starts. Slot allocation is not
+ * stored: it is whatever the rows reference.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RT_LOG_SUBSYS "disk"
+#include "disk/disk_internal.h"
+
+#define INDEX_FORMAT 1
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS chunks ("
+	" id BLOB PRIMARY KEY NOT NULL,"
+	" csize INTEGER NOT NULL, cls INTEGER NOT NULL,"
+	" ver INTEGER NOT NULL, slot INTEGER NOT NULL, len INTEGER NOT NULL, crc INTEGER NOT NULL,"
+	" pver INTEGER NOT NULL, pslot INTEGER NOT NULL, plen INTEGER NOT NULL,"
+	" pcrc INTEGER NOT NULL"
+	") WITHOUT ROWID;";
+
+static int
+sql_err(sqlite3 *db, int src, const char *what)
+{
+	int rc = (src & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
+
+	RT_ERR(rc, "sqlite %s: %s", what, db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+	return rc;
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+	int src = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+	return src == SQLITE_OK ? 0 : sql_err(db, src, sql);
+}
+
+/* The class table as text, so an index cut with other classes is refused. */
+static void
+class_table(char *buf, size_t n)
+{
+	size_t off = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < DISK_NCLASS && off < n; i++)
+		off += (size_t)snprintf(buf + off, n - off, "%s%u", i ? "," : "", disk_class_size[i]);
+}
+
+static int
+check_meta(sqlite3 *db)
+{
+	char want[160], fmt[16];
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src, seen = 0;
+
+	class_table(want, sizeof(want));
+	snprintf(fmt, sizeof(fmt), "%d", INDEX_FORMAT);
+	src = sqlite3_prepare_v2(db, "SELECT k, v FROM meta", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare meta");
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		const char *v = (const char *)sqlite3_column_text(st, 1);
+
+		if (k == NULL || v == NULL)
+			continue;
+		if (strcmp(k, "format") == 0) {
+			seen |= 1;
+			if (strcmp(v, fmt) != 0) {
+				RT_ERRLOG("index format %s, this build reads %s", v, fmt);
+				rc = -CFS_ECONFIG;
+			}
+		} else if (strcmp(k, "classes") == 0) {
+			seen |= 2;
+			if (strcmp(v, want) != 0) {
+				RT_ERRLOG("index was cut with classes %s, this build has %s", v, want);
+				rc = -CFS_ECONFIG;
+			}
+		}
+	}
+	if (src != SQLITE_DONE && rc == 0)
+		rc = sql_err(db, src, "read meta");
+	sqlite3_finalize(st);
+	if (rc == 0 && seen != 3) {
+		char sql[320];
+
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR REPLACE INTO meta VALUES('format','%s');"
+			 "INSERT OR REPLACE INTO meta VALUES('classes','%s');",
+			 fmt, want);
+		rc = exec(db, sql);
+	}
+	return rc;
+}
+
+static int
+prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	int src = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+
+	return src == SQLITE_OK ? 0 : sql_err(db, src, sql);
+}
+
+int
+disk_index_open(struct disk_index *ix, const char *path)
+{
+	int src, rc;
+
+	memset(ix, 0, sizeof(*ix));
+	src = sqlite3_open_v2(path, &ix->db,
+			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (src != SQLITE_OK) {
+		rc = sql_err(ix->db, src, "open");
+		goto out_close;
+	}
+	/* synchronous=FULL in WAL mode syncs the WAL at every commit: a commit
+	 * that returned is durable, which is what acknowledging a write needs. */
+	rc = exec(ix->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			  "PRAGMA wal_autocheckpoint=4000; PRAGMA cache_size=-65536;");
+	if (rc != 0)
+		goto out_close;
+	rc = exec(ix->db, schema);
+	if (rc != 0)
+		goto out_close;
+	rc = check_meta(ix->db);
+	if (rc != 0)
+		goto out_close;
+	if ((rc = prepare(ix->db,
+			  "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver,"
+			  " pslot, plen, pcrc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+			  &ix->upsert)) != 0 ||
+	    (rc = prepare(ix->db, "DELETE FROM chunks WHERE id = ?", &ix->del)) != 0 ||
+	    (rc = prepare(ix->db, "BEGIN", &ix->begin)) != 0 ||
+	    (rc = prepare(ix->db, "COMMIT", &ix->commit)) != 0 ||
+	    (rc = prepare(ix->db, "ROLLBACK", &ix->rollback)) != 0)
+		goto out_close;
+	return 0;
+out_close:
+	disk_index_close(ix);
+	return rc;
+}
+
+void
+disk_index_close(struct disk_index *ix)
+{
+	sqlite3_finalize(ix->upsert);
+	sqlite3_finalize(ix->del);
+	sqlite3_finalize(ix->begin);
+	sqlite3_finalize(ix->commit);
+	sqlite3_finalize(ix->rollback);
+	if (ix->db != NULL)
+		sqlite3_close(ix->db);
+	memset(ix, 0, sizeof(*ix));
+}
+
+int
+disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *r, void *arg),
+		void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src;
+
+	src = sqlite3_prepare_v2(db,
+				 "SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc"
+				 " FROM chunks ORDER BY id",
+				 -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare load");
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		struct disk_row r = { 0 };
+		int cls = sqlite3_column_int(st, 2);
+
+		if (sqlite3_column_bytes(st, 0) != (int)sizeof(r.id.b) || cls < 0 ||
+		    cls >= DISK_NCLASS) {
+			RT_ERRLOG("%s: malformed index row", path);
+			rc = -EIO;
+			break;
+		}
+		memcpy(r.id.b, sqlite3_column_blob(st, 0), sizeof(r.id.b));
+		r.chunk_size = (uint32_t)sqlite3_column_int64(st, 1);
+		r.cls = (uint8_t)cls;
+		r.ver = (uint64_t)sqlite3_column_int64(st, 3);
+		r.slot = (uint32_t)sqlite3_column_int64(st, 4);
+		r.len = (uint32_t)sqlite3_column_int64(st, 5);
+		r.crc = (uint32_t)sqlite3_column_int64(st, 6);
+		r.pver = (uint64_t)sqlite3_column_int64(st, 7);
+		r.pslot = (uint32_t)sqlite3_column_int64(st, 8);
+		r.plen = (uint32_t)sqlite3_column_int64(st, 9);
+		r.pcrc = (uint32_t)sqlite3_column_int64(st, 10);
+		rc = fn(&r, arg);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sql_err(db, src, "load");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+step_reset(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+	int src = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return src == SQLITE_DONE ? 0 : sql_err(db, src, what);
+}
+
+int
+disk_index_begin(struct disk_index *ix)
+{
+	return step_reset(ix->db, ix->begin, "begin");
+}
+
+int
+disk_index_put(struct disk_index *ix, const struct disk_row *r)
+{
+	sqlite3_stmt *st = r->del ? ix->del : ix->upsert;
+
+	sqlite3_bind_blob(st, 1, r->id.b, sizeof(r->id.b), SQLITE_STATIC);
+	if (!r->del) {
+		sqlite3_bind_int64(st, 2, r->chunk_size);
+		sqlite3_bind_int(st, 3, r->cls);
+		sqlite3_bind_int64(st, 4, (int64_t)r->ver);
+		sqlite3_bind_int64(st, 5, r->slot);
+		sqlite3_bind_int64(st, 6, r->len);
+		sqlite3_bind_int64(st, 7, r->crc);
+		sqlite3_bind_int64(st, 8, (int64_t)r->pver);
+		sqlite3_bind_int64(st, 9, r->pslot);
+		sqlite3_bind_int64(st, 10, r->plen);
+		sqlite3_bind_int64(st, 11, r->pcrc);
+	}
+	return step_reset(ix->db, st, r->del ? "delete" : "upsert");
+}
+
+int
+disk_index_commit(struct disk_index *ix)
+{
+	int rc = step_reset(ix->db, ix->commit, "commit");
+
+	if (rc != 0)
+		disk_index_rollback(ix);
+	return rc;
+}
+
+void
+disk_index_rollback(struct disk_index *ix)
+{
+	if (!sqlite3_get_autocommit(ix->db))
+		step_reset(ix->db, ix->rollback, "rollback");
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The network transport as the rest of chainfs sees it: create it on a runtime,
+ * name the peers, and from then on rt_send()/rt_call() to CFS_ADDR(node, local)
+ * reach other nodes over TCP. It implements rt's transport edge
+ * (struct rt_transport_ops); below that, connection types (src/net/transport.h)
+ * move the frames. Lifetime, in this order:
+ *
+ *	rt_create -> net_create (installs itself, binds the listen address)
+ *	-> rt_start (each loop starts listening in its loop_init)
+ *	-> ... net_add_peer / net_connect_alias at any time ...
+ *	-> rt_shutdown -> rt_destroy (each loop closes its connections in loop_fini)
+ *	-> net_destroy.
+ *
+ * Peers are connected lazily, per loop: the first message a loop sends to a
+ * node opens that loop's connection to it. When a connect attempt fails, the
+ * loop's peer enters a backoff (reconnect_min_ms, doubling up to
+ * reconnect_max_ms); while it runs, sends to that node fail at once with the
+ * connect error (-ECONNREFUSED, -EHOSTUNREACH, ...) and the caller keeps the
+ * message; the first send after the backoff tries again. While a connection is
+ * being established or is up, sends queue up to max_outq_bytes, then fail with
+ * -CFS_EBUSY. A connection that breaks fails the calls waiting on it through
+ * rt_peer_lost() with -ECONNRESET (or the socket's error); the next send
+ * reconnects at once.
+ */
+#ifndef CFS_NET_NET_H
+#define CFS_NET_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/wire.h"
+#include "rt/rt.h"
+
+struct net;
+
+/* Node ids from net_connect_alias(): never real node ids (those are < 0xff000000). */
+#define NET_ALIAS_BASE 0xff000000u
+
+struct net_config {
+	const char *listen;		/* "host:port", "[v6]:port", "*:port"; NULL/"": no listener */
+	struct wire_limits limits;	/* what this node accepts and sends */
+	size_t max_outq_bytes;		/* per connection, header + payload bytes queued */
+	uint32_t connect_timeout_ms;
+	uint32_t reconnect_min_ms;	/* first backoff after a failed connect */
+	uint32_t reconnect_max_ms;	/* backoff cap */
+};
+
+#define NET_DEFAULT_MAX_OUTQ (64u << 20)
+#define NET_DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define NET_DEFAULT_RECONNECT_MIN_MS 100
+#define NET_DEFAULT_RECONNECT_MAX_MS 5000
+
+/** Fill cfg with the defaults (no listener, WIRE_LIMITS_DEFAULT, 64 MiB queue,
+ *  2 s connect timeout, backoff 100 ms .. 5 s). */
+void net_config_init(struct net_config *cfg);
+
+/**
+ * Create the transport for rt and install it with rt_set_transport(); call it
+ * after rt_create and before rt_start. When cfg->listen is set, every loop gets
+ * its own SO_REUSEPORT listener on that address (the kernel spreads incoming
+ * connections over the loops); they are bound here, so a bad or busy address
+ * fails now, and net_listen_port() is valid as soon as this returns. Zero
+ * fields of cfg take their defaults; cfg (and cfg->listen) may die after the call.
+ *
+ * @return 0 and *out; -EINVAL (unparsable listen address), -CFS_ECONFIG
+ *         (inconsistent limits), -EADDRINUSE and other bind/listen errors,
+ *         -ENOMEM.
+ */
+int net_create(struct rt *rt, const struct net_config *cfg, struct net **out);
+
+/** Free the transport. Call after rt_destroy (the loops have closed their
+ *  connections by then) or when rt_start was never called. Sets *pnet to NULL. */
+void net_destroy(struct net **pnet);
+
+/** The TCP port the listeners are bound to (the real one for "host:0"); 0 without a listener. */
+uint16_t net_listen_port(const struct net *net);
+
+/**
+ * Name node `node` as reachable at "host:port". Any thread, any time (control
+ * path: takes a lock, may resolve the name). A new address for a known node is
+ * used from that loop's next connect on.
+ *
+ * @return 0; -EINVAL (node 0, node >= NET_ALIAS_BASE, unparsable endpoint),
+ *         -EHOSTUNREACH (name does not resolve), -ENOMEM.
+ */
+int net_add_peer(struct net *net, uint32_t node, const char *endpoint);
+
+/**
+ * For a client that knows a server only by endpoint: an alias node id
+ * (>= NET_ALIAS_BASE) to use in CFS_ADDR(alias, local). Frames sent to it carry
+ * dst node CFS_NODE_ANY ("whoever receives this"), so they reach the actor
+ * `local` of whichever node listens there. The same endpoint string returns the
+ * same alias. Nothing is connected here: each loop connects on its first send.
+ *
+ * @return 0 and *node; -EINVAL, -EHOSTUNREACH, -ENOMEM, -ENOSPC (2^24 aliases).
+ */
+int net_connect_alias(struct net *net, const char *endpoint, uint32_t *node);
+
+/* Per loop counters; written by their loop, read racily by anyone. */
+struct net_stats {
+	uint64_t frames_in;
+	uint64_t frames_out;
+	uint64_t bytes_in;		/* header + payload bytes read */
+	uint64_t bytes_out;
+	uint64_t conns_accepted;
+	uint64_t conns_connected;	/* outgoing connects that succeeded */
+	uint64_t conns_open;		/* gauge: currently open, either direction */
+	uint64_t connect_failures;
+	uint64_t conn_errors;		/* connections closed by an I/O error or reset */
+	uint64_t proto_errors;		/* connections closed for a bad frame */
+	uint64_t busy;			/* sends refused with -CFS_EBUSY */
+};
+
+/**
+ * Counters of loop `index` (a racy snapshot; zero before the loop started).
+ * @return 0, -EINVAL (index out of range).
+ */
+int net_stats(const struct net *net, unsigned index, struct net_stats *out);
+
+#endif

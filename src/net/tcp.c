@@ -1,0 +1,822 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The TCP connection type: non-blocking sockets on the loop's libev, one
+ * SO_REUSEPORT listener per loop, non-blocking connect with a timeout, and the
+ * two byte paths.
+ *
+ * Send: send_frame encodes the header and body into the connection's header
+ * buffer (wire_encode) and queues the message; once per loop iteration the
+ * flush writes every queued frame with writev, header bytes from the header
+ * buffer and payload straight from the message's rt_bufs (never copied), up
+ * to IOV_MAX segments per call. A message is freed, dropping its buffer
+ * references, only when its last byte is written. When the socket is full
+ * the write watcher takes over until it drains.
+ *
+ * Receive: one readv per readable event into a per-connection receive buffer;
+ * frames are cut with wire_hdr_len/wire_decode. A payload goes into an aligned
+ * rt_buf of its exact size: what already sits in the receive buffer is copied,
+ * the rest is read from the socket straight into the rt_buf (the same readv
+ * also fills the receive buffer behind it with the frames that follow).
+ * Any decode error closes this connection, and only it.
+ */
+#define RT_LOG_SUBSYS "tcp"
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "net/transport.h"
+#include "net/wire.h"
+
+#define TCP_RBUF_SIZE (256u << 10)
+#define TCP_ACCEPT_BATCH 64
+#define TCP_ACCEPT_PAUSE_MS 100
+#define TCP_IOV_MAX (IOV_MAX < 1024 ? IOV_MAX : 1024)
+/* Header buffer bytes already written before it is worth moving the rest down. */
+#define TCP_HDRS_COMPACT (64u << 10)
+
+/* One queued frame: its header bytes in c->hdrs, its payload in m->iov. */
+struct tcp_txe {
+	struct rt_msg *m;
+	size_t hoff;
+	uint32_t hlen;
+};
+
+struct tcp_conn {
+	struct net_conn base;
+	int fd;
+	ev_io rio;
+	ev_io wio;
+	struct rt_timer ctimer;		/* connect timeout */
+	bool ctimer_on;
+	bool wblocked;			/* socket full: wio drives the writes */
+
+	/* Send queue: a ring of frames, headers encoded back to back in hdrs. */
+	struct wire_buf hdrs;
+	struct tcp_txe *txq;
+	uint32_t txcap;			/* power of two */
+	uint32_t txhead;
+	uint32_t txcount;
+	size_t head_done;		/* bytes of the head frame already written */
+	size_t outq;			/* header + payload bytes queued, not yet written */
+
+	/* Receive: bytes [rpos, rend) of rbuf are not parsed yet. */
+	uint8_t *rbuf;
+	uint32_t rcap;
+	uint32_t rpos;
+	uint32_t rend;
+	struct rt_msg *rx_msg;		/* decoded header waiting for its payload */
+	struct rt_buf *rx_buf;
+	uint32_t rx_plen;
+	uint32_t rx_got;
+	size_t rx_wire;			/* frame bytes, for the counters */
+};
+
+struct tcp_listener {
+	int fd;
+	ev_io io;
+	struct net_loop *nl;
+	struct rt_timer pause;		/* accept paused after EMFILE and friends */
+	bool pause_inited;
+};
+
+static inline struct tcp_conn *
+tcp_of(struct net_conn *c)
+{
+	return (struct tcp_conn *)c;
+}
+
+static void
+sockaddr_name(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(out, len, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(out, len, "[%s]:%u", host, port);
+	} else {
+		snprintf(out, len, "family%d", sa->sa_family);
+	}
+}
+
+static void
+set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Frames are already batched per loop iteration; Nagle would only add
+	 * a round trip of latency to every small request. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ------------------------------------------------------------------ receive */
+
+static void tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents);
+static void tcp_write_cb(struct ev_loop *ev, ev_io *w, int revents);
+
+/* Attach the finished payload and hand the message up. */
+static void
+rx_finish(struct tcp_conn *c)
+{
+	struct rt_msg *m = c->rx_msg;
+	struct rt_buf *b = c->rx_buf;
+	int rc;
+
+	c->rx_msg = NULL;
+	c->rx_buf = NULL;
+	b->len = c->rx_plen;
+	rc = rt_msg_add_iov(m, b, 0, c->rx_plen);
+	rt_buf_put(&b);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		net_conn_close(&c->base, rc);
+		return;
+	}
+	net_conn_frame(&c->base, m, c->rx_wire);
+}
+
+/* The unparsed bytes move to the front of rbuf. */
+static void
+rbuf_compact(struct tcp_conn *c)
+{
+	uint32_t n = c->rend - c->rpos;
+
+	if (c->rpos == 0)
+		return;
+	memmove(c->rbuf, c->rbuf + c->rpos, n);
+	c->rpos = 0;
+	c->rend = n;
+}
+
+/* Cut and deliver every whole frame in rbuf. */
+static void
+rx_parse(struct tcp_conn *c)
+{
+	struct net_conn *nc = &c->base;
+	struct rt_msg *m;
+	struct rt_buf *b;
+	uint32_t hlen, avail, take, need;
+	uint64_t plen;
+	int rc;
+
+	while (nc->state != NET_CONN_CLOSED) {
+		avail = c->rend - c->rpos;
+		rc = wire_hdr_len(c->rbuf + c->rpos, avail, &nc->lim, &hlen);
+		if (rc == -EAGAIN)
+			break;
+		if (rc != 0)
+			goto out_bad;
+		need = WIRE_PREFIX + hlen;
+		if (avail < need) {
+			/* A header larger than rbuf (allowed up to lim.max_hdr): grow. */
+			if (need > c->rcap) {
+				uint8_t *n;
+
+				rbuf_compact(c);
+				n = realloc(c->rbuf, need);
+				if (!n) {
+					net_conn_close(nc, -ENOMEM);
+					return;
+				}
+				c->rbuf = n;
+				c->rcap = need;
+			} else if (c->rcap - c->rpos < need) {
+				rbuf_compact(c);
+			}
+			break;
+		}
+		rc = wire_decode(c->rbuf + c->rpos + WIRE_PREFIX, hlen, &nc->lim, &m, &plen);
+		if (rc != 0)
+			goto out_bad;
+		c->rpos += need;
+		if (plen == 0) {
+			net_conn_frame(nc, m, need);
+			continue;
+		}
+		b = rt_buf_get(plen);
+		if (!b) {
+			rt_msg_free(&m);
+			net_conn_close(nc, -ENOMEM);
+			return;
+		}
+		take = c->rend - c->rpos;
+		if (take > plen)
+			take = (uint32_t)plen;
+		memcpy(b->data, c->rbuf + c->rpos, take);
+		c->rpos += take;
+		c->rx_msg = m;
+		c->rx_buf = b;
+		c->rx_plen = (uint32_t)plen;
+		c->rx_got = take;
+		c->rx_wire = need + plen;
+		if (take < plen)
+			break;	/* the rest comes straight from the socket */
+		rx_finish(c);
+	}
+	if (nc->state == NET_CONN_CLOSED)
+		return;
+	if (c->rpos == c->rend) {
+		c->rpos = c->rend = 0;
+		/* A huge header grew rbuf; do not keep the memory. */
+		if (c->rcap > TCP_RBUF_SIZE) {
+			uint8_t *n = realloc(c->rbuf, TCP_RBUF_SIZE);
+
+			if (n) {
+				c->rbuf = n;
+				c->rcap = TCP_RBUF_SIZE;
+			}
+		}
+	} else if (c->rcap - c->rend < c->rcap / 4) {
+		rbuf_compact(c);
+	}
+	return;
+
+out_bad:
+	net_conn_close(nc, rc);
+}
+
+static void
+tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+	struct tcp_conn *c = w->data;
+	struct net_conn *nc = &c->base;
+	struct iovec iov[2];
+	size_t left, take;
+	ssize_t n;
+	int cnt = 0;
+
+	if (c->rx_msg) {
+		iov[cnt].iov_base = c->rx_buf->data + c->rx_got;
+		iov[cnt].iov_len = c->rx_plen - c->rx_got;
+		cnt++;
+	}
+	if (c->rpos == c->rend)
+		c->rpos = c->rend = 0;
+	iov[cnt].iov_base = c->rbuf + c->rend;
+	iov[cnt].iov_len = c->rcap - c->rend;
+	cnt++;
+	do {
+		n = readv(c->fd, iov, cnt);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		net_conn_close(nc, -errno);
+		return;
+	}
+	if (n == 0) {
+		/* A peer that stops inside a frame sent a truncated one. */
+		if (c->rx_msg || c->rpos != c->rend)
+			net_conn_log_error(nc, "connection closed inside a frame", -CFS_EPROTO);
+		net_conn_close(nc, -ECONNRESET);
+		return;
+	}
+	NET_STAT_ADD(nc->stats, bytes_in, (uint64_t)n);
+	left = (size_t)n;
+	if (c->rx_msg) {
+		take = c->rx_plen - c->rx_got;
+		if (take > left)
+			take = left;
+		c->rx_got += (uint32_t)take;
+		left -= take;
+		if (c->rx_got < c->rx_plen)
+			return;
+		rx_finish(c);
+		if (nc->state == NET_CONN_CLOSED)
+			return;
+	}
+	c->rend += (uint32_t)left;
+	rx_parse(c);
+}
+
+/* --------------------------------------------------------------------- send */
+
+static int
+txq_grow(struct tcp_conn *c)
+{
+	uint32_t cap = c->txcap ? c->txcap * 2 : 64;
+	struct tcp_txe *n = malloc(cap * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	/* Unroll the ring into the new array, head first. */
+	for (uint32_t i = 0; i < c->txcount; i++)
+		n[i] = c->txq[(c->txhead + i) & (c->txcap - 1)];
+	free(c->txq);
+	c->txq = n;
+	c->txcap = cap;
+	c->txhead = 0;
+	return 0;
+}
+
+static int
+tcp_send_frame(struct net_conn *nc, struct rt_msg *m)
+{
+	struct tcp_conn *c = tcp_of(nc);
+	size_t old = c->hdrs.len;
+	struct tcp_txe *e;
+	size_t hlen, total;
+	int rc;
+
+	if (nc->state == NET_CONN_CLOSED)
+		return -ENOTCONN;
+	if (c->txcount == c->txcap) {
+		rc = txq_grow(c);
+		if (rc != 0)
+			return rc;
+	}
+	rc = wire_encode(&c->hdrs, m, &nc->lim);
+	if (rc != 0)
+		return rc;
+	hlen = c->hdrs.len - old;
+	total = hlen + m->plen;
+	/* One frame always fits an empty queue, however large: the bound is
+	 * about how much may wait, not about frame size (lim does that). */
+	if (c->outq && c->outq + total > nc->max_outq) {
+		c->hdrs.len = old;
+		return -CFS_EBUSY;
+	}
+	e = &c->txq[(c->txhead + c->txcount) & (c->txcap - 1)];
+	e->m = m;
+	e->hoff = old;
+	e->hlen = (uint32_t)hlen;
+	c->txcount++;
+	c->outq += total;
+	if (nc->state == NET_CONN_UP && !c->wblocked)
+		net_conn_want_flush(nc);
+	return 0;
+}
+
+/* n more bytes went out: free the frames they completed. */
+static void
+tx_advance(struct tcp_conn *c, size_t n)
+{
+	size_t done = c->head_done + n;
+
+	while (c->txcount) {
+		struct tcp_txe *e = &c->txq[c->txhead];
+		size_t total = e->hlen + (size_t)e->m->plen;
+
+		if (done < total)
+			break;
+		done -= total;
+		c->outq -= total;
+		rt_msg_free(&e->m);
+		c->txhead = (c->txhead + 1) & (c->txcap - 1);
+		c->txcount--;
+		NET_STAT_ADD(c->base.stats, frames_out, 1);
+	}
+	c->head_done = done;
+}
+
+/* Headers already written pile up at the front of hdrs; drop them. */
+static void
+hdrs_trim(struct tcp_conn *c)
+{
+	size_t off;
+
+	if (c->txcount == 0) {
+		wire_buf_reset(&c->hdrs);
+		return;
+	}
+	off = c->txq[c->txhead].hoff;
+	if (off < TCP_HDRS_COMPACT || off < c->hdrs.len / 2)
+		return;
+	wire_buf_consume(&c->hdrs, off);
+	for (uint32_t i = 0; i < c->txcount; i++)
+		c->txq[(c->txhead + i) & (c->txcap - 1)].hoff -= off;
+}
+
+/* Gather up to TCP_IOV_MAX segments starting head_done bytes into the queue. */
+static int
+tx_gather(struct tcp_conn *c, struct iovec *iov, size_t *bytes)
+{
+	size_t skip = c->head_done;
+	size_t sum = 0;
+	int n = 0;
+
+	for (uint32_t i = 0; i < c->txcount && n < TCP_IOV_MAX; i++) {
+		struct tcp_txe *e = &c->txq[(c->txhead + i) & (c->txcap - 1)];
+		struct rt_msg *m = e->m;
+
+		if (skip < e->hlen) {
+			iov[n].iov_base = c->hdrs.p + e->hoff + skip;
+			iov[n].iov_len = e->hlen - skip;
+			sum += iov[n].iov_len;
+			n++;
+			skip = 0;
+		} else {
+			skip -= e->hlen;
+		}
+		for (uint32_t j = 0; j < m->iovcnt && n < TCP_IOV_MAX; j++) {
+			const struct rt_iov *v = &m->iov[j];
+
+			if (skip >= v->len) {
+				skip -= v->len;
+				continue;
+			}
+			iov[n].iov_base = v->buf->data + v->off + skip;
+			iov[n].iov_len = v->len - skip;
+			sum += iov[n].iov_len;
+			n++;
+			skip = 0;
+		}
+	}
+	*bytes = sum;
+	return n;
+}
+
+static void
+tcp_flush(struct net_conn *nc)
+{
+	struct tcp_conn *c = tcp_of(nc);
+	struct iovec iov[TCP_IOV_MAX];
+	size_t want;
+	ssize_t n;
+	int cnt;
+
+	while (c->txcount) {
+		cnt = tx_gather(c, iov, &want);
+		do {
+			n = writev(c->fd, iov, cnt);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			net_conn_close(nc, errno == EPIPE ? -ECONNRESET : -errno);
+			return;
+		}
+		NET_STAT_ADD(nc->stats, bytes_out, (uint64_t)n);
+		tx_advance(c, (size_t)n);
+		/* Short write: the socket buffer is full, no point asking again. */
+		if ((size_t)n < want)
+			break;
+	}
+	hdrs_trim(c);
+	if (c->txcount && !c->wblocked) {
+		c->wblocked = true;
+		ev_io_start(nc->ev, &c->wio);
+	} else if (!c->txcount && c->wblocked) {
+		c->wblocked = false;
+		ev_io_stop(nc->ev, &c->wio);
+	}
+}
+
+static void
+tcp_write_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+	struct tcp_conn *c = w->data;
+
+	tcp_flush(&c->base);
+}
+
+/* ---------------------------------------------------------- connection life */
+
+static struct net_conn *
+tcp_alloc(void)
+{
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->fd = -1;
+	c->base.type = &net_tcp_type;
+	wire_buf_init(&c->hdrs);
+	return &c->base;
+}
+
+/* The socket is connected: start reading. */
+static int
+tcp_start(struct tcp_conn *c)
+{
+	c->rbuf = malloc(TCP_RBUF_SIZE);
+	if (!c->rbuf)
+		return -ENOMEM;
+	c->rcap = TCP_RBUF_SIZE;
+	ev_io_init(&c->rio, tcp_read_cb, c->fd, EV_READ);
+	c->rio.data = c;
+	ev_io_init(&c->wio, tcp_write_cb, c->fd, EV_WRITE);
+	c->wio.data = c;
+	ev_io_start(c->base.ev, &c->rio);
+	return 0;
+}
+
+static void
+tcp_connect_timeout(struct rt_timer *t, void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	c->ctimer_on = false;
+	/* Reported as unreachable, not -ETIMEDOUT, so that a caller can tell a
+	 * dead link from a slow server answering late. */
+	net_conn_close(&c->base, -EHOSTUNREACH);
+}
+
+static void
+tcp_connect_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+	struct tcp_conn *c = w->data;
+	struct net_conn *nc = &c->base;
+	socklen_t len = sizeof(int);
+	int err = 0;
+	int rc;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err == EINPROGRESS)
+		return;
+	ev_io_stop(ev, &c->wio);
+	if (c->ctimer_on) {
+		rt_timer_stop(&c->ctimer);
+		c->ctimer_on = false;
+	}
+	if (err != 0) {
+		net_conn_close(nc, -err);
+		return;
+	}
+	rc = tcp_start(c);
+	if (rc != 0) {
+		net_conn_close(nc, rc);
+		return;
+	}
+	net_conn_up(nc);
+	if (c->txcount)
+		net_conn_want_flush(nc);
+}
+
+static int
+tcp_connect(struct net_conn *nc, const struct sockaddr *sa, socklen_t salen, uint32_t timeout_ms)
+{
+	struct tcp_conn *c = tcp_of(nc);
+	int fd, rc;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	set_nodelay(fd);
+	/* Even a connect that succeeds at once is confirmed by the watcher, so
+	 * net.c sees one path: connect() returns, then up or close. */
+	if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	c->fd = fd;
+	ev_io_init(&c->wio, tcp_connect_cb, fd, EV_WRITE);
+	c->wio.data = c;
+	ev_io_start(nc->ev, &c->wio);
+	rt_timer_init(nc->loop, &c->ctimer, tcp_connect_timeout, c);
+	rt_timer_start(&c->ctimer, timeout_ms, 0);
+	c->ctimer_on = true;
+	return 0;
+}
+
+static void
+tcp_close(struct net_conn *nc)
+{
+	struct tcp_conn *c = tcp_of(nc);
+
+	if (c->ctimer_on) {
+		rt_timer_stop(&c->ctimer);
+		c->ctimer_on = false;
+	}
+	if (c->fd >= 0) {
+		ev_io_stop(nc->ev, &c->rio);
+		ev_io_stop(nc->ev, &c->wio);
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->wblocked = false;
+	while (c->txcount) {
+		rt_msg_free(&c->txq[c->txhead].m);
+		c->txhead = (c->txhead + 1) & (c->txcap - 1);
+		c->txcount--;
+	}
+	c->outq = 0;
+	c->head_done = 0;
+	wire_buf_fini(&c->hdrs);
+	free(c->txq);
+	c->txq = NULL;
+	c->txcap = 0;
+	rt_msg_free(&c->rx_msg);
+	if (c->rx_buf)
+		rt_buf_put(&c->rx_buf);
+	free(c->rbuf);
+	c->rbuf = NULL;
+}
+
+static void
+tcp_release(struct net_conn *nc)
+{
+	free(tcp_of(nc));
+}
+
+/* ----------------------------------------------------------------- listening */
+
+static int
+tcp_listen(struct net_listener *l)
+{
+	struct tcp_listener *tl;
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	int one = 1;
+	int rc;
+
+	tl = calloc(1, sizeof(*tl));
+	if (!tl)
+		return -ENOMEM;
+	tl->fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (tl->fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	/* REUSEADDR: restart on the same port while old sockets sit in
+	 * TIME_WAIT. REUSEPORT: one listener per loop on one port. */
+	if (setsockopt(tl->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(tl->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	if (bind(tl->fd, (struct sockaddr *)&l->sa, l->salen) != 0 ||
+	    listen(tl->fd, SOMAXCONN) != 0 ||
+	    getsockname(tl->fd, (struct sockaddr *)&sa, &len) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	l->port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+						: ((struct sockaddr_in6 *)&sa)->sin6_port);
+	l->priv = tl;
+	return 0;
+
+out_close:
+	close(tl->fd);
+out_free:
+	free(tl);
+	return rc;
+}
+
+static void
+tcp_accept_resume(struct rt_timer *t, void *arg)
+{
+	struct tcp_listener *tl = arg;
+
+	ev_io_start(net_loop_ev(tl->nl), &tl->io);
+}
+
+static void
+tcp_accept_one(struct tcp_listener *tl, int fd, const struct sockaddr *sa)
+{
+	struct tcp_conn *c;
+	char name[64];
+	int rc;
+
+	set_nodelay(fd);
+	sockaddr_name(sa, name, sizeof(name));
+	c = (struct tcp_conn *)tcp_alloc();
+	if (!c) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	c->fd = fd;
+	rc = net_conn_accepted(tl->nl, &c->base, name);
+	if (rc != 0)
+		goto out_free;
+	rc = tcp_start(c);
+	if (rc != 0) {
+		c->fd = -1;	/* closed below, not by net_conn_close */
+		net_conn_close(&c->base, rc);
+		goto out_close;
+	}
+	return;
+
+out_free:
+	free(c);
+out_close:
+	close(fd);
+	net_loop_log_error(tl->nl, name, "accept dropped", rc);
+}
+
+static void
+tcp_accept_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+	struct tcp_listener *tl = w->data;
+
+	for (int i = 0; i < TCP_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = accept4(tl->fd, (struct sockaddr *)&sa, &len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			tcp_accept_one(tl, fd, (struct sockaddr *)&sa);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		/* Out of descriptors or memory: the pending connection stays
+		 * readable, so stop looking for a while instead of spinning. */
+		net_loop_log_error(tl->nl, "listener", "accept failed, pausing", -errno);
+		ev_io_stop(ev, &tl->io);
+		rt_timer_start(&tl->pause, TCP_ACCEPT_PAUSE_MS, 0);
+		return;
+	}
+}
+
+static int
+tcp_accept(struct net_loop *nl, struct net_listener *l)
+{
+	struct tcp_listener *tl = l->priv;
+
+	tl->nl = nl;
+	ev_io_init(&tl->io, tcp_accept_cb, tl->fd, EV_READ);
+	tl->io.data = tl;
+	rt_timer_init(net_loop_rt(nl), &tl->pause, tcp_accept_resume, tl);
+	tl->pause_inited = true;
+	ev_io_start(net_loop_ev(nl), &tl->io);
+	return 0;
+}
+
+static void
+tcp_unlisten(struct net_listener *l)
+{
+	struct tcp_listener *tl = l->priv;
+
+	if (!tl)
+		return;
+	if (tl->nl) {
+		ev_io_stop(net_loop_ev(tl->nl), &tl->io);
+		rt_timer_stop(&tl->pause);
+	}
+	close(tl->fd);
+	free(tl);
+	l->priv = NULL;
+}
+
+/* ---------------------------------------------------------------- bulk data */
+
+static int
+tcp_mr_register(struct net_loop *nl, void *addr, size_t len, uint32_t *rkey)
+{
+	/* The kernel copies from and to any user memory: nothing to pin. */
+	*rkey = 0;
+	return 0;
+}
+
+static int
+tcp_bulk_pull(struct net_conn *c, struct rt_msg *m, const struct net_bulk_desc *d,
+	      net_bulk_fn cb, void *cb_arg)
+{
+	/* The bytes followed m's header in the stream: they are m's payload. */
+	if (d->rkey != 0 || d->addr > m->plen || d->len > m->plen - d->addr)
+		return -EINVAL;
+	cb(c, 0, cb_arg);
+	return 0;
+}
+
+static int
+tcp_bulk_push(struct net_conn *c, struct rt_msg *resp, const struct net_bulk_desc *d,
+	      net_bulk_fn cb, void *cb_arg)
+{
+	/* resp's payload will follow its header in the stream. */
+	if (d->rkey != 0 || resp->plen > d->len)
+		return -EINVAL;
+	cb(c, 0, cb_arg);
+	return 0;
+}
+
+const struct net_conn_type net_tcp_type = {
+	.name = "tcp",
+	.listen = tcp_listen,
+	.accept = tcp_accept,
+	.unlisten = tcp_unlisten,
+	.alloc = tcp_alloc,
+	.connect = tcp_connect,
+	.close = tcp_close,
+	.release = tcp_release,
+	.send_frame = tcp_send_frame,
+	.flush = tcp_flush,
+	.mr_register = tcp_mr_register,
+	.bulk_pull = tcp_bulk_pull,
+	.bulk_push = tcp_bulk_push,
+};

@@ -1,0 +1,840 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wire codec: frame encoding and decoding, and the per-message body
+ * encoders and decoders, all generated from include/chainfs/proto.def with
+ * X-macros (no hand-written per-message code). Encoding writes msgpack with a
+ * small writer of our own straight into a struct wire_buf; decoding walks the
+ * received bytes with the bounded reader of wire_reader.h. A decoded message
+ * never points into the receive buffer: str/bin fields are copied into its
+ * arena. See src/net/README.md for the frame format and the limits.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/wire.h"
+#include "net/wire_reader.h"
+
+#define HDR_FIELDS 8
+
+/* A body sits at depth 2 of a frame (header array, body array), its A()
+ * arrays at 3 and their records at 4. */
+#define BODY_DEPTH 2
+
+static const struct wire_limits g_default_limits = WIRE_LIMITS_DEFAULT;
+
+/* ------------------------------------------------------------ wire_buf */
+
+void
+wire_buf_init(struct wire_buf *b)
+{
+	b->p = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void
+wire_buf_reset(struct wire_buf *b)
+{
+	b->len = 0;
+}
+
+void
+wire_buf_fini(struct wire_buf *b)
+{
+	free(b->p);
+	wire_buf_init(b);
+}
+
+int
+wire_buf_reserve(struct wire_buf *b, size_t extra)
+{
+	size_t cap = b->cap ? b->cap : 256;
+	uint8_t *p;
+
+	if (b->cap - b->len >= extra)
+		return 0;
+	if (extra > SIZE_MAX / 2 - b->len)
+		return -ENOMEM;
+	while (cap - b->len < extra)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+void
+wire_buf_consume(struct wire_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+/* -------------------------------------------------------------- writer */
+
+/*
+ * The msgpack writer. Errors are sticky: after the first one every write is a
+ * no-op and the caller checks w->err once at the end, which keeps the
+ * generated encoders free of error branches.
+ */
+struct wr {
+	struct wire_buf *b;
+	int err;
+};
+
+/* Room for n more bytes, or NULL with w->err set. */
+static inline uint8_t *
+wr_room(struct wr *w, size_t n)
+{
+	struct wire_buf *b = w->b;
+	int rc;
+
+	if (w->err != 0)
+		return NULL;
+	if (b->cap - b->len < n) {
+		rc = wire_buf_reserve(b, n);
+		if (rc != 0) {
+			w->err = rc;
+			return NULL;
+		}
+	}
+	return b->p + b->len;
+}
+
+static inline void
+store_be16(uint8_t *q, uint16_t v)
+{
+	q[0] = (uint8_t)(v >> 8);
+	q[1] = (uint8_t)v;
+}
+
+static inline void
+store_be32(uint8_t *q, uint32_t v)
+{
+	v = __builtin_bswap32(v);
+	memcpy(q, &v, sizeof(v));
+}
+
+static inline void
+store_be64(uint8_t *q, uint64_t v)
+{
+	v = __builtin_bswap64(v);
+	memcpy(q, &v, sizeof(v));
+}
+
+/* Smallest msgpack format for v, as msgpack-c's packer picks it. */
+static inline void
+wr_uint(struct wr *w, uint64_t v)
+{
+	uint8_t *q = wr_room(w, 9);
+
+	if (q == NULL)
+		return;
+	if (v <= 0x7f) {
+		q[0] = (uint8_t)v;
+		w->b->len += 1;
+	} else if (v <= 0xff) {
+		q[0] = 0xcc;
+		q[1] = (uint8_t)v;
+		w->b->len += 2;
+	} else if (v <= 0xffff) {
+		q[0] = 0xcd;
+		store_be16(q + 1, (uint16_t)v);
+		w->b->len += 3;
+	} else if (v <= 0xffffffff) {
+		q[0] = 0xce;
+		store_be32(q + 1, (uint32_t)v);
+		w->b->len += 5;
+	} else {
+		q[0] = 0xcf;
+		store_be64(q + 1, v);
+		w->b->len += 9;
+	}
+}
+
+static inline void
+wr_int(struct wr *w, int64_t v)
+{
+	uint8_t *q;
+
+	if (v >= 0) {
+		wr_uint(w, (uint64_t)v);
+		return;
+	}
+	q = wr_room(w, 9);
+	if (q == NULL)
+		return;
+	if (v >= -32) {
+		q[0] = (uint8_t)(int8_t)v;
+		w->b->len += 1;
+	} else if (v >= INT8_MIN) {
+		q[0] = 0xd0;
+		q[1] = (uint8_t)(int8_t)v;
+		w->b->len += 2;
+	} else if (v >= INT16_MIN) {
+		q[0] = 0xd1;
+		store_be16(q + 1, (uint16_t)(int16_t)v);
+		w->b->len += 3;
+	} else if (v >= INT32_MIN) {
+		q[0] = 0xd2;
+		store_be32(q + 1, (uint32_t)(int32_t)v);
+		w->b->len += 5;
+	} else {
+		q[0] = 0xd3;
+		store_be64(q + 1, (uint64_t)v);
+		w->b->len += 9;
+	}
+}
+
+static inline void
+wr_bool(struct wr *w, bool v)
+{
+	uint8_t *q = wr_room(w, 1);
+
+	if (q == NULL)
+		return;
+	q[0] = v ? 0xc3 : 0xc2;
+	w->b->len += 1;
+}
+
+static inline void
+wr_array(struct wr *w, uint32_t n)
+{
+	uint8_t *q = wr_room(w, 5);
+
+	if (q == NULL)
+		return;
+	if (n <= 15) {
+		q[0] = (uint8_t)(0x90 | n);
+		w->b->len += 1;
+	} else if (n <= 0xffff) {
+		q[0] = 0xdc;
+		store_be16(q + 1, (uint16_t)n);
+		w->b->len += 3;
+	} else {
+		q[0] = 0xdd;
+		store_be32(q + 1, n);
+		w->b->len += 5;
+	}
+}
+
+/* str or bin: a header then the bytes. */
+static inline void
+wr_raw(struct wr *w, bool str, const uint8_t *p, uint32_t n)
+{
+	uint8_t *q;
+	size_t h;
+
+	if (n > 0 && p == NULL) {
+		if (w->err == 0)
+			w->err = -EINVAL;
+		return;
+	}
+	q = wr_room(w, (size_t)n + 5);
+	if (q == NULL)
+		return;
+	if (str && n <= 31) {
+		q[0] = (uint8_t)(0xa0 | n);
+		h = 1;
+	} else if (n <= 0xff) {
+		q[0] = str ? 0xd9 : 0xc4;
+		q[1] = (uint8_t)n;
+		h = 2;
+	} else if (n <= 0xffff) {
+		q[0] = str ? 0xda : 0xc5;
+		store_be16(q + 1, (uint16_t)n);
+		h = 3;
+	} else {
+		q[0] = str ? 0xdb : 0xc6;
+		store_be32(q + 1, n);
+		h = 5;
+	}
+	if (n > 0)
+		memcpy(q + h, p, n);
+	w->b->len += h + n;
+}
+
+/* ------------------------------------------- field encoders and decoders */
+
+/* One encoder and one decoder per field type of proto.def (F(T, name)). The
+ * decoders check the msgpack type and the range of the C type. */
+
+static inline void
+enc_BOOL(struct wr *w, const bool *v)
+{
+	wr_bool(w, *v);
+}
+
+static inline void
+enc_U32(struct wr *w, const uint32_t *v)
+{
+	wr_uint(w, *v);
+}
+
+static inline void
+enc_U64(struct wr *w, const uint64_t *v)
+{
+	wr_uint(w, *v);
+}
+
+static inline void
+enc_I32(struct wr *w, const int32_t *v)
+{
+	wr_int(w, *v);
+}
+
+static inline void
+enc_I64(struct wr *w, const int64_t *v)
+{
+	wr_int(w, *v);
+}
+
+static inline void
+enc_STR(struct wr *w, const struct cfs_bytes *v)
+{
+	wr_raw(w, true, v->p, v->len);
+}
+
+static inline void
+enc_BYTES(struct wr *w, const struct cfs_bytes *v)
+{
+	wr_raw(w, false, v->p, v->len);
+}
+
+static inline void
+enc_ID(struct wr *w, const struct cfs_id128 *v)
+{
+	wr_raw(w, false, v->b, sizeof(v->b));
+}
+
+static inline int
+dec_BOOL(struct wire_rd *rd, struct rt_msg *m, bool *v)
+{
+	return wire_rd_bool(rd, v);
+}
+
+static inline int
+dec_U32(struct wire_rd *rd, struct rt_msg *m, uint32_t *v)
+{
+	uint64_t x;
+	int rc;
+
+	rc = wire_rd_uint_max(rd, UINT32_MAX, &x);
+	if (rc == 0)
+		*v = (uint32_t)x;
+	return rc;
+}
+
+static inline int
+dec_U64(struct wire_rd *rd, struct rt_msg *m, uint64_t *v)
+{
+	return wire_rd_uint(rd, v);
+}
+
+static inline int
+dec_I32(struct wire_rd *rd, struct rt_msg *m, int32_t *v)
+{
+	int64_t x;
+	int rc;
+
+	rc = wire_rd_int_range(rd, INT32_MIN, INT32_MAX, &x);
+	if (rc == 0)
+		*v = (int32_t)x;
+	return rc;
+}
+
+static inline int
+dec_I64(struct wire_rd *rd, struct rt_msg *m, int64_t *v)
+{
+	return wire_rd_int(rd, v);
+}
+
+/* Copied into the message's arena: the receive buffer is reused as soon as
+ * wire_decode returns. Empty values stay {NULL, 0}, like a missing field. */
+static inline int
+copy_bytes(struct rt_msg *m, struct cfs_bytes *v, const uint8_t *p, uint32_t n)
+{
+	if (n == 0)
+		return 0;
+	return rt_msg_copy_bytes(m, v, p, n);
+}
+
+static inline int
+dec_STR(struct wire_rd *rd, struct rt_msg *m, struct cfs_bytes *v)
+{
+	const uint8_t *p;
+	uint32_t n;
+	int rc;
+
+	rc = wire_rd_str(rd, &p, &n);
+	if (rc != 0)
+		return rc;
+	return copy_bytes(m, v, p, n);
+}
+
+static inline int
+dec_BYTES(struct wire_rd *rd, struct rt_msg *m, struct cfs_bytes *v)
+{
+	const uint8_t *p;
+	uint32_t n;
+	int rc;
+
+	rc = wire_rd_bin(rd, &p, &n);
+	if (rc != 0)
+		return rc;
+	return copy_bytes(m, v, p, n);
+}
+
+static inline int
+dec_ID(struct wire_rd *rd, struct rt_msg *m, struct cfs_id128 *v)
+{
+	const uint8_t *p;
+	uint32_t n;
+	int rc;
+
+	rc = wire_rd_bin(rd, &p, &n);
+	if (rc != 0)
+		return rc;
+	if (n != sizeof(v->b))
+		return -CFS_EPROTO;
+	memcpy(v->b, p, sizeof(v->b));
+	return 0;
+}
+
+/* Extra trailing fields of a container at `depth`: skipped, with what is left
+ * of WIRE_MAX_DEPTH as their nesting budget. */
+static int
+skip_extra(struct wire_rd *rd, uint32_t n, unsigned depth)
+{
+	int rc = 0;
+
+	while (n-- > 0 && rc == 0)
+		rc = wire_rd_skip(rd, WIRE_MAX_DEPTH - depth);
+	return rc;
+}
+
+/* ---------------------------------------------------- generated codecs */
+
+/* Field counts: NF_<lc> for records and request bodies, NF_<lc>_resp. */
+#define F(T, name)			 +1
+#define A(lc, name)			 +1
+#define CFS_STRUCT(lc, fields)		 NF_##lc = 0 fields,
+#define CFS_RPC(UC, lc, code, req, resp) NF_##lc = 0 req, NF_##lc##_resp = 0 resp,
+enum {
+#include "chainfs/proto.def"
+};
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+/* Records hold scalars only: WIRE_MAX_DEPTH counts on it. A record with an A()
+ * field needs WIRE_MAX_DEPTH raised (and old peers would refuse it). */
+#define F(T, name)
+#define A(lc, name) +1
+#define CFS_STRUCT(lc, fields)                                                                     \
+	_Static_assert((0 fields) == 0, "record " #lc " nests an array: raise WIRE_MAX_DEPTH");
+#define CFS_RPC(UC, lc, code, req, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+/* Record codecs: declared first so bodies may use any record. */
+#define CFS_STRUCT(lc, fields)                                                                     \
+	static void enc_rec_##lc(struct wr *w, const void *body);                                  \
+	static int dec_rec_##lc(struct wire_rd *rd, struct rt_msg *m, void *body, unsigned depth);
+#define CFS_RPC(UC, lc, code, req, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+/* An A(lc, name) field: a msgpack array of records, allocated in the arena
+ * only after wire_rd_array checked the count against the bytes left. */
+#define CFS_STRUCT(lc, fields)                                                                     \
+	static void enc_arr_##lc(struct wr *w, const struct cfs_##lc *a, uint32_t n)               \
+	{                                                                                          \
+		uint32_t i;                                                                        \
+                                                                                                   \
+		if (n > 0 && a == NULL) {                                                          \
+			if (w->err == 0)                                                           \
+				w->err = -EINVAL;                                                  \
+			return;                                                                    \
+		}                                                                                  \
+		wr_array(w, n);                                                                    \
+		for (i = 0; i < n; i++)                                                            \
+			enc_rec_##lc(w, &a[i]);                                                    \
+	}                                                                                          \
+	static int dec_arr_##lc(struct wire_rd *rd, struct rt_msg *m, struct cfs_##lc **a,         \
+				uint32_t *count, unsigned depth)                                   \
+	{                                                                                          \
+		struct cfs_##lc *v;                                                                \
+		uint32_t i, n;                                                                     \
+		int rc;                                                                            \
+                                                                                                   \
+		rc = wire_rd_array(rd, &n);                                                        \
+		if (rc != 0 || n == 0)                                                             \
+			goto out;                                                                  \
+		v = rt_msg_alloc(m, (size_t)n * sizeof(*v));                                       \
+		if (v == NULL) {                                                                   \
+			rc = -ENOMEM;                                                              \
+			goto out;                                                                  \
+		}                                                                                  \
+		for (i = 0; i < n && rc == 0; i++)                                                 \
+			rc = dec_rec_##lc(rd, m, &v[i], depth + 1);                                \
+		*a = v;                                                                            \
+		*count = n;                                                                        \
+	out:                                                                                       \
+		return rc;                                                                         \
+	}
+#define CFS_RPC(UC, lc, code, req, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+/*
+ * The field list of a record or body, as encoder statements and as decoder
+ * statements. A decoder stops cleanly at the sender's field count (missing
+ * trailing fields stay zero) and skips what the sender has beyond ours.
+ */
+#define ENC_F(T, name)	enc_##T(w, &b->name);
+#define ENC_A(lc, name) enc_arr_##lc(w, b->name, b->name##_count);
+#define DEC_F(T, name)                                                                             \
+	if (i == n)                                                                                \
+		goto out;                                                                          \
+	rc = dec_##T(rd, m, &b->name);                                                             \
+	if (rc != 0)                                                                               \
+		goto out;                                                                          \
+	i++;
+#define DEC_A(lc, name)                                                                            \
+	if (i == n)                                                                                \
+		goto out;                                                                          \
+	rc = dec_arr_##lc(rd, m, &b->name, &b->name##_count, depth + 1);                           \
+	if (rc != 0)                                                                               \
+		goto out;                                                                          \
+	i++;
+
+/* Body and record functions; TYPE is the struct, NF its field count. */
+#define GEN_ENC(fn, TYPE, NF, fields)                                                              \
+	static void fn(struct wr *w, const void *body)                                             \
+	{                                                                                          \
+		const TYPE *b = body;                                                              \
+                                                                                                   \
+		wr_array(w, NF);                                                                   \
+		fields                                                                             \
+	}
+#define GEN_DEC(fn, TYPE, fields)                                                                  \
+	static int fn(struct wire_rd *rd, struct rt_msg *m, void *body, unsigned depth)            \
+	{                                                                                          \
+		TYPE *b = body;                                                                    \
+		uint32_t i = 0, n;                                                                 \
+		int rc;                                                                            \
+                                                                                                   \
+		rc = wire_rd_array(rd, &n);                                                        \
+		if (rc != 0)                                                                       \
+			goto out;                                                                  \
+		fields;                                                                            \
+		rc = skip_extra(rd, n - i, depth);                                                 \
+	out:                                                                                       \
+		return rc;                                                                         \
+	}
+
+#define F		       ENC_F
+#define A		       ENC_A
+#define CFS_STRUCT(lc, fields) GEN_ENC(enc_rec_##lc, struct cfs_##lc, NF_##lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	GEN_ENC(enc_body_##lc, struct cfs_##lc, NF_##lc, req)                                      \
+	GEN_ENC(enc_body_##lc##_resp, struct cfs_##lc##_resp, NF_##lc##_resp, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+#define F		       DEC_F
+#define A		       DEC_A
+#define CFS_STRUCT(lc, fields) GEN_DEC(dec_rec_##lc, struct cfs_##lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	GEN_DEC(dec_body_##lc, struct cfs_##lc, req)                                               \
+	GEN_DEC(dec_body_##lc##_resp, struct cfs_##lc##_resp, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+/* The tables, indexed by enum cfs_msg_type; every entry is called with the
+ * body of its own type. */
+typedef void (*enc_body_fn)(struct wr *w, const void *body);
+typedef int (*dec_body_fn)(struct wire_rd *rd, struct rt_msg *m, void *body, unsigned depth);
+
+struct body_codec {
+	enc_body_fn enc;
+	dec_body_fn dec;
+};
+
+#define CFS_STRUCT(lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	[CFS_MSG_##UC] = {enc_body_##lc, dec_body_##lc},                                           \
+	[CFS_MSG_##UC##_RESP] = {enc_body_##lc##_resp, dec_body_##lc##_resp},
+static const struct body_codec g_codecs[CFS_MSG__COUNT] = {
+#include "chainfs/proto.def"
+};
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+static const struct body_codec *
+codec_of(unsigned type)
+{
+	if (type == CFS_MSG_NONE || type >= CFS_MSG__COUNT)
+		return NULL;
+	return &g_codecs[type];
+}
+
+/* -------------------------------------------------------------- frames */
+
+int
+wire_encode_body(struct wire_buf *out, unsigned type, const void *body)
+{
+	const struct body_codec *c = codec_of(type);
+	size_t start = out->len;
+	struct wr w = {.b = out};
+
+	if (c == NULL || body == NULL)
+		return -EINVAL;
+	c->enc(&w, body);
+	if (w.err != 0)
+		out->len = start;
+	return w.err;
+}
+
+int
+wire_encode(struct wire_buf *out, const struct rt_msg *m, const struct wire_limits *lim)
+{
+	const struct body_codec *c = codec_of(m->type);
+	size_t start = out->len;
+	struct wr w = {.b = out};
+	uint16_t flags;
+	size_t hdr;
+	int rc;
+
+	if (lim == NULL)
+		lim = &g_default_limits;
+	if (c == NULL || m->body == NULL)
+		return -EINVAL;
+	if (m->plen > lim->max_payload)
+		return -CFS_ETOOBIG;
+	/* The wire code says whether this is a response; the flag follows it. */
+	flags = m->flags & ~RT_MSG_F_RESP;
+	if (cfs_msg_is_resp(m->type))
+		flags |= RT_MSG_F_RESP;
+
+	if (wr_room(&w, WIRE_PREFIX) == NULL)
+		goto out_undo;
+	out->len += WIRE_PREFIX;
+	wr_array(&w, HDR_FIELDS);
+	wr_uint(&w, CFS_PROTO_VERSION);
+	wr_uint(&w, cfs_msg_code(m->type));
+	wr_uint(&w, m->req_id);
+	wr_uint(&w, m->src);
+	wr_uint(&w, m->dst);
+	wr_uint(&w, flags);
+	wr_uint(&w, m->plen);
+	c->enc(&w, m->body);
+	if (w.err != 0)
+		goto out_undo;
+	hdr = out->len - start - WIRE_PREFIX;
+	if (hdr > lim->max_hdr) {
+		w.err = -CFS_ETOOBIG;
+		goto out_undo;
+	}
+	store_be32(out->p + start, (uint32_t)hdr);
+	return 0;
+
+out_undo:
+	rc = w.err;
+	out->len = start;
+	return rc;
+}
+
+int
+wire_hdr_len(const uint8_t *p, size_t n, const struct wire_limits *lim, uint32_t *hdr_len)
+{
+	uint32_t h;
+
+	if (lim == NULL)
+		lim = &g_default_limits;
+	if (n < WIRE_PREFIX)
+		return -EAGAIN;
+	h = wire_load_be32(p);
+	if (h == 0)
+		return -CFS_EPROTO;
+	if (h > lim->max_hdr)
+		return -CFS_ETOOBIG;
+	*hdr_len = h;
+	return 0;
+}
+
+/* The seven scalars in front of the body. */
+struct hdr_fields {
+	uint64_t version, code, req_id, src, dst, flags, plen;
+};
+
+static int
+read_hdr_fields(struct wire_rd *rd, struct hdr_fields *h)
+{
+	uint32_t n;
+	int rc;
+
+	rc = wire_rd_array(rd, &n);
+	if (rc == 0 && n != HDR_FIELDS)
+		rc = -CFS_EPROTO;
+	if (rc == 0)
+		rc = wire_rd_uint(rd, &h->version);
+	if (rc == 0)
+		rc = wire_rd_uint_max(rd, UINT16_MAX, &h->code);
+	if (rc == 0)
+		rc = wire_rd_uint(rd, &h->req_id);
+	if (rc == 0)
+		rc = wire_rd_uint(rd, &h->src);
+	if (rc == 0)
+		rc = wire_rd_uint(rd, &h->dst);
+	if (rc == 0)
+		rc = wire_rd_uint_max(rd, UINT16_MAX, &h->flags);
+	if (rc == 0)
+		rc = wire_rd_uint(rd, &h->plen);
+	return rc;
+}
+
+int
+wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
+	    struct rt_msg **out, uint64_t *plen)
+{
+	uint64_t max_payload;
+	struct hdr_fields h;
+	struct wire_rd rd;
+	struct rt_msg *m;
+	unsigned type;
+	int rc;
+
+	*out = NULL;
+	if (lim == NULL)
+		lim = &g_default_limits;
+	/* rt_msg counts payload bytes in 32 bits. */
+	max_payload = lim->max_payload < UINT32_MAX ? lim->max_payload : UINT32_MAX;
+	if (hdr_len > lim->max_hdr)
+		return -CFS_ETOOBIG;
+
+	wire_rd_init(&rd, hdr, hdr_len);
+	rc = read_hdr_fields(&rd, &h);
+	if (rc != 0)
+		return rc;
+	if (h.version != CFS_PROTO_VERSION)
+		return -CFS_EPROTO;
+	type = cfs_msg_from_code((uint16_t)h.code);
+	if (type == CFS_MSG_NONE || type >= CFS_MSG__COUNT)
+		return -CFS_EPROTO;
+	if (h.plen > max_payload)
+		return -CFS_ETOOBIG;
+
+	m = rt_msg_new(type);
+	if (m == NULL)
+		return -ENOMEM;
+	m->req_id = h.req_id;
+	m->src = h.src;
+	m->dst = h.dst;
+	m->flags = (uint16_t)(h.flags & ~RT_MSG_F_RESP);
+	rc = g_codecs[type].dec(&rd, m, m->body, BODY_DEPTH);
+	if (rc != 0)
+		goto out_free;
+	if (rd.p != rd.end) {
+		rc = -CFS_EPROTO;
+		goto out_free;
+	}
+	if (cfs_msg_is_resp(type)) {
+		/* Every response body starts with its rc (proto.h asserts it); a
+		 * positive one is not an error value and would confuse callers. */
+		memcpy(&m->rc, m->body, sizeof(m->rc));
+		if (m->rc > 0) {
+			rc = -CFS_EPROTO;
+			goto out_free;
+		}
+		m->flags |= RT_MSG_F_RESP;
+	}
+	*out = m;
+	*plen = h.plen;
+	return 0;
+
+out_free:
+	rt_msg_free(&m);
+	return rc;
+}
+
+int
+wire_decode_body(const uint8_t *p, size_t n, struct rt_msg *m)
+{
+	const struct body_codec *c = codec_of(m->type);
+	struct wire_rd rd;
+	int rc;
+
+	if (c == NULL || m->body == NULL)
+		return -CFS_EPROTO;
+	wire_rd_init(&rd, p, n);
+	rc = c->dec(&rd, m, m->body, BODY_DEPTH);
+	if (rc == 0 && rd.p != rd.end)
+		rc = -CFS_EPROTO;
+	return rc;
+}
+
+int
+wire_decode_frame(const uint8_t *p, size_t n, const struct wire_limits *lim, struct rt_msg **out,
+		  size_t *consumed)
+{
+	struct rt_msg *m = NULL;
+	struct rt_buf *buf;
+	uint32_t hlen;
+	uint64_t plen;
+	int rc;
+
+	*out = NULL;
+	rc = wire_hdr_len(p, n, lim, &hlen);
+	if (rc != 0)
+		return rc;
+	if (n - WIRE_PREFIX < hlen)
+		return -EAGAIN;
+	rc = wire_decode(p + WIRE_PREFIX, hlen, lim, &m, &plen);
+	if (rc != 0)
+		return rc;
+	if (n - WIRE_PREFIX - hlen < plen) {
+		rc = -EAGAIN;
+		goto out_free;
+	}
+	if (plen > 0) {
+		buf = rt_buf_get(plen);
+		if (buf == NULL) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+		memcpy(buf->data, p + WIRE_PREFIX + hlen, plen);
+		buf->len = (uint32_t)plen;
+		rc = rt_msg_add_iov(m, buf, 0, (uint32_t)plen);
+		rt_buf_put(&buf);
+		if (rc != 0)
+			goto out_free;
+	}
+	*out = m;
+	*consumed = WIRE_PREFIX + hlen + plen;
+	return 0;
+
+out_free:
+	rt_msg_free(&m);
+	return rc;
+}

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Aligned I/O buffers and their per-loop pools. Sizes are powers of two from
+ * 4 KiB to 64 MiB, memory is 4096-aligned (O_DIRECT, future RDMA registration).
+ * A loop keeps freed buffers in per-class free lists up to a byte cap; a buffer
+ * released by another thread goes onto its owner's lock-free return stack and
+ * the owner takes the whole stack back when it next runs short. Off-loop
+ * callers (unit tests, fuzzers, a client's main thread) get plain aligned
+ * memory that rt_buf_put frees.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#define RT_LOG_SUBSYS "rt"
+#include "rt/rt_internal.h"
+
+/* The pool a buffer returns to, kept next to it (rt_buf.loop alone is ambiguous
+ * when several runtimes share a process, as in the transport tests). */
+struct buf_hdr {
+	struct rt_buf_pool *pool;
+	struct rt_buf b;
+};
+
+static unsigned
+size_class(size_t size)
+{
+	if (size <= ((size_t)1 << RT_BUF_MIN_SHIFT))
+		return 0;
+	return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - RT_BUF_MIN_SHIFT;
+}
+
+static struct rt_buf *
+buf_alloc(struct rt_buf_pool *pool, unsigned cls)
+{
+	size_t cap = (size_t)1 << (RT_BUF_MIN_SHIFT + cls);
+	struct buf_hdr *h = malloc(sizeof(*h));
+	void *data;
+
+	if (!h)
+		return NULL;
+	if (posix_memalign(&data, 4096, cap) != 0) {
+		free(h);
+		return NULL;
+	}
+	h->pool = pool;
+	h->b = (struct rt_buf){
+		.data = data,
+		.cap = (uint32_t)cap,
+		.refs = 1,
+		.loop = pool ? pool->index : RT_BUF_LOOP_NONE,
+		.cls = (uint8_t)cls,
+	};
+	if (pool)
+		pool->allocated++;
+	return &h->b;
+}
+
+static void
+buf_release(struct rt_buf *b)
+{
+	struct buf_hdr *h = RT_CONTAINER_OF(b, struct buf_hdr, b);
+
+	if (h->pool)
+		h->pool->released++;
+	free(b->data);
+	free(h);
+}
+
+/* Owner only: keep a free buffer for reuse, or give it back past the cap. */
+static void
+pool_keep(struct rt_buf_pool *pool, struct rt_buf *b)
+{
+	if (pool->cached_bytes + b->cap > pool->max_bytes) {
+		buf_release(b);
+		return;
+	}
+	b->next = pool->free[b->cls];
+	pool->free[b->cls] = b;
+	pool->cached_bytes += b->cap;
+	pool->cached++;
+}
+
+void
+rt_buf_pool_init(struct rt_buf_pool *pool, struct rt *rt, uint16_t index, size_t max_bytes)
+{
+	*pool = (struct rt_buf_pool){.rt = rt, .index = index, .max_bytes = max_bytes};
+	atomic_init(&pool->returned, NULL);
+}
+
+void
+rt_buf_pool_drain(struct rt_buf_pool *pool)
+{
+	struct rt_buf *b, *next;
+
+	if (atomic_load_explicit(&pool->returned, memory_order_relaxed) == NULL)
+		return;
+	b = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
+	for (; b; b = next) {
+		next = b->next;
+		pool_keep(pool, b);
+	}
+}
+
+uint64_t
+rt_buf_pool_outstanding(const struct rt_buf_pool *pool)
+{
+	return pool->allocated - pool->released - pool->cached;
+}
+
+void
+rt_buf_pool_fini(struct rt_buf_pool *pool)
+{
+	uint64_t left;
+
+	rt_buf_pool_drain(pool);
+	left = rt_buf_pool_outstanding(pool);
+	if (left != 0)
+		RT_WARN("loop %u: %llu buffers still referenced at destroy; leaking them",
+			pool->index, (unsigned long long)left);
+	for (unsigned c = 0; c < RT_BUF_CLASSES; c++) {
+		struct rt_buf *b, *next;
+
+		for (b = pool->free[c]; b; b = next) {
+			next = b->next;
+			pool->cached--;
+			buf_release(b);
+		}
+		pool->free[c] = NULL;
+	}
+	pool->cached_bytes = 0;
+}
+
+struct rt_buf *
+rt_buf_get(size_t size)
+{
+	struct rt_loop *loop = tls_loop;
+	struct rt_buf_pool *pool;
+	struct rt_buf *b;
+	unsigned cls;
+
+	if (size > RT_BUF_MAX_SIZE)
+		return NULL;
+	cls = size_class(size);
+	if (!loop)
+		return buf_alloc(NULL, cls);
+	pool = &loop->pool;
+	b = pool->free[cls];
+	if (!b) {
+		rt_buf_pool_drain(pool);
+		b = pool->free[cls];
+	}
+	if (!b)
+		return buf_alloc(pool, cls);
+	pool->free[cls] = b->next;
+	pool->cached_bytes -= b->cap;
+	pool->cached--;
+	b->next = NULL;
+	b->len = 0;
+	b->refs = 1;
+	return b;
+}
+
+void
+rt_buf_ref(struct rt_buf *b)
+{
+	__atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+rt_buf_put(struct rt_buf **pb)
+{
+	struct rt_buf *b = *pb;
+	struct rt_buf_pool *pool;
+	struct rt_buf *old;
+	int refs;
+
+	*pb = NULL;
+	if (!b)
+		return;
+	refs = __atomic_fetch_sub(&b->refs, 1, __ATOMIC_ACQ_REL);
+	if (refs > 1)
+		return;
+	if (refs < 1)
+		CFS_PANIC("rt_buf_put: buffer %p released more often than referenced", (void *)b);
+	pool = RT_CONTAINER_OF(b, struct buf_hdr, b)->pool;
+	if (!pool) {
+		buf_release(b);
+		return;
+	}
+	if (tls_loop && &tls_loop->pool == pool) {
+		pool_keep(pool, b);
+		return;
+	}
+	/* Another thread's buffer: hand it back through the owner's return stack. */
+	old = atomic_load_explicit(&pool->returned, memory_order_relaxed);
+	do {
+		b->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&pool->returned, &old, b, memory_order_release, memory_order_relaxed));
+}

@@ -1,0 +1,1444 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the chunk engine (src/disk) on real files: CRC32C, round
+ * trips in every size class, partial writes, versions (pending, commit,
+ * abort, force), copy-on-write, reopen, capacity and ENOSPC, corrupted data
+ * files, bad arguments, list paging, group commit under concurrent writes,
+ * and a crash test that SIGKILLs a writer child at random moments and checks
+ * every acknowledged write after reopening.
+ *
+ * Each test gets a fresh mkdtemp directory under $top_builddir (make check)
+ * or /var/tmp: O_DIRECT needs a real file system, not tmpfs. The engine runs
+ * on a bare ev_loop driven by the test (run_until), which is all it needs.
+ *
+ * Under valgrind: CK_FORK=no valgrind --leak-check=full tests/unit/test_disk
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "disk/disk.h"
+
+static struct ev_loop *g_ev;
+static struct disk_ioeng *g_eng;
+static char g_dir[512];
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t
+xs(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+/* Deterministic content for (seed, position). */
+static void
+fill(uint8_t *p, uint32_t n, uint64_t seed)
+{
+	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x = xs(&s);
+
+		memcpy(p + i, &x, 8);
+	}
+	for (; i < n; i++)
+		p[i] = (uint8_t)(xs(&s) >> 24);
+}
+
+static struct cfs_id128
+mkid(uint64_t a, uint64_t b)
+{
+	struct cfs_id128 id;
+
+	for (int i = 0; i < 8; i++) {
+		id.b[i] = (uint8_t)(a >> (56 - 8 * i));
+		id.b[8 + i] = (uint8_t)(b >> (56 - 8 * i));
+	}
+	return id;
+}
+
+static int
+rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	return remove(p);
+}
+
+static void
+setup(void)
+{
+	const char *base = getenv("top_builddir");
+
+	snprintf(g_dir, sizeof(g_dir), "%s/cfs-disk-XXXXXX", base ? base : "/var/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(g_dir));
+	g_ev = ev_loop_new(EVFLAG_AUTO);
+	ck_assert_ptr_nonnull(g_ev);
+	ck_assert_int_eq(disk_aio_create(g_ev, 256, &g_eng), 0);
+}
+
+static void
+teardown(void)
+{
+	disk_aio_put(&g_eng);
+	ev_loop_destroy(g_ev);
+	g_ev = NULL;
+	nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+run_until(const int *flag)
+{
+	while (!*flag)
+		ev_run(g_ev, EVRUN_ONCE);
+}
+
+static struct disk_target_opts
+opts(const char *sub, uint64_t capacity)
+{
+	static char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s", g_dir, sub);
+	return (struct disk_target_opts){
+		.path = path,
+		.capacity = capacity,
+		.target_id = 7,
+		.grow_bytes = 1 << 20,
+	};
+}
+
+static struct disk_target *
+open_t(const char *sub, uint64_t capacity)
+{
+	struct disk_target_opts o = opts(sub, capacity);
+	struct disk_target *t = NULL;
+
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	return t;
+}
+
+static void
+assert_consistent(struct disk_target *t)
+{
+	struct disk_check chk;
+	int rc = disk_target_check(t, &chk);
+
+	ck_assert_msg(rc == 0, "check rc=%d: %s (leaked %lu missing %lu double %lu mism %lu)", rc,
+		      chk.first, (unsigned long)chk.leaked, (unsigned long)chk.missing,
+		      (unsigned long)chk.double_used, (unsigned long)chk.mismatched);
+}
+
+struct res {
+	int done;
+	int rc;
+	struct disk_chunk_info info;
+};
+
+static void
+done_cb(void *arg, int rc, const struct disk_chunk_info *info)
+{
+	struct res *r = arg;
+
+	ck_assert_int_eq(r->done, 0);
+	r->done = 1;
+	r->rc = rc;
+	if (rc == 0) {
+		ck_assert_ptr_nonnull(info);
+		r->info = *info;
+	} else {
+		ck_assert_ptr_null(info);
+	}
+}
+
+/* A payload buffer holding data at byte offset `skew` (0: aligned, zero copy). */
+static struct rt_buf *
+payload(const uint8_t *data, uint32_t len, uint32_t skew)
+{
+	struct rt_buf *b = rt_buf_get(len + skew + (skew ? 1 : 0));
+
+	ck_assert_ptr_nonnull(b);
+	memcpy(b->data + skew, data, len);
+	return b;
+}
+
+/* Submit a write; returns the immediate rc (the callback fills *r later). */
+static int
+write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
+	    const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags, struct res *r)
+{
+	uint32_t skew = (off + len) % 3 == 0 || len > DISK_MAX_CHUNK - 8 ? 0 : 7;
+	struct rt_buf *b = payload(data, len, skew);
+	struct rt_iov iov = { .buf = b, .off = skew, .len = len };
+	struct disk_write w = {
+		.id = id,
+		.chunk_size = csize,
+		.off = off,
+		.len = len,
+		.iov = &iov,
+		.iovcnt = 1,
+		.crc = disk_crc32c(0, data, len),
+		.ver = ver,
+		.flags = flags,
+	};
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	rc = disk_write(t, &w, done_cb, r);
+	rt_buf_put(&b); /* the engine holds its own reference */
+	return rc;
+}
+
+static int
+write_sync(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
+	   const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags,
+	   struct disk_chunk_info *info)
+{
+	struct res r;
+	int rc = write_async(t, id, csize, off, data, len, ver, flags, &r);
+
+	if (rc != 0)
+		return rc;
+	ck_assert_int_eq(r.done, 0); /* never called back inside the call */
+	run_until(&r.done);
+	if (info)
+		*info = r.info;
+	return r.rc;
+}
+
+struct rres {
+	int done;
+};
+
+static void
+read_cb(void *arg, struct disk_read *reads, unsigned n)
+{
+	struct rres *r = arg;
+
+	r->done = 1;
+}
+
+/* Read into out (up to len bytes); returns the item rc, *got the length. */
+static int
+read_sync(struct disk_target *t, struct cfs_id128 id, uint32_t off, uint32_t len, unsigned flags,
+	  uint8_t *out, uint32_t *got, uint64_t *ver)
+{
+	struct disk_read rd = { .id = id, .off = off, .len = len, .flags = flags };
+	struct rres r = { 0 };
+	int rc = disk_read(t, &rd, 1, read_cb, &r);
+
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(r.done, 0);
+	run_until(&r.done);
+	if (rd.rc == 0) {
+		ck_assert_uint_le(rd.data.len, len);
+		if (rd.data.len > 0)
+			ck_assert_uint_eq(rd.crc,
+					  disk_crc32c(0, rd.data.buf->data + rd.data.off, rd.data.len));
+		if (out && rd.data.len > 0)
+			memcpy(out, rd.data.buf->data + rd.data.off, rd.data.len);
+		if (got)
+			*got = rd.data.len;
+		if (ver)
+			*ver = rd.ver;
+	} else {
+		ck_assert_ptr_null(rd.data.buf);
+	}
+	rt_buf_put(&rd.data.buf);
+	return rd.rc;
+}
+
+static void
+assert_content(struct disk_target *t, struct cfs_id128 id, unsigned flags, const uint8_t *want,
+	       uint32_t len)
+{
+	uint8_t *got = malloc(len + 1);
+	uint32_t n = 0;
+
+	ck_assert_int_eq(read_sync(t, id, 0, len, flags, got, &n, NULL), 0);
+	ck_assert_uint_eq(n, len);
+	ck_assert_msg(memcmp(got, want, len) == 0, "content differs");
+	free(got);
+}
+
+static int
+simple_sync(int (*fn)(struct disk_target *, const struct cfs_id128 *, uint64_t, disk_done_fn,
+		      void *),
+	    struct disk_target *t, struct cfs_id128 id, uint64_t ver)
+{
+	struct res r = { 0 };
+	int rc = fn(t, &id, ver, done_cb, &r);
+
+	if (rc != 0)
+		return rc;
+	run_until(&r.done);
+	return r.rc;
+}
+
+static int
+remove_sync(struct disk_target *t, struct cfs_id128 id)
+{
+	struct res r = { 0 };
+	int rc = disk_remove(t, &id, done_cb, &r);
+
+	if (rc != 0)
+		return rc;
+	run_until(&r.done);
+	return r.rc;
+}
+
+static int
+truncate_sync(struct disk_target *t, struct cfs_id128 id, uint32_t len, uint64_t ver,
+	      unsigned flags)
+{
+	struct res r = { 0 };
+	int rc = disk_truncate(t, &id, len, ver, flags, done_cb, &r);
+
+	if (rc != 0)
+		return rc;
+	run_until(&r.done);
+	return r.rc;
+}
+
+/* ------------------------------------------------------------------- CRC */
+
+START_TEST(test_disk_crc32c_gives_check_value_when_standard_input)
+{
+	static const char s[] = "123456789";
+	uint8_t buf[10000];
+
+	ck_assert_uint_eq(disk_crc32c(0, s, 9), 0xE3069283u);
+	ck_assert_uint_eq(disk_crc32c(disk_crc32c(0, s, 4), s + 4, 5), 0xE3069283u);
+	ck_assert_uint_eq(disk_crc32c(0, s, 0), 0);
+	fill(buf, sizeof(buf), 3);
+	for (uint32_t cut = 0; cut <= sizeof(buf); cut += 777) {
+		uint32_t a = disk_crc32c(0, buf, cut);
+		uint32_t b = disk_crc32c(0, buf + cut, sizeof(buf) - cut);
+
+		ck_assert_uint_eq(disk_crc32c_combine(a, b, sizeof(buf) - cut),
+				  disk_crc32c(0, buf, sizeof(buf)));
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------ round trips */
+
+START_TEST(test_disk_roundtrip_when_each_size_class)
+{
+	struct disk_target *t = open_t("t", 512ull << 20);
+	uint8_t *data = malloc(DISK_MAX_CHUNK);
+	uint8_t *got = malloc(DISK_MAX_CHUNK);
+	struct disk_chunk_info info;
+
+	for (int c = 0; c < DISK_NCLASS; c++) {
+		uint32_t csize = disk_class_size[c];
+		uint32_t lens[3] = { csize, csize - 1000, c > 0 ? disk_class_size[c - 1] + 1 : 1 };
+
+		for (int k = 0; k < 3; k++) {
+			struct cfs_id128 id = mkid(c, k);
+			uint32_t len = lens[k], n = 0;
+			uint64_t ver = 0;
+
+			fill(data, len, c * 10 + k);
+			ck_assert_int_eq(write_sync(t, id, csize, 0, data, len, 0, DISK_W_COMMIT,
+						    &info),
+					 0);
+			ck_assert_uint_eq(info.ver, 1);
+			ck_assert_uint_eq(info.len, len);
+			ck_assert_uint_eq(info.crc, disk_crc32c(0, data, len));
+			/* whole chunk, asking for more than there is */
+			ck_assert_int_eq(read_sync(t, id, 0, csize, 0, got, &n, &ver), 0);
+			ck_assert_uint_eq(n, len);
+			ck_assert_uint_eq(ver, 1);
+			ck_assert(memcmp(got, data, len) == 0);
+			/* unaligned ranges inside */
+			for (uint32_t off = 1; off < len; off += len / 3 + 1) {
+				uint32_t ask = csize - off < 5000 ? csize - off : 5000;
+				uint32_t want = len - off < ask ? len - off : ask;
+
+				ck_assert_int_eq(read_sync(t, id, off, ask, 0, got, &n, NULL), 0);
+				ck_assert_uint_eq(n, want);
+				ck_assert(memcmp(got, data + off, want) == 0);
+			}
+			/* past the end: empty */
+			if (len + 10 <= csize) {
+				ck_assert_int_eq(read_sync(t, id, len, 10, 0, got, &n, NULL), 0);
+				ck_assert_uint_eq(n, 0);
+			}
+		}
+	}
+	assert_consistent(t);
+	disk_target_close(&t);
+	ck_assert_ptr_null(t);
+	free(data);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_disk_batch_read_returns_every_item_when_mixed_results)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	uint8_t data[20000];
+	struct disk_read rd[4] = {
+		{ .id = mkid(1, 1), .off = 0, .len = 20000 },
+		{ .id = mkid(1, 2), .off = 0, .len = 10 },     /* unknown */
+		{ .id = mkid(1, 1), .off = 12345, .len = 100 },
+		{ .id = mkid(1, 1), .off = 60000, .len = 10000 }, /* beyond chunk_size */
+	};
+	struct rres r = { 0 };
+
+	fill(data, sizeof(data), 9);
+	ck_assert_int_eq(write_sync(t, mkid(1, 1), 65536, 0, data, sizeof(data), 0,
+				    DISK_W_COMMIT, NULL),
+			 0);
+	ck_assert_int_eq(disk_read(t, rd, 4, read_cb, &r), 0);
+	run_until(&r.done);
+	ck_assert_int_eq(rd[0].rc, 0);
+	ck_assert_uint_eq(rd[0].data.len, 20000);
+	ck_assert(memcmp(rd[0].data.buf->data + rd[0].data.off, data, 20000) == 0);
+	ck_assert_int_eq(rd[1].rc, -CFS_ENOCHUNK);
+	ck_assert_int_eq(rd[2].rc, 0);
+	ck_assert(memcmp(rd[2].data.buf->data + rd[2].data.off, data + 12345, 100) == 0);
+	ck_assert_int_eq(rd[3].rc, -EINVAL);
+	for (int i = 0; i < 4; i++)
+		rt_buf_put(&rd[i].data.buf);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_write_is_zero_copy_safe_when_payload_aligned)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct rt_buf *b = rt_buf_get(1 << 20);
+	struct rt_iov iov = { .buf = b, .off = 0, .len = 300000 };
+	struct disk_write w = { .id = mkid(2, 2), .chunk_size = 1 << 20, .len = 300000,
+				.iov = &iov, .iovcnt = 1, .flags = DISK_W_COMMIT };
+	uint8_t *want = malloc(300000);
+	struct res r = { 0 };
+
+	fill(b->data, b->cap, 77);
+	memcpy(want, b->data, 300000);
+	w.crc = disk_crc32c(0, want, 300000);
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), 0);
+	rt_buf_put(&b);
+	run_until(&r.done);
+	ck_assert_int_eq(r.rc, 0);
+	assert_content(t, mkid(2, 2), 0, want, 300000);
+	free(want);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ---------------------------------------------------------- partial writes */
+
+START_TEST(test_disk_partial_writes_merge_when_chunk_exists)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	const uint32_t csize = 256 << 10;
+	uint8_t *model = calloc(1, csize), *data = malloc(csize);
+	struct cfs_id128 id = mkid(3, 3);
+	struct disk_chunk_info info;
+	uint32_t len = 0;
+	uint64_t s = 42;
+
+	for (int i = 0; i < 40; i++) {
+		uint32_t off = (uint32_t)(xs(&s) % csize);
+		uint32_t n = (uint32_t)(xs(&s) % (csize - off)) % 30000 + 1;
+
+		fill(data, n, i);
+		ck_assert_int_eq(write_sync(t, id, csize, off, data, n, 0, DISK_W_COMMIT, &info),
+				 0);
+		memcpy(model + off, data, n);
+		if (off + n > len)
+			len = off + n;
+		ck_assert_uint_eq(info.len, len);
+		ck_assert_uint_eq(info.ver, (uint64_t)i + 1);
+		ck_assert_uint_eq(info.crc, disk_crc32c(0, model, len));
+		assert_content(t, id, 0, model, len);
+	}
+	/* replace keeps nothing of the old content */
+	fill(data, 50, 4242);
+	ck_assert_int_eq(write_sync(t, id, csize, 100, data, 50, 0, DISK_W_COMMIT | DISK_W_REPLACE,
+				    &info),
+			 0);
+	ck_assert_uint_eq(info.len, 150);
+	memset(model, 0, csize);
+	memcpy(model + 100, data, 50);
+	assert_content(t, id, 0, model, 150);
+	fill(model + 150, 30000, 4343);
+	ck_assert_int_eq(write_sync(t, id, csize, 150, model + 150, 30000, 0, DISK_W_COMMIT, &info),
+			 0);
+	assert_content(t, id, 0, model, 30150);
+	/* truncate shrinks and extends with zeros, copy-on-write */
+	ck_assert_int_eq(truncate_sync(t, id, 1000, 0, DISK_W_COMMIT), 0);
+	memset(model + 1000, 0, csize - 1000);
+	assert_content(t, id, 0, model, 1000);
+	ck_assert_int_eq(truncate_sync(t, id, 9000, 0, DISK_W_COMMIT), 0);
+	assert_content(t, id, 0, model, 9000);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.len, 9000);
+	ck_assert_uint_eq(info.crc, disk_crc32c(0, model, 9000));
+	ck_assert_int_eq(truncate_sync(t, id, 0, 0, DISK_W_COMMIT), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.len, 0);
+	ck_assert_uint_eq(read_sync(t, id, 0, 10, 0, NULL, &len, NULL), 0);
+	ck_assert_uint_eq(len, 0);
+	assert_consistent(t);
+	disk_target_close(&t);
+	free(model);
+	free(data);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- versions */
+
+START_TEST(test_disk_pending_version_hidden_until_commit_when_written_pending)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(4, 4);
+	uint8_t a[5000], b[7000], got[8000];
+	struct disk_chunk_info info;
+	struct disk_stats st1, st2;
+	uint32_t n;
+	uint64_t ver;
+
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, sizeof(a), 0, DISK_W_COMMIT, &info), 0);
+	disk_stats(t, &st1);
+	/* v2 pending: readers keep seeing v1, the old slot stays */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, sizeof(b), 0, 0, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	ck_assert_uint_eq(info.pver, 2);
+	ck_assert_uint_eq(info.plen, sizeof(b));
+	ck_assert_uint_eq(info.pcrc, disk_crc32c(0, b, sizeof(b)));
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used + 16384);
+	ck_assert_int_eq(read_sync(t, id, 0, 8000, 0, got, &n, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_uint_eq(n, sizeof(a));
+	ck_assert(memcmp(got, a, sizeof(a)) == 0);
+	ck_assert_int_eq(read_sync(t, id, 0, 8000, DISK_R_PENDING, got, &n, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert(memcmp(got, b, sizeof(b)) == 0);
+	/* rules while v2 is pending */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 3, 0, NULL), -EBUSY);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 0, DISK_W_COMMIT, NULL), -EBUSY);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 3), -ERANGE);
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 1), -ESTALE);
+	/* same version again replaces the pending content */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, sizeof(a), 2, 0, &info), 0);
+	ck_assert_uint_eq(info.pcrc, disk_crc32c(0, a, sizeof(a)));
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, sizeof(b), 2, 0, &info), 0);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.ver, 2);
+	ck_assert_uint_eq(info.pver, 0);
+	assert_content(t, id, 0, b, sizeof(b));
+	ck_assert_int_eq(read_sync(t, id, 0, 10, DISK_R_PENDING, NULL, NULL, NULL),
+			 -CFS_ENOCHUNK);
+	/* committing it again is harmless; older ones are stale */
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 1), -ESTALE);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used);
+	/* stale and skipping versions */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 2, 0, NULL), -ESTALE);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 4, 0, NULL), -ERANGE);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 1, DISK_W_COMMIT, NULL), -ESTALE);
+	/* abort drops the pending one and its slot */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 3, 0, NULL), 0);
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 0), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.ver, 2);
+	ck_assert_uint_eq(info.pver, 0);
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 0), 0); /* nothing pending */
+	/* force installs a given version (resync), dropping a pending one */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 10, 3, 0, NULL), 0);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, sizeof(a), 9, DISK_W_FORCE, &info), 0);
+	ck_assert_uint_eq(info.ver, 9);
+	ck_assert_uint_eq(info.pver, 0);
+	assert_content(t, id, 0, a, sizeof(a));
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_new_chunk_unreadable_when_only_pending)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(5, 5);
+	uint8_t a[100];
+	struct disk_chunk_info info;
+
+	fill(a, sizeof(a), 5);
+	ck_assert_int_eq(write_sync(t, id, 4096, 0, a, sizeof(a), 0, 0, &info), 0);
+	ck_assert_uint_eq(info.ver, 0);
+	ck_assert_uint_eq(info.pver, 1);
+	ck_assert_int_eq(read_sync(t, id, 0, 100, 0, NULL, NULL, NULL), -CFS_ENOCHUNK);
+	assert_content(t, id, DISK_R_PENDING, a, sizeof(a));
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 1), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), -CFS_ENOCHUNK);
+	ck_assert_int_eq(read_sync(t, id, 0, 100, DISK_R_PENDING, NULL, NULL, NULL),
+			 -CFS_ENOCHUNK);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* A disk that holds reads until told: the ops interface lets a test (and
+ * later a simulator) stand between the engine and the real disk. */
+struct gate {
+	struct disk_ioeng pub;
+	struct disk_ioeng *inner;
+	bool hold;
+	struct disk_io *held;
+	unsigned nheld;
+};
+
+static void
+gate_submit(struct disk_ioeng *e, struct disk_io *io)
+{
+	struct gate *g = (struct gate *)e;
+
+	if (g->hold && io->op == DISK_IO_READ) {
+		io->next = g->held;
+		g->held = io;
+		g->nheld++;
+		return;
+	}
+	g->inner->ops->submit(g->inner, io);
+}
+
+static int
+gate_poll(struct disk_ioeng *e, int ms)
+{
+	return ((struct gate *)e)->inner->ops->poll(((struct gate *)e)->inner, ms);
+}
+
+static unsigned
+gate_inflight(struct disk_ioeng *e)
+{
+	struct gate *g = (struct gate *)e;
+
+	return g->nheld + g->inner->ops->inflight(g->inner);
+}
+
+static void
+gate_destroy(struct disk_ioeng *e)
+{
+}
+
+static const struct disk_ioeng_ops gate_ops = {
+	.name = "gate",
+	.submit = gate_submit,
+	.poll = gate_poll,
+	.inflight = gate_inflight,
+	.destroy = gate_destroy,
+};
+
+static void
+gate_release(struct gate *g)
+{
+	g->hold = false;
+	while (g->held != NULL) {
+		struct disk_io *io = g->held;
+
+		g->held = io->next;
+		g->nheld--;
+		g->inner->ops->submit(g->inner, io);
+	}
+}
+
+/* A read in flight keeps its slot from reuse: a commit that frees the slot
+ * under it puts the slot in quarantine, so new writes go elsewhere and the
+ * read still returns the old, valid bytes. */
+START_TEST(test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it)
+{
+	struct gate g = { .pub = { .ops = &gate_ops, .ev = g_ev }, .inner = g_eng };
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	struct cfs_id128 id = mkid(6, 6);
+	uint8_t a[4096], b[4096], c[4096];
+	struct disk_read rd = { .id = id, .off = 0, .len = 4096 };
+	struct rres rr = { 0 };
+	struct disk_stats st;
+
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	fill(c, sizeof(c), 3);
+	ck_assert_int_eq(write_sync(t, id, 4096, 0, a, 4096, 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, id, 4096, 0, b, 4096, 0, 0, NULL), 0);
+	g.hold = true;
+	ck_assert_int_eq(disk_read(t, &rd, 1, read_cb, &rr), 0); /* reads v1, held */
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);  /* frees v1's slot */
+	ck_assert_int_eq(write_sync(t, mkid(6, 7), 4096, 0, c, 4096, 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, mkid(6, 8), 4096, 0, c, 4096, 0, DISK_W_COMMIT, NULL), 0);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 4 * 4096); /* v2, two new chunks, v1 in quarantine */
+	assert_consistent(t);
+	ck_assert_int_eq(rr.done, 0);
+	gate_release(&g);
+	run_until(&rr.done);
+	ck_assert_int_eq(rd.rc, 0);
+	ck_assert_uint_eq(rd.ver, 1);
+	ck_assert(memcmp(rd.data.buf->data + rd.data.off, a, 4096) == 0);
+	rt_buf_put(&rd.data.buf);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 3 * 4096); /* the read is done: v1's slot is free */
+	assert_content(t, id, 0, b, 4096);
+	assert_content(t, mkid(6, 7), 0, c, 4096);
+	assert_content(t, mkid(6, 8), 0, c, 4096);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ reopen */
+
+static void
+assert_info_eq(const struct disk_chunk_info *a, const struct disk_chunk_info *b)
+{
+	ck_assert(memcmp(a->id.b, b->id.b, 16) == 0);
+	ck_assert_uint_eq(a->chunk_size, b->chunk_size);
+	ck_assert_uint_eq(a->ver, b->ver);
+	ck_assert_uint_eq(a->len, b->len);
+	ck_assert_uint_eq(a->crc, b->crc);
+	ck_assert_uint_eq(a->pver, b->pver);
+	ck_assert_uint_eq(a->plen, b->plen);
+	ck_assert_uint_eq(a->pcrc, b->pcrc);
+}
+
+START_TEST(test_disk_reopen_restores_everything_when_closed)
+{
+	struct disk_target *t = open_t("t", 256ull << 20);
+	uint8_t *data = malloc(4 << 20);
+	struct disk_chunk_info before[60], after;
+
+	for (int i = 0; i < 60; i++) {
+		uint32_t csize = disk_class_size[i % 6];
+		uint32_t len = csize - (uint32_t)i * 13;
+
+		fill(data, len, i);
+		ck_assert_int_eq(write_sync(t, mkid(7, i), csize, 0, data, len, 0,
+					    i % 3 == 0 ? 0 : DISK_W_COMMIT, &before[i]),
+				 0);
+		if (i % 5 == 0 && i % 3 != 0) { /* a pending update on top */
+			fill(data, 100, 1000 + i);
+			ck_assert_int_eq(write_sync(t, mkid(7, i), csize, 10, data, 100, 0, 0,
+						    &before[i]),
+					 0);
+		}
+	}
+	ck_assert_int_eq(remove_sync(t, mkid(7, 59)), 0);
+	disk_target_close(&t);
+	t = open_t("t", 256ull << 20);
+	assert_consistent(t);
+	for (int i = 0; i < 60; i++) {
+		uint32_t csize = disk_class_size[i % 6];
+		uint32_t len = csize - (uint32_t)i * 13;
+		struct cfs_id128 id = mkid(7, i);
+
+		if (i == 59) {
+			ck_assert_int_eq(disk_query(t, &id, &after), -CFS_ENOCHUNK);
+			continue;
+		}
+		ck_assert_int_eq(disk_query(t, &id, &after), 0);
+		assert_info_eq(&after, &before[i]);
+		fill(data, len, i);
+		if (i % 3 == 0) {
+			assert_content(t, id, DISK_R_PENDING, data, len);
+		} else {
+			assert_content(t, id, 0, data, len);
+			if (i % 5 == 0) {
+				fill(data + 10, 100, 1000 + i);
+				ck_assert_uint_eq(after.plen, len);
+				assert_content(t, id, DISK_R_PENDING, data, len);
+			}
+		}
+	}
+	disk_target_close(&t);
+	free(data);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- capacity */
+
+START_TEST(test_disk_enospc_keeps_earlier_chunks_when_capacity_reached)
+{
+	struct disk_target_opts o = opts("t", 1 << 20); /* 16 slots of 64 KiB */
+	struct disk_target *t = NULL;
+	uint8_t data[65536];
+	struct disk_stats st;
+	int i, rc = 0;
+
+	o.grow_bytes = 256 << 10;
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	for (i = 0; i < 100; i++) {
+		fill(data, sizeof(data), i);
+		rc = write_sync(t, mkid(8, i), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT,
+				NULL);
+		if (rc != 0)
+			break;
+	}
+	ck_assert_int_eq(rc, -ENOSPC);
+	ck_assert_int_eq(i, 16);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 1 << 20);
+	ck_assert_uint_eq(st.free, 0);
+	ck_assert_uint_le(st.allocated, 1 << 20);
+	/* copy-on-write needs a free slot: an overwrite fails too, the old stays */
+	ck_assert_int_eq(write_sync(t, mkid(8, 0), 65536, 0, data, 10, 0, DISK_W_COMMIT, NULL),
+			 -ENOSPC);
+	for (int k = 0; k < 16; k++) {
+		fill(data, sizeof(data), k);
+		assert_content(t, mkid(8, k), 0, data, sizeof(data));
+	}
+	/* another class has no room either */
+	ck_assert_int_eq(write_sync(t, mkid(8, 500), 4096, 0, data, 10, 0, DISK_W_COMMIT, NULL),
+			 -ENOSPC);
+	/* freeing one makes room again */
+	ck_assert_int_eq(remove_sync(t, mkid(8, 3)), 0);
+	fill(data, sizeof(data), 99);
+	ck_assert_int_eq(write_sync(t, mkid(8, 99), 65536, 0, data, sizeof(data), 0,
+				    DISK_W_COMMIT, NULL),
+			 0);
+	assert_content(t, mkid(8, 99), 0, data, sizeof(data));
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- checksum */
+
+static void
+flip_byte(const char *sub, const char *file, off_t off)
+{
+	char p[800];
+	uint8_t c;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s/%s", g_dir, sub, file);
+	fd = open(p, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &c, 1, off), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
+	ck_assert_int_eq(fsync(fd), 0);
+	close(fd);
+}
+
+START_TEST(test_disk_read_fails_checksum_when_data_byte_flipped)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	uint8_t *data = malloc(1 << 20), *got = malloc(1 << 20);
+	struct cfs_id128 id = mkid(9, 1);
+	struct disk_stats st;
+	uint32_t n;
+
+	fill(data, 1 << 20, 11);
+	ck_assert_int_eq(write_sync(t, id, 1 << 20, 0, data, 1 << 20, 0, DISK_W_COMMIT, NULL), 0);
+	/* while open (CRC table in memory): only reads covering the block fail */
+	flip_byte("t", "slots-1M.dat", 3 * 4096 + 17);
+	ck_assert_int_eq(read_sync(t, id, 3 * 4096, 100, 0, got, &n, NULL), -CFS_ECHECKSUM);
+	ck_assert_int_eq(read_sync(t, id, 0, 1 << 20, 0, got, &n, NULL), -CFS_ECHECKSUM);
+	ck_assert_int_eq(read_sync(t, id, 0, 4096, 0, got, &n, NULL), 0);
+	ck_assert(memcmp(got, data, 4096) == 0);
+	ck_assert_int_eq(read_sync(t, id, 8 * 4096, 4096, 0, got, &n, NULL), 0);
+	/* a partial write refuses to merge with corrupt content */
+	ck_assert_int_eq(write_sync(t, id, 1 << 20, 100, data, 10, 0, DISK_W_COMMIT, NULL),
+			 -CFS_ECHECKSUM);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.checksum_errors, 3);
+	disk_target_close(&t);
+	/* after reopen (no table): the whole chunk is checked, any read fails */
+	t = open_t("t", 64ull << 20);
+	ck_assert_int_eq(read_sync(t, id, 0, 4096, 0, got, &n, NULL), -CFS_ECHECKSUM);
+	ck_assert_int_eq(read_sync(t, id, 500000, 10, 0, got, &n, NULL), -CFS_ECHECKSUM);
+	/* a whole rewrite heals it */
+	ck_assert_int_eq(write_sync(t, id, 1 << 20, 0, data, 1 << 20, 0, DISK_W_COMMIT, NULL), 0);
+	assert_content(t, id, 0, data, 1 << 20);
+	assert_consistent(t);
+	disk_target_close(&t);
+	free(data);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_disk_small_chunk_fails_checksum_when_flipped_after_reopen)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	uint8_t data[3000];
+	struct cfs_id128 id = mkid(9, 2);
+
+	fill(data, sizeof(data), 12);
+	ck_assert_int_eq(write_sync(t, id, 4096, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
+			 0);
+	disk_target_close(&t);
+	flip_byte("t", "slots-4K.dat", 2999);
+	t = open_t("t", 64ull << 20);
+	ck_assert_int_eq(read_sync(t, id, 0, 4096, 0, NULL, NULL, NULL), -CFS_ECHECKSUM);
+	ck_assert_int_eq(read_sync(t, id, 0, 10, 0, NULL, NULL, NULL), -CFS_ECHECKSUM);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ----------------------------------------------------------- bad arguments */
+
+START_TEST(test_disk_refuses_bad_arguments_when_submitted)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	uint8_t data[8192];
+	struct cfs_id128 id = mkid(10, 1), nope = mkid(10, 2);
+	struct rt_buf *b = payload(data, sizeof(data), 0);
+	struct rt_iov iov = { .buf = b, .off = 0, .len = 100 };
+	struct disk_write w = { .id = id, .chunk_size = 4096, .len = 100, .iov = &iov,
+				.iovcnt = 1, .flags = DISK_W_COMMIT };
+	struct res r = { 0 };
+
+	fill(data, sizeof(data), 1);
+	memcpy(b->data, data, sizeof(data));
+	w.crc = disk_crc32c(0, data, 100);
+	w.chunk_size = 0;
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
+	w.chunk_size = DISK_MAX_CHUNK + 1;
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
+	w.chunk_size = 4096;
+	w.off = 4000; /* 4000 + 100 > 4096 */
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
+	w.off = 0;
+	w.len = 200; /* payload holds 100 */
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
+	w.len = 100;
+	w.crc ^= 1;
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -CFS_ECHECKSUM);
+	w.crc ^= 1;
+	w.flags = DISK_W_FORCE; /* force needs a version */
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
+	w.flags = DISK_W_COMMIT;
+	ck_assert_int_eq(r.done, 0);
+	ck_assert_int_eq(disk_query(t, &id, &(struct disk_chunk_info){ 0 }), -CFS_ENOCHUNK);
+	/* nothing was stored by any of them */
+	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), 0);
+	run_until(&r.done);
+	ck_assert_int_eq(r.rc, 0);
+	/* the chunk size is the chunk's for life */
+	ck_assert_int_eq(write_sync(t, id, 8192, 0, data, 10, 0, DISK_W_COMMIT, NULL), -EINVAL);
+	ck_assert_int_eq(read_sync(t, id, 4000, 97, 0, NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(read_sync(t, nope, 0, 1, 0, NULL, NULL, NULL), -CFS_ENOCHUNK);
+	ck_assert_int_eq(simple_sync(disk_commit, t, nope, 1), -CFS_ENOCHUNK);
+	ck_assert_int_eq(simple_sync(disk_abort, t, nope, 1), -CFS_ENOCHUNK);
+	ck_assert_int_eq(remove_sync(t, nope), -CFS_ENOCHUNK);
+	ck_assert_int_eq(truncate_sync(t, nope, 1, 0, 0), -CFS_ENOCHUNK);
+	ck_assert_int_eq(truncate_sync(t, id, 4097, 0, 0), -EINVAL);
+	ck_assert_int_eq(disk_read(t, NULL, 0, read_cb, NULL), -EINVAL);
+	rt_buf_put(&b);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_open_refuses_when_options_bad)
+{
+	struct disk_target_opts o = opts("t", 0);
+	struct disk_target *t = NULL;
+
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), -EINVAL);
+	o.capacity = 1 << 20;
+	o.path = NULL;
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), -EINVAL);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- list */
+
+START_TEST(test_disk_list_pages_in_id_order_when_many_chunks)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	enum { N = 1500 };
+	struct cfs_id128 *ids = malloc(N * sizeof(*ids));
+	struct disk_chunk_info page[64];
+	struct res *rs = calloc(N, sizeof(*rs));
+	uint8_t data[16];
+	uint64_t s = 7;
+	unsigned seen = 0;
+	struct cfs_id128 begin = { 0 }, prev = { 0 };
+	bool more = true;
+
+	fill(data, sizeof(data), 1);
+	for (int i = 0; i < N; i++) {
+		ids[i] = mkid(xs(&s), xs(&s));
+		ck_assert_int_eq(write_async(t, ids[i], 4096, 0, data, sizeof(data), 0,
+					     DISK_W_COMMIT, &rs[i]),
+				 0);
+	}
+	for (int i = 0; i < N; i++) {
+		run_until(&rs[i].done);
+		ck_assert_int_eq(rs[i].rc, 0);
+	}
+	/* remove some so the ordered index also sees deletions */
+	for (int i = 0; i < N; i += 7)
+		ck_assert_int_eq(remove_sync(t, ids[i]), 0);
+	while (more) {
+		int n = disk_list(t, seen ? &begin : NULL, NULL, page, 64, &more);
+
+		ck_assert_int_ge(n, 0);
+		ck_assert(n == 64 || !more);
+		for (int k = 0; k < n; k++) {
+			if (seen > 0)
+				ck_assert_int_lt(memcmp(prev.b, page[k].id.b, 16), 0);
+			prev = page[k].id;
+			seen++;
+		}
+		if (n > 0)
+			begin = disk_id_next(&prev);
+	}
+	ck_assert_uint_eq(seen, N - (N + 6) / 7);
+	/* a bounded range */
+	{
+		struct cfs_id128 lo = mkid(0x4000000000000000ull, 0),
+				 hi = mkid(0x8000000000000000ull, 0);
+		unsigned want = 0;
+		int n;
+
+		for (int i = 0; i < N; i++)
+			if (i % 7 != 0 && memcmp(ids[i].b, lo.b, 16) >= 0 &&
+			    memcmp(ids[i].b, hi.b, 16) < 0)
+				want++;
+		n = disk_list(t, &lo, &hi, page, 64, &more);
+		ck_assert_int_eq(n, want < 64 ? (int)want : 64);
+		for (int k = 0; k < n; k++) {
+			ck_assert_int_ge(memcmp(page[k].id.b, lo.b, 16), 0);
+			ck_assert_int_lt(memcmp(page[k].id.b, hi.b, 16), 0);
+		}
+	}
+	assert_consistent(t);
+	disk_target_close(&t);
+	free(ids);
+	free(rs);
+}
+END_TEST
+
+/* ------------------------------------------------------------ group commit */
+
+START_TEST(test_disk_group_commit_batches_when_many_concurrent_writes)
+{
+	struct disk_target *t = open_t("t", 128ull << 20);
+	enum { N = 256, SAME = 40 };
+	struct res *rs = calloc(N + SAME, sizeof(*rs));
+	uint8_t data[16384], model[SAME * 100];
+	struct disk_stats st;
+	struct disk_chunk_info info;
+
+	for (int i = 0; i < N; i++) {
+		fill(data, sizeof(data), i);
+		ck_assert_int_eq(write_async(t, mkid(11, i), 16384, 0, data, sizeof(data), 0,
+					     DISK_W_COMMIT, &rs[i]),
+				 0);
+	}
+	/* many writes to one chunk: serialized, each merges with the previous */
+	for (int i = 0; i < SAME; i++) {
+		fill(model + i * 100, 100, 500 + i);
+		ck_assert_int_eq(write_async(t, mkid(12, 0), 8192, (uint32_t)i * 100,
+					     model + i * 100, 100, 0, DISK_W_COMMIT, &rs[N + i]),
+				 0);
+	}
+	for (int i = 0; i < N + SAME; i++) {
+		run_until(&rs[i].done);
+		ck_assert_int_eq(rs[i].rc, 0);
+	}
+	for (int i = 0; i < SAME; i++)
+		ck_assert_uint_eq(rs[N + i].info.ver, (uint64_t)i + 1);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.commit_items, N + SAME);
+	ck_assert_uint_lt(st.commits, N + SAME);
+	for (int i = 0; i < N; i += 17) {
+		fill(data, sizeof(data), i);
+		assert_content(t, mkid(11, i), 0, data, sizeof(data));
+	}
+	ck_assert_int_eq(disk_query(t, &(struct cfs_id128){ 0 }, &info), -CFS_ENOCHUNK);
+	assert_content(t, mkid(12, 0), 0, model, sizeof(model));
+	assert_consistent(t);
+	disk_target_close(&t);
+	free(rs);
+}
+END_TEST
+
+START_TEST(test_disk_close_completes_inflight_when_writes_pending)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	enum { N = 64 };
+	struct res rs[N];
+	uint8_t data[4096];
+
+	fill(data, sizeof(data), 3);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(write_async(t, mkid(13, i), 4096, 0, data, sizeof(data), 0,
+					     DISK_W_COMMIT, &rs[i]),
+				 0);
+	disk_target_close(&t); /* callbacks run from inside */
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(rs[i].done, 1);
+		ck_assert_int_eq(rs[i].rc, 0);
+	}
+	t = open_t("t", 64ull << 20);
+	for (int i = 0; i < N; i++)
+		assert_content(t, mkid(13, i), 0, data, sizeof(data));
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_dsync_mode_roundtrips_when_selected)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	uint8_t data[50000];
+
+	o.sync_mode = DISK_SYNC_DSYNC;
+	o.prep = DISK_PREP_FALLOCATE;
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	fill(data, sizeof(data), 4);
+	ck_assert_int_eq(write_sync(t, mkid(14, 1), 65536, 0, data, sizeof(data), 0,
+				    DISK_W_COMMIT, NULL),
+			 0);
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	assert_content(t, mkid(14, 1), 0, data, sizeof(data));
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_crc_cache_rebuilds_tables_when_budget_small)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	uint8_t *data = malloc(1 << 20), got[5000];
+	struct disk_stats st;
+	uint32_t n;
+
+	o.crc_cache_bytes = 2048; /* two 1 MiB chunks' tables (1 KiB each) */
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	for (int i = 0; i < 6; i++) {
+		fill(data, 1 << 20, i);
+		ck_assert_int_eq(write_sync(t, mkid(15, i), 1 << 20, 0, data, 1 << 20, 0,
+					    DISK_W_COMMIT, NULL),
+				 0);
+	}
+	disk_stats(t, &st);
+	ck_assert_uint_le(st.crc_cache_bytes, 2048);
+	for (int r = 0; r < 3; r++)
+		for (int i = 0; i < 6; i++) {
+			fill(data, 1 << 20, i);
+			ck_assert_int_eq(read_sync(t, mkid(15, i), 70000, 5000, 0, got, &n, NULL),
+					 0);
+			ck_assert(memcmp(got, data + 70000, 5000) == 0);
+		}
+	disk_stats(t, &st);
+	ck_assert_uint_le(st.crc_cache_bytes, 2048);
+	disk_target_close(&t);
+	free(data);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- crash */
+
+#define CR_CHUNKS 48
+#define CR_ROUNDS 6
+
+static uint32_t
+cr_csize(int i)
+{
+	static const uint32_t sizes[3] = { 4096, 65536, 1 << 20 };
+
+	return sizes[i % 3];
+}
+
+/* The one content version v of chunk i can have. */
+static uint32_t
+cr_len(int i, uint64_t v)
+{
+	uint64_t s = (uint64_t)i * 1000003 + v * 7919 + 1;
+
+	return (uint32_t)(xs(&s) % cr_csize(i)) + 1;
+}
+
+static void
+cr_fill(uint8_t *p, int i, uint64_t v)
+{
+	fill(p, cr_len(i, v), (uint64_t)i << 32 | v);
+}
+
+enum { ACK_PENDING = 1, ACK_COMMITTED = 2 };
+
+struct ack {
+	uint32_t kind;
+	uint32_t chunk;
+	uint64_t ver;
+};
+
+struct cr_slot {
+	struct res r;
+	int chunk;
+	uint64_t ver;
+	int stage; /* 0 idle, 1 writing, 2 committing */
+	bool pending_mode;
+};
+
+static void
+cr_child(int fd, uint64_t seed)
+{
+	struct disk_target_opts o = opts("t", 512ull << 20);
+	struct disk_target *t = NULL;
+	struct cr_slot slots[16];
+	uint64_t vers[CR_CHUNKS];
+	bool busy[CR_CHUNKS] = { false };
+	uint8_t *data = malloc(1 << 20);
+	uint64_t s = seed;
+
+	/* A fresh loop and engine: nothing of the parent's survives fork. */
+	g_ev = ev_loop_new(EVFLAG_AUTO);
+	if (disk_aio_create(g_ev, 256, &g_eng) != 0 || disk_target_open(g_eng, &o, &t) != 0)
+		_exit(2);
+	for (int i = 0; i < CR_CHUNKS; i++) {
+		struct cfs_id128 id = mkid(99, i);
+		struct disk_chunk_info info;
+
+		vers[i] = 0;
+		if (disk_query(t, &id, &info) == 0) {
+			if (info.pver != 0) { /* left over by the last crash */
+				if (simple_sync(disk_abort, t, id, 0) != 0)
+					_exit(3);
+			}
+			vers[i] = info.ver;
+		}
+	}
+	memset(slots, 0, sizeof(slots));
+	for (;;) {
+		for (int k = 0; k < 16; k++) {
+			struct cr_slot *sl = &slots[k];
+			struct cfs_id128 id;
+
+			if (sl->stage != 0 && !sl->r.done)
+				continue;
+			if (sl->stage == 1) {
+				if (sl->r.rc != 0)
+					_exit(4);
+				if (sl->pending_mode) {
+					struct ack a = { ACK_PENDING, (uint32_t)sl->chunk, sl->ver };
+
+					if (write(fd, &a, sizeof(a)) != sizeof(a))
+						_exit(5);
+					id = mkid(99, sl->chunk);
+					memset(&sl->r, 0, sizeof(sl->r));
+					if (disk_commit(t, &id, sl->ver, done_cb, &sl->r) != 0)
+						_exit(6);
+					sl->stage = 2;
+					continue;
+				}
+			}
+			if (sl->stage != 0) {
+				struct ack a = { ACK_COMMITTED, (uint32_t)sl->chunk, sl->ver };
+
+				if (sl->r.rc != 0)
+					_exit(7);
+				if (write(fd, &a, sizeof(a)) != sizeof(a))
+					_exit(5);
+				vers[sl->chunk] = sl->ver;
+				busy[sl->chunk] = false;
+				sl->stage = 0;
+			}
+			/* start the next write on an idle chunk */
+			{
+				int i = (int)(xs(&s) % CR_CHUNKS);
+
+				if (busy[i])
+					continue;
+				busy[i] = true;
+				sl->chunk = i;
+				sl->ver = vers[i] + 1;
+				sl->pending_mode = xs(&s) % 3 == 0;
+				cr_fill(data, i, sl->ver);
+				if (write_async(t, mkid(99, i), cr_csize(i), 0, data,
+						cr_len(i, sl->ver), sl->ver,
+						DISK_W_REPLACE |
+							(sl->pending_mode ? 0 : DISK_W_COMMIT),
+						&sl->r) != 0)
+					_exit(8);
+				sl->stage = 1;
+			}
+		}
+		ev_run(g_ev, EVRUN_ONCE);
+	}
+}
+
+START_TEST(test_disk_crash_keeps_acked_writes_when_killed_at_random)
+{
+	uint64_t committed[CR_CHUNKS] = { 0 }, pending[CR_CHUNKS] = { 0 };
+	uint8_t *want = malloc(1 << 20), *got = malloc(1 << 20);
+	uint64_t s = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	unsigned total_acks = 0;
+
+	for (int round = 0; round < CR_ROUNDS; round++) {
+		int pfd[2];
+		pid_t pid;
+		struct ack a;
+		struct timespec ts;
+		struct disk_target *t;
+		int status;
+
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			close(pfd[0]);
+			cr_child(pfd[1], xs(&s) | 1);
+		}
+		close(pfd[1]);
+		/* let it run a random while: 50..700 ms, so kills land anywhere,
+		 * including in open and in the middle of group commits */
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(50 + xs(&s) % 650) * 1000000L;
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status), "child exited by itself: %d",
+			      WEXITSTATUS(status));
+		while (read(pfd[0], &a, sizeof(a)) == sizeof(a)) {
+			ck_assert_uint_lt(a.chunk, CR_CHUNKS);
+			if (a.kind == ACK_COMMITTED) {
+				ck_assert_uint_gt(a.ver, committed[a.chunk]);
+				committed[a.chunk] = a.ver;
+			} else {
+				pending[a.chunk] = a.ver;
+			}
+			total_acks++;
+		}
+		close(pfd[0]);
+		fprintf(stderr, "crash round %d: killed after %ld ms, %u acks so far\n", round,
+			ts.tv_nsec / 1000000, total_acks);
+
+		t = open_t("t", 512ull << 20);
+		assert_consistent(t);
+		for (int i = 0; i < CR_CHUNKS; i++) {
+			struct cfs_id128 id = mkid(99, i);
+			struct disk_chunk_info info;
+			uint32_t n;
+
+			if (disk_query(t, &id, &info) != 0) {
+				ck_assert_msg(committed[i] == 0 && pending[i] == 0,
+					      "chunk %d lost (acked v%lu)", i,
+					      (unsigned long)committed[i]);
+				continue;
+			}
+			/* every acknowledged version is there (or a newer one) */
+			ck_assert_msg(info.ver >= committed[i], "chunk %d: v%lu < acked v%lu", i,
+				      (unsigned long)info.ver, (unsigned long)committed[i]);
+			if (pending[i] > info.ver)
+				ck_assert_msg(info.pver == pending[i],
+					      "chunk %d: acked pending v%lu gone (v%lu p%lu)", i,
+					      (unsigned long)pending[i], (unsigned long)info.ver,
+					      (unsigned long)info.pver);
+			/* and each stored version is exactly one that was written */
+			if (info.ver != 0) {
+				cr_fill(want, i, info.ver);
+				ck_assert_uint_eq(info.len, cr_len(i, info.ver));
+				ck_assert_uint_eq(info.crc, disk_crc32c(0, want, info.len));
+				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), 0, got, &n, NULL), 0);
+				ck_assert_uint_eq(n, info.len);
+				ck_assert_msg(memcmp(got, want, n) == 0, "chunk %d v%lu content", i,
+					      (unsigned long)info.ver);
+			}
+			if (info.pver != 0) {
+				cr_fill(want, i, info.pver);
+				ck_assert_uint_eq(info.plen, cr_len(i, info.pver));
+				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), DISK_R_PENDING, got,
+							   &n, NULL),
+						 0);
+				ck_assert_msg(memcmp(got, want, n) == 0, "chunk %d p%lu content", i,
+					      (unsigned long)info.pver);
+			}
+			committed[i] = info.ver;
+			pending[i] = 0; /* the next child aborts what is pending */
+		}
+		disk_target_close(&t);
+	}
+	ck_assert_uint_gt(total_acks, 0);
+	free(want);
+	free(got);
+}
+END_TEST
+
+static Suite *
+disk_suite(void)
+{
+	Suite *s = suite_create("disk");
+	struct {
+		const char *name;
+		const TTest *test;
+	} cases[] = {
+		{ "crc", test_disk_crc32c_gives_check_value_when_standard_input },
+		{ "roundtrip", test_disk_roundtrip_when_each_size_class },
+		{ "batch", test_disk_batch_read_returns_every_item_when_mixed_results },
+		{ "zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned },
+		{ "partial", test_disk_partial_writes_merge_when_chunk_exists },
+		{ "versions", test_disk_pending_version_hidden_until_commit_when_written_pending },
+		{ "pending_new", test_disk_new_chunk_unreadable_when_only_pending },
+		{ "cow_reads", test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it },
+		{ "reopen", test_disk_reopen_restores_everything_when_closed },
+		{ "enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached },
+		{ "checksum", test_disk_read_fails_checksum_when_data_byte_flipped },
+		{ "checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen },
+		{ "badargs", test_disk_refuses_bad_arguments_when_submitted },
+		{ "badopts", test_disk_open_refuses_when_options_bad },
+		{ "list", test_disk_list_pages_in_id_order_when_many_chunks },
+		{ "group_commit", test_disk_group_commit_batches_when_many_concurrent_writes },
+		{ "close", test_disk_close_completes_inflight_when_writes_pending },
+		{ "dsync", test_disk_dsync_mode_roundtrips_when_selected },
+		{ "crc_cache", test_disk_crc_cache_rebuilds_tables_when_budget_small },
+		{ "crash", test_disk_crash_keeps_acked_writes_when_killed_at_random },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+
+		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, 300);
+		_tcase_add_test(tc, cases[i].test, 0, 0, 0, 1);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(disk_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,1087 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the TCP transport (src/net/net.c, src/net/tcp.c) over real sockets
+ * on 127.0.0.1 with kernel-chosen ports: two runtimes in one process (a
+ * server with two loops running an echo actor, a client with one loop running
+ * a driver actor), round trips with payloads of many sizes, many calls in
+ * flight, back-pressure against a peer that never reads, malformed frames from
+ * a raw socket while a well-behaved client keeps working, peer death failing
+ * calls through rt_peer_lost, and reconnecting to a restarted server.
+ *
+ * The test thread never touches a loop's state: it posts functions to the
+ * client loop (rt_loop_post) and waits for their callbacks on a condition
+ * variable. Waits have a generous bound only so that a bug fails the test
+ * instead of hanging it; nothing asserts on time.
+ */
+#include <check.h>
+#include <errno.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "net/transport.h"
+#include "net/wire.h"
+#include "rt/rt.h"
+
+#define SRV_NODE 1u
+#define ECHO_LOCAL CFS_LOCAL(0, 0x10)
+#define WAIT_S 60	/* hang guard, not a performance bound */
+#define LONG_TIMEOUT_MS 60000
+
+/* DESIGN.md section 2: an array32 claiming 3.6 billion elements. */
+static const uint8_t g_trap[17] = {0x26, 0x29, 0x29, 0x29, 0x29, 0x29, 0x29, 0xdd, 0xd6,
+				   0x29, 0x29, 0x29, 0x29, 0x29, 0x29, 0x29, 0x8a};
+
+/* ------------------------------------------------------------- waiting */
+
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned count;
+};
+
+static void
+waiter_init(struct waiter *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->count = 0;
+}
+
+static void
+waiter_fini(struct waiter *w)
+{
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
+
+static void
+waiter_add(struct waiter *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->count++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Wait until count >= n; false when the hang guard fired. */
+static bool
+waiter_wait(struct waiter *w, unsigned n)
+{
+	struct timespec ts;
+	bool ok = true;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_S;
+	pthread_mutex_lock(&w->mu);
+	while (w->count < n && ok)
+		ok = pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0 || w->count >= n;
+	pthread_mutex_unlock(&w->mu);
+	return w->count >= n;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* --------------------------------------------------------- payload pattern */
+
+static uint8_t
+pat(uint32_t i, unsigned seed)
+{
+	return (uint8_t)(i * 131u + seed * 7u + (i >> 12));
+}
+
+static struct rt_buf *
+pattern_buf(uint32_t len, unsigned seed)
+{
+	struct rt_buf *b = rt_buf_get(len ? len : 1);
+
+	if (!b)
+		return NULL;
+	for (uint32_t i = 0; i < len; i++)
+		b->data[i] = pat(i, seed);
+	b->len = len;
+	return b;
+}
+
+static bool
+payload_matches(const struct rt_msg *m, uint32_t len, unsigned seed)
+{
+	uint8_t *p;
+	bool ok = true;
+
+	if (m->plen != len)
+		return false;
+	if (len == 0)
+		return true;
+	p = malloc(len);
+	if (!p || rt_msg_payload_copy(m, 0, p, len) != 0) {
+		free(p);
+		return false;
+	}
+	for (uint32_t i = 0; i < len && ok; i++)
+		ok = p[i] == pat(i, seed);
+	free(p);
+	return ok;
+}
+
+/* ------------------------------------------------------------ echo server */
+
+/* PING: answer with the same sent_ns, our node id and the request's payload
+ * (by reference: the response holds the same buffers). */
+static int
+echo_on_ping(struct rt_actor *self, struct rt_msg *req)
+{
+	struct rt_msg *resp = rt_msg_new(CFS_MSG_PING_RESP);
+	int rc;
+
+	if (!resp)
+		return -ENOMEM;
+	RT_BODY(resp, ping_resp)->sent_ns = RT_BODY(req, ping)->sent_ns;
+	RT_BODY(resp, ping_resp)->node_id = rt_node_id(rt_loop_rt(rt_actor_loop(self)));
+	for (uint32_t i = 0; i < req->iovcnt; i++) {
+		rc = rt_msg_add_iov(resp, req->iov[i].buf, req->iov[i].off, req->iov[i].len);
+		if (rc != 0) {
+			rt_msg_free(&resp);
+			return rc;
+		}
+	}
+	rt_reply(req, 0, resp);
+	return 0;
+}
+
+static const rt_handler_fn echo_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_PING] = echo_on_ping,
+};
+
+static const struct rt_actor_kind echo_kind = {
+	.name = "echo",
+	.state_size = 0,
+	.handlers = echo_handlers,
+};
+
+struct srv {
+	struct rt *rt;
+	struct net *net;
+	uint16_t port;
+	char ep[64];
+};
+
+static void
+srv_start(struct srv *s, unsigned loops, uint16_t port)
+{
+	struct rt_config rc = {.loops = loops, .node_id = SRV_NODE};
+	struct net_config nc;
+	char listen[64];
+	cfs_addr_t addr;
+
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(rt_create(&rc, &s->rt), 0);
+	net_config_init(&nc);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+	nc.listen = listen;
+	ck_assert_int_eq(net_create(s->rt, &nc, &s->net), 0);
+	s->port = net_listen_port(s->net);
+	ck_assert_uint_ne(s->port, 0);
+	if (port)
+		ck_assert_uint_eq(s->port, port);
+	snprintf(s->ep, sizeof(s->ep), "127.0.0.1:%u", s->port);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s->rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
+	ck_assert_int_eq(rt_start(s->rt, false), 0);
+}
+
+static void
+srv_stop(struct srv *s)
+{
+	rt_shutdown(s->rt);
+	rt_destroy(&s->rt);
+	net_destroy(&s->net);
+}
+
+static uint64_t
+srv_proto_errors(struct srv *s)
+{
+	struct net_stats st;
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < rt_loop_count(s->rt); i++) {
+		ck_assert_int_eq(net_stats(s->net, i, &st), 0);
+		sum += st.proto_errors;
+	}
+	return sum;
+}
+
+/* ------------------------------------------------------- client and driver */
+
+struct cli {
+	struct rt *rt;
+	struct net *net;
+	struct rt_actor *drv;	/* set by the driver's init */
+};
+
+static int
+drv_init(struct rt_actor *self, const void *arg)
+{
+	((struct cli *)arg)->drv = self;
+	return 0;
+}
+
+static const rt_handler_fn drv_handlers[CFS_MSG__COUNT];
+
+static const struct rt_actor_kind drv_kind = {
+	.name = "driver",
+	.state_size = 0,
+	.init = drv_init,
+	.handlers = drv_handlers,
+};
+
+static void
+cli_start_cfg(struct cli *c, const struct net_config *nc)
+{
+	struct rt_config rc = {.loops = 1, .node_id = 0};
+	cfs_addr_t addr;
+
+	memset(c, 0, sizeof(*c));
+	ck_assert_int_eq(rt_create(&rc, &c->rt), 0);
+	ck_assert_int_eq(net_create(c->rt, nc, &c->net), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(c->rt, 0), &drv_kind, c, 0, &addr), 0);
+	ck_assert_ptr_nonnull(c->drv);
+	ck_assert_int_eq(rt_start(c->rt, false), 0);
+}
+
+static void
+cli_start(struct cli *c)
+{
+	struct net_config nc;
+
+	net_config_init(&nc);
+	nc.reconnect_min_ms = 10;
+	nc.reconnect_max_ms = 100;
+	cli_start_cfg(c, &nc);
+}
+
+static void
+cli_stop(struct cli *c)
+{
+	rt_shutdown(c->rt);
+	rt_destroy(&c->rt);
+	net_destroy(&c->net);
+}
+
+/* One rt_call and its outcome. */
+struct rpc {
+	struct cli *c;
+	cfs_addr_t dst;
+	uint32_t len;		/* payload bytes to send, echoed back */
+	uint32_t segs;		/* payload split into this many iovs (0: 1) */
+	unsigned seed;
+	uint32_t timeout_ms;
+	struct waiter *w;
+	/* results */
+	int rc;
+	bool done;
+	bool payload_ok;
+	uint32_t node_id;
+	uint64_t sent_ns;
+};
+
+static void
+rpc_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *arg)
+{
+	struct rpc *r = arg;
+
+	r->rc = rc;
+	if (resp) {
+		r->payload_ok = payload_matches(resp, r->len, r->seed);
+		r->node_id = RT_BODY(resp, ping_resp)->node_id;
+		r->sent_ns = RT_BODY(resp, ping_resp)->sent_ns;
+	}
+	r->done = true;
+	waiter_add(r->w);
+}
+
+/* On the client loop: build the request and call. */
+static void
+rpc_issue(struct rpc *r)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+	uint32_t segs = r->segs ? r->segs : 1;
+	struct rt_buf *b;
+	int rc = -ENOMEM;
+
+	if (!m)
+		goto out_fail;
+	RT_BODY(m, ping)->sent_ns = 1000 + r->seed;
+	if (r->len) {
+		b = pattern_buf(r->len, r->seed);
+		if (!b)
+			goto out_free;
+		/* Split into segs slices of one buffer: many iovs per frame. */
+		for (uint32_t i = 0, off = 0; i < segs; i++) {
+			uint32_t n = i + 1 == segs ? r->len - off : r->len / segs;
+
+			rc = rt_msg_add_iov(m, b, off, n);
+			if (rc != 0)
+				break;
+			off += n;
+		}
+		rt_buf_put(&b);
+		if (rc != 0)
+			goto out_free;
+	}
+	rc = rt_call(r->c->drv, r->dst, m, r->timeout_ms ? r->timeout_ms : LONG_TIMEOUT_MS,
+		     rpc_done, r);
+	if (rc == 0)
+		return;
+out_free:
+	rt_msg_free(&m);
+out_fail:
+	r->rc = rc;
+	r->done = true;
+	waiter_add(r->w);
+}
+
+struct rpc_batch {
+	struct rpc *r;
+	unsigned n;
+};
+
+static void
+rpc_issue_all(void *arg)
+{
+	/* A copy: once the last call completes, the waiting thread's batch is gone. */
+	struct rpc_batch b = *(struct rpc_batch *)arg;
+
+	for (unsigned i = 0; i < b.n; i++)
+		rpc_issue(&b.r[i]);
+}
+
+/* Run n calls, all issued in one loop iteration (so that they really are in
+ * flight together), and wait for all of them. */
+static void
+rpc_run(struct cli *c, struct rpc *r, unsigned n)
+{
+	struct rpc_batch b = {.r = r, .n = n};
+	struct waiter w;
+
+	waiter_init(&w);
+	for (unsigned i = 0; i < n; i++) {
+		r[i].c = c;
+		r[i].w = &w;
+		r[i].done = false;
+		r[i].payload_ok = false;
+	}
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(c->rt, 0), rpc_issue_all, &b), 0);
+	ck_assert_msg(waiter_wait(&w, n), "calls did not complete");
+	waiter_fini(&w);
+}
+
+static int
+call_once(struct cli *c, cfs_addr_t dst, uint32_t len, unsigned seed)
+{
+	struct rpc r = {.dst = dst, .len = len, .seed = seed};
+
+	rpc_run(c, &r, 1);
+	if (r.rc == 0)
+		ck_assert_msg(r.payload_ok, "payload of %u bytes differs", len);
+	return r.rc;
+}
+
+/* --------------------------------------------------------------- raw sockets */
+
+static int
+raw_connect(uint16_t port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = WAIT_S};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* A listener that is never accepted from: the kernel completes handshakes and
+ * buffers a little, then the peer's writes stall. */
+static int
+raw_listen(uint16_t *port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* True when the server closed the connection (EOF or reset), false when the
+ * hang guard (SO_RCVTIMEO) fired first. Bytes the server sends are skipped. */
+static bool
+raw_wait_closed(int fd)
+{
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+static void
+raw_write(int fd, const void *p, size_t n)
+{
+	ck_assert_int_eq(write(fd, p, n), (ssize_t)n);
+}
+
+/* A valid PING frame (no payload) in wb. */
+static void
+ping_frame(struct wire_buf *wb)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+
+	ck_assert_ptr_nonnull(m);
+	m->req_id = 77;
+	m->src = CFS_ADDR(0, 0x01000100);
+	m->dst = CFS_ADDR(CFS_NODE_ANY, ECHO_LOCAL);
+	wire_buf_init(wb);
+	ck_assert_int_eq(wire_encode(wb, m, NULL), 0);
+	rt_msg_free(&m);
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static int
+sbuf_write(void *data, const char *buf, size_t len)
+{
+	msgpack_sbuffer_write(data, buf, len);
+	return 0;
+}
+
+/* ------------------------------------------------------------------- tests */
+
+START_TEST(test_tcp_round_trip_when_alias)
+{
+	struct srv s;
+	struct cli c;
+	uint32_t alias, again;
+	struct rpc r = {.len = 0, .seed = 3};
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	ck_assert_uint_ge(alias, NET_ALIAS_BASE);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &again), 0);
+	ck_assert_uint_eq(again, alias);
+	r.dst = CFS_ADDR(alias, ECHO_LOCAL);
+	rpc_run(&c, &r, 1);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_uint_eq(r.node_id, SRV_NODE);
+	ck_assert_uint_eq(r.sent_ns, 1003);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_round_trip_when_peer_named_by_node_id)
+{
+	struct srv s;
+	struct cli c;
+	struct net_stats st;
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_add_peer(c.net, SRV_NODE, s.ep), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(SRV_NODE, ECHO_LOCAL), 10, 1), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(SRV_NODE, ECHO_LOCAL), 10, 2), 0);
+	/* One connection carried both calls, and the counters saw them. */
+	ck_assert_int_eq(net_stats(c.net, 0, &st), 0);
+	ck_assert_uint_eq(st.conns_connected, 1);
+	ck_assert_uint_eq(st.conns_open, 1);
+	ck_assert_uint_eq(st.frames_out, 2);
+	ck_assert_uint_eq(st.frames_in, 2);
+	ck_assert_uint_gt(st.bytes_out, 20);
+	ck_assert_int_eq(net_stats(c.net, 1, &st), -EINVAL);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_wrong_node_refused_when_id_names_another_node)
+{
+	struct srv s;
+	struct cli c;
+
+	srv_start(&s, 1, 0);
+	cli_start(&c);
+	/* Node 7 is configured at the server's endpoint: the server is node 1. */
+	ck_assert_int_eq(net_add_peer(c.net, 7, s.ep), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(7, ECHO_LOCAL), 0, 0), -CFS_EWRONGNODE);
+	/* An unknown actor on the right node is the runtime's answer, too. */
+	ck_assert_int_eq(net_add_peer(c.net, SRV_NODE, s.ep), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(SRV_NODE, CFS_LOCAL(0, 0x999)), 0, 0),
+			 -CFS_ENOACTOR);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_payload_exact_when_sizes_vary)
+{
+	static const uint32_t sizes[] = {0, 1, 4095, 4096, 65537, (1u << 20), (1u << 20) + 3};
+	struct srv s;
+	struct cli c;
+	uint32_t alias;
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		ck_assert_msg(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), sizes[i], i) == 0,
+			      "size %u", sizes[i]);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_all_complete_when_64_in_flight)
+{
+	struct srv s;
+	struct cli c;
+	struct rpc r[64];
+	uint32_t alias;
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 64; i++) {
+		r[i].dst = CFS_ADDR(alias, ECHO_LOCAL);
+		r[i].len = (i % 4 == 0) ? 70000 + i : 100 + i;	/* payloads of two sizes */
+		r[i].seed = i;
+	}
+	rpc_run(&c, r, 64);
+	for (unsigned i = 0; i < 64; i++) {
+		ck_assert_msg(r[i].rc == 0, "call %u: %d", i, r[i].rc);
+		ck_assert_msg(r[i].payload_ok, "call %u payload", i);
+		ck_assert_uint_eq(r[i].sent_ns, 1000 + i);
+	}
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_payload_exact_when_frames_exceed_iov_max)
+{
+	struct srv s;
+	struct cli c;
+	struct rpc r[3];
+	uint32_t alias;
+
+	srv_start(&s, 1, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	/* 3 x 700 segments in one flush: more than one writev's IOV_MAX. */
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 3; i++) {
+		r[i].dst = CFS_ADDR(alias, ECHO_LOCAL);
+		r[i].len = 700 * 37 + i;
+		r[i].segs = 700;
+		r[i].seed = 40 + i;
+	}
+	rpc_run(&c, r, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_int_eq(r[i].rc, 0);
+		ck_assert(r[i].payload_ok);
+	}
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+/*
+ * Back-pressure: one-way sends of 16 KiB to a peer that never reads, with a
+ * 64 KiB queue bound. Sends succeed while the kernel's socket buffers absorb
+ * the bytes; then the transport refuses with -CFS_EBUSY, and keeps refusing
+ * (the bytes written stop growing), and an rt_call is refused the same way.
+ */
+#define BP_MSG (16u << 10)
+
+struct bp {
+	struct cli *c;
+	cfs_addr_t dst;
+	bool call;		/* this attempt is an rt_call, not an rt_send */
+	int rc;
+	struct waiter w;
+};
+
+static void
+bp_call_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *arg)
+{
+}
+
+static void
+bp_try(void *arg)
+{
+	struct bp *b = arg;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+	struct rt_buf *buf = pattern_buf(BP_MSG, 1);
+
+	if (!m || !buf || rt_msg_add_iov(m, buf, 0, BP_MSG) != 0) {
+		b->rc = -ENOMEM;
+	} else if (b->call) {
+		b->rc = rt_call(b->c->drv, b->dst, m, LONG_TIMEOUT_MS, bp_call_done, NULL);
+	} else {
+		m->dst = b->dst;
+		m->flags = RT_MSG_F_ONEWAY;
+		b->rc = rt_send(b->c->drv, m);
+	}
+	if (b->rc != 0)
+		rt_msg_free(&m);
+	if (buf)
+		rt_buf_put(&buf);
+	waiter_add(&b->w);
+}
+
+static int
+bp_attempt(struct bp *b, bool call)
+{
+	unsigned target = b->w.count + 1;
+
+	b->call = call;
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(b->c->rt, 0), bp_try, b), 0);
+	ck_assert(waiter_wait(&b->w, target));
+	return b->rc;
+}
+
+START_TEST(test_tcp_send_refused_busy_when_peer_does_not_read)
+{
+	struct net_config nc;
+	struct net_stats st;
+	struct cli c;
+	struct bp b = {0};
+	uint64_t last_out = 0;
+	unsigned sent = 0, stable = 0;
+	uint16_t port;
+	int lfd = raw_listen(&port);
+	char ep[64];
+	int rc;
+
+	net_config_init(&nc);
+	nc.max_outq_bytes = 64u << 10;
+	cli_start_cfg(&c, &nc);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 5, ep), 0);
+	b.c = &c;
+	b.dst = CFS_ADDR(5, ECHO_LOCAL);
+	waiter_init(&b.w);
+	/* 100000 x 16 KiB = 1.6 GiB: far more than socket buffers hold. */
+	for (unsigned i = 0; i < 100000 && stable < 20; i++) {
+		rc = bp_attempt(&b, false);
+		if (rc == 0) {
+			sent++;
+			stable = 0;
+			continue;
+		}
+		ck_assert_int_eq(rc, -CFS_EBUSY);
+		ck_assert_int_eq(net_stats(c.net, 0, &st), 0);
+		stable = st.bytes_out == last_out ? stable + 1 : 0;
+		last_out = st.bytes_out;
+		sleep_ms(5);
+	}
+	ck_assert_uint_ge(stable, 20);
+	/* The queue bound admitted several frames; the kernel took more. */
+	ck_assert_uint_ge(sent, 4);
+	ck_assert_uint_gt(last_out, 4 * BP_MSG);
+	ck_assert_int_eq(bp_attempt(&b, true), -CFS_EBUSY);
+	ck_assert_int_eq(net_stats(c.net, 0, &st), 0);
+	ck_assert_uint_ge(st.busy, 21);
+	cli_stop(&c);
+	waiter_fini(&b.w);
+	close(lfd);
+}
+END_TEST
+
+/* Malformed input on one raw connection closes that connection only. */
+enum bad_kind {
+	BAD_GARBAGE_TEXT,
+	BAD_GARBAGE_BODY,
+	BAD_TRUNCATED,
+	BAD_HDR_OVER_MAX,
+	BAD_UNKNOWN_CODE,
+	BAD_TRAP,
+	BAD_TRAILING,
+	BAD_PAYLOAD_OVER_MAX,
+	BAD__COUNT
+};
+
+static void
+bad_send(int fd, enum bad_kind kind)
+{
+	static const char text[] = "GET / HTTP/1.1\r\nHost: chainfs\r\n\r\n";
+	static const uint8_t body[] = {0, 0, 0, 6, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1};
+	struct wire_buf wb;
+	uint8_t pfx[4];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	switch (kind) {
+	case BAD_GARBAGE_TEXT:
+		raw_write(fd, text, sizeof(text) - 1);
+		break;
+	case BAD_GARBAGE_BODY:
+		raw_write(fd, body, sizeof(body));
+		break;
+	case BAD_TRUNCATED:
+		ping_frame(&wb);
+		raw_write(fd, wb.p, wb.len - 3);
+		wire_buf_fini(&wb);
+		shutdown(fd, SHUT_WR);
+		break;
+	case BAD_HDR_OVER_MAX:
+		put_be32(pfx, (1u << 20) + 1);
+		raw_write(fd, pfx, 4);
+		break;
+	case BAD_UNKNOWN_CODE:
+	case BAD_PAYLOAD_OVER_MAX:
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, sbuf_write);
+		msgpack_pack_array(&pk, 8);
+		msgpack_pack_uint32(&pk, CFS_PROTO_VERSION);
+		msgpack_pack_uint32(&pk, kind == BAD_UNKNOWN_CODE ? 0x7777 : 0x0001);
+		msgpack_pack_uint64(&pk, 1);
+		msgpack_pack_uint64(&pk, CFS_ADDR(0, 0x01000100));
+		msgpack_pack_uint64(&pk, CFS_ADDR(0, ECHO_LOCAL));
+		msgpack_pack_uint32(&pk, 0);
+		msgpack_pack_uint64(&pk, kind == BAD_UNKNOWN_CODE ? 0 : (64ull << 20) + 1);
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_uint64(&pk, 5);
+		put_be32(pfx, (uint32_t)sb.size);
+		raw_write(fd, pfx, 4);
+		raw_write(fd, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+		break;
+	case BAD_TRAP:
+		put_be32(pfx, sizeof(g_trap));
+		raw_write(fd, pfx, 4);
+		raw_write(fd, g_trap, sizeof(g_trap));
+		break;
+	case BAD_TRAILING:
+		/* A valid header array, then one more byte inside the stated length. */
+		ping_frame(&wb);
+		ck_assert_int_eq(wire_buf_reserve(&wb, 1), 0);
+		wb.p[wb.len++] = 0xc0;
+		put_be32(wb.p, (uint32_t)(wb.len - 4));
+		raw_write(fd, wb.p, wb.len);
+		wire_buf_fini(&wb);
+		break;
+	default:
+		ck_abort();
+	}
+}
+
+START_TEST(test_tcp_bad_conn_closed_when_frame_malformed)
+{
+	enum bad_kind kind = (enum bad_kind)_i;
+	struct srv s;
+	struct cli c;
+	uint32_t alias;
+	uint64_t before;
+	int fd;
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 100, 1), 0);
+	before = srv_proto_errors(&s);
+
+	fd = raw_connect(s.port);
+	bad_send(fd, kind);
+	ck_assert_msg(raw_wait_closed(fd), "server kept a connection after bad input %d", kind);
+	close(fd);
+	if (kind != BAD_TRUNCATED)
+		ck_assert_uint_eq(srv_proto_errors(&s), before + 1);
+
+	/* The well-behaved client, connected all along, still gets answers. */
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 5000, 2), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 0, 3), 0);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+/* Peer death: a server that takes the request and dies without answering. */
+struct dying {
+	int lfd;
+	pthread_t th;
+};
+
+static void *
+dying_main(void *arg)
+{
+	struct dying *d = arg;
+	char buf[256];
+	int fd = accept(d->lfd, NULL, NULL);
+
+	if (fd >= 0) {
+		/* Wait for the request to arrive, then die. */
+		if (read(fd, buf, sizeof(buf)) < 0)
+			perror("dying read");
+		close(fd);
+	}
+	return NULL;
+}
+
+START_TEST(test_tcp_pending_call_fails_when_peer_dies)
+{
+	struct dying d;
+	struct cli c;
+	struct rpc r[4];
+	uint16_t port;
+	char ep[64];
+
+	d.lfd = raw_listen(&port);
+	ck_assert_int_eq(pthread_create(&d.th, NULL, dying_main, &d), 0);
+	cli_start(&c);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 4; i++) {
+		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
+		r[i].len = 10;
+		r[i].timeout_ms = LONG_TIMEOUT_MS;
+	}
+	/* The calls' timeout is a minute; they must fail by rt_peer_lost, not by it. */
+	rpc_run(&c, r, 4);
+	for (unsigned i = 0; i < 4; i++)
+		ck_assert_msg(r[i].rc == -ECONNRESET, "call %u: %d", i, r[i].rc);
+	pthread_join(d.th, NULL);
+	close(d.lfd);
+	cli_stop(&c);
+}
+END_TEST
+
+START_TEST(test_tcp_call_refused_when_nobody_listens)
+{
+	struct cli c;
+	uint16_t port;
+	int lfd = raw_listen(&port);
+	char ep[64];
+
+	close(lfd);	/* the port is now (almost certainly) closed */
+	cli_start(&c);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 4, ep), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(4, ECHO_LOCAL), 0, 0), -ECONNREFUSED);
+	/* No route at all is refused at once. */
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(12, ECHO_LOCAL), 0, 0), -EHOSTUNREACH);
+	cli_stop(&c);
+}
+END_TEST
+
+START_TEST(test_tcp_reconnects_when_server_restarts)
+{
+	struct srv s;
+	struct cli c;
+	uint16_t port;
+	int rc = -1;
+
+	srv_start(&s, 2, 0);
+	port = s.port;
+	cli_start(&c);
+	ck_assert_int_eq(net_add_peer(c.net, SRV_NODE, s.ep), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(SRV_NODE, ECHO_LOCAL), 64, 1), 0);
+
+	srv_stop(&s);
+	rc = call_once(&c, CFS_ADDR(SRV_NODE, ECHO_LOCAL), 64, 2);
+	ck_assert_msg(rc == -ECONNRESET || rc == -ECONNREFUSED, "while down: %d", rc);
+
+	srv_start(&s, 2, port);
+	/* The backoff may still be running: retry until it lets a connect through. */
+	for (unsigned i = 0; i < 600; i++) {
+		rc = call_once(&c, CFS_ADDR(SRV_NODE, ECHO_LOCAL), 64, 3);
+		if (rc == 0)
+			break;
+		ck_assert_msg(rc == -ECONNREFUSED || rc == -ECONNRESET, "retry: %d", rc);
+		sleep_ms(50);
+	}
+	ck_assert_int_eq(rc, 0);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_tcp_create_fails_when_listen_address_bad)
+{
+	struct rt_config rc = {.loops = 2, .node_id = 1};
+	struct net_config nc;
+	struct rt *rt;
+	struct net *net = NULL;
+	char ep[64];
+
+	ck_assert_int_eq(rt_create(&rc, &rt), 0);
+	net_config_init(&nc);
+	nc.listen = "127.0.0.1";
+	ck_assert_int_eq(net_create(rt, &nc, &net), -EINVAL);
+	nc.listen = "127.0.0.1:99999";
+	ck_assert_int_eq(net_create(rt, &nc, &net), -EINVAL);
+	nc.listen = "::1:80";
+	ck_assert_int_eq(net_create(rt, &nc, &net), -EINVAL);
+	/* A port another process listens on without SO_REUSEPORT is busy. */
+	{
+		uint16_t port;
+		int lfd = raw_listen(&port);
+
+		snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+		nc.listen = ep;
+		ck_assert_int_eq(net_create(rt, &nc, &net), -EADDRINUSE);
+		close(lfd);
+	}
+	ck_assert_ptr_null(net);
+	rt_destroy(&rt);
+
+	/* Never started: net_destroy closes the listeners itself. */
+	ck_assert_int_eq(rt_create(&rc, &rt), 0);
+	nc.listen = "127.0.0.1:0";
+	ck_assert_int_eq(net_create(rt, &nc, &net), 0);
+	ck_assert_uint_ne(net_listen_port(net), 0);
+	rt_destroy(&rt);
+	net_destroy(&net);
+	ck_assert_ptr_null(net);
+}
+END_TEST
+
+START_TEST(test_tcp_peer_rejected_when_node_id_reserved)
+{
+	struct cli c;
+
+	cli_start(&c);
+	ck_assert_int_eq(net_add_peer(c.net, 0, "127.0.0.1:1"), -EINVAL);
+	ck_assert_int_eq(net_add_peer(c.net, NET_ALIAS_BASE, "127.0.0.1:1"), -EINVAL);
+	ck_assert_int_eq(net_add_peer(c.net, 3, "127.0.0.1"), -EINVAL);
+	ck_assert_int_eq(net_add_peer(c.net, 3, "[::1]:80"), 0);
+	ck_assert_int_eq(net_add_peer(c.net, 3, "localhost:80"), 0);
+	cli_stop(&c);
+}
+END_TEST
+
+static void
+bulk_cb(struct net_conn *c, int rc, void *arg)
+{
+	*(int *)arg = rc + 100;
+}
+
+START_TEST(test_tcp_bulk_from_stream_when_desc_inside_payload)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+	struct rt_buf *b = pattern_buf(100, 0);
+	struct net_bulk_desc d = {.addr = 10, .len = 90};
+	uint32_t rkey = 7;
+	int got = 0;
+
+	ck_assert_int_eq(rt_msg_add_iov(m, b, 0, 100), 0);
+	rt_buf_put(&b);
+	ck_assert_int_eq(net_tcp_type.mr_register(NULL, m, 100, &rkey), 0);
+	ck_assert_uint_eq(rkey, 0);
+	ck_assert_int_eq(net_tcp_type.bulk_pull(NULL, m, &d, bulk_cb, &got), 0);
+	ck_assert_int_eq(got, 100);
+	d.len = 91;
+	got = 0;
+	ck_assert_int_eq(net_tcp_type.bulk_pull(NULL, m, &d, bulk_cb, &got), -EINVAL);
+	ck_assert_int_eq(got, 0);
+	d = (struct net_bulk_desc){.addr = 0, .len = 100};
+	ck_assert_int_eq(net_tcp_type.bulk_push(NULL, m, &d, bulk_cb, &got), 0);
+	ck_assert_int_eq(got, 100);
+	d.len = 99;
+	ck_assert_int_eq(net_tcp_type.bulk_push(NULL, m, &d, bulk_cb, &got), -EINVAL);
+	rt_msg_free(&m);
+}
+END_TEST
+
+static Suite *
+tcp_suite(void)
+{
+	Suite *s = suite_create("tcp");
+	TCase *tc;
+
+	tc = tcase_create("round_trip");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_tcp_round_trip_when_alias);
+	tcase_add_test(tc, test_tcp_round_trip_when_peer_named_by_node_id);
+	tcase_add_test(tc, test_tcp_wrong_node_refused_when_id_names_another_node);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("payload");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_tcp_payload_exact_when_sizes_vary);
+	tcase_add_test(tc, test_tcp_all_complete_when_64_in_flight);
+	tcase_add_test(tc, test_tcp_payload_exact_when_frames_exceed_iov_max);
+	tcase_add_test(tc, test_tcp_bulk_from_stream_when_desc_inside_payload);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("backpressure");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_tcp_send_refused_busy_when_peer_does_not_read);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bad_input");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_tcp_bad_conn_closed_when_frame_malformed, 0, BAD__COUNT);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("peer_failure");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_tcp_pending_call_fails_when_peer_dies);
+	tcase_add_test(tc, test_tcp_call_refused_when_nobody_listens);
+	tcase_add_test(tc, test_tcp_reconnects_when_server_restarts);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("config");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_tcp_create_fails_when_listen_address_bad);
+	tcase_add_test(tc, test_tcp_peer_rejected_when_node_id_reserved);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(tcp_suite());
+	int failed;
+
+	rt_log_set_level(getenv("TCP_TEST_DEBUG") ? RT_LOG_DEBUG : RT_LOG_ERR);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
