@@ -2,4 +2,4 @@
 chainfsincludedir = $(includedir)/chainfs
 chainfsinclude_HEADERS = include/chainfs/export.h include/chainfs/errno.h \
 	include/chainfs/errno.def include/chainfs/proto.h include/chainfs/proto.def \
-	include/chainfs/types.h
+	include/chainfs/types.h include/chainfs/cluster.h

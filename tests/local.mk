@@ -18,3 +18,7 @@ AM_TESTS_ENVIRONMENT = \
 # chainfs-protocol(7) talks to a live chainfsd. See tests/docs/README.md.
 TESTS += tests/docs/check-docs.sh
 EXTRA_DIST += tests/docs/check-docs.sh tests/docs/README.md
+
+# The scripts that install packages, build and test (scripts/test is what CI
+# runs, through .ci/run): shipped in the tarball too.
+dist_noinst_SCRIPTS += scripts/deps scripts/test scripts/quickstart .ci/run

@@ -184,8 +184,8 @@ mgmtd_chains_update_node(struct mgmtd_state *s, uint32_t node)
 struct free_node {
 	uint32_t node;
 	uint32_t nfree;
-	uint32_t next;		/* index of its next free target in the sorted list */
-	uint32_t *targets;	/* free target ids, ascending */
+	uint32_t next;	   /* index of its next free target in the sorted list */
+	uint32_t *targets; /* free target ids, ascending */
 };
 
 static int
@@ -222,7 +222,8 @@ max_chains(const struct free_node *nodes, uint32_t nn, uint32_t replicas)
 
 				for (uint32_t j = 0; j < k; j++)
 					taken |= pick[j] == i;
-				if (!taken && cnt[i] > 0 && (best == UINT32_MAX || cnt[i] > cnt[best]))
+				if (!taken && cnt[i] > 0 &&
+				    (best == UINT32_MAX || cnt[i] > cnt[best]))
 					best = i;
 			}
 			if (best == UINT32_MAX)

@@ -33,19 +33,19 @@ static const char g_schema[] =
 
 /* ------------------------------------------------------- memory: lookups */
 
-#define FIND_SORTED(arr, n, key)                                  \
-	do {                                                      \
-		uint32_t lo = 0, hi = (n);                        \
-		while (lo < hi) {                                 \
-			uint32_t mid = lo + (hi - lo) / 2;        \
-			if ((arr)[mid].id == (key))               \
-				return &(arr)[mid];               \
-			if ((arr)[mid].id < (key))                \
-				lo = mid + 1;                     \
-			else                                      \
-				hi = mid;                         \
-		}                                                 \
-		return NULL;                                      \
+#define FIND_SORTED(arr, n, key)                                                                   \
+	do {                                                                                       \
+		uint32_t lo = 0, hi = (n);                                                         \
+		while (lo < hi) {                                                                  \
+			uint32_t mid = lo + (hi - lo) / 2;                                         \
+			if ((arr)[mid].id == (key))                                                \
+				return &(arr)[mid];                                                \
+			if ((arr)[mid].id < (key))                                                 \
+				lo = mid + 1;                                                      \
+			else                                                                       \
+				hi = mid;                                                          \
+		}                                                                                  \
+		return NULL;                                                                       \
 	} while (0)
 
 struct mgmtd_node *
@@ -86,8 +86,7 @@ sorted_insert(void **arr, uint32_t *n, uint32_t *cap, size_t size, uint64_t id,
 	base = *arr;
 	while (at > 0 && id_of(base + (size_t)(at - 1) * size) > id)
 		at--;
-	memmove(base + (size_t)(at + 1) * size, base + (size_t)at * size,
-		(size_t)(*n - at) * size);
+	memmove(base + (size_t)(at + 1) * size, base + (size_t)at * size, (size_t)(*n - at) * size);
 	memset(base + (size_t)at * size, 0, size);
 	(*n)++;
 	return base + (size_t)at * size;
@@ -125,8 +124,8 @@ mgmtd_node_add(struct mgmtd_state *s, uint32_t id)
 struct mgmtd_target *
 mgmtd_target_add(struct mgmtd_state *s, uint32_t id)
 {
-	struct mgmtd_target *t = sorted_insert((void **)&s->targets, &s->ntargets,
-					       &s->cap_targets, sizeof(*t), id, target_id_of);
+	struct mgmtd_target *t = sorted_insert((void **)&s->targets, &s->ntargets, &s->cap_targets,
+					       sizeof(*t), id, target_id_of);
 
 	if (t)
 		t->id = id;
@@ -230,8 +229,8 @@ load_nodes(struct mgmtd_state *s, uint64_t now_ns)
 	sqlite3_stmt *st;
 	int rc, err = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT id, endpoint, state, last_hb_ms FROM nodes", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, "SELECT id, endpoint, state, last_hb_ms FROM nodes", -1, &st,
+			       NULL) != SQLITE_OK)
 		return db_err(s, "prepare nodes");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
@@ -308,8 +307,7 @@ load_chains(struct mgmtd_state *s)
 	sqlite3_stmt *st;
 	int rc, err = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT id, version FROM chains", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, "SELECT id, version FROM chains", -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, "prepare chains");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
@@ -340,7 +338,8 @@ load_chains(struct mgmtd_state *s)
 		c = mgmtd_chain_find(s, t->chain_id);
 		if (!c || t->position >= MGMTD_MAX_REPLICAS || c->members[t->position] != 0) {
 			RT_ERRLOG("db=%s: target=%" PRIu32 " chain=%" PRIu64 " position=%" PRIu32
-				  ": inconsistent", s->db_path, t->id, t->chain_id, t->position);
+				  ": inconsistent",
+				  s->db_path, t->id, t->chain_id, t->position);
 			return -EIO;
 		}
 		c->members[t->position] = t->id;
@@ -415,8 +414,8 @@ mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns)
 	if (rc != 0)
 		goto out_fail;
 	RT_INFO("db=%s nodes=%" PRIu32 " targets=%" PRIu32 " chains=%" PRIu32
-		" routing_ver=%" PRIu64 ": loaded", path, s->nnodes, s->ntargets, s->nchains,
-		s->routing_ver);
+		" routing_ver=%" PRIu64 ": loaded",
+		path, s->nnodes, s->ntargets, s->nchains, s->routing_ver);
 	return 0;
 
 out_fail:
@@ -459,17 +458,19 @@ mgmtd_db_save(struct mgmtd_state *s)
 	rc = exec(s, "BEGIN IMMEDIATE");
 	if (rc != 0)
 		return rc;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO config(key, value) VALUES(?, ?)",
-			       -1, &cfg, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO config(key, value) VALUES(?, ?)", -1,
+			       &cfg, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db,
 			       "INSERT OR REPLACE INTO nodes(id, endpoint, state, last_hb_ms)"
-			       " VALUES(?, ?, ?, ?)", -1, &node, NULL) != SQLITE_OK ||
+			       " VALUES(?, ?, ?, ?)",
+			       -1, &node, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db,
 			       "INSERT OR REPLACE INTO targets(id, node, addr, path, local_state,"
 			       " public_state, chain, position, admin_offline, state_ver)"
-			       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &tgt, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO chains(id, version) VALUES(?, ?)",
-			       -1, &chain, NULL) != SQLITE_OK) {
+			       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			       -1, &tgt, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO chains(id, version) VALUES(?, ?)", -1,
+			       &chain, NULL) != SQLITE_OK) {
 		rc = db_err(s, "prepare save");
 		goto out_rollback;
 	}

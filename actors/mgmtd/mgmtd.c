@@ -124,8 +124,8 @@ check_reports(struct mgmtd_state *s, uint32_t node_id, const struct cfs_target_r
 		t = mgmtd_target_find(s, r[i].target);
 		if (t && t->node != node_id) {
 			RT_WARN("node=%" PRIu32 " reports target=%" PRIu32
-				" which belongs to node=%" PRIu32 ": refused", node_id, t->id,
-				t->node);
+				" which belongs to node=%" PRIu32 ": refused",
+				node_id, t->id, t->node);
 			return -CFS_ETARGETOWNED;
 		}
 	}
@@ -231,7 +231,7 @@ mgmtd_op_register(struct mgmtd_state *s, uint64_t now_ns, uint32_t node_id, cons
 		node = mgmtd_node_add(s, node_id);
 		if (!node)
 			return -ENOMEM;
-		node->state = CFS_NODE_DOWN;	/* apply_node brings it up */
+		node->state = CFS_NODE_DOWN; /* apply_node brings it up */
 		node->dirty = true;
 	}
 	if (!bytes_eq(&ep, node->endpoint)) {
@@ -291,6 +291,7 @@ int
 mgmtd_op_tick(struct mgmtd_state *s, uint64_t now_ns, bool *changed)
 {
 	uint64_t lease_ns = (uint64_t)s->lease_ms * 1000000;
+	bool any_down = false;
 
 	for (uint32_t i = 0; i < s->nnodes; i++) {
 		struct mgmtd_node *n = &s->nodes[i];
@@ -298,17 +299,23 @@ mgmtd_op_tick(struct mgmtd_state *s, uint64_t now_ns, bool *changed)
 		if (n->state == CFS_NODE_UP && now_ns > n->last_hb_ns &&
 		    now_ns - n->last_hb_ns > lease_ns) {
 			RT_WARN("node=%" PRIu32 " endpoint=%s: no heartbeat for %" PRIu64
-				" ms (lease %" PRIu32 " ms): down", n->id, n->endpoint,
-				(now_ns - n->last_hb_ns) / 1000000, s->lease_ms);
+				" ms (lease %" PRIu32 " ms): down",
+				n->id, n->endpoint, (now_ns - n->last_hb_ns) / 1000000,
+				s->lease_ms);
 			n->state = CFS_NODE_DOWN;
 			n->dirty = true;
 			s->routing_changed = true;
-			mgmtd_chains_update_node(s, n->id);
+			any_down = true;
 		}
 		/* Heartbeat times are for people; write them now and then only. */
 		if (n->last_hb_wall_ms > n->saved_hb_wall_ms + s->lease_ms / 2)
 			n->dirty = true;
 	}
+	/* Nodes that went down together are one change per chain, evaluated
+	 * in chain order: of members lost at once, the last serving one in
+	 * order is the one kept as lastsrv. */
+	for (uint32_t i = 0; any_down && i < s->nchains; i++)
+		mgmtd_chain_update(s, &s->chains[i]);
 	return mgmtd_commit(s, now_ns, changed);
 }
 
@@ -479,8 +486,8 @@ on_register(struct rt_actor *self, struct rt_msg *req)
 		r->lease_ms = m->s.lease_ms;
 	}
 	if (rc != 0)
-		RT_WARN("register node=%" PRIu32 " from 0x%016" PRIx64 ": %s", b->node_id,
-			req->src, cfs_errname(rc));
+		RT_WARN("register node=%" PRIu32 " from 0x%016" PRIx64 ": %s", b->node_id, req->src,
+			cfs_errname(rc));
 	rt_reply(req, rc, resp);
 	after_op(m, changed);
 	return 0;
@@ -556,7 +563,8 @@ on_sync_done(struct rt_actor *self, struct rt_msg *req)
 	int rc;
 
 	set_wall(m);
-	rc = mgmtd_op_sync_done(&m->s, now_ns(m), b->target, b->chain_id, b->chain_ver, &cur, &changed);
+	rc = mgmtd_op_sync_done(&m->s, now_ns(m), b->target, b->chain_id, b->chain_ver, &cur,
+				&changed);
 	if (rc != 0)
 		RT_WARN("sync done target=%" PRIu32 " chain=%" PRIu64 " ver=%" PRIu32 ": %s",
 			b->target, b->chain_id, b->chain_ver, cfs_errname(rc));
@@ -619,13 +627,13 @@ on_offline_target(struct rt_actor *self, struct rt_msg *req)
 
 /* Central check before every handler: a mgmtd whose database broke answers
  * nothing it cannot stand behind. */
-#define GUARDED(fn)                                                        \
-	static int fn##_guarded(struct rt_actor *self, struct rt_msg *req) \
-	{                                                                  \
-		struct mgmtd *m = rt_actor_state(self);                    \
-		if (m->s.broken)                                           \
-			return -EIO;                                       \
-		return fn(self, req);                                      \
+#define GUARDED(fn)                                                                                \
+	static int fn##_guarded(struct rt_actor *self, struct rt_msg *req)                         \
+	{                                                                                          \
+		struct mgmtd *m = rt_actor_state(self);                                            \
+		if (m->s.broken)                                                                   \
+			return -EIO;                                                               \
+		return fn(self, req);                                                              \
 	}
 GUARDED(on_register)
 GUARDED(on_heartbeat)
@@ -667,8 +675,8 @@ mgmtd_init(struct rt_actor *self, const void *arg)
 		tick_ms = 10;
 	rt_timer_init(m->loop, &m->tick, on_tick, m);
 	rt_timer_start(&m->tick, tick_ms, tick_ms);
-	RT_INFO("db=%s heartbeat_ms=%" PRIu32 " lease_ms=%" PRIu32 ": mgmtd serving",
-		cfg->db_path, m->s.heartbeat_ms, m->s.lease_ms);
+	RT_INFO("db=%s heartbeat_ms=%" PRIu32 " lease_ms=%" PRIu32 ": mgmtd serving", cfg->db_path,
+		m->s.heartbeat_ms, m->s.lease_ms);
 	return 0;
 }
 

@@ -15,13 +15,13 @@
 #include "rt/rt.h"
 
 #define MGMTD_DEFAULT_HEARTBEAT_MS 1000
-#define MGMTD_DEFAULT_LEASE_MS 10000
+#define MGMTD_DEFAULT_LEASE_MS	   10000
 
 /* What rt_spawn(loop, &mgmtd_kind, cfg, CFS_LOCAL_MGMTD, ...) takes; read during init only. */
 struct mgmtd_config {
-	const char *db_path;	/* SQLite file, created if missing */
-	uint32_t heartbeat_ms;	/* told to nodes; 0: default */
-	uint32_t lease_ms;	/* a node silent this long is down; 0: default */
+	const char *db_path;   /* SQLite file, created if missing */
+	uint32_t heartbeat_ms; /* told to nodes; 0: default */
+	uint32_t lease_ms;     /* a node silent this long is down; 0: default */
 };
 
 /*

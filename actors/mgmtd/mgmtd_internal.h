@@ -22,18 +22,18 @@
 
 struct sqlite3;
 
-#define MGMTD_MAX_REPLICAS 16
+#define MGMTD_MAX_REPLICAS    16
 #define MGMTD_MAX_SUBSCRIBERS 4096
-#define MGMTD_ENDPOINT_MAX 256
-#define MGMTD_PATH_MAX 4096
+#define MGMTD_ENDPOINT_MAX    256
+#define MGMTD_PATH_MAX	      4096
 
 struct mgmtd_node {
 	uint32_t id;
 	enum cfs_node_state state;
 	char *endpoint;
-	uint64_t last_hb_ns;		/* monotonic; a restarted mgmtd sets it to its start */
-	uint64_t last_hb_wall_ms;	/* for listings and the database */
-	uint64_t saved_hb_wall_ms;	/* what the database holds */
+	uint64_t last_hb_ns;	   /* monotonic; a restarted mgmtd sets it to its start */
+	uint64_t last_hb_wall_ms;  /* for listings and the database */
+	uint64_t saved_hb_wall_ms; /* what the database holds */
 	bool dirty;
 };
 
@@ -42,13 +42,13 @@ struct mgmtd_target {
 	uint32_t node;
 	cfs_addr_t addr;
 	char *path;
-	enum cfs_local_state local_state;	/* as last reported (after the staleness rule) */
+	enum cfs_local_state local_state; /* as last reported (after the staleness rule) */
 	enum cfs_target_state public_state;
-	uint64_t chain_id;			/* 0: in no chain */
-	uint32_t position;			/* in its chain, head 0 */
-	bool admin_offline;			/* offline-target: counts as offline until undone */
-	uint64_t state_ver;			/* routing version of its last public-state change */
-	bool state_changed;			/* public state changed since the last commit */
+	uint64_t chain_id;  /* 0: in no chain */
+	uint32_t position;  /* in its chain, head 0 */
+	bool admin_offline; /* offline-target: counts as offline until undone */
+	uint64_t state_ver; /* routing version of its last public-state change */
+	bool state_changed; /* public state changed since the last commit */
 	bool dirty;
 };
 
@@ -56,7 +56,7 @@ struct mgmtd_chain {
 	uint64_t id;
 	uint32_t ver;
 	uint32_t n;
-	uint32_t members[MGMTD_MAX_REPLICAS];	/* target ids, head first */
+	uint32_t members[MGMTD_MAX_REPLICAS]; /* target ids, head first */
 	bool dirty;
 };
 
@@ -67,9 +67,9 @@ struct mgmtd_state {
 	uint32_t lease_ms;
 	uint64_t routing_ver;
 	uint64_t next_chain_id;
-	uint64_t wall_ms;	/* wall clock of the operation running now (listings, db) */
-	bool routing_changed;	/* something routing shows changed since the last commit */
-	bool broken;		/* a reload failed: memory holds nothing trustworthy */
+	uint64_t wall_ms;     /* wall clock of the operation running now (listings, db) */
+	bool routing_changed; /* something routing shows changed since the last commit */
+	bool broken;	      /* a reload failed: memory holds nothing trustworthy */
 	bool config_dirty;
 	/* Sorted by id; small (nodes and targets of one cluster). */
 	struct mgmtd_node *nodes;
@@ -114,8 +114,8 @@ struct mgmtd_chain *mgmtd_chain_add(struct mgmtd_state *s, uint64_t id);
 
 /* What the transition of one target may look at besides its own states. */
 struct mgmtd_chain_ctx {
-	bool other_serving;	/* another member of the chain is serving */
-	bool other_syncing;	/* another member of the chain is syncing */
+	bool other_serving; /* another member of the chain is serving */
+	bool other_syncing; /* another member of the chain is syncing */
 };
 
 /**
@@ -155,8 +155,8 @@ bool mgmtd_chains_update_node(struct mgmtd_state *s, uint32_t node);
  *         -CFS_EPLACEMENT (not even one chain, or fewer than `want`: nothing
  *         is created and `detail` says why), -ENOMEM.
  */
-int mgmtd_chains_create(struct mgmtd_state *s, uint32_t replicas, uint32_t want,
-			uint32_t *created, char *detail, size_t detail_len);
+int mgmtd_chains_create(struct mgmtd_state *s, uint32_t replicas, uint32_t want, uint32_t *created,
+			char *detail, size_t detail_len);
 
 /* ------------------------------------------------------------- mgmtd.c */
 
@@ -187,15 +187,14 @@ int mgmtd_op_tick(struct mgmtd_state *s, uint64_t now_ns, bool *changed);
  *  @return 0; -CFS_ENOTARGET, -CFS_ENOCHAIN, -EINVAL (target not in that chain),
  *          -CFS_ESTALECHAIN (*cur_ver holds the chain's version),
  *          -CFS_ENOTSYNCING, -EIO. */
-int mgmtd_op_sync_done(struct mgmtd_state *s, uint64_t now_ns, uint32_t target,
-		       uint64_t chain_id, uint32_t chain_ver, uint32_t *cur_ver, bool *changed);
+int mgmtd_op_sync_done(struct mgmtd_state *s, uint64_t now_ns, uint32_t target, uint64_t chain_id,
+		       uint32_t chain_ver, uint32_t *cur_ver, bool *changed);
 /** Take a target out (undo: let it back in). @return 0; -CFS_ENOTARGET, -EIO. */
 int mgmtd_op_offline_target(struct mgmtd_state *s, uint64_t now_ns, uint32_t target, bool undo,
 			    bool *changed);
 /** create-chains. @return mgmtd_chains_create's codes, -EIO. */
-int mgmtd_op_create_chains(struct mgmtd_state *s, uint64_t now_ns, uint32_t replicas,
-			   uint32_t want, uint32_t *created, char *detail, size_t detail_len,
-			   bool *changed);
+int mgmtd_op_create_chains(struct mgmtd_state *s, uint64_t now_ns, uint32_t replicas, uint32_t want,
+			   uint32_t *created, char *detail, size_t detail_len, bool *changed);
 /** Save what is dirty; when routing changed, bump the routing version first
  *  and stamp targets whose public state changed. @return 0, -EIO. */
 int mgmtd_commit(struct mgmtd_state *s, uint64_t now_ns, bool *changed);

@@ -46,7 +46,8 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 
 		nodes[i].node_id = n->id;
 		nodes[i].state = n->state;
-		nodes[i].hb_age_ms = now_ns > n->last_hb_ns ? (now_ns - n->last_hb_ns) / 1000000 : 0;
+		nodes[i].hb_age_ms =
+			now_ns > n->last_hb_ns ? (now_ns - n->last_hb_ns) / 1000000 : 0;
 		if (set_cstr(m, &nodes[i].endpoint, n->endpoint) != 0)
 			return -ENOMEM;
 	}
@@ -58,7 +59,9 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 		targets[i].addr = t->addr;
 		targets[i].chain_id = t->chain_id;
 		targets[i].public_state = t->public_state;
-		targets[i].local_state = t->local_state;
+		/* What mgmtd acts on: offline also when the node is down or an
+		 * operator took the target out. */
+		targets[i].local_state = mgmtd_effective_local((struct mgmtd_state *)s, t);
 		if (set_cstr(m, &targets[i].path, t->path) != 0)
 			return -ENOMEM;
 	}
@@ -93,19 +96,19 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 		}
 	}
 
-#define FILL(b)                                   \
-	do {                                      \
-		(b)->routing_ver = s->routing_ver; \
-		(b)->heartbeat_ms = s->heartbeat_ms; \
-		(b)->lease_ms = s->lease_ms;     \
-		(b)->nodes = nodes;               \
-		(b)->nodes_count = s->nnodes;     \
-		(b)->targets = targets;           \
-		(b)->targets_count = s->ntargets; \
-		(b)->chains = chains;             \
-		(b)->chains_count = s->nchains;   \
-		(b)->members = members;           \
-		(b)->members_count = nmembers;    \
+#define FILL(b)                                                                                    \
+	do {                                                                                       \
+		(b)->routing_ver = s->routing_ver;                                                 \
+		(b)->heartbeat_ms = s->heartbeat_ms;                                               \
+		(b)->lease_ms = s->lease_ms;                                                       \
+		(b)->nodes = nodes;                                                                \
+		(b)->nodes_count = s->nnodes;                                                      \
+		(b)->targets = targets;                                                            \
+		(b)->targets_count = s->ntargets;                                                  \
+		(b)->chains = chains;                                                              \
+		(b)->chains_count = s->nchains;                                                    \
+		(b)->members = members;                                                            \
+		(b)->members_count = nmembers;                                                     \
 	} while (0)
 	if (m->type == CFS_MSG_MGMTD_ROUTING_RESP)
 		FILL(RT_BODY(m, mgmtd_routing_resp));
@@ -139,8 +142,8 @@ mgmtd_subs_add(struct mgmtd_subs *subs, cfs_addr_t addr, uint64_t conn, uint64_t
 		subs->v = p;
 		subs->cap = cap;
 	}
-	subs->v[subs->n++] = (struct mgmtd_sub){.addr = addr, .conn = conn,
-						 .expires_ns = expires_ns};
+	subs->v[subs->n++] =
+		(struct mgmtd_sub){.addr = addr, .conn = conn, .expires_ns = expires_ns};
 	return 0;
 }
 

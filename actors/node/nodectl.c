@@ -35,8 +35,8 @@
 struct nc_target {
 	uint32_t id;
 	char *path;
-	cfs_addr_t addr;		/* its storage actor; 0 until found */
-	enum cfs_local_state report;	/* what the actor said, REPORT_NONE */
+	cfs_addr_t addr;	     /* its storage actor; 0 until found */
+	enum cfs_local_state report; /* what the actor said, REPORT_NONE */
 };
 
 struct member_walk;
@@ -60,32 +60,32 @@ struct nodectl {
 	bool registered;
 	bool hb_in_flight;
 	bool fetch_in_flight;
-	bool hb_again;			/* a report came in while a heartbeat was out */
-	int last_hb_rc;			/* to log changes, not every failure */
-	struct member_walk *walk;	/* in flight, or NULL */
+	bool hb_again;		  /* a report came in while a heartbeat was out */
+	int last_hb_rc;		  /* to log changes, not every failure */
+	struct member_walk *walk; /* in flight, or NULL */
 
-	struct rt_msg *routing;		/* message holding the newest routing */
-	struct cfs_routing_ref ref;	/* its arrays */
+	struct rt_msg *routing;	    /* message holding the newest routing */
+	struct cfs_routing_ref ref; /* its arrays */
 	uint64_t routing_ver;
 
-	uint64_t lease_until_ns;	/* 0: never held */
+	uint64_t lease_until_ns; /* 0: never held */
 	bool lease_logged_lapse;
-	bool grant_pending;		/* answered heartbeat waiting for newer routing */
+	bool grant_pending; /* answered heartbeat waiting for newer routing */
 	uint64_t grant_sent_ns;
 	uint64_t grant_need_ver;
 };
 
 /* One status request in flight across loops. */
 struct status_walk {
-	struct rt_msg *req;		/* owned until replied */
+	struct rt_msg *req; /* owned until replied */
 	struct rt_msg *resp;
 	struct rt_loop *home;
-	struct nodectl *nc;		/* read only on home */
+	struct nodectl *nc; /* read only on home */
 	atomic_uint remaining;
 	unsigned nloops;
 	struct {
 		struct rt_loop_stats stats;
-		struct cfs_actor_info *actors;	/* malloc'd by the visited loop */
+		struct cfs_actor_info *actors; /* malloc'd by the visited loop */
 		unsigned count, cap;
 	} per_loop[RT_MAX_LOOPS];
 };
@@ -122,7 +122,7 @@ collect_actor(struct rt_actor *a, uint64_t handled, void *arg)
 		void *n = realloc(pl->actors, cap * sizeof(*pl->actors));
 
 		if (!n)
-			return;	/* status under memory pressure lists fewer actors */
+			return; /* status under memory pressure lists fewer actors */
 		pl->actors = n;
 		pl->cap = cap;
 	}
@@ -179,8 +179,7 @@ status_finish(void *arg)
 	r->uptime_ms = (rt_now_ns(w->home) - w->nc->started_ns) / 1000000;
 	r->loops = rt_msg_alloc(w->resp, w->nloops * sizeof(*r->loops));
 	r->actors = rt_msg_alloc(w->resp, (total ? total : 1) * sizeof(*r->actors));
-	if (!r->loops || !r->actors ||
-	    rt_msg_set_str(w->resp, &r->version, w->nc->version) != 0) {
+	if (!r->loops || !r->actors || rt_msg_set_str(w->resp, &r->version, w->nc->version) != 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -189,8 +188,11 @@ status_finish(void *arg)
 		const struct rt_loop_stats *s = &w->per_loop[i].stats;
 
 		r->loops[i] = (struct cfs_loop_info){
-			.index = s->index, .cpu = s->cpu, .actors = s->actors,
-			.handled = s->handled, .wakeups = s->wakeups,
+			.index = s->index,
+			.cpu = s->cpu,
+			.actors = s->actors,
+			.handled = s->handled,
+			.wakeups = s->wakeups,
 		};
 		for (unsigned j = 0; j < w->per_loop[i].count; j++) {
 			struct cfs_actor_info *ai = &r->actors[k++];
@@ -305,10 +307,13 @@ set_lease(struct nodectl *nc, uint64_t sent_ns)
 
 	if (until <= nc->lease_until_ns)
 		return;
-	if (nc->lease_logged_lapse || nc->lease_until_ns == 0)
+	/* An answer that took longer than the lease grants nothing usable:
+	 * record it, but do not call the lease held. */
+	if (until > rt_now_ns(nc->loop) && (nc->lease_logged_lapse || nc->lease_until_ns == 0)) {
 		RT_INFO("node=%" PRIu32 " routing_ver=%" PRIu64 ": lease held", nc->node_id,
 			nc->routing_ver);
-	nc->lease_logged_lapse = false;
+		nc->lease_logged_lapse = false;
+	}
 	nc->lease_until_ns = until;
 	push_targets(nc);
 }
@@ -363,6 +368,17 @@ adopt_routing(struct nodectl *nc, struct rt_msg *m)
 	rt_msg_free(&old_msg);
 	RT_DEBUG("routing_ver=%" PRIu64 " chains=%" PRIu32 ": adopted", nc->routing_ver,
 		 ref.chains_count);
+	/* A storage actor's "resync finished" is about the syncing it did: once
+	 * routing shows the target anything but syncing (serving: it was heard;
+	 * down or waiting: that sync is void), forget it, or a later resync
+	 * would end before it began. */
+	for (unsigned i = 0; i < nc->ntargets; i++) {
+		const struct cfs_target_info *ti = routing_target(nc, nc->targets[i].id);
+
+		if (nc->targets[i].report == CFS_LS_UPTODATE &&
+		    (!ti || ti->public_state != CFS_TS_SYNCING))
+			nc->targets[i].report = REPORT_NONE;
+	}
 	if (nc->grant_pending && nc->routing_ver >= nc->grant_need_ver) {
 		nc->grant_pending = false;
 		set_lease(nc, nc->grant_sent_ns);
@@ -387,6 +403,7 @@ push_target(struct nodectl *nc, const struct nc_target *t)
 	b->routing_ver = nc->routing_ver;
 	b->lease_until_ns = nc->lease_until_ns;
 	b->public_state = ti ? ti->public_state : CFS_TS_OFFLINE;
+	b->mgmtd = nc->mgmtd;
 	if (ci) {
 		b->chain_id = ci->chain_id;
 		b->chain_ver = ci->chain_ver;
@@ -608,7 +625,7 @@ send_heartbeat(struct nodectl *nc)
 
 /* Finding storage actors: one slot per loop, like status. */
 struct member_walk {
-	struct nodectl *nc;		/* NULL once nodectl stopped; home loop only */
+	struct nodectl *nc; /* NULL once nodectl stopped; home loop only */
 	struct rt_loop *home;
 	atomic_uint remaining;
 	unsigned nloops;
@@ -640,7 +657,7 @@ walk_collect(struct rt_actor *a, uint64_t handled, void *arg)
 		if (t)
 			pl->tags = t;
 		if (!ad)
-			return;	/* found next time */
+			return; /* found next time */
 		pl->addrs = ad;
 		pl->cap = cap;
 	}
@@ -674,8 +691,8 @@ walk_finish(void *arg)
 					    nc->targets[i].addr != w->per_loop[l].addrs[k]) {
 						nc->targets[i].addr = w->per_loop[l].addrs[k];
 						RT_INFO("target=%" PRIu32 " addr=0x%016" PRIx64
-							": storage actor found", nc->targets[i].id,
-							nc->targets[i].addr);
+							": storage actor found",
+							nc->targets[i].id, nc->targets[i].addr);
 					}
 				}
 			}
@@ -720,7 +737,7 @@ start_walk(struct nodectl *nc)
 	unsigned i;
 
 	if (nc->walk)
-		return;	/* its end sends the heartbeat */
+		return; /* its end sends the heartbeat */
 	if (all_found(nc)) {
 		send_heartbeat(nc);
 		return;
@@ -764,7 +781,8 @@ on_hb_timer(struct rt_timer *t, void *arg)
 
 	if (nc->lease_until_ns && now >= nc->lease_until_ns && !nc->lease_logged_lapse) {
 		RT_WARN("node=%" PRIu32 ": lease at mgmtd lapsed; storage stops serving until "
-			"a heartbeat is answered", nc->node_id);
+			"a heartbeat is answered",
+			nc->node_id);
 		nc->lease_logged_lapse = true;
 	}
 	start_walk(nc);
@@ -780,7 +798,7 @@ on_routing_update(struct rt_actor *self, struct rt_msg *req)
 		return 0;
 	}
 	if (req->flags & RT_MSG_F_ONEWAY) {
-		adopt_routing(nc, req);	/* keeps or frees it */
+		adopt_routing(nc, req); /* keeps or frees it */
 		return 0;
 	}
 	/* Sent as a request: answer, keep a copy of nothing (rare: tools). */
@@ -865,6 +883,11 @@ nodectl_init(struct rt_actor *self, const void *arg)
 		if (!nc->targets[i].path)
 			goto out_nomem;
 	}
+	if (strncmp(nc->endpoint, "*:", 2) == 0 || strncmp(nc->endpoint, "0.0.0.0:", 8) == 0 ||
+	    strncmp(nc->endpoint, "[::]:", 5) == 0)
+		RT_WARN("endpoint=%s: a wildcard address is registered as is; other nodes and "
+			"clients cannot reach it (listen on a routable address)",
+			nc->endpoint);
 	rt_timer_init(nc->loop, &nc->hb_timer, on_hb_timer, nc);
 	/* The first beat as soon as the loops run: storage actors exist by then. */
 	rt_timer_start(&nc->hb_timer, 0, nc->hb_ms);
@@ -885,7 +908,7 @@ nodectl_fini(struct rt_actor *self)
 	if (nc->mgmtd)
 		rt_timer_stop(&nc->hb_timer);
 	if (nc->walk)
-		nc->walk->nc = NULL;	/* its end finds us gone */
+		nc->walk->nc = NULL; /* its end finds us gone */
 	rt_msg_free(&nc->routing);
 	nodectl_free(nc);
 }

@@ -15,7 +15,8 @@
  *     least as new as that answer's version. mgmtd counts the same lease from
  *     when the heartbeat arrived, so the node always gives up first;
  *   - tells every local storage actor its chain and the lease with a one-way
- *     NODE_TARGET_ROUTING on every routing change and every lease renewal.
+ *     NODE_TARGET_ROUTING on every routing change and every lease renewal
+ *     (it also carries mgmtd's address, for MGMTD_SYNC_DONE).
  *     A storage actor answers reads and writes only while
  *     rt_now_ns() < lease_until_ns and its state there is serving (or
  *     syncing, for forwarded writes);
@@ -40,14 +41,14 @@ struct nodectl_target_config {
 };
 
 struct nodectl_config {
-	const char *version;		/* shown by status */
-	uint32_t node_id;		/* for mgmtd; 0: the runtime's node id */
-	cfs_addr_t mgmtd;		/* CFS_ADDR(node or alias, CFS_LOCAL_MGMTD); 0: no cluster */
-	const char *endpoint;		/* host:port this node is reached at (registration) */
-	struct net *net;		/* optional: peers learned from routing are added here */
-	const struct nodectl_target_config *targets;	/* copied during init */
+	const char *version;  /* shown by status */
+	uint32_t node_id;     /* for mgmtd; 0: the runtime's node id */
+	cfs_addr_t mgmtd;     /* CFS_ADDR(node or alias, CFS_LOCAL_MGMTD); 0: no cluster */
+	const char *endpoint; /* host:port this node is reached at (registration) */
+	struct net *net;      /* optional: peers learned from routing are added here */
+	const struct nodectl_target_config *targets; /* copied during init */
 	unsigned ntargets;
-	uint32_t heartbeat_ms;		/* until mgmtd tells its own; 0: 1000 */
+	uint32_t heartbeat_ms; /* until mgmtd tells its own; 0: 1000 */
 };
 
 /*

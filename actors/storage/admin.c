@@ -64,8 +64,8 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 		return rc;
 	}
 	max = m->max ? m->max : STOR_LIST_DEFAULT;
-	if (max > STOR_LIST_MAX)
-		max = STOR_LIST_MAX;
+	if (max > t->max_list)
+		max = t->max_list;
 	resp = rt_msg_new(CFS_MSG_CHUNK_LIST_RESP);
 	info = malloc(max * sizeof(*info));
 	if (!resp || !info) {
@@ -74,8 +74,7 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 	}
 	/* An all-zero bound is "none": it is also the smallest id, and no chunk
 	 * has it (stor_id_valid), so begin needs no special case; end does. */
-	n = disk_list(t->dt, &m->begin, stor_id_valid(&m->end) ? &m->end : NULL, info, max,
-		      &more);
+	n = disk_list(t->dt, &m->begin, stor_id_valid(&m->end) ? &m->end : NULL, info, max, &more);
 	r = RT_BODY(resp, chunk_list_resp);
 	r->chunks = rt_msg_alloc(resp, (size_t)n * sizeof(*r->chunks));
 	if (!r->chunks) {

@@ -21,9 +21,9 @@ struct stor_read {
 	struct stor_target *t;
 	struct rt_msg *req;
 	struct rt_msg *resp;
-	struct cfs_chunk_io_result *res;	/* resp's results, one per request io */
-	struct disk_read *dr;			/* the reads given to the engine */
-	uint32_t *which;			/* dr[k] answers request io which[k] */
+	struct cfs_chunk_io_result *res; /* resp's results, one per request io */
+	struct disk_read *dr;		 /* the reads given to the engine */
+	uint32_t *which;		 /* dr[k] answers request io which[k] */
 	uint32_t nd;
 };
 
@@ -66,7 +66,7 @@ stor_on_chunk_read(struct rt_actor *self, struct rt_msg *req)
 	int rc;
 
 	rc = stor_check_target(t, m->target, m->chain_ver);
-	if (rc == 0 && (m->ios_count == 0 || m->ios_count > STOR_MAX_READS))
+	if (rc == 0 && (m->ios_count == 0 || m->ios_count > t->max_reads))
 		rc = -EINVAL;
 	if (rc != 0) {
 		t->rejected++;
@@ -109,7 +109,9 @@ stor_on_chunk_read(struct rt_actor *self, struct rt_msg *req)
 			continue;
 		}
 		rd->dr[rd->nd] = (struct disk_read){
-			.id = io->chunk, .off = io->offset, .len = io->len,
+			.id = io->chunk,
+			.off = io->offset,
+			.len = io->len,
 		};
 		rd->which[rd->nd++] = i;
 	}

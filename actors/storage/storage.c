@@ -108,6 +108,7 @@ stor_init(struct rt_actor *self, const void *arg)
 	const struct stor_config *cfg = arg;
 	struct stor_target *t = rt_actor_state(self);
 	struct disk_target_opts o = {0};
+	uint32_t hdr, room;
 	int rc;
 
 	if (!cfg || cfg->target_id == 0 || !cfg->path || !cfg->path[0] || cfg->capacity == 0)
@@ -116,12 +117,18 @@ stor_init(struct rt_actor *self, const void *arg)
 	t->loop = rt_actor_loop(self);
 	t->id = cfg->target_id;
 	t->max_reply = cfg->max_reply ? cfg->max_reply : STOR_DEFAULT_MAX_REPLY;
+	hdr = cfg->max_hdr ? cfg->max_hdr : STOR_DEFAULT_MAX_HDR;
+	room = hdr > STOR_HDR_SLACK ? hdr - STOR_HDR_SLACK : 0;
+	t->max_reads =
+		room / STOR_RESULT_WIRE < STOR_MAX_READS ? room / STOR_RESULT_WIRE : STOR_MAX_READS;
+	t->max_list = room / STOR_META_WIRE < STOR_LIST_MAX ? room / STOR_META_WIRE : STOR_LIST_MAX;
+	if (t->max_reads == 0 || t->max_list == 0)
+		return -EINVAL;
+	/* Failures are logged by the engine and by whoever spawned us (with the
+	 * target's id and path), not a third time here. */
 	rc = disk_aio_get(rt_loop_ev(t->loop), &t->e);
-	if (rc != 0) {
-		RT_ERR(rc, "target=%" PRIu32 ": no aio engine on loop %u", t->id,
-		       rt_loop_index(t->loop));
+	if (rc != 0)
 		return rc;
-	}
 	o.path = cfg->path;
 	o.capacity = cfg->capacity;
 	o.target_id = cfg->target_id;
@@ -129,7 +136,6 @@ stor_init(struct rt_actor *self, const void *arg)
 	o.prep = cfg->prep;
 	rc = disk_target_open(t->e, &o, &t->dt);
 	if (rc != 0) {
-		RT_ERR(rc, "target=%" PRIu32 " path=%s: cannot open", t->id, cfg->path);
 		disk_aio_put(&t->e);
 		return rc;
 	}

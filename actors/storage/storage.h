@@ -13,15 +13,17 @@
 #include "disk/disk.h"
 #include "rt/rt.h"
 
-/* Default largest payload of one read reply: what the transport accepts by default. */
+/* Defaults of what the transport accepts: largest payload and header of one frame. */
 #define STOR_DEFAULT_MAX_REPLY (64u << 20)
+#define STOR_DEFAULT_MAX_HDR   (1u << 20)
 
 /* What rt_spawn(loop, &stor_kind, cfg, ...) takes. Only read during init. */
 struct stor_config {
-	uint32_t target_id;	/* 1.. ; shown as the actor's tag in `status` */
-	const char *path;	/* the target's directory (created if missing) */
-	uint64_t capacity;	/* bytes of data files the target may use */
-	uint64_t max_reply;	/* largest read payload per reply; 0: STOR_DEFAULT_MAX_REPLY */
+	uint32_t target_id; /* 1.. ; shown as the actor's tag in `status` */
+	const char *path;   /* the target's directory (created if missing) */
+	uint64_t capacity;  /* bytes of data files the target may use */
+	uint64_t max_reply; /* largest read payload per reply; 0: STOR_DEFAULT_MAX_REPLY */
+	uint32_t max_hdr;   /* largest frame header ([net] max_frame_header); 0: default */
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
 };

@@ -18,16 +18,23 @@
 #define STOR_LOG_PER_SEC 20u
 
 /* Bounds on one request: reads per chunk_read (one reply iov each) and chunks
- * per chunk_list page. */
-#define STOR_MAX_READS RT_MSG_MAX_IOV
+ * per chunk_list page. A reply's header must also fit the transport's header
+ * limit: each record costs at most these many encoded bytes, plus a fixed
+ * allowance for the rest of the header. */
+#define STOR_MAX_READS	  RT_MSG_MAX_IOV
 #define STOR_LIST_DEFAULT 1024u
-#define STOR_LIST_MAX 8192u
+#define STOR_LIST_MAX	  8192u
+#define STOR_RESULT_WIRE  32u /* chunk_io_result: array(4) i32 u32 u32 u64 */
+#define STOR_META_WIRE	  48u /* chunk_meta: array(5) bin(16) u32 u32 u64 u64 */
+#define STOR_HDR_SLACK	  256u
 
 struct stor_target {
 	struct rt_actor *self;
 	struct rt_loop *loop;
 	uint32_t id;
 	uint64_t max_reply;
+	uint32_t max_reads; /* per chunk_read: STOR_MAX_READS or what max_hdr allows */
+	uint32_t max_list;  /* per chunk_list page: STOR_LIST_MAX or what max_hdr allows */
 	struct disk_ioeng *e;
 	struct disk_target *dt;
 	/* requests refused before reaching the engine (bad input, wrong target) */
@@ -64,8 +71,7 @@ bool stor_log_ok(struct stor_target *t);
  * Client mistakes and missing chunks go to debug, everything else to warn,
  * through the rate limit.
  */
-void stor_log_fail(struct stor_target *t, const char *what, const struct cfs_id128 *chunk,
-		   int rc);
+void stor_log_fail(struct stor_target *t, const char *what, const struct cfs_id128 *chunk, int rc);
 
 /* Handlers (the kind table in storage.c). */
 int stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req);

@@ -23,7 +23,7 @@
 struct stor_mut {
 	struct stor_target *t;
 	struct rt_msg *req;
-	uint64_t removed_ver;	/* chunk_remove: the committed version it drops */
+	uint64_t removed_ver; /* chunk_remove: the committed version it drops */
 };
 
 static struct stor_mut *

@@ -22,5 +22,8 @@ typedef uint64_t cfs_addr_t;
 #define CFS_NODE_ANY 0u
 /* Well-known local id of every node's control actor (ping, status). */
 #define CFS_LOCAL_NODECTL CFS_LOCAL(0, 1)
+/* Well-known local id of the cluster manager on the node that runs it: a node
+ * or client that knows mgmtd only by host:port sends to CFS_ADDR(alias, this). */
+#define CFS_LOCAL_MGMTD CFS_LOCAL(0, 2)
 
 #endif

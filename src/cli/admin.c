@@ -78,7 +78,7 @@ human(uint64_t v, char *buf, size_t n)
 
 /* Every storage target of a node: found through status, then target_stats each. */
 static int
-admin_targets(const char *endpoint)
+admin_target_stats(const char *endpoint)
 {
 	struct cfs_target_ref *v = NULL;
 	struct cfs_client *c;
@@ -128,7 +128,7 @@ admin_targets(const char *endpoint)
 	if (rc == 0 && failed)
 		rc = -EIO;
 	if (rc == -ENOMEM)
-		cli_error("targets", rc);
+		cli_error("target-stats", rc);
 out:
 	free(v);
 	cfs_client_destroy(&c);
@@ -138,11 +138,19 @@ out:
 int
 cli_admin(int argc, char **argv)
 {
+	int rc;
+
 	if (argc == 3 && strcmp(argv[1], "status") == 0)
 		return admin_status(argv[2]);
-	if (argc == 3 && strcmp(argv[1], "targets") == 0)
-		return admin_targets(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "target-stats") == 0)
+		return admin_target_stats(argv[2]);
+	rc = cli_admin_cluster(argc, argv);
+	if (rc >= 0)
+		return rc;
 	fprintf(stderr, "usage: chainfs admin status ADDR\n"
-			"       chainfs admin targets ADDR\n");
+			"       chainfs admin target-stats ADDR\n"
+			"       chainfs admin nodes|targets|chains MGMTD\n"
+			"       chainfs admin create-chains MGMTD --replicas N [--chains K]\n"
+			"       chainfs admin offline-target|online-target MGMTD TARGET_ID\n");
 	return 2;
 }

@@ -18,7 +18,7 @@
 #include "disk/disk.h"
 
 #define CHUNK_DEFAULT_SIZE (1u << 20)
-#define CHUNK_LIST_PAGE 1024u
+#define CHUNK_LIST_PAGE	   1024u
 
 /* "4096", "64K", "1M", "0x1000": a byte count that fits 32 bits. */
 static int
@@ -34,10 +34,23 @@ parse_u32_size(const char *s, uint32_t *out)
 	if (errno != 0 || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end != '\0' || v > UINT32_MAX)
 		return -EINVAL;
@@ -96,8 +109,10 @@ static int
 parse_id(const char *s, struct cfs_id128 *id)
 {
 	if (cfs_chunk_id_parse(s, id) != 0) {
-		fprintf(stderr, "chainfs: %s: expected a chunk id: 32 hex digits or INODE:INDEX "
-				"(not all zero)\n", s);
+		fprintf(stderr,
+			"chainfs: %s: expected a chunk id: 32 hex digits or INODE:INDEX "
+			"(not all zero)\n",
+			s);
 		return 2;
 	}
 	return 0;
@@ -155,7 +170,8 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 				cap *= 2;
 			}
 			if (cap > DISK_MAX_CHUNK) {
-				fprintf(stderr, "chainfs: %s: larger than the largest chunk (%u bytes)\n",
+				fprintf(stderr,
+					"chainfs: %s: larger than the largest chunk (%u bytes)\n",
 					path, DISK_MAX_CHUNK);
 				rc = -EFBIG;
 				break;
@@ -246,8 +262,9 @@ chunk_put(int argc, char **argv)
 			goto out_err;
 	}
 	if ((uint64_t)offset + len > chunk_size) {
-		fprintf(stderr, "chainfs: %" PRIu32 " bytes at offset %" PRIu32
-				" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
+		fprintf(stderr,
+			"chainfs: %" PRIu32 " bytes at offset %" PRIu32
+			" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
 			len, offset, chunk_size);
 		rc = 2;
 		goto out;
@@ -349,7 +366,9 @@ chunk_get(int argc, char **argv)
 	}
 	RT_BODY(req, chunk_read)->ios_count = 1;
 	RT_BODY(req, chunk_read)->ios[0] = (struct cfs_chunk_io){
-		.chunk = id, .offset = offset, .len = len,
+		.chunk = id,
+		.offset = offset,
+		.len = len,
 	};
 	rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
 	if (rc != 0)
@@ -525,8 +544,9 @@ chunk_list(int argc, char **argv)
 		}
 		RT_BODY(req, chunk_list)->target = x.target;
 		RT_BODY(req, chunk_list)->begin = begin;
-		RT_BODY(req, chunk_list)->max =
-			limit - shown < CHUNK_LIST_PAGE ? (uint32_t)(limit - shown) : CHUNK_LIST_PAGE;
+		RT_BODY(req, chunk_list)->max = limit - shown < CHUNK_LIST_PAGE
+							? (uint32_t)(limit - shown)
+							: CHUNK_LIST_PAGE;
 		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
 		if (rc != 0)
 			break;
@@ -535,8 +555,8 @@ chunk_list(int argc, char **argv)
 			const struct cfs_chunk_meta *cm = &r->chunks[i];
 
 			cfs_chunk_id_format(&cm->chunk, ids);
-			printf("%s %10" PRIu32 " 0x%08" PRIx32 " %10" PRIu64 " %10" PRIu64 "\n", ids,
-			       cm->len, cm->crc, cm->committed, cm->pending);
+			printf("%s %10" PRIu32 " 0x%08" PRIx32 " %10" PRIu64 " %10" PRIu64 "\n",
+			       ids, cm->len, cm->crc, cm->committed, cm->pending);
 		}
 		shown += r->chunks_count;
 		more = r->more && r->chunks_count > 0;
@@ -562,14 +582,14 @@ cli_chunk(int argc, char **argv)
 		const char *name;
 		int (*fn)(int argc, char **argv);
 	} subs[] = {
-		{"put", chunk_put}, {"get", chunk_get}, {"stat", chunk_stat},
+		{"put", chunk_put},   {"get", chunk_get}, {"stat", chunk_stat},
 		{"list", chunk_list}, {"rm", chunk_rm},
 	};
 
 	if (argc >= 2) {
 		for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 			if (strcmp(argv[1], subs[i].name) == 0) {
-				optind = 0;	/* reinitialise getopt: options may follow operands */
+				optind = 0; /* reinitialise getopt: options may follow operands */
 				return subs[i].fn(argc - 1, argv + 1);
 			}
 		}

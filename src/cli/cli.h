@@ -26,6 +26,8 @@ void cli_error(const char *what, int rc);
 
 int cli_ping(int argc, char **argv);
 int cli_admin(int argc, char **argv);
+/* admin subcommands served by mgmtd; -1 when argv[1] is not one of them. */
+int cli_admin_cluster(int argc, char **argv);
 int cli_chunk(int argc, char **argv);
 
 #endif

@@ -152,6 +152,12 @@ cfs_client_rt(struct cfs_client *c)
 	return c->rt;
 }
 
+struct net *
+cfs_client_net(struct cfs_client *c)
+{
+	return c->net;
+}
+
 struct sync_call {
 	struct waiter w;
 	struct cfs_client *c;

@@ -12,6 +12,7 @@
 #include "rt/rt.h"
 
 struct cfs_client;
+struct net;
 
 struct cfs_client_opts {
 	unsigned loops;			/* default 1 */
@@ -44,5 +45,7 @@ int cfs_client_actor_run(struct cfs_client *c, void (*fn)(struct rt_actor *self,
 			 void *arg);
 /** The client's runtime (its loops, clock). */
 struct rt *cfs_client_rt(struct cfs_client *c);
+/** The client's transport (to name nodes with net_add_peer). */
+struct net *cfs_client_net(struct cfs_client *c);
 
 #endif

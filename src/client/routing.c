@@ -36,7 +36,7 @@ struct snap_impl {
 	struct cfs_route_member *members;
 	struct cfs_route_target *targets;
 	struct cfs_route_node *nodes;
-	char *strings;	/* endpoints, NUL-terminated, back to back */
+	char *strings; /* endpoints, NUL-terminated, back to back */
 };
 
 static int
@@ -128,8 +128,11 @@ cfs_routing_snap_build(const struct cfs_routing_ref *ref, struct cfs_routing_sna
 		    !cfs_routing_node(&si->pub, t->node_id))
 			goto out_free;
 		si->targets[i] = (struct cfs_route_target){
-			.target = t->target, .node_id = t->node_id, .addr = t->addr,
-			.chain_id = t->chain_id, .state = (enum cfs_target_state)t->public_state,
+			.target = t->target,
+			.node_id = t->node_id,
+			.addr = t->addr,
+			.chain_id = t->chain_id,
+			.state = (enum cfs_target_state)t->public_state,
 			.local_state = (enum cfs_local_state)t->local_state,
 		};
 	}
@@ -156,7 +159,9 @@ cfs_routing_snap_build(const struct cfs_routing_ref *ref, struct cfs_routing_sna
 			if (m->public_state >= CFS_TS__COUNT)
 				goto out_free;
 			si->members[nm++] = (struct cfs_route_member){
-				.target = m->target, .node_id = m->node_id, .addr = m->addr,
+				.target = m->target,
+				.node_id = m->node_id,
+				.addr = m->addr,
 				.state = (enum cfs_target_state)m->public_state,
 			};
 		}
@@ -209,8 +214,7 @@ cfs_routing_target(const struct cfs_routing_snap *s, uint32_t target)
 {
 	struct cfs_route_target key = {.target = target};
 
-	return s->ntargets ? bsearch(&key, s->targets, s->ntargets, sizeof(key), cmp_target)
-			   : NULL;
+	return s->ntargets ? bsearch(&key, s->targets, s->ntargets, sizeof(key), cmp_target) : NULL;
 }
 
 const struct cfs_route_node *
@@ -255,13 +259,13 @@ cfs_route_chain_write_len(const struct cfs_route_chain *c)
 struct cfs_routing {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct cfs_routing_snap *cur;	/* under mu */
-	int last_error;			/* under mu */
-	bool stopped;			/* under mu: fini ran */
-	int refs;			/* atomic */
+	struct cfs_routing_snap *cur; /* under mu */
+	int last_error;		      /* under mu */
+	bool stopped;		      /* under mu: fini ran */
+	int refs;		      /* atomic */
 	struct rt_loop *loop;
 	struct cfs_routing_opts opts;
-	struct rt_actor *actor;		/* loop only; NULL once stopped */
+	struct rt_actor *actor; /* loop only; NULL once stopped */
 };
 
 struct routing_actor {
@@ -269,7 +273,7 @@ struct routing_actor {
 	struct rt_timer poll;
 	uint32_t poll_ms;
 	bool in_flight;
-	struct cfs_routing_snap *held;	/* loop's own reference to the newest */
+	struct cfs_routing_snap *held; /* loop's own reference to the newest */
 };
 
 static void
@@ -304,8 +308,7 @@ add_peers(struct cfs_routing *r, const struct cfs_routing_snap *old,
 	}
 }
 
-static void
-poll_now(struct routing_actor *ra);
+static void poll_now(struct routing_actor *ra);
 
 /* A version newer than ours arrived (push or poll answer). */
 static void
@@ -362,7 +365,7 @@ poll_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 
 	ra->in_flight = false;
 	if (rc == -CFS_ECANCELED)
-		return;	/* stopping: r may be going away */
+		return; /* stopping: r may be going away */
 	set_error(ra->r, rc);
 	if (rc != 0) {
 		RT_DEBUG("poll: %s", cfs_errname(rc));
@@ -406,7 +409,7 @@ on_routing_update(struct rt_actor *self, struct rt_msg *req)
 	struct routing_actor *ra = rt_actor_state(self);
 
 	adopt(ra, req->type, req->body);
-	rt_reply(req, 0, NULL);	/* frees a one-way push */
+	rt_reply(req, 0, NULL); /* frees a one-way push */
 	return 0;
 }
 
@@ -438,7 +441,7 @@ routing_actor_fini(struct rt_actor *self)
 	r->stopped = true;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	routing_put(r);	/* the actor's reference */
+	routing_put(r); /* the actor's reference */
 }
 
 static const rt_handler_fn routing_handlers[CFS_MSG__COUNT] = {
@@ -469,7 +472,7 @@ cfs_routing_create(struct rt *rt, const struct cfs_routing_opts *opts, struct cf
 	pthread_cond_init(&r->cv, NULL);
 	r->opts = *opts;
 	r->loop = rt_loop_at(rt, opts->loop);
-	r->refs = 2;	/* the caller's and the actor's */
+	r->refs = 2; /* the caller's and the actor's */
 	rc = rt_spawn(r->loop, &routing_kind, r, 0, &addr);
 	if (rc != 0) {
 		r->refs = 1;
@@ -487,7 +490,7 @@ stop_on_loop(void *arg)
 
 	if (r->actor)
 		rt_actor_stop(r->actor);
-	routing_put(r);	/* the post's reference */
+	routing_put(r); /* the post's reference */
 }
 
 void
@@ -507,7 +510,7 @@ cfs_routing_destroy(struct cfs_routing **pr)
 			pthread_cond_wait(&r->cv, &r->mu);
 		pthread_mutex_unlock(&r->mu);
 	}
-	routing_put(r);	/* the caller's reference */
+	routing_put(r); /* the caller's reference */
 }
 
 struct cfs_routing_snap *

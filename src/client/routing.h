@@ -3,13 +3,9 @@
  * Routing info as everyone outside mgmtd sees it, and the client-side cache
  * that keeps the newest copy.
  *
- * The first half is the vocabulary of the mgmtd messages of proto.def (target
- * states, node states, flags, mgmtd's well-known address). It is constants
- * only, so actors (mgmtd, nodectl, storage) include it without linking the
- * client library; it belongs in a public header (include/chainfs/) once the
- * client API is public.
+ * The vocabulary (states, flags) is in include/chainfs/cluster.h.
  *
- * The second half is the cache: an actor on a client loop subscribes to mgmtd
+ * The cache: an actor on a client loop subscribes to mgmtd
  * over its connection, takes every pushed update, polls at the heartbeat
  * interval to catch up on pushes it missed (and to keep its subscription
  * alive), and publishes each new version as an immutable, refcounted snapshot.
@@ -26,78 +22,8 @@
 #include "chainfs/proto.h"
 #include "chainfs/types.h"
 
-/* ----------------------------------------------------------- vocabulary */
+#include "chainfs/cluster.h"
 
-/* mgmtd's actor id on the node that runs it (loop 0, serial 2): a node or
- * client that knows mgmtd only by host:port sends to CFS_ADDR(alias, this).
- * To move next to CFS_LOCAL_NODECTL in include/chainfs/types.h. */
-#define CFS_LOCAL_MGMTD CFS_LOCAL(0, 2)
-
-/* Public state of a target in its chain, decided by mgmtd (3FS's states). */
-#define CFS_TARGET_STATES(X)                                                  \
-	X(SERVING, 0, "serving")	/* reads and writes */                     \
-	X(SYNCING, 1, "syncing")	/* takes forwarded writes, being filled */ \
-	X(WAITING, 2, "waiting")	/* alive, waits its turn to sync */        \
-	X(LASTSRV, 3, "lastsrv")	/* down, was the chain's last serving */   \
-	X(OFFLINE, 4, "offline")	/* down */
-
-enum cfs_target_state {
-#define X(uc, n, s) CFS_TS_##uc = n,
-	CFS_TARGET_STATES(X)
-#undef X
-	CFS_TS__COUNT
-};
-
-/* Local state of a target as its node reports it. */
-#define CFS_LOCAL_STATES(X)                                                         \
-	X(UPTODATE, 0, "up-to-date")	/* holds every committed write of its chain */ \
-	X(ONLINE, 1, "online")		/* alive, data may be behind */                   \
-	X(OFFLINE, 2, "offline")	/* down or its disk failed */
-
-enum cfs_local_state {
-#define X(uc, n, s) CFS_LS_##uc = n,
-	CFS_LOCAL_STATES(X)
-#undef X
-	CFS_LS__COUNT
-};
-
-enum cfs_node_state {
-	CFS_NODE_UP = 0,
-	CFS_NODE_DOWN = 1,	/* missed its lease: its targets count as offline */
-};
-
-/* MGMTD_ROUTING flags. */
-enum {
-	/* Register (sender address, connection) for ROUTING_UPDATE pushes until
-	 * one lease passes without another subscribe or heartbeat from it. */
-	CFS_ROUTING_F_SUBSCRIBE = 1u << 0,
-	/* Send the full info even when known_ver is current (admin listings). */
-	CFS_ROUTING_F_FULL = 1u << 1,
-};
-
-/** "serving", ...; "?" out of range. */
-static inline const char *
-cfs_target_state_name(uint32_t s)
-{
-	static const char *const names[] = {
-#define X(uc, n, str) [n] = str,
-		CFS_TARGET_STATES(X)
-#undef X
-	};
-	return s < CFS_TS__COUNT ? names[s] : "?";
-}
-
-/** "up-to-date", ...; "?" out of range. */
-static inline const char *
-cfs_local_state_name(uint32_t s)
-{
-	static const char *const names[] = {
-#define X(uc, n, str) [n] = str,
-		CFS_LOCAL_STATES(X)
-#undef X
-	};
-	return s < CFS_LS__COUNT ? names[s] : "?";
-}
 
 /*
  * The routing arrays of either message that carries them (MGMTD_ROUTING_RESP
@@ -122,19 +48,19 @@ struct cfs_routing_ref {
 static inline bool
 cfs_routing_ref_from(unsigned type, const void *body, struct cfs_routing_ref *ref)
 {
-#define CFS_ROUTING_REF_COPY(b)                                                          \
-	do {                                                                             \
-		ref->routing_ver = (b)->routing_ver;                                     \
-		ref->heartbeat_ms = (b)->heartbeat_ms;                                   \
-		ref->lease_ms = (b)->lease_ms;                                           \
-		ref->nodes = (b)->nodes;                                                 \
-		ref->nodes_count = (b)->nodes_count;                                     \
-		ref->targets = (b)->targets;                                             \
-		ref->targets_count = (b)->targets_count;                                 \
-		ref->chains = (b)->chains;                                               \
-		ref->chains_count = (b)->chains_count;                                   \
-		ref->members = (b)->members;                                             \
-		ref->members_count = (b)->members_count;                                 \
+#define CFS_ROUTING_REF_COPY(b)                                                                    \
+	do {                                                                                       \
+		ref->routing_ver = (b)->routing_ver;                                               \
+		ref->heartbeat_ms = (b)->heartbeat_ms;                                             \
+		ref->lease_ms = (b)->lease_ms;                                                     \
+		ref->nodes = (b)->nodes;                                                           \
+		ref->nodes_count = (b)->nodes_count;                                               \
+		ref->targets = (b)->targets;                                                       \
+		ref->targets_count = (b)->targets_count;                                           \
+		ref->chains = (b)->chains;                                                         \
+		ref->chains_count = (b)->chains_count;                                             \
+		ref->members = (b)->members;                                                       \
+		ref->members_count = (b)->members_count;                                           \
 	} while (0)
 	if (type == CFS_MSG_MGMTD_ROUTING_RESP)
 		CFS_ROUTING_REF_COPY((const struct cfs_mgmtd_routing_resp *)body);
@@ -162,7 +88,7 @@ struct cfs_routing;
 struct cfs_route_member {
 	uint32_t target;
 	uint32_t node_id;
-	cfs_addr_t addr;		/* the storage actor: CFS_ADDR(node_id, local) */
+	cfs_addr_t addr; /* the storage actor: CFS_ADDR(node_id, local) */
 	enum cfs_target_state state;
 };
 
@@ -170,20 +96,20 @@ struct cfs_route_chain {
 	uint64_t chain_id;
 	uint32_t chain_ver;
 	uint32_t count;
-	const struct cfs_route_member *members;	/* count entries, head first */
+	const struct cfs_route_member *members; /* count entries, head first */
 };
 
 struct cfs_route_node {
 	uint32_t node_id;
 	enum cfs_node_state state;
-	const char *endpoint;		/* NUL-terminated, "host:port" */
+	const char *endpoint; /* NUL-terminated, "host:port" */
 };
 
 struct cfs_route_target {
 	uint32_t target;
 	uint32_t node_id;
 	cfs_addr_t addr;
-	uint64_t chain_id;		/* 0: in no chain */
+	uint64_t chain_id; /* 0: in no chain */
 	enum cfs_target_state state;
 	enum cfs_local_state local_state;
 };
@@ -200,7 +126,7 @@ struct cfs_routing_snap {
 	const struct cfs_route_chain *chains;
 	const struct cfs_route_target *targets;
 	const struct cfs_route_node *nodes;
-	int refs;	/* atomic; owned by the snapshot functions */
+	int refs; /* atomic; owned by the snapshot functions */
 };
 
 /**
@@ -239,11 +165,11 @@ int cfs_route_chain_tail(const struct cfs_route_chain *c);
 uint32_t cfs_route_chain_write_len(const struct cfs_route_chain *c);
 
 struct cfs_routing_opts {
-	cfs_addr_t mgmtd;	/* CFS_ADDR(node or alias, CFS_LOCAL_MGMTD) */
-	struct net *net;	/* optional: nodes' endpoints are added as peers */
-	unsigned loop;		/* loop of the cache's actor; default 0 */
-	uint32_t poll_ms;	/* 0: mgmtd's heartbeat interval (1000 until known) */
-	uint32_t timeout_ms;	/* per request; 0: the runtime's default */
+	cfs_addr_t mgmtd;    /* CFS_ADDR(node or alias, CFS_LOCAL_MGMTD) */
+	struct net *net;     /* optional: nodes' endpoints are added as peers */
+	unsigned loop;	     /* loop of the cache's actor; default 0 */
+	uint32_t poll_ms;    /* 0: mgmtd's heartbeat interval (1000 until known) */
+	uint32_t timeout_ms; /* per request; 0: the runtime's default */
 };
 
 /**
@@ -252,7 +178,8 @@ struct cfs_routing_opts {
  * @return 0 and *out; -EINVAL (no mgmtd address, loop out of range), -ENOMEM,
  *         rt_spawn's errors.
  */
-int cfs_routing_create(struct rt *rt, const struct cfs_routing_opts *opts, struct cfs_routing **out);
+int cfs_routing_create(struct rt *rt, const struct cfs_routing_opts *opts,
+		       struct cfs_routing **out);
 /** Stop the actor (waits for it) and free the cache; snapshots taken earlier stay
  *  valid until put. Call before the runtime shuts down, off its loop. Sets *pr NULL. */
 void cfs_routing_destroy(struct cfs_routing **pr);

@@ -118,7 +118,8 @@ parse_u64(const char *s, size_t n, uint64_t *out)
 	char buf[32];
 	char *end;
 
-	if (n == 0 || n >= sizeof(buf) || s[0] == '-' || s[0] == '+' || isspace((unsigned char)s[0]))
+	if (n == 0 || n >= sizeof(buf) || s[0] == '-' || s[0] == '+' ||
+	    isspace((unsigned char)s[0]))
 		return -EINVAL;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
@@ -147,7 +148,8 @@ cfs_chunk_id_parse(const char *s, struct cfs_id128 *out)
 		if (strlen(s) != 32)
 			return -EINVAL;
 		for (unsigned i = 0; i < 16; i++) {
-			int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+			int hi = hexval((unsigned char)s[2 * i]),
+			    lo = hexval((unsigned char)s[2 * i + 1]);
 
 			if (hi < 0 || lo < 0)
 				return -EINVAL;

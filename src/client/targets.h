@@ -16,9 +16,9 @@
 
 /* One storage target of a node. */
 struct cfs_target_ref {
-	uint32_t target;	/* target id */
-	uint32_t loop;		/* the loop it runs on */
-	cfs_addr_t addr;	/* CFS_ADDR(node as the caller named it, local id) */
+	uint32_t target; /* target id */
+	uint32_t loop;	 /* the loop it runs on */
+	cfs_addr_t addr; /* CFS_ADDR(node as the caller named it, local id) */
 };
 
 /**
@@ -27,8 +27,7 @@ struct cfs_target_ref {
  * *n may be 0.
  * @return 0; the status call's errors (-ETIMEDOUT, -ECONNREFUSED, ...), -ENOMEM.
  */
-int cfs_targets_list(struct cfs_client *c, uint32_t node, struct cfs_target_ref **out,
-		     unsigned *n);
+int cfs_targets_list(struct cfs_client *c, uint32_t node, struct cfs_target_ref **out, unsigned *n);
 
 /**
  * The address of target `target` on `node`.

@@ -169,15 +169,17 @@ parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
+/* Decimal, or hexadecimal with 0x; a leading zero does not mean octal. */
 static int
 parse_uint(const char *v, uint64_t *out)
 {
+	bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
 	char *end;
 
-	if (!isdigit((unsigned char)*v))
+	if (!isdigit((unsigned char)*v) || (hex && !isxdigit((unsigned char)v[2])))
 		return -EINVAL;
 	errno = 0;
-	*out = strtoull(v, &end, 0);
+	*out = strtoull(hex ? v + 2 : v, &end, hex ? 16 : 10);
 	if (errno == ERANGE)
 		return -ERANGE;
 	return *end == '\0' ? 0 : -EINVAL;
@@ -433,7 +435,8 @@ check_targets(struct parse_ctx *c)
 					  tc->line, tc->id, cfg->targets[o].id);
 		}
 	}
-	qsort(cfg->targets, cfg->ntargets, sizeof(*cfg->targets), cmp_target);
+	if (cfg->ntargets > 1)
+		qsort(cfg->targets, cfg->ntargets, sizeof(*cfg->targets), cmp_target);
 }
 
 int

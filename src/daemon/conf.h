@@ -25,7 +25,7 @@
 /* One [target.ID] section. */
 struct cfsd_target_config {
 	uint32_t id;
-	unsigned line;	/* where its section starts, for messages */
+	unsigned line;	/* line of its first key (inih reports no section lines) */
 #define CFS_KEY(sec, key, type, field, def, min, max, req)
 #define CFS_TKEY(key, type, field, def, min, max, req) CFSD_CTYPE_##type field;
 #include "daemon/config_keys.def"

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "actors/mgmtd/mgmtd.h"
 #include "actors/node/nodectl.h"
 #include "actors/storage/storage.h"
 #include "net/net.h"
@@ -39,6 +40,7 @@ spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 			.path = tc->path,
 			.capacity = tc->capacity,
 			.max_reply = cfg->max_payload,
+			.max_hdr = (uint32_t)cfg->max_frame_header,
 		};
 		cfs_addr_t addr;
 		unsigned li;
@@ -65,6 +67,58 @@ spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 	return 0;
 }
 
+/* Membership: mgmtd itself when [mgmtd] db is set, then nodectl, which joins
+ * the cluster at [node] mgmtd = host:port, or at the local mgmtd. */
+static int
+spawn_control(struct cfsd *d, const struct cfsd_config *cfg, struct nodectl_config *nccfg)
+{
+	struct nodectl_target_config *tcs = NULL;
+	cfs_addr_t addr;
+	uint32_t alias;
+	int rc;
+
+	if (cfg->mgmtd_db) {
+		struct mgmtd_config mc = {
+			.db_path = cfg->mgmtd_db,
+			.heartbeat_ms = cfg->mgmtd_heartbeat_ms,
+			.lease_ms = cfg->mgmtd_lease_ms,
+		};
+
+		rc = rt_spawn(rt_loop_at(d->rt, 0), &mgmtd_kind, &mc, CFS_LOCAL_MGMTD, &addr);
+		if (rc != 0) {
+			RT_ERR(rc, "mgmtd db=%s: cannot start", cfg->mgmtd_db);
+			return rc;
+		}
+		nccfg->mgmtd = addr;
+		nccfg->heartbeat_ms = cfg->mgmtd_heartbeat_ms;
+	}
+	if (cfg->mgmtd) {
+		rc = net_connect_alias(d->net, cfg->mgmtd, &alias);
+		if (rc != 0) {
+			RT_ERR(rc, "[node] mgmtd = %s: cannot use", cfg->mgmtd);
+			return rc;
+		}
+		nccfg->mgmtd = CFS_ADDR(alias, CFS_LOCAL_MGMTD);
+	}
+	if (nccfg->mgmtd) {
+		tcs = calloc(cfg->ntargets ? cfg->ntargets : 1, sizeof(*tcs));
+		if (!tcs)
+			return -ENOMEM;
+		for (unsigned i = 0; i < cfg->ntargets; i++)
+			tcs[i] = (struct nodectl_target_config){
+				.id = cfg->targets[i].id,
+				.path = cfg->targets[i].path,
+			};
+		nccfg->targets = tcs;
+		nccfg->ntargets = cfg->ntargets;
+		nccfg->endpoint = cfg->listen;
+		nccfg->net = d->net;
+	}
+	rc = rt_spawn(rt_loop_at(d->rt, 0), &nodectl_kind, nccfg, CFS_LOCAL_NODECTL, &addr);
+	free(tcs); /* nodectl copied it */
+	return rc;
+}
+
 int
 cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
 {
@@ -77,7 +131,6 @@ cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
 	struct net_config ncfg;
 	struct nodectl_config nccfg = {.version = PACKAGE_VERSION};
 	struct cfsd *d;
-	cfs_addr_t addr;
 	int rc;
 
 	d = calloc(1, sizeof(*d));
@@ -99,7 +152,7 @@ cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
 	if (rc != 0)
 		goto out_rt;
 
-	rc = rt_spawn(rt_loop_at(d->rt, 0), &nodectl_kind, &nccfg, CFS_LOCAL_NODECTL, &addr);
+	rc = spawn_control(d, cfg, &nccfg);
 	if (rc != 0)
 		goto out_net;
 	rc = spawn_targets(d, cfg);

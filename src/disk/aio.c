@@ -144,6 +144,7 @@ idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
 static unsigned
 reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 {
+	struct timespec zero = { 0, 0 };
 	unsigned total = 0;
 
 	for (;;) {
@@ -164,7 +165,7 @@ reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 		total += (unsigned)n;
 		if (n < REAP_BATCH)
 			break;
-		ts = &(struct timespec){ 0 };
+		ts = &zero;
 	}
 	if (a->qhead != NULL && a->nfree > 0 && !ev_is_active(&a->idle_w))
 		ev_idle_start(a->pub.ev, &a->idle_w);

@@ -21,19 +21,27 @@ struct disk_omap_blk {
 };
 
 static uint64_t
+fmix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t
 id_hash(const struct cfs_id128 *id)
 {
 	uint64_t a, b;
 
-	/* Ids are (inode, index) pairs or hashes: mix both halves so sequential
-	 * indexes of one inode spread over the table. */
+	/* Ids are (inode, index) pairs or hashes: a full avalanche of both halves,
+	 * so the big-endian indexes of one inode (which differ only in their high
+	 * bytes once loaded) spread over the low bits the table uses. */
 	memcpy(&a, id->b, 8);
 	memcpy(&b, id->b + 8, 8);
-	a ^= b * 0x9e3779b97f4a7c15ull;
-	a ^= a >> 31;
-	a *= 0xbf58476d1ce4e5b9ull;
-	a ^= a >> 29;
-	return a;
+	return fmix64(a ^ fmix64(b));
 }
 
 int

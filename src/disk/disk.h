@@ -170,7 +170,8 @@ int disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o,
  * Close: refuse new operations (-CFS_ENOTSERVING), let every operation in
  * flight or queued complete (their callbacks run from inside this call),
  * sync, stop the helper thread, close files, free. Blocks; call on the loop
- * thread on the control path only. Sets *pt to NULL.
+ * thread on the control path only, never from inside one of the target's
+ * callbacks (that panics). Sets *pt to NULL.
  */
 void disk_target_close(struct disk_target **pt);
 
@@ -204,7 +205,9 @@ struct disk_write {
 	uint32_t chunk_size;	/* fixed for a chunk's life; selects the class */
 	uint32_t off;
 	uint32_t len;
-	const struct rt_iov *iov; /* payload: at least len bytes; the engine takes refs */
+	const struct rt_iov *iov; /* payload: at least len bytes; the engine takes refs and
+				     may write straight from them: leave the bytes alone
+				     until the callback */
 	unsigned iovcnt;
 	uint32_t crc;		/* CRC32C of the len payload bytes, checked first */
 	uint64_t ver;		/* update version; 0: committed + 1 */

@@ -55,6 +55,7 @@ struct disk_ver {
 };
 
 struct disk_op;
+struct entry_slab;
 
 struct disk_chunk {
 	struct cfs_id128 id;
@@ -153,6 +154,7 @@ struct disk_mitem {
 enum disk_sitem_kind {
 	DISK_SI_ROW,		/* an index update (after fdatasync of sync_cls) */
 	DISK_SI_GROW,		/* fallocate a data file extent */
+	DISK_SI_FSYNC,		/* fdatasync a data file (after zero-fill) */
 };
 
 /* Work for the helper thread; `done` is posted back with rc set. */
@@ -187,13 +189,15 @@ struct disk_class {
 	uint32_t nfile;		/* slots the file holds or is growing to */
 	uint32_t nbits;		/* bitmap capacity */
 	uint64_t *bits;		/* 1: used by a version, an operation or quarantine */
+	uint64_t *stable;	/* 1: blocks written and mapped durably: overwriting needs
+				   no file system metadata, a device flush makes it durable */
 	uint32_t nused;
 	uint32_t hint;
 	uint32_t nquar;		/* of nused, waiting in quarantine */
 	bool growing;
 	bool grow_failed;	/* the last growth failed: parked writers get -ENOSPC */
 	bool zero;		/* new extents are zero-filled */
-	uint64_t zero_next, zero_end; /* bytes being zero-filled */
+	uint64_t zero_start, zero_next, zero_end; /* bytes being zero-filled */
 	bool zero_busy;
 	struct disk_io zio;
 	struct disk_op *waitq;	/* operations waiting for a slot */
@@ -232,12 +236,18 @@ void disk_rtrack_start(struct disk_target *t, struct disk_rtrack *rt);
 void disk_rtrack_end(struct disk_target *t, struct disk_rtrack *rt);
 /* Retry parked operations where slots became available. */
 void disk_slots_kick(struct disk_target *t);
-bool disk_slots_busy(const struct disk_target *t);
 static inline bool
 disk_slot_isset(const struct disk_class *k, uint32_t slot)
 {
 	return slot < k->nbits && (k->bits[slot / 64] >> (slot % 64)) & 1;
 }
+static inline bool
+disk_slot_stable(const struct disk_class *k, uint32_t slot)
+{
+	return slot < k->nbits && (k->stable[slot / 64] >> (slot % 64)) & 1;
+}
+/* Mark slots [first, first + n) stable. */
+void disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n);
 
 /* ------------------------------------------------------------------ write.c */
 
@@ -267,6 +277,7 @@ struct disk_op {
 	uint8_t action;
 	uint8_t cls;
 	bool zero_copy;		/* data written straight from the payload buffer */
+	bool wrote_data;
 	unsigned flags;
 	int rc;
 	uint64_t ver;
@@ -301,9 +312,13 @@ struct disk_target {
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
 	bool closing;
+	unsigned cb_depth;	/* inside a user callback: close is refused */
 
 	struct disk_cmap map;
 	uint64_t nchunks;	/* entries with a version */
+	struct entry_slab *slab; /* entry memory (target.c) */
+	unsigned slab_used;
+	struct disk_chunk *free_entries;
 	struct disk_class cls[DISK_NCLASS];
 	struct disk_quar *quar_head, **quar_tail;
 	struct disk_rtrack *rt_head, *rt_tail;

@@ -123,6 +123,11 @@ disk_index_open(struct disk_index *ix, const char *path)
 	}
 	/* synchronous=FULL in WAL mode syncs the WAL at every commit: a commit
 	 * that returned is durable, which is what acknowledging a write needs. */
+	{
+		int persist = 1;
+
+		sqlite3_file_control(ix->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	}
 	rc = exec(ix->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			  "PRAGMA wal_autocheckpoint=4000; PRAGMA cache_size=-65536;");
 	if (rc != 0)

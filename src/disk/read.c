@@ -56,7 +56,9 @@ batch_done(struct rbatch *rb)
 {
 	struct disk_target *t = rb->t;
 
+	t->cb_depth++;
 	rb->cb(rb->cb_arg, rb->reads, rb->n);
+	t->cb_depth--;
 	t->ops_inflight--;
 	free(rb);
 }

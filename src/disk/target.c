@@ -116,6 +116,63 @@ disk_crc_attach(struct disk_target *t, struct disk_chunk *c, struct disk_ver *v,
 
 /* ---------------------------------------------------------- chunk entries */
 
+/* Entries come from slabs of ENTRY_SLAB: a million chunks are a thousand
+ * allocations, not a million, and free entries are reused first. */
+#define ENTRY_SLAB 1024
+
+struct entry_slab {
+	struct entry_slab *next;
+	struct disk_chunk e[ENTRY_SLAB];
+};
+
+static struct disk_chunk *
+entry_alloc(struct disk_target *t)
+{
+	struct disk_chunk *c = t->free_entries;
+
+	if (c != NULL) {
+		t->free_entries = c->lru_next;
+	} else {
+		if (t->slab == NULL || t->slab_used == ENTRY_SLAB) {
+			struct entry_slab *s = malloc(sizeof(*s));
+
+			if (s == NULL)
+				return NULL;
+			s->next = t->slab;
+			t->slab = s;
+			t->slab_used = 0;
+		}
+		c = &t->slab->e[t->slab_used++];
+	}
+	memset(c, 0, sizeof(*c));
+	return c;
+}
+
+static void
+entry_free(struct disk_target *t, struct disk_chunk *c)
+{
+	c->lru_next = t->free_entries;
+	t->free_entries = c;
+}
+
+/* A new entry for an id known to be absent. */
+static struct disk_chunk *
+chunk_new(struct disk_target *t, const struct cfs_id128 *id)
+{
+	struct disk_chunk *c = entry_alloc(t);
+
+	if (c == NULL)
+		return NULL;
+	c->id = *id;
+	c->cur.slot = c->pend.slot = DISK_NOSLOT;
+	c->waitq_tail = &c->waitq;
+	if (disk_cmap_insert(&t->map, c) != 0) {
+		entry_free(t, c);
+		return NULL;
+	}
+	return c;
+}
+
 struct disk_chunk *
 disk_chunk_get(struct disk_target *t, const struct cfs_id128 *id, bool create)
 {
@@ -123,17 +180,7 @@ disk_chunk_get(struct disk_target *t, const struct cfs_id128 *id, bool create)
 
 	if (c != NULL || !create)
 		return c;
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return NULL;
-	c->id = *id;
-	c->cur.slot = c->pend.slot = DISK_NOSLOT;
-	c->waitq_tail = &c->waitq;
-	if (disk_cmap_insert(&t->map, c) != 0) {
-		free(c);
-		return NULL;
-	}
-	return c;
+	return chunk_new(t, id);
 }
 
 void
@@ -142,7 +189,7 @@ disk_chunk_forget(struct disk_target *t, struct disk_chunk *c)
 	disk_crc_drop(t, c, &c->cur);
 	disk_crc_drop(t, c, &c->pend);
 	disk_cmap_remove(&t->map, c);
-	free(c);
+	entry_free(t, c);
 }
 
 void
@@ -270,7 +317,7 @@ load_row(const struct disk_row *r, void *arg)
 		rc = mark_ver(t, r, r->pver, r->pslot, r->plen);
 	if (rc != 0)
 		return rc;
-	c = disk_chunk_get(t, &r->id, true);
+	c = chunk_new(t, &r->id); /* ids are the index's primary key: never twice */
 	if (c == NULL)
 		return -ENOMEM;
 	c->chunk_size = r->chunk_size;
@@ -390,17 +437,23 @@ out_free:
 static void
 free_entries(struct disk_target *t)
 {
-	if (t->map.tab == NULL)
-		return;
-	for (uint32_t i = 0; i <= t->map.mask; i++) {
-		struct disk_chunk *c = t->map.tab[i];
+	if (t->map.tab != NULL) {
+		for (uint32_t i = 0; i <= t->map.mask; i++) {
+			struct disk_chunk *c = t->map.tab[i];
 
-		if (c == NULL)
-			continue;
-		free(c->cur.bcrc);
-		free(c->pend.bcrc);
-		free(c);
+			if (c == NULL)
+				continue;
+			free(c->cur.bcrc);
+			free(c->pend.bcrc);
+		}
 	}
+	while (t->slab != NULL) {
+		struct entry_slab *s = t->slab;
+
+		t->slab = s->next;
+		free(s);
+	}
+	t->free_entries = NULL;
 }
 
 void
@@ -410,6 +463,8 @@ disk_target_close(struct disk_target **pt)
 
 	if (t == NULL)
 		return;
+	if (t->cb_depth > 0)
+		CFS_PANIC("disk_target_close of %s from inside one of its callbacks", t->path);
 	t->closing = true;
 	/* Everything in flight completes normally: aio completions are reaped
 	 * here, helper-thread results are taken from the mailbox. */

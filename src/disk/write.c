@@ -144,6 +144,10 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 	int rc = op->si.rc;
 
 	if (rc == 0) {
+		/* Durable data in a slot: its mapping is committed now too (by the
+		 * data fdatasync, or by RWF_DSYNC). */
+		if (op->wrote_data && (op->si.sync_cls >= 0 || t->sync_mode == DISK_SYNC_DSYNC))
+			disk_slots_set_stable(&t->cls[op->cls], op->nv.slot, 1);
 		apply(op);
 		if (op->kind == DISK_OP_WRITE || op->kind == DISK_OP_TRUNCATE) {
 			t->st.writes++;
@@ -155,8 +159,11 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 		disk_slot_free_now(t, op->cls, op->nv.slot);
 		op->nv.slot = DISK_NOSLOT;
 	}
-	if (op->cb != NULL)
+	if (op->cb != NULL) {
+		t->cb_depth++;
 		op->cb(op->cb_arg, rc, rc == 0 ? &info : NULL);
+		t->cb_depth--;
+	}
 	chunk_release(t, c);
 	t->ops_inflight--;
 	op_free(op);
@@ -217,7 +224,11 @@ op_sync(struct disk_op *op, bool wrote_data)
 	r->pcrc = pend->crc;
 	op->si.kind = DISK_SI_ROW;
 	op->si.rc = 0;
-	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC ? (int8_t)op->cls : -1;
+	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC &&
+					  !disk_slot_stable(&t->cls[op->cls], op->nv.slot)
+				  ? (int8_t)op->cls
+				  : -1;
+	op->wrote_data = wrote_data;
 	op->si.done.fn = op_durable;
 	disk_sync_push(t, &op->si);
 }
@@ -388,9 +399,12 @@ data_phase(struct disk_op *op)
 	else
 		need_base = op->base.len > 0;
 
-	/* Zero copy: a whole-chunk write whose payload already sits aligned in one
-	 * pool buffer with room up to the next block goes straight to the disk. */
-	if (!need_base && op->kind == DISK_OP_WRITE && op->off == 0 && op->iovcnt == 1) {
+	/* Zero copy: a whole-chunk write of whole blocks whose payload already sits
+	 * aligned in one pool buffer goes straight to the disk. (A partial last
+	 * block would write the caller's bytes past the payload, maybe another
+	 * request's, into the slot.) */
+	if (!need_base && op->kind == DISK_OP_WRITE && op->off == 0 && op->iovcnt == 1 &&
+	    op->len % DISK_BLOCK == 0) {
 		const struct rt_iov *v = &op->iov[0];
 		const uint8_t *p = v->buf->data + v->off;
 

@@ -6,11 +6,13 @@
  * list, deferred frees, counters and rate-limited error logs. The bytes are
  * moved by a connection type (transport.h; TCP in tcp.c).
  *
- * State is per loop (struct net_loop) and touched only by its thread; the one
- * shared thing is the table of peer endpoints (node -> address), written by
+ * State is per loop (struct net_loop) and touched only by its thread; the
+ * shared things are the table of peer endpoints (node -> address), written by
  * net_add_peer/net_connect_alias from any thread under a mutex and read by a
  * loop only when it creates its peer entry or starts a connect (never per
- * message).
+ * message), and the handoff stacks through which the accepting loop (loop 0,
+ * the only one with a listening socket) gives accepted connections to the
+ * loops in turn.
  */
 #define RT_LOG_SUBSYS "net"
 #include <config.h>
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,7 @@
 struct net_endpoint {
 	uint32_t node;
 	bool alias;
-	char *text;			/* "host:port" as given */
+	char *text; /* "host:port" as given */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 };
@@ -41,11 +44,11 @@ struct net_endpoint {
 /* One loop's view of a node: its connection and its backoff. */
 struct net_peer {
 	uint32_t node;
-	bool alias;			/* rewrite dst node to CFS_NODE_ANY on the wire */
-	struct net_conn *conn;		/* NULL: not connected */
-	uint64_t retry_at_ns;		/* no connect attempt before this */
-	uint32_t backoff_ms;		/* the next backoff after a failed attempt */
-	int last_err;			/* what sends get while the backoff runs */
+	bool alias;	       /* rewrite dst node to CFS_NODE_ANY on the wire */
+	struct net_conn *conn; /* NULL: not connected */
+	uint64_t retry_at_ns;  /* no connect attempt before this */
+	uint32_t backoff_ms;   /* the next backoff after a failed attempt */
+	int last_err;	       /* what sends get while the backoff runs */
 };
 
 struct net_loop {
@@ -54,14 +57,14 @@ struct net_loop {
 	struct ev_loop *ev;
 	unsigned index;
 	uint32_t node_id;
-	bool finishing;			/* loop_fini: no more rt_peer_lost */
+	bool finishing; /* loop_fini: no more rt_peer_lost */
 	bool accepting;
 	struct net_stats *stats;
 
 	/* Connections by slot: id = index << 56 | gen << 32 | slot. */
 	struct net_conn **slots;
 	uint32_t *gens;
-	uint32_t nslots;		/* slots in use or freed, <= cap */
+	uint32_t nslots; /* slots in use or freed, <= cap */
 	uint32_t cap;
 	uint32_t *free_slots;
 	uint32_t nfree;
@@ -71,8 +74,8 @@ struct net_loop {
 	uint32_t pcap;
 	uint32_t pcount;
 
-	struct net_conn *dirty;		/* want a flush this iteration */
-	struct net_conn *dead;		/* closed, freed at the end of the iteration */
+	struct net_conn *dirty; /* want a flush this iteration */
+	struct net_conn *dead;	/* closed, freed at the end of the iteration */
 
 	uint64_t log_window_ns;
 	unsigned log_lines;
@@ -83,15 +86,29 @@ struct net_stats_slot {
 	struct net_stats s;
 } __attribute__((aligned(64)));
 
+/* Accepted connections waiting for loop `index` to adopt them: a lock-free
+ * stack pushed by the accepting loop, taken whole by a post to `index`. */
+struct net_handoff_q {
+	_Atomic(struct net_handoff *) head;
+	struct net *net;
+	unsigned index;
+} __attribute__((aligned(64)));
+
 struct net {
 	struct rt *rt;
 	const struct net_conn_type *type;
 	struct net_config cfg;
 	unsigned nloops;
-	struct net_listener *listeners;	/* nloops entries, NULL without listen */
+	struct net_listener listener;
+	bool listening; /* listener is bound (net_create) */
 	uint16_t port;
+	unsigned next_owner; /* round-robin; the accepting loop's alone */
+	/* Each loop's state, written by that loop in loop_init/loop_fini and
+	 * read by its own handoff drain (and by net_destroy after the join). */
+	struct net_loop *nls[RT_MAX_LOOPS];
+	struct net_handoff_q hq[RT_MAX_LOOPS];
 
-	pthread_mutex_t lock;		/* endpoints, next_alias */
+	pthread_mutex_t lock; /* endpoints, next_alias */
 	struct net_endpoint *eps;
 	unsigned neps;
 	unsigned eps_cap;
@@ -185,7 +202,7 @@ parse_endpoint(const char *text, bool passive, struct sockaddr_storage *sa, sock
 	} else {
 		hend = strrchr(text, ':');
 		if (!hend || strchr(text, ':') != hend)
-			return -EINVAL;	/* no port, or a bare IPv6 address */
+			return -EINVAL; /* no port, or a bare IPv6 address */
 		port = hend + 1;
 	}
 	hlen = (size_t)(hend - text);
@@ -297,7 +314,7 @@ net_connect_alias(struct net *net, const char *endpoint, uint32_t *node)
 		}
 	}
 	if (net->next_alias == 0) {
-		rc = -ENOSPC;	/* wrapped past 0xffffffff */
+		rc = -ENOSPC; /* wrapped past 0xffffffff */
 		goto out_unlock;
 	}
 	rc = endpoint_add_locked(net, net->next_alias, true, endpoint, &sa, salen);
@@ -428,7 +445,7 @@ net_conn_up(struct net_conn *c)
 }
 
 void
-net_conn_frame(struct net_conn *c, struct rt_msg *m, size_t wire_bytes)
+net_conn_frame(struct net_conn *c, struct rt_msg *m)
 {
 	NET_STAT_ADD(c->stats, frames_in, 1);
 	m->conn = c->id;
@@ -453,7 +470,7 @@ peer_backoff(struct net_loop *nl, struct net_peer *p, int rc)
 	p->last_err = rc;
 	p->retry_at_ns = rt_now_ns(nl->loop) + (uint64_t)p->backoff_ms * 1000000ull;
 	p->backoff_ms = p->backoff_ms >= cfg->reconnect_max_ms / 2 ? cfg->reconnect_max_ms
-								    : p->backoff_ms * 2;
+								   : p->backoff_ms * 2;
 }
 
 void
@@ -471,10 +488,9 @@ net_conn_close(struct net_conn *c, int rc)
 	if (rc == -CFS_EPROTO || rc == -CFS_ETOOBIG) {
 		NET_STAT_ADD(nl->stats, proto_errors, 1);
 		net_conn_log_error(c, "bad frame, connection closed", rc);
-	} else if (!was_up) {
+	} else if (!was_up && !nl->finishing) {
 		NET_STAT_ADD(nl->stats, connect_failures, 1);
-		if (!nl->finishing)
-			net_conn_log_error(c, "connect failed", rc);
+		net_conn_log_error(c, "connect failed", rc);
 	} else if (rc != 0 && !(c->accepted && rc == -ECONNRESET)) {
 		/* An accepted connection ending is a client leaving: not worth a line. */
 		NET_STAT_ADD(nl->stats, conn_errors, 1);
@@ -493,6 +509,85 @@ net_conn_close(struct net_conn *c, int rc)
 		peer_backoff(nl, p, rc ? rc : -ECONNREFUSED);
 	if (!nl->finishing)
 		rt_peer_lost(nl->loop, p->node, rc ? rc : -ECONNRESET);
+}
+
+/* ---------------------------------------------------------------- handoff */
+
+/* Everything handed over to q so far, oldest first. */
+static struct net_handoff *
+handoff_take(struct net_handoff_q *q)
+{
+	struct net_handoff *h, *next, *fifo = NULL;
+
+	h = atomic_exchange_explicit(&q->head, NULL, memory_order_acquire);
+	for (; h; h = next) {
+		next = h->next;
+		h->next = fifo;
+		fifo = h;
+	}
+	return fifo;
+}
+
+/* Set up the connections of list on nl; close them when nl is gone (NULL) or
+ * finishing. */
+static void
+handoff_adopt(struct net *net, struct net_loop *nl, struct net_handoff *list)
+{
+	struct net_handoff *h, *next;
+
+	for (h = list; h; h = next) {
+		next = h->next;
+		if (nl && !nl->finishing)
+			net->type->adopt(nl, h);
+		else
+			net->type->discard(h);
+		free(h);
+	}
+}
+
+/* Posted to loop q->index: adopt what the accepting loop handed over. */
+static void
+handoff_drain(void *arg)
+{
+	struct net_handoff_q *q = arg;
+
+	handoff_adopt(q->net, q->net->nls[q->index], handoff_take(q));
+}
+
+/* net_destroy: what no loop took (posts to loops that had stopped). */
+static void
+handoff_discard_all(struct net *net)
+{
+	for (unsigned i = 0; i < net->nloops; i++)
+		handoff_adopt(net, NULL, handoff_take(&net->hq[i]));
+}
+
+void
+net_conn_handoff(struct net_loop *nl, struct net_handoff *h)
+{
+	struct net *net = nl->net;
+	unsigned t = net->next_owner++ % net->nloops;
+	struct net_handoff_q *q = &net->hq[t];
+	struct net_handoff *old;
+
+	if (t == nl->index) {
+		h->next = NULL;
+		handoff_adopt(net, nl, h);
+		return;
+	}
+	old = atomic_load_explicit(&q->head, memory_order_relaxed);
+	do {
+		h->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&q->head, &old, h, memory_order_release,
+							memory_order_relaxed));
+	/* A drain is already on its way unless the stack was empty. */
+	if (old != NULL)
+		return;
+	if (rt_loop_post(rt_loop_at(net->rt, t), handoff_drain, q) == 0)
+		return;
+	/* No memory for the post: nobody else will drain this stack (only we
+	 * push, and no drain is pending), so serve its connections here. */
+	handoff_adopt(net, nl, handoff_take(q));
 }
 
 /* ------------------------------------------------------------------- peers */
@@ -695,7 +790,7 @@ net_send(void *ctx, struct rt_loop *loop, void *loop_state, struct rt_msg *m)
 	m->src = CFS_ADDR(nl->node_id, CFS_ADDR_LOCAL(m->src));
 	rc = c->type->send_frame(c, m);
 	if (rc != 0) {
-		m->dst = dst;	/* the caller keeps m and may retry it */
+		m->dst = dst; /* the caller keeps m and may retry it */
 		if (rc == -CFS_EBUSY)
 			NET_STAT_ADD(nl->stats, busy, 1);
 	}
@@ -721,8 +816,8 @@ net_loop_init(void *ctx, struct rt_loop *loop, void **loop_state)
 	nl->index = index;
 	nl->node_id = rt_node_id(net->rt);
 	nl->stats = &net->stats[index].s;
-	if (net->listeners) {
-		rc = net->type->accept(nl, &net->listeners[index]);
+	if (net->listening && index == 0) {
+		rc = net->type->accept(nl, &net->listener);
 		if (rc != 0) {
 			free(nl);
 			return rc;
@@ -730,6 +825,7 @@ net_loop_init(void *ctx, struct rt_loop *loop, void **loop_state)
 		nl->accepting = true;
 	}
 	rt_loop_add_flush(loop, net_loop_flush, nl);
+	net->nls[index] = nl;
 	*loop_state = nl;
 	return 0;
 }
@@ -744,9 +840,12 @@ net_loop_fini(void *ctx, struct rt_loop *loop, void *loop_state)
 		return;
 	nl->finishing = true;
 	if (nl->accepting) {
-		net->type->unlisten(&net->listeners[nl->index]);
+		net->type->unlisten(&net->listener);
 		nl->accepting = false;
 	}
+	/* Connections handed to us before we stopped: closed, not adopted. */
+	handoff_adopt(net, NULL, handoff_take(&net->hq[nl->index]));
+	net->nls[nl->index] = NULL;
 	for (uint32_t i = 0; i < nl->nslots; i++)
 		if (nl->slots[i])
 			net_conn_close(nl->slots[i], 0);
@@ -771,47 +870,23 @@ static const struct rt_transport_ops net_ops = {
 /* --------------------------------------------------------------- lifetime */
 
 static int
-net_listen_all(struct net *net, const char *text)
+net_listen(struct net *net, const char *text)
 {
-	struct sockaddr_storage sa;
-	socklen_t salen;
+	struct net_listener *l = &net->listener;
 	int rc;
 
-	rc = parse_endpoint(text, true, &sa, &salen);
+	rc = parse_endpoint(text, true, &l->sa, &l->salen);
 	if (rc != 0)
 		return rc == -EHOSTUNREACH ? -EINVAL : rc;
-	net->listeners = calloc(net->nloops, sizeof(*net->listeners));
-	if (!net->listeners)
-		return -ENOMEM;
-	/* Loop 0 binds first (perhaps port 0: the kernel picks), then every
-	 * other loop binds that same port with SO_REUSEPORT. */
-	for (unsigned i = 0; i < net->nloops; i++) {
-		struct net_listener *l = &net->listeners[i];
-
-		l->type = net->type;
-		memcpy(&l->sa, &sa, salen);
-		l->salen = salen;
-		rc = net->type->listen(l);
-		if (rc != 0)
-			goto out_unlisten;
-		if (i == 0) {
-			net->port = l->port;
-			if (sa.ss_family == AF_INET)
-				((struct sockaddr_in *)&sa)->sin_port = htons(l->port);
-			else
-				((struct sockaddr_in6 *)&sa)->sin6_port = htons(l->port);
-		}
+	l->type = net->type;
+	rc = net->type->listen(l);
+	if (rc != 0) {
+		RT_ERR(rc, "listen=%s", text);
+		return rc;
 	}
+	net->port = l->port;
+	net->listening = true;
 	return 0;
-
-out_unlisten:
-	RT_ERR(rc, "listen=%s", text);
-	for (unsigned i = 0; i < net->nloops; i++)
-		if (net->listeners[i].priv)
-			net->type->unlisten(&net->listeners[i]);
-	free(net->listeners);
-	net->listeners = NULL;
-	return rc;
 }
 
 int
@@ -829,8 +904,13 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 	net->type = &net_tcp_type;
 	net->nloops = rt_loop_count(rt);
 	net->next_alias = NET_ALIAS_BASE;
+	for (unsigned i = 0; i < RT_MAX_LOOPS; i++) {
+		atomic_init(&net->hq[i].head, NULL);
+		net->hq[i].net = net;
+		net->hq[i].index = i;
+	}
 	net->cfg = cfg ? *cfg : dflt;
-	net->cfg.listen = NULL;	/* the caller's string may die */
+	net->cfg.listen = NULL; /* the caller's string may die */
 	if (!net->cfg.limits.max_hdr)
 		net->cfg.limits.max_hdr = dflt.limits.max_hdr;
 	if (!net->cfg.limits.max_payload)
@@ -854,7 +934,7 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 	if (rc != 0)
 		goto out_free;
 	if (cfg && cfg->listen && *cfg->listen) {
-		rc = net_listen_all(net, cfg->listen);
+		rc = net_listen(net, cfg->listen);
 		if (rc != 0)
 			goto out_mutex;
 	}
@@ -876,13 +956,10 @@ net_destroy(struct net **pnet)
 
 	if (!net)
 		return;
-	/* Listeners of loops that never ran (rt_start not called) are still ours. */
-	if (net->listeners) {
-		for (unsigned i = 0; i < net->nloops; i++)
-			if (net->listeners[i].priv)
-				net->type->unlisten(&net->listeners[i]);
-		free(net->listeners);
-	}
+	/* The listener of a loop 0 that never ran (rt_start not called) is still ours. */
+	if (net->listener.priv)
+		net->type->unlisten(&net->listener);
+	handoff_discard_all(net);
 	for (unsigned i = 0; i < net->neps; i++)
 		free(net->eps[i].text);
 	free(net->eps);

@@ -38,18 +38,18 @@ struct net;
 #define NET_ALIAS_BASE 0xff000000u
 
 struct net_config {
-	const char *listen;		/* "host:port", "[v6]:port", "*:port"; NULL/"": no listener */
-	struct wire_limits limits;	/* what this node accepts and sends */
-	size_t max_outq_bytes;		/* per connection, header + payload bytes queued */
+	const char *listen;	   /* "host:port", "[v6]:port", "*:port"; NULL/"": no listener */
+	struct wire_limits limits; /* what this node accepts and sends */
+	size_t max_outq_bytes;	   /* per connection, header + payload bytes queued */
 	uint32_t connect_timeout_ms;
-	uint32_t reconnect_min_ms;	/* first backoff after a failed connect */
-	uint32_t reconnect_max_ms;	/* backoff cap */
+	uint32_t reconnect_min_ms; /* first backoff after a failed connect */
+	uint32_t reconnect_max_ms; /* backoff cap */
 };
 
-#define NET_DEFAULT_MAX_OUTQ (64u << 20)
+#define NET_DEFAULT_MAX_OUTQ	       (64u << 20)
 #define NET_DEFAULT_CONNECT_TIMEOUT_MS 2000
-#define NET_DEFAULT_RECONNECT_MIN_MS 100
-#define NET_DEFAULT_RECONNECT_MAX_MS 5000
+#define NET_DEFAULT_RECONNECT_MIN_MS   100
+#define NET_DEFAULT_RECONNECT_MAX_MS   5000
 
 /** Fill cfg with the defaults (no listener, WIRE_LIMITS_DEFAULT, 64 MiB queue,
  *  2 s connect timeout, backoff 100 ms .. 5 s). */
@@ -57,11 +57,13 @@ void net_config_init(struct net_config *cfg);
 
 /**
  * Create the transport for rt and install it with rt_set_transport(); call it
- * after rt_create and before rt_start. When cfg->listen is set, every loop gets
- * its own SO_REUSEPORT listener on that address (the kernel spreads incoming
- * connections over the loops); they are bound here, so a bad or busy address
- * fails now, and net_listen_port() is valid as soon as this returns. Zero
- * fields of cfg take their defaults; cfg (and cfg->listen) may die after the call.
+ * after rt_create and before rt_start. When cfg->listen is set, the address is
+ * bound here, exclusively (no SO_REUSEPORT: a second process on the same
+ * address fails with -EADDRINUSE rather than sharing the connections), so a
+ * bad or busy address fails now and net_listen_port() is valid as soon as this
+ * returns. Loop 0 accepts and hands the connections to all loops in turn.
+ * Zero fields of cfg take their defaults; cfg (and cfg->listen) may die after
+ * the call.
  *
  * @return 0 and *out; -EINVAL (unparsable listen address), -CFS_ECONFIG
  *         (inconsistent limits), -EADDRINUSE and other bind/listen errors,
@@ -73,7 +75,7 @@ int net_create(struct rt *rt, const struct net_config *cfg, struct net **out);
  *  connections by then) or when rt_start was never called. Sets *pnet to NULL. */
 void net_destroy(struct net **pnet);
 
-/** The TCP port the listeners are bound to (the real one for "host:0"); 0 without a listener. */
+/** The TCP port the listener is bound to (the real one for "host:0"); 0 without a listener. */
 uint16_t net_listen_port(const struct net *net);
 
 /**
@@ -101,15 +103,15 @@ int net_connect_alias(struct net *net, const char *endpoint, uint32_t *node);
 struct net_stats {
 	uint64_t frames_in;
 	uint64_t frames_out;
-	uint64_t bytes_in;		/* header + payload bytes read */
+	uint64_t bytes_in; /* header + payload bytes read */
 	uint64_t bytes_out;
-	uint64_t conns_accepted;
-	uint64_t conns_connected;	/* outgoing connects that succeeded */
-	uint64_t conns_open;		/* gauge: currently open, either direction */
+	uint64_t conns_accepted;  /* incoming connections this loop owns */
+	uint64_t conns_connected; /* outgoing connects that succeeded */
+	uint64_t conns_open;	  /* gauge: currently open, either direction */
 	uint64_t connect_failures;
-	uint64_t conn_errors;		/* connections closed by an I/O error or reset */
-	uint64_t proto_errors;		/* connections closed for a bad frame */
-	uint64_t busy;			/* sends refused with -CFS_EBUSY */
+	uint64_t conn_errors;  /* connections closed by an I/O error or reset */
+	uint64_t proto_errors; /* connections closed for a bad frame */
+	uint64_t busy;	       /* sends refused with -CFS_EBUSY */
 };
 
 /**

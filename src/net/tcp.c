@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
  * The TCP connection type: non-blocking sockets on the loop's libev, one
- * SO_REUSEPORT listener per loop, non-blocking connect with a timeout, and the
+ * exclusive listener (accepted from by loop 0, which hands each connection to
+ * the loop that will own it), non-blocking connect with a timeout, and the
  * two byte paths.
  *
  * Send: send_frame encodes the header and body into the connection's header
- * buffer (wire_encode) and queues the message; once per loop iteration the
- * flush writes every queued frame with writev, header bytes from the header
- * buffer and payload straight from the message's rt_bufs (never copied), up
- * to IOV_MAX segments per call. A message is freed, dropping its buffer
- * references, only when its last byte is written. When the socket is full
- * the write watcher takes over until it drains.
+ * buffer (wire_encode) and queues the message; once per loop iteration (rt's
+ * flush hook) all queued frames go out in one gathering sendmsg (a writev
+ * with MSG_NOSIGNAL), header bytes from the header buffer and payload
+ * straight from the messages' rt_bufs (never copied), up to IOV_MAX segments
+ * per call. A message is freed, dropping its buffer references, only when its
+ * last byte is written. When the socket is full the write watcher takes over
+ * until it drains.
+ *
+ * Syscalls per loop iteration and connection: one sendmsg and one readv, so
+ * 64 requests that arrive together are answered with one write. Flushing at
+ * once when the socket is idle would add a syscall per message for a burst and
+ * saves no latency: the flush hook runs before the loop next blocks.
  *
  * Receive: one readv per readable event into a per-connection receive buffer;
  * frames are cut with wire_hdr_len/wire_decode. A payload goes into an aligned
@@ -37,12 +44,14 @@
 #include "net/transport.h"
 #include "net/wire.h"
 
-#define TCP_RBUF_SIZE (256u << 10)
-#define TCP_ACCEPT_BATCH 64
+#define TCP_RBUF_SIZE	    (256u << 10)
+#define TCP_RX_TAIL	    (16u << 10)
+#define TCP_ACCEPT_BATCH    64
 #define TCP_ACCEPT_PAUSE_MS 100
-#define TCP_IOV_MAX (IOV_MAX < 1024 ? IOV_MAX : 1024)
+#define TCP_IOV_MAX	    (IOV_MAX < 1024 ? IOV_MAX : 1024)
 /* Header buffer bytes already written before it is worth moving the rest down. */
 #define TCP_HDRS_COMPACT (64u << 10)
+#define TCP_HDRS_KEEP	 (1u << 20)
 
 /* One queued frame: its header bytes in c->hdrs, its payload in m->iov. */
 struct tcp_txe {
@@ -56,36 +65,35 @@ struct tcp_conn {
 	int fd;
 	ev_io rio;
 	ev_io wio;
-	struct rt_timer ctimer;		/* connect timeout */
+	struct rt_timer ctimer; /* connect timeout */
 	bool ctimer_on;
-	bool wblocked;			/* socket full: wio drives the writes */
+	bool wblocked; /* socket full: wio drives the writes */
 
 	/* Send queue: a ring of frames, headers encoded back to back in hdrs. */
 	struct wire_buf hdrs;
 	struct tcp_txe *txq;
-	uint32_t txcap;			/* power of two */
+	uint32_t txcap; /* power of two */
 	uint32_t txhead;
 	uint32_t txcount;
-	size_t head_done;		/* bytes of the head frame already written */
-	size_t outq;			/* header + payload bytes queued, not yet written */
+	size_t head_done; /* bytes of the head frame already written */
+	size_t outq;	  /* header + payload bytes queued, not yet written */
 
 	/* Receive: bytes [rpos, rend) of rbuf are not parsed yet. */
 	uint8_t *rbuf;
 	uint32_t rcap;
 	uint32_t rpos;
 	uint32_t rend;
-	struct rt_msg *rx_msg;		/* decoded header waiting for its payload */
+	struct rt_msg *rx_msg; /* decoded header waiting for its payload */
 	struct rt_buf *rx_buf;
 	uint32_t rx_plen;
 	uint32_t rx_got;
-	size_t rx_wire;			/* frame bytes, for the counters */
 };
 
 struct tcp_listener {
 	int fd;
 	ev_io io;
 	struct net_loop *nl;
-	struct rt_timer pause;		/* accept paused after EMFILE and friends */
+	struct rt_timer pause; /* accept paused after EMFILE and friends */
 	bool pause_inited;
 };
 
@@ -151,7 +159,7 @@ rx_finish(struct tcp_conn *c)
 		net_conn_close(&c->base, rc);
 		return;
 	}
-	net_conn_frame(&c->base, m, c->rx_wire);
+	net_conn_frame(&c->base, m);
 }
 
 /* The unparsed bytes move to the front of rbuf. */
@@ -209,7 +217,7 @@ rx_parse(struct tcp_conn *c)
 			goto out_bad;
 		c->rpos += need;
 		if (plen == 0) {
-			net_conn_frame(nc, m, need);
+			net_conn_frame(nc, m);
 			continue;
 		}
 		b = rt_buf_get(plen);
@@ -227,9 +235,8 @@ rx_parse(struct tcp_conn *c)
 		c->rx_buf = b;
 		c->rx_plen = (uint32_t)plen;
 		c->rx_got = take;
-		c->rx_wire = need + plen;
 		if (take < plen)
-			break;	/* the rest comes straight from the socket */
+			break; /* the rest comes straight from the socket */
 		rx_finish(c);
 	}
 	if (nc->state == NET_CONN_CLOSED)
@@ -273,6 +280,10 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		c->rpos = c->rend = 0;
 	iov[cnt].iov_base = c->rbuf + c->rend;
 	iov[cnt].iov_len = c->rcap - c->rend;
+	/* Behind a payload, take only enough for the headers that follow: a
+	 * next large payload read into rbuf would have to be copied out again. */
+	if (c->rx_msg && iov[cnt].iov_len > TCP_RX_TAIL)
+		iov[cnt].iov_len = TCP_RX_TAIL;
 	cnt++;
 	do {
 		n = readv(c->fd, iov, cnt);
@@ -395,7 +406,11 @@ hdrs_trim(struct tcp_conn *c)
 	size_t off;
 
 	if (c->txcount == 0) {
-		wire_buf_reset(&c->hdrs);
+		/* After a burst, give back a header buffer grown far past normal. */
+		if (c->hdrs.cap > TCP_HDRS_KEEP)
+			wire_buf_fini(&c->hdrs);
+		else
+			wire_buf_reset(&c->hdrs);
 		return;
 	}
 	off = c->txq[c->txhead].hoff;
@@ -406,7 +421,10 @@ hdrs_trim(struct tcp_conn *c)
 		c->txq[(c->txhead + i) & (c->txcap - 1)].hoff -= off;
 }
 
-/* Gather up to TCP_IOV_MAX segments starting head_done bytes into the queue. */
+/* Gather up to TCP_IOV_MAX segments starting head_done bytes into the queue.
+ * Headers of frames without payload lie back to back in hdrs: they become one
+ * segment, so a burst of small frames costs the kernel one copy, not one per
+ * frame. */
 static int
 tx_gather(struct tcp_conn *c, struct iovec *iov, size_t *bytes)
 {
@@ -419,10 +437,17 @@ tx_gather(struct tcp_conn *c, struct iovec *iov, size_t *bytes)
 		struct rt_msg *m = e->m;
 
 		if (skip < e->hlen) {
-			iov[n].iov_base = c->hdrs.p + e->hoff + skip;
-			iov[n].iov_len = e->hlen - skip;
-			sum += iov[n].iov_len;
-			n++;
+			uint8_t *p = c->hdrs.p + e->hoff + skip;
+			size_t len = e->hlen - skip;
+
+			if (n > 0 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+				iov[n - 1].iov_len += len;
+			} else {
+				iov[n].iov_base = p;
+				iov[n].iov_len = len;
+				n++;
+			}
+			sum += len;
 			skip = 0;
 		} else {
 			skip -= e->hlen;
@@ -450,14 +475,19 @@ tcp_flush(struct net_conn *nc)
 {
 	struct tcp_conn *c = tcp_of(nc);
 	struct iovec iov[TCP_IOV_MAX];
+	struct msghdr msg = {0};
 	size_t want;
 	ssize_t n;
 	int cnt;
 
 	while (c->txcount) {
 		cnt = tx_gather(c, iov, &want);
+		/* sendmsg is writev with flags: a peer gone away must give EPIPE,
+		 * not a SIGPIPE that kills the process. */
+		msg.msg_iov = iov;
+		msg.msg_iovlen = (size_t)cnt;
 		do {
-			n = writev(c->fd, iov, cnt);
+			n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		} while (n < 0 && errno == EINTR);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -650,9 +680,9 @@ tcp_listen(struct net_listener *l)
 		goto out_free;
 	}
 	/* REUSEADDR: restart on the same port while old sockets sit in
-	 * TIME_WAIT. REUSEPORT: one listener per loop on one port. */
-	if (setsockopt(tl->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    setsockopt(tl->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+	 * TIME_WAIT. Never REUSEPORT: with it a second chainfsd on the same
+	 * address would bind without error and take half the connections. */
+	if (setsockopt(tl->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
 		rc = -errno;
 		goto out_close;
 	}
@@ -682,27 +712,25 @@ tcp_accept_resume(struct rt_timer *t, void *arg)
 	ev_io_start(net_loop_ev(tl->nl), &tl->io);
 }
 
+/* Set up an accepted socket as a connection of nl; closes fd on failure. */
 static void
-tcp_accept_one(struct tcp_listener *tl, int fd, const struct sockaddr *sa)
+tcp_accept_one(struct net_loop *nl, int fd, const char *name)
 {
 	struct tcp_conn *c;
-	char name[64];
 	int rc;
 
-	set_nodelay(fd);
-	sockaddr_name(sa, name, sizeof(name));
 	c = (struct tcp_conn *)tcp_alloc();
 	if (!c) {
 		rc = -ENOMEM;
 		goto out_close;
 	}
 	c->fd = fd;
-	rc = net_conn_accepted(tl->nl, &c->base, name);
+	rc = net_conn_accepted(nl, &c->base, name);
 	if (rc != 0)
 		goto out_free;
 	rc = tcp_start(c);
 	if (rc != 0) {
-		c->fd = -1;	/* closed below, not by net_conn_close */
+		c->fd = -1; /* closed below, not by net_conn_close */
 		net_conn_close(&c->base, rc);
 		goto out_close;
 	}
@@ -712,7 +740,19 @@ out_free:
 	free(c);
 out_close:
 	close(fd);
-	net_loop_log_error(tl->nl, name, "accept dropped", rc);
+	net_loop_log_error(nl, name, "accept dropped", rc);
+}
+
+static void
+tcp_adopt(struct net_loop *nl, struct net_handoff *h)
+{
+	tcp_accept_one(nl, (int)h->handle, h->name);
+}
+
+static void
+tcp_discard(struct net_handoff *h)
+{
+	close((int)h->handle);
 }
 
 static void
@@ -723,11 +763,23 @@ tcp_accept_cb(struct ev_loop *ev, ev_io *w, int revents)
 	for (int i = 0; i < TCP_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
-		int fd = accept4(tl->fd, (struct sockaddr *)&sa, &len,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct net_handoff *h;
+		char name[64];
+		int fd =
+			accept4(tl->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			tcp_accept_one(tl, fd, (struct sockaddr *)&sa);
+			set_nodelay(fd);
+			sockaddr_name((struct sockaddr *)&sa, name, sizeof(name));
+			h = malloc(sizeof(*h));
+			if (!h) {
+				/* Keep it here rather than drop it. */
+				tcp_accept_one(tl->nl, fd, name);
+				continue;
+			}
+			h->handle = fd;
+			memcpy(h->name, name, sizeof(h->name));
+			net_conn_handoff(tl->nl, h);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -784,8 +836,8 @@ tcp_mr_register(struct net_loop *nl, void *addr, size_t len, uint32_t *rkey)
 }
 
 static int
-tcp_bulk_pull(struct net_conn *c, struct rt_msg *m, const struct net_bulk_desc *d,
-	      net_bulk_fn cb, void *cb_arg)
+tcp_bulk_pull(struct net_conn *c, struct rt_msg *m, const struct net_bulk_desc *d, net_bulk_fn cb,
+	      void *cb_arg)
 {
 	/* The bytes followed m's header in the stream: they are m's payload. */
 	if (d->rkey != 0 || d->addr > m->plen || d->len > m->plen - d->addr)
@@ -810,6 +862,8 @@ const struct net_conn_type net_tcp_type = {
 	.listen = tcp_listen,
 	.accept = tcp_accept,
 	.unlisten = tcp_unlisten,
+	.adopt = tcp_adopt,
+	.discard = tcp_discard,
 	.alloc = tcp_alloc,
 	.connect = tcp_connect,
 	.close = tcp_close,

@@ -12,6 +12,12 @@
  * listen/unlisten (control path, any thread, before the loops start or after
  * they stopped).
  *
+ * Listening. A node has one listening endpoint, bound without SO_REUSEPORT so
+ * that a second process asking for the same address fails with -EADDRINUSE
+ * instead of silently taking half the connections. Loop 0 accepts; every
+ * accepted connection is handed (net_conn_handoff) to the loops in turn, and
+ * the loop that gets it sets it up (adopt) and owns it from then on.
+ *
  * Bulk data and RDMA. A message's payload (m->iov) is never copied into the
  * msgpack header. TCP carries those bytes in the stream right after the frame
  * header, so on TCP a "pull" (the receiver fetching the bytes a request
@@ -54,9 +60,9 @@ struct net_peer;
 struct net_conn_type;
 
 enum net_conn_state {
-	NET_CONN_CONNECTING,	/* outgoing, not established yet: sends queue */
+	NET_CONN_CONNECTING, /* outgoing, not established yet: sends queue */
 	NET_CONN_UP,
-	NET_CONN_CLOSED,	/* closed, waiting to be freed at the end of the iteration */
+	NET_CONN_CLOSED, /* closed, waiting to be freed at the end of the iteration */
 };
 
 /*
@@ -67,11 +73,11 @@ enum net_conn_state {
 struct net_conn {
 	const struct net_conn_type *type;
 	struct net_loop *nl;
-	uint64_t id;			/* (loop index << 56) | generation << 32 | slot */
+	uint64_t id; /* (loop index << 56) | generation << 32 | slot */
 	enum net_conn_state state;
-	bool accepted;			/* incoming (true) or to a peer (false) */
-	bool dirty;			/* on the loop's flush list */
-	struct net_peer *peer;		/* outgoing: the loop's peer entry */
+	bool accepted;	       /* incoming (true) or to a peer (false) */
+	bool dirty;	       /* on the loop's flush list */
+	struct net_peer *peer; /* outgoing: the loop's peer entry */
 	struct net_conn *dirty_next;
 	struct net_conn *dead_next;
 	struct ev_loop *ev;
@@ -79,16 +85,24 @@ struct net_conn {
 	struct net_stats *stats;
 	struct wire_limits lim;
 	size_t max_outq;
-	char name[64];			/* peer endpoint, for logs */
+	char name[64]; /* peer endpoint, for logs */
 };
 
-/* A listening endpoint; one per loop, all on the same port (SO_REUSEPORT). */
+/* The listening endpoint of a node (accepted from by loop 0). */
 struct net_listener {
 	const struct net_conn_type *type;
-	struct sockaddr_storage sa;	/* port 0 for loop 0 means "pick one" */
+	struct sockaddr_storage sa; /* port 0 for loop 0 means "pick one" */
 	socklen_t salen;
-	uint16_t port;			/* bound port, set by listen */
-	void *priv;			/* the type's state (TCP: the socket and its watcher) */
+	uint16_t port; /* bound port, set by listen */
+	void *priv;    /* the type's state (TCP: the socket and its watcher) */
+};
+
+/* An accepted connection on its way from the accepting loop to the loop that
+ * will own it. The type allocates it with malloc; net.c frees it. */
+struct net_handoff {
+	struct net_handoff *next;
+	intptr_t handle; /* the type's: TCP, the socket */
+	char name[64];	 /* peer endpoint, for logs */
 };
 
 /* Remote memory, as an RDMA peer describes it; for TCP, addr is an offset
@@ -104,15 +118,22 @@ typedef void (*net_bulk_fn)(struct net_conn *c, int rc, void *cb_arg);
 struct net_conn_type {
 	const char *name;
 
-	/** Bind l->sa and listen, filling l->port. Control path, any thread.
-	 *  @return 0, -errno of socket/bind/listen (-EADDRINUSE ...), -ENOMEM. */
+	/** Bind l->sa exclusively and listen, filling l->port. Control path,
+	 *  any thread. @return 0, -errno of socket/bind/listen (-EADDRINUSE
+	 *  when anyone, SO_REUSEPORT or not, holds the address), -ENOMEM. */
 	int (*listen)(struct net_listener *l);
-	/** Start accepting on loop nl (its thread). Every accepted connection is
-	 *  set up with net_conn_accepted(). @return 0, -ENOMEM. */
+	/** Start accepting on loop nl (its thread). Every accepted connection
+	 *  goes to net_conn_handoff(). @return 0, -ENOMEM. */
 	int (*accept)(struct net_loop *nl, struct net_listener *l);
 	/** Stop accepting and release the endpoint. Its loop's thread if accept
 	 *  was called, else any thread. */
 	void (*unlisten)(struct net_listener *l);
+	/** Set up the handed-off connection h->handle on nl (its thread) and
+	 *  register it with net_conn_accepted(); on failure close the handle.
+	 *  h itself stays net.c's. */
+	void (*adopt)(struct net_loop *nl, struct net_handoff *h);
+	/** Close h->handle: no loop will adopt it (shutdown). Any thread. */
+	void (*discard)(struct net_handoff *h);
 
 	/** Allocate a connection of this type (zeroed, net_conn first). NULL: OOM. */
 	struct net_conn *(*alloc)(void);
@@ -161,14 +182,18 @@ extern const struct net_conn_type net_tcp_type;
 
 /* ------------------------------------------------ from a type up into net.c */
 
-/** A type accepted a connection on nl: register it (id, counters, limits) and
- *  fill its generic fields. name is the peer's endpoint for logs.
- *  @return 0, -ENOMEM (the caller closes its socket and frees c). */
+/** The accepting loop nl accepted a connection: give it to the next loop in
+ *  turn (nl included), which calls type->adopt with it on its own thread
+ *  (type->discard if that loop is shutting down). Takes h. */
+void net_conn_handoff(struct net_loop *nl, struct net_handoff *h);
+/** A type set up an accepted connection on nl (in adopt): register it (id,
+ *  counters, limits) and fill its generic fields. name is the peer's endpoint
+ *  for logs. @return 0, -ENOMEM (the caller closes its socket and frees c). */
 int net_conn_accepted(struct net_loop *nl, struct net_conn *c, const char *name);
 /** An outgoing connection is established: the peer's backoff resets. */
 void net_conn_up(struct net_conn *c);
 /** A whole message arrived on c: stamp m->conn, count it, hand it to rt. */
-void net_conn_frame(struct net_conn *c, struct rt_msg *m, size_t wire_bytes);
+void net_conn_frame(struct net_conn *c, struct rt_msg *m);
 /** c has bytes queued: call type->flush(c) at the end of this loop iteration. */
 void net_conn_want_flush(struct net_conn *c);
 /**
@@ -187,7 +212,6 @@ struct ev_loop *net_loop_ev(struct net_loop *nl);
 struct rt_loop *net_loop_rt(struct net_loop *nl);
 
 /* Counter updates from the owning loop; readers elsewhere read racily. */
-#define NET_STAT_ADD(s, field, n) \
-	__atomic_store_n(&(s)->field, (s)->field + (n), __ATOMIC_RELAXED)
+#define NET_STAT_ADD(s, field, n) __atomic_store_n(&(s)->field, (s)->field + (n), __ATOMIC_RELAXED)
 
 #endif

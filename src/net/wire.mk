@@ -48,6 +48,7 @@ fuzz: tests/fuzz/fuzz_frame$(EXEEXT) tests/fuzz/gen_corpus$(EXEEXT)
 	rm -rf tests/fuzz/corpus-run
 	$(MKDIR_P) tests/fuzz/corpus-run
 	cp $(srcdir)/tests/fuzz/corpus/* tests/fuzz/corpus-run/
+	chmod u+w tests/fuzz/corpus-run/*
 	./tests/fuzz/gen_corpus$(EXEEXT) tests/fuzz/corpus-run
 	./tests/fuzz/fuzz_frame$(EXEEXT) $(FUZZ_RUN_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
 		-artifact_prefix=tests/fuzz/ tests/fuzz/corpus-run

@@ -265,7 +265,7 @@ rt_spawn(struct rt_loop *loop, const struct rt_actor_kind *kind, const void *arg
 		free(post);
 		return -ESHUTDOWN;
 	}
-	rt_loop_push(loop, &post->m);
+	rt_loop_push_now(loop, &post->m);
 	while (!req.done)
 		pthread_cond_wait(&rt->ctl_cond, &rt->ctl_lock);
 	pthread_mutex_unlock(&rt->ctl_lock);
@@ -393,6 +393,7 @@ static int
 route_remote(struct rt_loop *cur, struct rt_msg *m)
 {
 	struct rt *rt = cur->rt;
+	uint16_t via;
 	int rc;
 
 	if (!rt->tops)
@@ -411,8 +412,13 @@ route_remote(struct rt_loop *cur, struct rt_msg *m)
 	}
 	if (!cur->tinit || cur->tdown)
 		return -EHOSTUNREACH;
-	m->flags &= (uint16_t)~RT_MSG_F__INTERNAL;
+	/* The marks are for rt alone; a refused message keeps its routing mark
+	 * for the caller's retry. */
+	via = m->flags & RT_MSG_F_VIA_CONN;
+	m->flags &= (uint16_t) ~(RT_MSG_F__INTERNAL | RT_MSG_F_VIA_CONN);
 	rc = rt->tops->send(rt->tctx, cur, cur->tstate, m);
+	if (rc != 0)
+		m->flags |= via;
 	return rc > 0 ? -rc : rc;
 }
 
@@ -451,7 +457,21 @@ rt_send(struct rt_actor *self, struct rt_msg *m)
 	assert_on_loop(loop, "rt_send");
 	m->src = CFS_ADDR(loop->rt->cfg.node_id, self->local);
 	m->flags &= (uint16_t)~RT_MSG_F__INTERNAL;
+	/* Where a message came from is no reason to send it back there. */
+	if (!(m->flags & RT_MSG_F_VIA_CONN))
+		m->conn = 0;
 	return rt_route(loop, m);
+}
+
+int
+rt_send_conn(struct rt_actor *self, uint64_t conn, struct rt_msg *m)
+{
+	m->conn = conn;
+	if (conn != 0)
+		m->flags |= RT_MSG_F_VIA_CONN;
+	else
+		m->flags &= (uint16_t)~RT_MSG_F_VIA_CONN;
+	return rt_send(self, m);
 }
 
 void
@@ -487,7 +507,7 @@ rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp)
 	}
 	*(int32_t *)resp->body = rc;
 	resp->rc = rc;
-	resp->flags = RT_MSG_F_RESP;
+	resp->flags = RT_MSG_F_RESP | (req->conn != 0 ? RT_MSG_F_VIA_CONN : 0);
 	resp->req_id = req->req_id;
 	resp->dst = req->src;
 	resp->src = CFS_ADDR(cur->rt->cfg.node_id, CFS_ADDR_LOCAL(req->dst));
@@ -510,7 +530,7 @@ rt_deliver(struct rt_loop *loop, struct rt_msg *m)
 	unsigned li = CFS_LOCAL_LOOP(CFS_ADDR_LOCAL(m->dst));
 
 	assert_on_loop(loop, "rt_deliver");
-	m->flags &= (uint16_t)~RT_MSG_F__INTERNAL;
+	m->flags &= (uint16_t) ~(RT_MSG_F__INTERNAL | RT_MSG_F_VIA_CONN);
 	if (cfs_msg_is_resp(m->type))
 		m->flags |= RT_MSG_F_RESP;
 	if (node != CFS_NODE_ANY && node != rt->cfg.node_id) {

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Request/response on top of messages: rt_call() records a pending call (in the
- * loop's hash by req_id and in the calling actor's list) with a timeout timer;
+ * loop's hash by req_id, in the calling actor's list and in a timeout list);
  * the response, the timeout, rt_peer_lost() or the actor's stop completes it,
  * and whichever comes first removes it, so the callback runs exactly once and
  * anything later (a late response) finds nothing and is dropped.
+ *
+ * Timeouts cost no libev call per call: see struct rt_call_tlist. Deadlines
+ * are on the rt clock (rt_loop_now_ns, once per iteration); the one timer per
+ * loop that wakes the loop for them runs on libev's clock like every timer.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,25 +19,41 @@
 #define PENDING_MIN_BITS 6u
 #define PENDING_FREE_MAX 4096u
 
+static void tl_on_timer(struct ev_loop *ev, ev_timer *w, int revents);
+
+static unsigned
+slot_of(uint64_t req_id, unsigned bits)
+{
+	return (unsigned)((req_id * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+}
+
 static unsigned
 pend_slot(const struct rt_pending_table *t, uint64_t req_id)
 {
-	return (unsigned)((req_id * 0x9e3779b97f4a7c15ull) >> (64 - t->bits));
+	return slot_of(req_id, t->bits);
 }
 
 void
-rt_pending_table_init(struct rt_pending_table *t)
+rt_pending_table_init(struct rt_loop *loop)
 {
+	struct rt_pending_table *t = &loop->pending;
+
 	*t = (struct rt_pending_table){0};
+	for (unsigned i = 0; i < RT_CALL_TLISTS; i++)
+		t->tl[i].tailp = &t->tl[i].head;
+	ev_timer_init(&t->timer, tl_on_timer, 0., 0.);
+	t->timer.data = loop;
 }
 
 void
-rt_pending_table_fini(struct rt_pending_table *t)
+rt_pending_table_fini(struct rt_loop *loop)
 {
+	struct rt_pending_table *t = &loop->pending;
 	struct rt_pending *p, *next;
 
 	if (t->n != 0)
 		RT_WARN("%u calls still pending at destroy", t->n);
+	ev_timer_stop(loop->ev, &t->timer);
 	for (p = t->freelist; p; p = next) {
 		next = p->hnext;
 		free(p);
@@ -47,17 +67,15 @@ pend_grow(struct rt_pending_table *t)
 {
 	unsigned bits = t->b ? t->bits + 1 : PENDING_MIN_BITS;
 	struct rt_pending **nb = calloc((size_t)1 << bits, sizeof(*nb));
-	struct rt_pending_table nt = *t;
+	unsigned obits = t->bits;
 
 	if (!nb)
 		return -ENOMEM;
-	nt.b = nb;
-	nt.bits = bits;
-	for (size_t i = 0; t->b && i < ((size_t)1 << t->bits); i++) {
+	for (size_t i = 0; t->b && i < ((size_t)1 << obits); i++) {
 		struct rt_pending *p, *next;
 
 		for (p = t->b[i]; p; p = next) {
-			unsigned s = pend_slot(&nt, p->req_id);
+			unsigned s = slot_of(p->req_id, bits);
 
 			next = p->hnext;
 			p->hnext = nb[s];
@@ -65,7 +83,8 @@ pend_grow(struct rt_pending_table *t)
 		}
 	}
 	free(t->b);
-	*t = nt;
+	t->b = nb;
+	t->bits = bits;
 	return 0;
 }
 
@@ -83,7 +102,104 @@ pend_find(struct rt_pending_table *t, uint64_t req_id)
 	return NULL;
 }
 
-/* Take p out of the loop's hash and its actor's list, and stop its timer. */
+/* ---------------------------------------------------------------- timeouts */
+
+/* Set the loop's timer to the earliest deadline of any list, or stop it. */
+static void
+tl_rearm(struct rt_loop *loop)
+{
+	struct rt_pending_table *t = &loop->pending;
+	uint64_t first = 0, now;
+
+	for (unsigned i = 0; i < RT_CALL_TLISTS; i++) {
+		struct rt_pending *h = t->tl[i].head;
+
+		if (h && (first == 0 || h->deadline_ns < first))
+			first = h->deadline_ns;
+	}
+	if (first == t->armed_ns)
+		return;
+	ev_timer_stop(loop->ev, &t->timer);
+	t->armed_ns = first;
+	if (first == 0)
+		return;
+	now = rt_loop_now_ns(loop);
+	ev_timer_set(&t->timer, first > now ? (double)(first - now) / 1e9 : 0., 0.);
+	ev_timer_start(loop->ev, &t->timer);
+}
+
+/* The list for calls of timeout_ms: the one already holding that timeout, a
+ * free one, or (more distinct timeouts than lists) the last one, shared. */
+static unsigned
+tl_pick(struct rt_pending_table *t, uint32_t timeout_ms)
+{
+	unsigned i, free_i = RT_CALL_TLISTS;
+
+	if (t->tl[t->tl_hint].timeout_ms == timeout_ms)
+		return t->tl_hint;
+	for (i = 0; i < RT_CALL_TLISTS; i++) {
+		if (t->tl[i].timeout_ms == timeout_ms)
+			break;
+		if (!t->tl[i].head && free_i == RT_CALL_TLISTS)
+			free_i = i;
+	}
+	if (i == RT_CALL_TLISTS) {
+		i = free_i < RT_CALL_TLISTS ? free_i : RT_CALL_TLISTS - 1;
+		if (!t->tl[i].head)
+			t->tl[i].timeout_ms = timeout_ms;
+	}
+	t->tl_hint = i;
+	return i;
+}
+
+static void
+tl_add(struct rt_loop *loop, struct rt_pending *p, uint32_t timeout_ms)
+{
+	struct rt_pending_table *t = &loop->pending;
+	unsigned i = tl_pick(t, timeout_ms);
+	struct rt_call_tlist *l = &t->tl[i];
+	struct rt_pending **pp = l->tailp;
+
+	p->deadline_ns = rt_loop_now_ns(loop) + (uint64_t)timeout_ms * 1000000u;
+	p->tlist = (uint8_t)i;
+	/* Same timeout, so later or equal deadline: the tail is the place. Only
+	 * a shared list walks back (pp names the link that would point to p). */
+	while (pp != &l->head) {
+		struct rt_pending *prev = RT_CONTAINER_OF(pp, struct rt_pending, tnext);
+
+		if (prev->deadline_ns <= p->deadline_ns)
+			break;
+		pp = prev->tprev;
+	}
+	p->tnext = *pp;
+	p->tprev = pp;
+	if (p->tnext)
+		p->tnext->tprev = &p->tnext;
+	else
+		l->tailp = &p->tnext;
+	*pp = p;
+	if (t->armed_ns == 0 || p->deadline_ns < t->armed_ns)
+		tl_rearm(loop);
+}
+
+static void
+tl_remove(struct rt_loop *loop, struct rt_pending *p)
+{
+	struct rt_call_tlist *l = &loop->pending.tl[p->tlist];
+
+	if (!p->tprev)
+		return;
+	*p->tprev = p->tnext;
+	if (p->tnext)
+		p->tnext->tprev = p->tprev;
+	else
+		l->tailp = p->tprev;
+	p->tnext = NULL;
+	p->tprev = NULL;
+	/* The timer stays where it is: a fire that finds nothing due re-arms. */
+}
+
+/* Take p out of the loop's hash, its actor's list and its timeout list. */
 static void
 pend_unlink(struct rt_loop *loop, struct rt_pending *p)
 {
@@ -97,7 +213,7 @@ pend_unlink(struct rt_loop *loop, struct rt_pending *p)
 	*p->aprev = p->anext;
 	if (p->anext)
 		p->anext->aprev = p->aprev;
-	ev_timer_stop(loop->ev, &p->timer);
+	tl_remove(loop, p);
 }
 
 static void
@@ -131,14 +247,32 @@ pend_finish(struct rt_loop *loop, struct rt_pending *p, int rc, struct rt_msg *r
 }
 
 static void
-pend_timeout(struct ev_loop *ev, ev_timer *w, int revents)
+tl_on_timer(struct ev_loop *ev, ev_timer *w, int revents)
 {
-	struct rt_pending *p = RT_CONTAINER_OF(w, struct rt_pending, timer);
-	struct rt_loop *loop = p->actor->loop;
+	struct rt_loop *loop = w->data;
+	struct rt_pending_table *t = &loop->pending;
+	struct rt_pending *due = NULL, *p, *next;
+	uint64_t now = rt_clock_mono_ns();
 
-	RT_DEBUG("call req=%llx to node %u timed out", (unsigned long long)p->req_id, p->dst_node);
-	pend_unlink(loop, p);
-	pend_finish(loop, p, -ETIMEDOUT, NULL);
+	/* A fresh reading: the timer fired, so this iteration's time is stale. */
+	loop->now_ns = now;
+	loop->now_valid = true;
+	t->armed_ns = 0;
+	/* Collect first: callbacks may issue calls into these very lists. */
+	for (unsigned i = 0; i < RT_CALL_TLISTS; i++) {
+		while ((p = t->tl[i].head) != NULL && p->deadline_ns <= now) {
+			RT_DEBUG("call req=%llx to node %u timed out",
+				 (unsigned long long)p->req_id, p->dst_node);
+			pend_unlink(loop, p);
+			p->hnext = due;
+			due = p;
+		}
+	}
+	for (p = due; p; p = next) {
+		next = p->hnext;
+		pend_finish(loop, p, -ETIMEDOUT, NULL);
+	}
+	tl_rearm(loop);
 }
 
 int
@@ -189,8 +323,7 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 	self->pending = p;
 	if (timeout_ms == 0)
 		timeout_ms = loop->rt->cfg.default_timeout_ms;
-	ev_timer_init(&p->timer, pend_timeout, (double)timeout_ms / 1000., 0.);
-	ev_timer_start(loop->ev, &p->timer);
+	tl_add(loop, p, timeout_ms);
 
 	m->dst = dst;
 	m->req_id = p->req_id;
@@ -252,7 +385,7 @@ void
 rt_call_stop_timers(struct rt_actor *a)
 {
 	for (struct rt_pending *p = a->pending; p; p = p->anext)
-		ev_timer_stop(a->loop->ev, &p->timer);
+		tl_remove(a->loop, p);
 }
 
 void

@@ -33,12 +33,43 @@ __thread struct rt_loop *tls_loop;
 /* ------------------------------------------------------------ per iteration */
 
 void
-rt_loop_push(struct rt_loop *dst, struct rt_msg *m)
+rt_loop_push_now(struct rt_loop *dst, struct rt_msg *m)
 {
 	/* Only the push that finds the inbox empty wakes the loop: one eventfd
 	 * write per batch, however many messages the batch holds. */
 	if (rt_mpsc_push(&dst->inbox, m))
 		ev_async_send(dst->ev, &dst->wake);
+}
+
+void
+rt_loop_push(struct rt_loop *dst, struct rt_msg *m)
+{
+	struct rt_loop *cur = tls_loop;
+
+	if (!rt_mpsc_push(&dst->inbox, m))
+		return;
+	/* From inside a running loop, wake at the end of the iteration: by then
+	 * the whole batch is in the inbox and the receiver drains it in one go
+	 * (cross-core wake-ups dominate on pinned loops, virtual machines most). */
+	if (cur && cur->in_run && cur->rt == dst->rt) {
+		cur->wake_mask |= 1ull << dst->index;
+		return;
+	}
+	ev_async_send(dst->ev, &dst->wake);
+}
+
+static void
+loop_send_wakes(struct rt_loop *loop)
+{
+	uint64_t mask = loop->wake_mask;
+
+	loop->wake_mask = 0;
+	while (mask) {
+		struct rt_loop *dst = loop->rt->loops[__builtin_ctzll(mask)];
+
+		mask &= mask - 1;
+		ev_async_send(dst->ev, &dst->wake);
+	}
 }
 
 unsigned
@@ -124,12 +155,15 @@ loop_on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
 	rt_actor_reap(loop);
 	rt_buf_pool_drain(&loop->pool);
 	loop_run_flush(loop);
+	/* The loop may block now: the next iteration reads the clock afresh. */
+	loop->now_valid = false;
 	/* Work left (budget spent, or created by fini or a flush hook): poll
 	 * without blocking and come back. */
 	if (!rt_msgq_empty(&loop->runq) || loop->dead)
 		ev_idle_start(ev, &loop->idle);
 	else
 		ev_idle_stop(ev, &loop->idle);
+	loop_send_wakes(loop);
 }
 
 static void
@@ -173,6 +207,8 @@ loop_shutdown(struct rt_loop *loop)
 	loop->tdown = true;
 	while ((m = rt_msgq_pop(&loop->runq)) != NULL)
 		rt_msg_free(&m);
+	loop_send_wakes(loop);
+	loop->in_run = false;
 	ev_async_stop(loop->ev, &loop->wake);
 	ev_prepare_stop(loop->ev, &loop->prepare);
 	ev_idle_stop(loop->ev, &loop->idle);
@@ -264,7 +300,9 @@ loop_thread(void *arg)
 	pthread_mutex_unlock(&rt->ctl_lock);
 	/* Even after a failed init: rt_start shuts down, and the loop must be
 	 * running to stop its actors on its own thread. */
+	loop->in_run = true;
 	ev_run(loop->ev, 0);
+	loop->in_run = false;
 	tls_loop = NULL;
 	return NULL;
 }
@@ -291,8 +329,9 @@ loop_create(struct rt *rt, unsigned index, struct rt_loop **out)
 	rt_msgq_init(&loop->runq);
 	loop->dead_tailp = &loop->dead;
 	loop->next_serial = RT_FIRST_SERIAL;
-	rt_pending_table_init(&loop->pending);
+	rt_pending_table_init(loop);
 	rt_buf_pool_init(&loop->pool, rt, (uint16_t)index, rt->cfg.buf_pool_max_bytes);
+	rt_msg_cache_init(&loop->mcache);
 	atomic_init(&loop->handled, 0);
 	atomic_init(&loop->wakeups, 0);
 	atomic_init(&loop->threaded, false);
@@ -311,9 +350,10 @@ loop_create(struct rt *rt, unsigned index, struct rt_loop **out)
 static void
 loop_free(struct rt_loop *loop)
 {
-	rt_pending_table_fini(&loop->pending);
+	rt_pending_table_fini(loop);
 	rt_actor_table_fini(loop);
 	free(loop->flush);
+	rt_msg_cache_fini(&loop->mcache);
 	rt_buf_pool_fini(&loop->pool);
 	ev_loop_destroy(loop->ev);
 	free(loop);
@@ -428,10 +468,13 @@ rt_run_loop0(struct rt *rt)
 		return -EINVAL;
 	atomic_store(&loop->threaded, true);
 	rc = loop_enter(loop);
-	if (rc == 0)
+	if (rc == 0) {
+		loop->in_run = true;
 		ev_run(loop->ev, 0);
-	else
+		loop->in_run = false;
+	} else {
 		atomic_store(&loop->threaded, false);
+	}
 	tls_loop = NULL;
 	return rc;
 }
@@ -534,7 +577,9 @@ rt_loop_post(struct rt_loop *loop, void (*fn)(void *arg), void *arg)
 	post->m.type = RT_MSG_T_POST;
 	post->fn = fn;
 	post->arg = arg;
-	rt_loop_push(loop, &post->m);
+	/* At once: the poster may block until fn has run (it must not be a
+	 * loop waiting on itself, though). */
+	rt_loop_push_now(loop, &post->m);
 	return 0;
 }
 

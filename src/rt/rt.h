@@ -76,6 +76,9 @@ enum {
 	RT_MSG_F_RESP = 1u << 0,	/* a response: req_id names the request */
 	RT_MSG_F_RELAXED = 1u << 1,	/* reader accepts a relaxed (non-linearizable) read */
 	RT_MSG_F_ONEWAY = 1u << 2,	/* request that wants no response */
+	/* Local routing mark, never sent: leave on connection m->conn, not by
+	 * m->dst. Set only by rt_reply() and rt_send_conn(); see rt_send(). */
+	RT_MSG_F_VIA_CONN = 1u << 14,
 };
 
 #define RT_MSG_MAX_IOV 1024
@@ -96,7 +99,7 @@ struct rt_msg {
 	uint64_t req_id;
 	cfs_addr_t src;
 	cfs_addr_t dst;
-	uint64_t conn;		/* connection it arrived on (0: local); replies go back on it */
+	uint64_t conn;		/* connection it arrived on (0: local); see rt_send() */
 	uint64_t deadline_ns;	/* 0: none; handlers of expired requests are not run */
 	void *body;
 	uint32_t iovcnt;
@@ -188,15 +191,34 @@ const struct rt_actor_kind *rt_actor_kind(const struct rt_actor *self);
 void rt_actor_set_tag(struct rt_actor *self, uint64_t tag);
 
 /** Send m to m->dst (local loop, other loop or other node: the caller does not
- *  care). m->src is set to self's address. Local means dst node 0 or ours and
- *  m->conn == 0; a message with m->conn set goes back out on that connection,
- *  written by the loop that owns it (conn >> 56). Never runs a handler before
- *  it returns. On self's loop only. On 0 the runtime owns m; on error the
- *  caller still does. Errors: -CFS_ENOACTOR (unknown local actor, detected
- *  only when on the same loop; or no such loop), -CFS_EBUSY (transport
- *  back-pressure), -EHOSTUNREACH (no transport, or no route to node), other
- *  transport errors. */
+ *  care). m->src is set to self's address. Local means dst node 0 or ours.
+ *  Never runs a handler before it returns. On self's loop only. On 0 the
+ *  runtime owns m; on error the caller still does.
+ *
+ *  Connections. A message that arrived over the network keeps the id of its
+ *  connection in m->conn, as a record of where it came from (a handler may
+ *  save it for rt_send_conn). Routing by connection happens only for messages
+ *  marked RT_MSG_F_VIA_CONN: the responses rt_reply() makes and the pushes of
+ *  rt_send_conn(). rt_send() of anything else clears m->conn and routes by
+ *  m->dst, so an actor that forwards a received request object (chain
+ *  replication) sends it on to m->dst, never back to the client it came from.
+ *  A marked message goes out on its connection, written by the loop that owns
+ *  it (conn >> 56).
+ *
+ *  Errors: -CFS_ENOACTOR (unknown local actor, detected only when on the same
+ *  loop; or no such loop), -CFS_EBUSY (transport back-pressure),
+ *  -EHOSTUNREACH (no transport, or no route to node), -ENOTCONN (the
+ *  connection of a marked message is closed, when detected on the loop that
+ *  owns it; from another loop the message is dropped there), other transport
+ *  errors. */
 int rt_send(struct rt_actor *self, struct rt_msg *m);
+/** Push m out on connection `conn` (an id a received message carried in
+ *  m->conn): how a server sends to a client that subscribed over a
+ *  connection (mgmtd's routing updates), since a client has no address of its
+ *  own that another node could route to. conn 0 means "no connection": m goes
+ *  by m->dst exactly as with rt_send. Sets m->conn and RT_MSG_F_VIA_CONN
+ *  (conn != 0) and sends; errors as rt_send. */
+int rt_send_conn(struct rt_actor *self, uint64_t conn, struct rt_msg *m);
 /** Send request m to dst and call cb exactly once with the response, an error
  *  or -ETIMEDOUT after timeout_ms (0: the runtime's default). Sets m->dst and
  *  m->req_id (unique in the process) and clears the ONEWAY flag. On error
@@ -210,7 +232,9 @@ int rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t ti
  *  resp is not the response of the running callback. */
 void rt_msg_claim(struct rt_msg *resp);
 /** Answer req with rc and resp (resp may be NULL: an empty response of the
- *  paired type is made; resp's rc and its body's rc are set to rc). Consumes
+ *  paired type is made; resp's rc and its body's rc are set to rc). A request
+ *  that arrived on a connection is answered on that connection
+ *  (RT_MSG_F_VIA_CONN), any other one by req->src. Consumes
  *  req and resp. Any loop may call it for a request it owns; exactly once per
  *  request: a second reply, a reply off every loop, or a resp of the wrong type
  *  is a CFS_PANIC where cheaply detectable. A one-way request (RT_MSG_F_ONEWAY)
@@ -306,6 +330,7 @@ void rt_loop_add_flush(struct rt_loop *loop, void (*fn)(void *arg), void *arg);
 
 /** Entry point for the transport: route m (a request or response received on
  *  connection m->conn) to its destination actor, on whichever loop it lives.
+ *  Local-only flags a peer may have set (RT_MSG_F_VIA_CONN) are cleared.
  *  Called on the receiving loop; the runtime owns m afterwards. Requests for
  *  unknown actors get a -CFS_ENOACTOR reply; for another node, -CFS_EWRONGNODE;
  *  such responses are dropped. A response type sets RT_MSG_F_RESP. */

@@ -191,17 +191,38 @@ struct rt_actor_table {
 	unsigned n;
 };
 
-/* One rt_call in flight: in the loop's hash by req_id and in its actor's list. */
+/* One rt_call in flight: in the loop's hash by req_id, in its actor's list and,
+ * until its actor stops, in one of the loop's timeout lists. */
 struct rt_pending {
 	struct rt_pending *hnext;
 	struct rt_pending *anext;
 	struct rt_pending **aprev;
+	struct rt_pending *tnext;  /* timeout list, sorted by deadline */
+	struct rt_pending **tprev; /* NULL: in no timeout list */
 	struct rt_actor *actor;
 	uint64_t req_id;
+	uint64_t deadline_ns; /* rt_loop_now_ns() + timeout */
 	uint32_t dst_node;
+	uint8_t tlist; /* index of its timeout list */
 	rt_reply_fn cb;
 	void *cb_arg;
-	ev_timer timer;
+};
+
+/*
+ * Call timeouts without a libev timer per call. Calls are kept in a few FIFO
+ * lists, one per timeout value: appending a call to the list of its own
+ * timeout keeps that list sorted by deadline for free, and removing one is an
+ * unlink. One ev_timer per loop is armed at the earliest head; it is moved
+ * only when a new call would expire before it, and a fire that finds nothing
+ * due (the call it was armed for completed) just re-arms. More distinct
+ * timeouts than lists share the last one with a sorted insert from the tail.
+ */
+#define RT_CALL_TLISTS 8u
+
+struct rt_call_tlist {
+	uint32_t timeout_ms;
+	struct rt_pending *head;
+	struct rt_pending **tailp;
 };
 
 struct rt_pending_table {
@@ -211,11 +232,29 @@ struct rt_pending_table {
 	struct rt_pending *freelist; /* recycled entries: no malloc per call */
 	unsigned nfree;
 	uint64_t counter;
+	struct rt_call_tlist tl[RT_CALL_TLISTS];
+	unsigned tl_hint; /* list of the last call: usually the next one's too */
+	ev_timer timer;
+	uint64_t armed_ns; /* deadline the timer is set for; 0: stopped */
 };
 
 struct rt_flush {
 	void (*fn)(void *arg);
 	void *arg;
+};
+
+/* ----------------------------------------------------------------- messages */
+
+/* Every message of an ordinary size lives in a slab of this many bytes (header,
+ * body, inline arena); loops cache free slabs (msg.c). */
+#define RT_MSG_SLAB_SIZE 512u
+/* Slabs a loop keeps (512 KiB); more are given back to malloc. */
+#define RT_MSG_CACHE_MAX 1024u
+
+struct rt_msg_cache {
+	struct rt_msg *free; /* linked through next */
+	unsigned n;
+	bool vg; /* under valgrind: cached slabs are marked inaccessible */
 };
 
 /* --------------------------------------------------------------------- loop */
@@ -245,6 +284,14 @@ struct rt_loop {
 	bool tdown;   /* transport finalized: no more sends */
 
 	struct rt_buf_pool pool;
+	struct rt_msg_cache mcache;
+
+	/* Monotonic time read at most once per iteration (rt_loop_now_ns). */
+	uint64_t now_ns;
+	bool now_valid;
+
+	bool in_run;	    /* this loop's own thread is inside ev_run */
+	uint64_t wake_mask; /* loops to wake at the end of this iteration */
 
 	_Atomic uint64_t handled;
 	_Atomic uint64_t wakeups;
@@ -277,13 +324,30 @@ extern __thread struct rt_loop *tls_loop;
 extern __thread struct rt_actor *tls_actor;
 
 /* loop.c */
-/* Push m onto dst's inbox from any thread and wake dst if it was idle. */
+/* Push m onto dst's inbox from any thread. dst needs a wake-up only when its
+ * inbox was empty; from a running loop of the same runtime that wake-up is
+ * deferred to the end of the current iteration, so a batch of handlers sending
+ * to the same loop costs one ev_async_send. */
 void rt_loop_push(struct rt_loop *dst, struct rt_msg *m);
+/* Same, but wakes dst at once: for a caller about to block waiting on dst. */
+void rt_loop_push_now(struct rt_loop *dst, struct rt_msg *m);
 /* Run one non-blocking iteration of a loop that no thread runs (deterministic
  * tests and the future simulator harness). */
 void rt_loop_step(struct rt_loop *loop);
 /* Dispatch everything queued on the loop's run queue (up to budget). */
 unsigned rt_loop_run_queue(struct rt_loop *loop, unsigned budget);
+/* The rt clock as of this loop iteration: read once per iteration, so a batch
+ * of calls costs one clock read (deadlines need no more precision than libev's
+ * own timers, which start from the iteration's time as well). */
+static inline uint64_t
+rt_loop_now_ns(struct rt_loop *loop)
+{
+	if (!loop->now_valid) {
+		loop->now_ns = rt_clock_mono_ns();
+		loop->now_valid = true;
+	}
+	return loop->now_ns;
+}
 
 /* actor.c */
 struct rt_actor *rt_actor_find(struct rt_loop *loop, uint32_t local);
@@ -300,8 +364,8 @@ void rt_loop_stop_actors(struct rt_loop *loop);
 void rt_actor_table_fini(struct rt_loop *loop);
 
 /* call.c */
-void rt_pending_table_init(struct rt_pending_table *t);
-void rt_pending_table_fini(struct rt_pending_table *t);
+void rt_pending_table_init(struct rt_loop *loop);
+void rt_pending_table_fini(struct rt_loop *loop);
 /* A response reached actor a: match it, run the callback. Consumes m. */
 void rt_call_complete(struct rt_actor *a, struct rt_msg *m);
 /* Stop the timeout timers of a's calls (rt_actor_stop). */
@@ -312,5 +376,8 @@ void rt_call_cancel_all(struct rt_actor *a, int rc);
 /* msg.c */
 /* Free a message whose type may be RT_MSG_T_POST (inbox leftovers). */
 void rt_item_free(struct rt_msg *m);
+void rt_msg_cache_init(struct rt_msg_cache *c);
+/* Give a loop's cached slabs back to malloc (loop destroy). */
+void rt_msg_cache_fini(struct rt_msg_cache *c);
 
 #endif

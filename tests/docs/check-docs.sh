@@ -246,21 +246,27 @@ for line in conf5:
 
 
 def ini_sections(path):
-    """{section: {key: value}} of an INI file, as libinih reads it."""
-    out, cur = {}, None
+    """{section: {key: value}} of an INI file, as libinih reads it, and the
+    same for keys shown commented out (";key = value") in each section."""
+    out, commented, cur = {}, {}, None
     for raw in open(path):
         line = re.sub(r'\s;.*', '', raw).strip()
+        m = re.match(r'^[;#]\s*(\w+)\s*=\s*(\S+)', raw.strip())
+        if m and cur is not None:
+            commented.setdefault(cur, {})[m.group(1)] = m.group(2)
+            continue
         if not line or line[0] in ';#':
             continue
         if line.startswith('['):
-            cur = out.setdefault(line[1:line.index(']')], {})
+            cur = line[1:line.index(']')]
+            out.setdefault(cur, {})
         elif cur is not None and '=' in line:
             k, v = line.split('=', 1)
-            cur[k.strip()] = v.strip()
-    return out
+            out[cur][k.strip()] = v.strip()
+    return out, commented
 
 
-example = ini_sections(top + '/conf/chainfs.conf')
+example, example_off = ini_sections(top + '/conf/chainfs.conf')
 if len(keys) < 2:
     errors.append('config_keys.def: parsed only %d keys; the parser needs updating' % len(keys))
 for section, name, default, required in keys:
@@ -274,12 +280,18 @@ for section, name, default, required in keys:
         errors.append('chainfs.conf.5: [%s] %s: does not say "Required."' % (section, name))
     if default and not re.search(r'Default:\s*(\.Cm\s+)?%s\b' % re.escape(default), item):
         errors.append('chainfs.conf.5: [%s] %s: default %s not stated' % (section, name, default))
-    # The example sets every key, at its default where it has one.
-    secs = [v for k, v in example.items()
-            if k == section or (section == 'target' and k.startswith('target.'))]
-    vals = [v[name] for v in secs if name in v]
-    if not vals:
-        errors.append('conf/chainfs.conf: [%s] %s is missing from the example' % (section, name))
+    # The example sets every key, at its default where it has one; an
+    # optional key without a default may be shown commented out instead.
+    def in_section(k):
+        return k == section or (section == 'target' and k.startswith('target.'))
+    vals = [v[name] for k, v in example.items() if in_section(k) and name in v]
+    off = [v[name] for k, v in example_off.items() if in_section(k) and name in v]
+    if not vals and off and not required and not default:
+        pass
+    elif not vals:
+        errors.append('conf/chainfs.conf: [%s] %s is missing from the example%s'
+                      % (section, name, '' if required or default else
+                         ' (an optional key may be shown as ";%s = ...")' % name))
     elif default and vals[0] != default:
         errors.append('conf/chainfs.conf: [%s] %s = %s, but its default is %s'
                       % (section, name, vals[0], default))
@@ -365,8 +377,35 @@ check_options() { # program page
 	fi
 }
 check_options "$chainfsd" "$man/chainfsd.8"
+# Every subcommand in chainfs --help ("  admin status|targets ADDR ...")
+# appears in chainfs(1) as ".Cm admin status" (or ".Cm admin status | targets"
+# in the synopsis, ".It Cm chunk put Ar ...").
+check_commands() { # program page
+	local prog=$1 pg=$2 line cmd subs sub missing=
+	while read -r line; do
+		cmd=${line%% *}
+		subs=$(echo "$line" | awk '{ print $2 }')
+		case $subs in
+		[a-z]*) ;;
+		*) subs= ;;
+		esac
+		if [ -z "$subs" ]; then
+			grep -q "Cm $cmd\b" "$pg" || missing="$missing $cmd"
+			continue
+		fi
+		for sub in $(echo "$subs" | tr '|' ' '); do
+			grep -q "Cm $cmd $sub\b" "$pg" || missing="$missing '$cmd $sub'"
+		done
+	done < <("$prog" --help 2>&1 | sed -n '/^commands:/,/^$/p' | sed -n 's/^  \([a-z]\)/\1/p')
+	if [ -z "$missing" ]; then
+		ok "every command of $(basename "$prog") --help is in $(basename "$pg")"
+	else
+		fail "$(basename "$pg") does not document the commands:$missing"
+	fi
+}
 if [ -x "$chainfs" ]; then
 	check_options "$chainfs" "$man/chainfs.1"
+	check_commands "$chainfs" "$man/chainfs.1"
 else
 	skip "chainfs CLI not built: chainfs(1) not compared with it"
 fi

@@ -42,14 +42,14 @@
 #include "client/targets.h"
 #include "disk/disk.h"
 
-#define NWRITERS 16
-#define OWN_CHUNKS 8
-#define OWN_SIZE (64u << 10)
-#define SHARED_CHUNKS 8
-#define SHARED_SIZE (128u << 10)
-#define CYCLES 3
-#define TARGET 1
-#define SHARED_INODE 1000
+#define NWRITERS	  16
+#define OWN_CHUNKS	  8
+#define OWN_SIZE	  (64u << 10)
+#define SHARED_CHUNKS	  8
+#define SHARED_SIZE	  (128u << 10)
+#define CYCLES		  3
+#define TARGET		  1
+#define SHARED_INODE	  1000
 #define MAX_SHARED_WRITES 200000
 
 static char g_dir[256];
@@ -61,11 +61,11 @@ static pid_t g_pid;
 static unsigned g_port;
 static int g_failures;
 
-#define FAIL(...)                                              \
-	do {                                                   \
-		fprintf(stderr, "crash_storage: FAIL: " __VA_ARGS__); \
-		fputc('\n', stderr);                           \
-		g_failures++;                                  \
+#define FAIL(...)                                                                                  \
+	do {                                                                                       \
+		fprintf(stderr, "crash_storage: FAIL: " __VA_ARGS__);                              \
+		fputc('\n', stderr);                                                               \
+		g_failures++;                                                                      \
 	} while (0)
 
 static double
@@ -102,7 +102,7 @@ fill(uint8_t *p, uint32_t n, uint64_t seed)
 static uint32_t
 shared_len(unsigned k)
 {
-	return SHARED_SIZE - 1000 - 517 * k;	/* fixed per chunk, not block aligned */
+	return SHARED_SIZE - 1000 - 517 * k; /* fixed per chunk, not block aligned */
 }
 
 /* ------------------------------------------------------------ the daemon */
@@ -193,8 +193,8 @@ offline_check(const char *when)
 	}
 	rc = disk_target_check(t, &chk);
 	if (rc != 0)
-		FAIL("%s: slot check: %s: leaked=%" PRIu64 " missing=%" PRIu64
-		     " double=%" PRIu64 " out_of_file=%" PRIu64 " mismatched=%" PRIu64 " %s",
+		FAIL("%s: slot check: %s: leaked=%" PRIu64 " missing=%" PRIu64 " double=%" PRIu64
+		     " out_of_file=%" PRIu64 " mismatched=%" PRIu64 " %s",
 		     when, cfs_errname(rc), chk.leaked, chk.missing, chk.double_used,
 		     chk.out_of_file, chk.mismatched, chk.first);
 	else
@@ -212,9 +212,9 @@ out:
 
 /* A chunk one writer owns: exact content known. */
 struct own_chunk {
-	uint8_t cur[OWN_SIZE];	/* content as of the last acknowledged write */
+	uint8_t cur[OWN_SIZE]; /* content as of the last acknowledged write */
 	uint32_t len;
-	uint64_t ver;		/* last acknowledged version (0: none) */
+	uint64_t ver; /* last acknowledged version (0: none) */
 	/* A write whose answer was lost (at most one: writers have one in flight). */
 	bool unknown;
 	uint8_t next[OWN_SIZE];
@@ -224,15 +224,15 @@ struct own_chunk {
 /* A write to a shared chunk: its content is fill(seed) of shared_len bytes. */
 struct shared_write {
 	uint64_t seed;
-	uint64_t ver;		/* 0: no answer (in flight at the kill) */
+	uint64_t ver; /* 0: no answer (in flight at the kill) */
 };
 
 static struct own_chunk g_own[NWRITERS][OWN_CHUNKS];
 static pthread_mutex_t g_shared_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct shared_write *g_shared[SHARED_CHUNKS];
 static unsigned g_nshared[SHARED_CHUNKS];
-static uint64_t g_shared_base_ver[SHARED_CHUNKS];	/* verified at the last restart */
-static uint64_t g_shared_base_seed[SHARED_CHUNKS];	/* 0: chunk absent */
+static uint64_t g_shared_base_ver[SHARED_CHUNKS];  /* verified at the last restart */
+static uint64_t g_shared_base_seed[SHARED_CHUNKS]; /* 0: chunk absent */
 
 static atomic_bool g_stop;
 static atomic_uint_fast64_t g_acks;
@@ -255,8 +255,8 @@ rnd(struct writer *w)
 /* One write; 0 acknowledged (*ver), <0 refused by the target (not applied),
  * >0 no answer (unknown). */
 static int
-send_write(struct cfs_client *c, cfs_addr_t addr, const struct cfs_id128 *id,
-	   uint32_t chunk_size, uint32_t off, const uint8_t *data, uint32_t len, uint64_t *ver)
+send_write(struct cfs_client *c, cfs_addr_t addr, const struct cfs_id128 *id, uint32_t chunk_size,
+	   uint32_t off, const uint8_t *data, uint32_t len, uint64_t *ver)
 {
 	struct rt_buf *b = rt_buf_get(len ? len : 1);
 	struct rt_msg *req, *resp = NULL;
@@ -273,7 +273,7 @@ send_write(struct cfs_client *c, cfs_addr_t addr, const struct cfs_id128 *id,
 	if (rc == 0)
 		*ver = RT_BODY(resp, chunk_write_resp)->version;
 	else if (!resp)
-		rc = 1;	/* transport: the write may or may not have happened */
+		rc = 1; /* transport: the write may or may not have happened */
 	rt_msg_free(&resp);
 	return rc;
 }
@@ -321,7 +321,8 @@ writer_main(void *arg)
 			rc = send_write(c, addr, &id, OWN_SIZE, off, buf, len, &ver);
 			if (rc == 0) {
 				if (ver != oc->ver + 1)
-					FAIL("writer %u chunk %u: version %" PRIu64 " after %" PRIu64,
+					FAIL("writer %u chunk %u: version %" PRIu64
+					     " after %" PRIu64,
 					     w->idx, k, ver, oc->ver);
 				memcpy(oc->cur, oc->next, OWN_SIZE);
 				oc->len = oc->next_len;
@@ -383,8 +384,7 @@ struct reader {
 
 /* Read a whole chunk: 0 and its version/content, -CFS_ENOCHUNK, or an error. */
 static int
-read_chunk(struct reader *r, const struct cfs_id128 *id, uint64_t *ver, uint8_t *out,
-	   uint32_t *len)
+read_chunk(struct reader *r, const struct cfs_id128 *id, uint64_t *ver, uint8_t *out, uint32_t *len)
 {
 	struct rt_msg *req, *resp = NULL;
 	struct cfs_chunk_query_resp q;
@@ -526,7 +526,8 @@ verify(unsigned cycle)
 			FAIL("cycle %u shared %u: len %u, every write had %u", cycle, k, len,
 			     shared_len(k));
 		if (ver < max_acked)
-			FAIL("cycle %u shared %u: version %" PRIu64 " older than acknowledged %" PRIu64,
+			FAIL("cycle %u shared %u: version %" PRIu64
+			     " older than acknowledged %" PRIu64,
 			     cycle, k, ver, max_acked);
 		/* Which write is it? The acknowledged one with that version, or, above
 		 * every acknowledged version, one whose answer was lost. */
@@ -547,18 +548,20 @@ verify(unsigned cycle)
 				if (sw->ver == 0)
 					lost_answers++;
 			} else if (sw->ver == ver) {
-				break;	/* the acknowledged version, with other bytes */
+				break; /* the acknowledged version, with other bytes */
 			}
 		}
 		if (!found)
 			FAIL("cycle %u shared %u: version %" PRIu64 " holds bytes no write "
-			     "with that version wrote", cycle, k, ver);
+			     "with that version wrote",
+			     cycle, k, ver);
 		g_shared_base_ver[k] = ver;
 		g_shared_base_seed[k] = seed;
 		g_nshared[k] = 0;
 	}
 	printf("crash_storage: cycle %u: %u chunks verified, %u writes in flight at the kill "
-	       "found applied\n", cycle, checked, lost_answers);
+	       "found applied\n",
+	       cycle, checked, lost_answers);
 out:
 	cfs_client_destroy(&r.c);
 	free(got);
@@ -618,8 +621,10 @@ main(int argc, char **argv)
 	snprintf(g_conf, sizeof(g_conf), "%s/chainfsd.conf", g_dir);
 	snprintf(g_log, sizeof(g_log), "%s/chainfsd.log", g_dir);
 	f = fopen(g_conf, "w");
-	fprintf(f, "[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = 2\npin = no\nlog_level = info\n"
-		   "[target.%d]\npath = %s\ncapacity = 4G\n", TARGET, g_tdir);
+	fprintf(f,
+		"[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = 2\npin = no\nlog_level = info\n"
+		"[target.%d]\npath = %s\ncapacity = 4G\n",
+		TARGET, g_tdir);
 	fclose(f);
 	for (unsigned k = 0; k < SHARED_CHUNKS; k++)
 		g_shared[k] = calloc(MAX_SHARED_WRITES, sizeof(*g_shared[k]));

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /* chainfsd configuration parsing: values, defaults, and line-numbered errors. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "chainfs/errno.h"
 #include "daemon/conf.h"
 
 static char g_path[64];
@@ -131,8 +133,8 @@ START_TEST(test_conf_targets_sorted_and_checked_when_present)
 		  "[target.4]\npath = /d\nloop = 5\n[target.5]\npath = /d\ncapacity = 1G\n",
 		  &cfg, &errs);
 	ck_assert_int_eq(rc, -CFS_ECONFIG);
-	ck_assert(has_error(&errs, ":5: [target.0]: target id must be"));
-	ck_assert(has_error(&errs, ":7: [target.4] capacity: required key missing"));
+	ck_assert(has_error(&errs, ":6: [target.0]: target id must be"));
+	ck_assert(has_error(&errs, ":8: [target.4] capacity: required key missing"));
 	ck_assert(has_error(&errs, "[target.4] loop: 5 but [node] loops is 2"));
 	ck_assert(has_error(&errs, "[target.5] path: same directory as [target.4]"));
 	cleanup(&cfg);

@@ -75,6 +75,8 @@ static struct {
 	atomic_int fini_in_handler;
 	atomic_int bad_fini;
 	atomic_int init_on_loop;
+	atomic_ullong last_conn;  /* m->conn of the last request PING answered */
+	atomic_uint last_flags;	  /* and its flags */
 	pthread_t init_thread;
 } g;
 
@@ -155,6 +157,8 @@ t_on_ping(struct rt_actor *self, struct rt_msg *req)
 		return -ENOMEM;
 	RT_BODY(resp, ping_resp)->sent_ns = v + 1;
 	RT_BODY(resp, ping_resp)->node_id = rt_node_id(rt_loop_rt(rt_actor_loop(self)));
+	atomic_store(&g.last_conn, req->conn);
+	atomic_store(&g.last_flags, req->flags);
 	atomic_fetch_add(&g.echoed, 1);
 	rt_reply(req, 0, resp);
 	return 0;
@@ -258,6 +262,33 @@ static const struct rt_actor_kind bad_kind = {
 	.name = "bad",
 	.init = bad_init,
 	.fini = bad_fini,
+};
+
+/* A forwarder: hands every PING it receives, as the same message object, on
+ * to the actor named at spawn (chain replication forwards writes this way). */
+static int
+fwd_init(struct rt_actor *self, const void *arg)
+{
+	*(cfs_addr_t *)rt_actor_state(self) = *(const cfs_addr_t *)arg;
+	return 0;
+}
+
+static int
+fwd_on_ping(struct rt_actor *self, struct rt_msg *req)
+{
+	req->dst = *(cfs_addr_t *)rt_actor_state(self);
+	return rt_send(self, req);
+}
+
+static const rt_handler_fn fwd_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_PING] = fwd_on_ping,
+};
+
+static const struct rt_actor_kind fwd_kind = {
+	.name = "fwd",
+	.state_size = sizeof(cfs_addr_t),
+	.init = fwd_init,
+	.handlers = fwd_handlers,
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -1512,6 +1543,109 @@ START_TEST(test_rt_deliver_answers_errors_when_request_misaddressed)
 }
 END_TEST
 
+START_TEST(test_rt_send_routes_by_dst_when_forwarding_request_from_conn)
+{
+	struct rt *rt;
+	struct rt_msg *req;
+	cfs_addr_t next, fwd;
+
+	tp_reset();
+	rt = start_rt(2, 1, &tp_ops, &g_tp);
+	spawn_t(rt, 1, &next);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 0), &fwd_kind, &next, 0, &fwd), 0);
+	/* A client's request on a connection of loop 1; the forwarder passes the
+	 * very object on with rt_send. It must reach `next`, not go back out on
+	 * the client's connection. A peer's stray routing mark is ignored too. */
+	req = rt_msg_new(CFS_MSG_PING);
+	req->src = CFS_ADDR(0, 0x55);
+	req->dst = CFS_ADDR(CFS_NODE_ANY, CFS_ADDR_LOCAL(fwd));
+	req->req_id = 78;
+	req->flags = RT_MSG_F_VIA_CONN;
+	req->conn = (1ull << 56) | 3;
+	RT_BODY(req, ping)->sent_ns = 5;
+	inject(rt, 1, req);
+	EVENTUALLY(atomic_load(&g.echoed) == 1);
+	ck_assert_uint_eq(atomic_load(&g.last_conn), 0);
+	ck_assert_uint_eq(atomic_load(&g.last_flags) & RT_MSG_F_VIA_CONN, 0);
+	/* next's answer went to the forwarder (which made no call: dropped). */
+	barrier(rt);
+	ck_assert_uint_eq(atomic_load(&g_tp.nsent), 0);
+	rt_destroy(&rt);
+	ck_assert_int_eq(atomic_load(&g_tp.wrong), 0);
+	tp_free();
+}
+END_TEST
+
+struct push_ctx {
+	struct rt_actor *from;
+	cfs_addr_t dst;
+	uint64_t conn;
+	bool use_send_conn;
+	int rc;
+};
+
+static void
+do_push(void *arg)
+{
+	struct push_ctx *p = arg;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+
+	m->dst = p->dst;
+	m->flags = RT_MSG_F_ONEWAY;
+	if (p->use_send_conn) {
+		p->rc = rt_send_conn(p->from, p->conn, m);
+	} else {
+		m->conn = p->conn; /* a bare conn is not a routing instruction */
+		p->rc = rt_send(p->from, m);
+	}
+	if (p->rc != 0)
+		rt_msg_free(&m);
+}
+
+START_TEST(test_rt_send_conn_pushes_on_conn_when_asked)
+{
+	struct push_ctx p = {0};
+	struct rt *rt;
+	struct rt_msg *m;
+	cfs_addr_t local;
+
+	tp_reset();
+	rt = start_rt(2, 1, &tp_ops, &g_tp);
+	p.from = spawn_t(rt, 0, &local);
+	/* A push to a client: its address means nothing here, its connection
+	 * (owned by loop 1) does. */
+	p.dst = CFS_ADDR(0, 0x01000100);
+	p.conn = (1ull << 56) | 7;
+	p.use_send_conn = true;
+	run_on(rt_loop_at(rt, 0), do_push, &p);
+	ck_assert_int_eq(p.rc, 0);
+	EVENTUALLY(atomic_load(&g_tp.nsent) == 1);
+	m = g_tp.sent[0];
+	ck_assert_uint_eq(g_tp.sent_loop[0], 1);
+	ck_assert_uint_eq(m->conn, (1ull << 56) | 7);
+	ck_assert_uint_eq(m->flags, RT_MSG_F_ONEWAY);
+	ck_assert_uint_eq(m->src, local);
+	/* conn 0: an ordinary send by dst (here a local actor). */
+	p.dst = local;
+	p.conn = 0;
+	run_on(rt_loop_at(rt, 0), do_push, &p);
+	ck_assert_int_eq(p.rc, 0);
+	EVENTUALLY(atomic_load(&g.y_ran) == 1);
+	/* rt_send with m->conn set but no mark: routed by dst, not the conn. */
+	atomic_store(&g.y_ran, 0);
+	p.conn = (1ull << 56) | 7;
+	p.use_send_conn = false;
+	run_on(rt_loop_at(rt, 0), do_push, &p);
+	ck_assert_int_eq(p.rc, 0);
+	EVENTUALLY(atomic_load(&g.y_ran) == 1);
+	barrier(rt);
+	ck_assert_uint_eq(atomic_load(&g_tp.nsent), 1);
+	rt_destroy(&rt);
+	ck_assert_int_eq(atomic_load(&g_tp.wrong), 0);
+	tp_free();
+}
+END_TEST
+
 struct lost_ctx {
 	struct rt_loop *loop;
 	uint32_t node;
@@ -1740,6 +1874,9 @@ main(void)
 	add_case(s, "remote_reply", test_rt_reply_goes_out_on_conn_loop_when_request_remote, 0);
 	add_case(s, "remote_misaddressed", test_rt_deliver_answers_errors_when_request_misaddressed,
 		 0);
+	add_case(s, "forward_by_dst", test_rt_send_routes_by_dst_when_forwarding_request_from_conn,
+		 0);
+	add_case(s, "send_conn", test_rt_send_conn_pushes_on_conn_when_asked, 0);
 	add_case(s, "peer_lost", test_rt_peer_lost_fails_calls_when_node_lost, 0);
 	add_case(s, "no_route", test_rt_call_fails_when_no_route_or_busy, 0);
 	add_case(s, "transport_init_fails", test_rt_start_fails_when_transport_init_fails, 0);

@@ -22,10 +22,11 @@
 #include "client/client.h"
 #include "client/targets.h"
 #include "disk/disk.h"
+#include "net/wire.h"
 
 #define TARGET 7u
-#define KIB 1024u
-#define MIB (1024u * 1024u)
+#define KIB    1024u
+#define MIB    (1024u * 1024u)
 
 static char g_dir[256];
 
@@ -68,19 +69,28 @@ rm_rf(const char *path)
 }
 
 static int
-h_start_cap(struct h *h, uint64_t capacity)
+h_start_cfg(struct h *h, const struct stor_config *cfg)
 {
 	struct cfs_client_opts o = {.loops = 2, .timeout_ms = 30000};
-	struct stor_config cfg = {
-		.target_id = TARGET, .path = g_dir, .capacity = capacity,
-	};
 	int rc;
 
 	ck_assert_int_eq(cfs_client_create(&o, &h->c), 0);
-	rc = rt_spawn(rt_loop_at(cfs_client_rt(h->c), 1), &stor_kind, &cfg, 0, &h->addr);
+	rc = rt_spawn(rt_loop_at(cfs_client_rt(h->c), 1), &stor_kind, cfg, 0, &h->addr);
 	if (rc != 0)
 		cfs_client_destroy(&h->c);
 	return rc;
+}
+
+static int
+h_start_cap(struct h *h, uint64_t capacity)
+{
+	struct stor_config cfg = {
+		.target_id = TARGET,
+		.path = g_dir,
+		.capacity = capacity,
+	};
+
+	return h_start_cfg(h, &cfg);
 }
 
 static void
@@ -263,7 +273,7 @@ do_stats(struct h *h, struct cfs_target_stats_resp *out)
 	rc = call(h, req, &resp);
 	if (rc == 0) {
 		*out = *RT_BODY(resp, target_stats_resp);
-		out->path = (struct cfs_bytes){0};	/* dies with resp */
+		out->path = (struct cfs_bytes){0}; /* dies with resp */
 	}
 	rt_msg_free(&resp);
 	return rc;
@@ -278,7 +288,7 @@ START_TEST(test_storage_write_read_round_trip_when_valid)
 
 	h_start(&h);
 	for (unsigned i = 0; i < 4; i++) {
-		uint32_t len = sizes[i] - 100;	/* not block aligned */
+		uint32_t len = sizes[i] - 100; /* not block aligned */
 		uint8_t *want = malloc(len);
 		struct cfs_chunk_query_resp q;
 		uint64_t ver = 0;
@@ -369,11 +379,12 @@ START_TEST(test_storage_read_batch_answers_each_io_when_many_ios)
 	req = read_req(N);
 	for (unsigned i = 0; i < N; i++) {
 		if (i == 13)
-			set_io(req, i, 999, 0, 4096);	/* unknown chunk */
+			set_io(req, i, 999, 0, 4096); /* unknown chunk */
 		else if (i == 27)
-			RT_BODY(req, chunk_read)->ios[i] = (struct cfs_chunk_io){.len = 4096}; /* bad id */
+			RT_BODY(req, chunk_read)->ios[i] =
+				(struct cfs_chunk_io){.len = 4096}; /* bad id */
 		else if (i == 41)
-			set_io(req, i, 101, 200 * KIB, 100 * KIB);	/* beyond chunk_size */
+			set_io(req, i, 101, 200 * KIB, 100 * KIB); /* beyond chunk_size */
 		else
 			set_io(req, i, 100 + i % 4, (i * 4099) % (200 * KIB), 4096 + i * 7);
 	}
@@ -618,7 +629,8 @@ START_TEST(test_storage_list_pages_in_id_order_when_many_chunks)
 	h_start(&h);
 	/* Written out of order; listed in id order. */
 	for (unsigned i = 0; i < 25; i++)
-		ck_assert_int_eq(do_write(&h, 200 + (i * 7) % 25, 16 * KIB, 0, 100 + i, i, NULL), 0);
+		ck_assert_int_eq(do_write(&h, 200 + (i * 7) % 25, 16 * KIB, 0, 100 + i, i, NULL),
+				 0);
 	while (more) {
 		struct rt_msg *req = rt_msg_new(CFS_MSG_CHUNK_LIST), *resp;
 		const struct cfs_chunk_list_resp *r;
@@ -884,6 +896,61 @@ START_TEST(test_storage_unhandled_message_refused_when_not_storage)
 }
 END_TEST
 
+/* Whether the transport would send m under a header limit of max_hdr. */
+static bool
+fits(const struct rt_msg *m, uint32_t max_hdr)
+{
+	struct wire_limits lim = {.max_hdr = max_hdr, .max_payload = 64u << 20};
+	struct wire_buf b;
+	int rc;
+
+	wire_buf_init(&b);
+	rc = wire_encode(&b, m, &lim);
+	wire_buf_fini(&b);
+	return rc == 0;
+}
+
+START_TEST(test_storage_replies_fit_header_limit_when_limit_small)
+{
+	struct stor_config cfg = {
+		.target_id = TARGET,
+		.path = g_dir,
+		.capacity = 1ull << 30,
+		.max_hdr = 4096,
+	};
+	const unsigned max_reads = (4096 - 256) / 32, max_list = (4096 - 256) / 48;
+	struct rt_msg *m, *resp;
+	struct h h;
+
+	ck_assert_int_eq(h_start_cfg(&h, &cfg), 0);
+	for (unsigned i = 0; i < max_list + 5; i++)
+		ck_assert_int_eq(do_write(&h, 400 + i, 4 * KIB, 0, 10, i, NULL), 0);
+	/* As many reads as the header holds: fine; one more: refused. */
+	m = read_req(max_reads);
+	for (unsigned i = 0; i < max_reads; i++)
+		set_io(m, i, 400 + i % 10, 0, 10);
+	ck_assert_int_eq(call(&h, m, &resp), 0);
+	ck_assert_uint_eq(RT_BODY(resp, chunk_read_resp)->results_count, max_reads);
+	ck_assert_uint_eq(resp->plen, 10 * max_reads);
+	ck_assert(fits(resp, 4096));
+	rt_msg_free(&resp);
+	m = read_req(max_reads + 1);
+	for (unsigned i = 0; i <= max_reads; i++)
+		set_io(m, i, 400 + i % 10, 0, 10);
+	ck_assert_int_eq(call(&h, m, NULL), -EINVAL);
+	/* A list page is cut to what the header holds, with more set. */
+	m = rt_msg_new(CFS_MSG_CHUNK_LIST);
+	RT_BODY(m, chunk_list)->target = TARGET;
+	RT_BODY(m, chunk_list)->max = 1000;
+	ck_assert_int_eq(call(&h, m, &resp), 0);
+	ck_assert_uint_eq(RT_BODY(resp, chunk_list_resp)->chunks_count, max_list);
+	ck_assert(RT_BODY(resp, chunk_list_resp)->more);
+	ck_assert(fits(resp, 4096));
+	rt_msg_free(&resp);
+	h_stop(&h);
+}
+END_TEST
+
 /* ------------------------------------------------------------------- faults */
 
 START_TEST(test_storage_full_target_refuses_writes_when_capacity_reached)
@@ -1065,7 +1132,12 @@ START_TEST(test_storage_spawn_fails_when_config_bad)
 	ck_assert_int_eq(cfs_client_create(&o, &c), 0);
 	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(c), 0), &stor_kind, &cfg, 0, &addr),
 			 -EINVAL);
+	/* A header limit with no room for a single result. */
 	cfg.target_id = 1;
+	cfg.max_hdr = 200;
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(c), 0), &stor_kind, &cfg, 0, &addr),
+			 -EINVAL);
+	cfg.max_hdr = 0;
 	cfg.path = "/proc/no/such/dir";
 	ck_assert_int_lt(rt_spawn(rt_loop_at(cfs_client_rt(c), 0), &stor_kind, &cfg, 0, &addr), 0);
 	cfs_client_destroy(&c);
@@ -1117,13 +1189,13 @@ storage_suite(void)
 	Suite *s = suite_create("storage");
 	TCase *tc;
 
-#define ADD(name, fn)                                      \
-	do {                                               \
-		tc = tcase_create(name);                   \
-		tcase_add_checked_fixture(tc, setup, teardown); \
-		tcase_set_timeout(tc, 120);                \
-		tcase_add_test(tc, fn);                    \
-		suite_add_tcase(s, tc);                    \
+#define ADD(name, fn)                                                                              \
+	do {                                                                                       \
+		tc = tcase_create(name);                                                           \
+		tcase_add_checked_fixture(tc, setup, teardown);                                    \
+		tcase_set_timeout(tc, 120);                                                        \
+		tcase_add_test(tc, fn);                                                            \
+		suite_add_tcase(s, tc);                                                            \
 	} while (0)
 
 	ADD("round_trip", test_storage_write_read_round_trip_when_valid);
@@ -1144,6 +1216,7 @@ storage_suite(void)
 	ADD("bad_read", test_storage_read_refused_when_request_malformed);
 	ADD("unknown", test_storage_refused_when_chunk_unknown);
 	ADD("notsup", test_storage_unhandled_message_refused_when_not_storage);
+	ADD("hdr_limit", test_storage_replies_fit_header_limit_when_limit_small);
 	ADD("full", test_storage_full_target_refuses_writes_when_capacity_reached);
 	ADD("flipped", test_storage_read_fails_checksum_when_data_file_byte_flipped);
 	ADD("restart", test_storage_chunks_survive_when_target_restarts);

@@ -31,9 +31,9 @@
 #include "net/wire.h"
 #include "rt/rt.h"
 
-#define SRV_NODE 1u
-#define ECHO_LOCAL CFS_LOCAL(0, 0x10)
-#define WAIT_S 60	/* hang guard, not a performance bound */
+#define SRV_NODE	1u
+#define ECHO_LOCAL	CFS_LOCAL(0, 0x10)
+#define WAIT_S		60 /* hang guard, not a performance bound */
 #define LONG_TIMEOUT_MS 60000
 
 /* DESIGN.md section 2: an array32 claiming 3.6 billion elements. */
@@ -229,13 +229,14 @@ srv_proto_errors(struct srv *s)
 struct cli {
 	struct rt *rt;
 	struct net *net;
-	struct rt_actor *drv;	/* set by the driver's init */
+	struct rt_actor *drv;		     /* the driver on loop 0 */
+	struct rt_actor *drvs[RT_MAX_LOOPS]; /* one per loop, set by the driver's init */
 };
 
 static int
 drv_init(struct rt_actor *self, const void *arg)
 {
-	((struct cli *)arg)->drv = self;
+	((struct cli *)arg)->drvs[rt_loop_index(rt_actor_loop(self))] = self;
 	return 0;
 }
 
@@ -249,17 +250,26 @@ static const struct rt_actor_kind drv_kind = {
 };
 
 static void
-cli_start_cfg(struct cli *c, const struct net_config *nc)
+cli_start_loops(struct cli *c, const struct net_config *nc, unsigned loops)
 {
-	struct rt_config rc = {.loops = 1, .node_id = 0};
+	struct rt_config rc = {.loops = loops, .node_id = 0};
 	cfs_addr_t addr;
 
 	memset(c, 0, sizeof(*c));
 	ck_assert_int_eq(rt_create(&rc, &c->rt), 0);
 	ck_assert_int_eq(net_create(c->rt, nc, &c->net), 0);
-	ck_assert_int_eq(rt_spawn(rt_loop_at(c->rt, 0), &drv_kind, c, 0, &addr), 0);
-	ck_assert_ptr_nonnull(c->drv);
+	for (unsigned i = 0; i < loops; i++) {
+		ck_assert_int_eq(rt_spawn(rt_loop_at(c->rt, i), &drv_kind, c, 0, &addr), 0);
+		ck_assert_ptr_nonnull(c->drvs[i]);
+	}
+	c->drv = c->drvs[0];
 	ck_assert_int_eq(rt_start(c->rt, false), 0);
+}
+
+static void
+cli_start_cfg(struct cli *c, const struct net_config *nc)
+{
+	cli_start_loops(c, nc, 1);
 }
 
 static void
@@ -285,10 +295,11 @@ cli_stop(struct cli *c)
 struct rpc {
 	struct cli *c;
 	cfs_addr_t dst;
-	uint32_t len;		/* payload bytes to send, echoed back */
-	uint32_t segs;		/* payload split into this many iovs (0: 1) */
+	uint32_t len;  /* payload bytes to send, echoed back */
+	uint32_t segs; /* payload split into this many iovs (0: 1) */
 	unsigned seed;
 	uint32_t timeout_ms;
+	unsigned loop; /* client loop that calls */
 	struct waiter *w;
 	/* results */
 	int rc;
@@ -342,8 +353,8 @@ rpc_issue(struct rpc *r)
 		if (rc != 0)
 			goto out_free;
 	}
-	rc = rt_call(r->c->drv, r->dst, m, r->timeout_ms ? r->timeout_ms : LONG_TIMEOUT_MS,
-		     rpc_done, r);
+	rc = rt_call(r->c->drvs[r->loop], r->dst, m,
+		     r->timeout_ms ? r->timeout_ms : LONG_TIMEOUT_MS, rpc_done, r);
 	if (rc == 0)
 		return;
 out_free:
@@ -374,19 +385,32 @@ rpc_issue_all(void *arg)
 static void
 rpc_run(struct cli *c, struct rpc *r, unsigned n)
 {
-	struct rpc_batch b = {.r = r, .n = n};
+	struct rpc_batch *batches;
 	struct waiter w;
+	unsigned i, j, nb;
 
 	waiter_init(&w);
-	for (unsigned i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		r[i].c = c;
 		r[i].w = &w;
 		r[i].done = false;
 		r[i].payload_ok = false;
 	}
-	ck_assert_int_eq(rt_loop_post(rt_loop_at(c->rt, 0), rpc_issue_all, &b), 0);
+	/* Consecutive calls of one loop form one batch (one post). A batch is
+	 * read by its loop before any of its calls can complete, so it outlives
+	 * that read: the wait below needs all of them. */
+	batches = calloc(n, sizeof(*batches));
+	ck_assert_ptr_nonnull(batches);
+	for (i = 0, nb = 0; i < n; i = j, nb++) {
+		batches[nb].r = &r[i];
+		for (j = i; j < n && r[j].loop == r[i].loop; j++)
+			batches[nb].n++;
+		ck_assert_int_eq(
+			rt_loop_post(rt_loop_at(c->rt, r[i].loop), rpc_issue_all, &batches[nb]), 0);
+	}
 	ck_assert_msg(waiter_wait(&w, n), "calls did not complete");
 	waiter_fini(&w);
+	free(batches);
 }
 
 static int
@@ -405,7 +429,8 @@ call_once(struct cli *c, cfs_addr_t dst, uint32_t len, unsigned seed)
 static int
 raw_connect(uint16_t port)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {.tv_sec = WAIT_S};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -536,6 +561,55 @@ START_TEST(test_tcp_round_trip_when_peer_named_by_node_id)
 }
 END_TEST
 
+START_TEST(test_tcp_each_loop_connects_when_client_has_many_loops)
+{
+	struct net_config nc;
+	struct net_stats st;
+	struct srv s;
+	struct cli c;
+	struct rpc r[4 * 16];
+	uint64_t accepted = 0, open = 0;
+	uint32_t alias;
+
+	srv_start(&s, 2, 0);
+	net_config_init(&nc);
+	cli_start_loops(&c, &nc, 4);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 64; i++) {
+		r[i].dst = CFS_ADDR(alias, ECHO_LOCAL);
+		r[i].loop = i / 16;
+		r[i].len = 3000 + i;
+		r[i].seed = i;
+	}
+	rpc_run(&c, r, 64);
+	for (unsigned i = 0; i < 64; i++) {
+		ck_assert_msg(r[i].rc == 0, "call %u: %d", i, r[i].rc);
+		ck_assert(r[i].payload_ok);
+	}
+	/* Every client loop opened its own connection; the server's loop 0
+	 * accepted all four and handed them to its loops in turn, two each, and
+	 * the replies on loop 1's connections went back through loop 1 even
+	 * though the echo actor lives on loop 0. */
+	for (unsigned i = 0; i < 4; i++) {
+		ck_assert_int_eq(net_stats(c.net, i, &st), 0);
+		ck_assert_uint_eq(st.conns_connected, 1);
+		ck_assert_uint_eq(st.frames_in, 16);
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(net_stats(s.net, i, &st), 0);
+		ck_assert_uint_eq(st.conns_accepted, 2);
+		ck_assert_uint_eq(st.frames_in, 32);
+		accepted += st.conns_accepted;
+		open += st.conns_open;
+	}
+	ck_assert_uint_eq(accepted, 4);
+	ck_assert_uint_eq(open, 4);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
 START_TEST(test_tcp_wrong_node_refused_when_id_names_another_node)
 {
 	struct srv s;
@@ -586,7 +660,7 @@ START_TEST(test_tcp_all_complete_when_64_in_flight)
 	memset(r, 0, sizeof(r));
 	for (unsigned i = 0; i < 64; i++) {
 		r[i].dst = CFS_ADDR(alias, ECHO_LOCAL);
-		r[i].len = (i % 4 == 0) ? 70000 + i : 100 + i;	/* payloads of two sizes */
+		r[i].len = (i % 4 == 0) ? 70000 + i : 100 + i; /* payloads of two sizes */
 		r[i].seed = i;
 	}
 	rpc_run(&c, r, 64);
@@ -639,7 +713,7 @@ END_TEST
 struct bp {
 	struct cli *c;
 	cfs_addr_t dst;
-	bool call;		/* this attempt is an rt_call, not an rt_send */
+	bool call; /* this attempt is an rt_call, not an rt_send */
 	int rc;
 	struct waiter w;
 };
@@ -897,7 +971,7 @@ START_TEST(test_tcp_call_refused_when_nobody_listens)
 	int lfd = raw_listen(&port);
 	char ep[64];
 
-	close(lfd);	/* the port is now (almost certainly) closed */
+	close(lfd); /* the port is now (almost certainly) closed */
 	cli_start(&c);
 	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
 	ck_assert_int_eq(net_add_peer(c.net, 4, ep), 0);
@@ -980,6 +1054,61 @@ START_TEST(test_tcp_create_fails_when_listen_address_bad)
 }
 END_TEST
 
+START_TEST(test_tcp_listen_fails_when_another_server_holds_address)
+{
+	struct rt_config rc = {.loops = 2, .node_id = 2};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct net_config nc;
+	struct net_stats st;
+	struct net *net = NULL;
+	struct rt *rt;
+	struct srv s;
+	struct cli c;
+	struct rpc r[8];
+	int one = 1, fd;
+
+	srv_start(&s, 2, 0);
+	/* A second server on the same address is refused... */
+	ck_assert_int_eq(rt_create(&rc, &rt), 0);
+	net_config_init(&nc);
+	nc.listen = s.ep;
+	ck_assert_int_eq(net_create(rt, &nc, &net), -EADDRINUSE);
+	ck_assert_ptr_null(net);
+	rt_destroy(&rt);
+	/* ...and so is any socket that asks to share it (SO_REUSEPORT, as an
+	 * older chainfsd did on every loop). */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+	sa.sin_port = htons(s.port);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), -1);
+	ck_assert_int_eq(errno, EADDRINUSE);
+	close(fd);
+	/* The server still spreads its connections over both loops: eight
+	 * client loops, eight connections, four per server loop. */
+	net_config_init(&nc);
+	cli_start_loops(&c, &nc, 8);
+	ck_assert_int_eq(net_add_peer(c.net, SRV_NODE, s.ep), 0);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 8; i++) {
+		r[i].dst = CFS_ADDR(SRV_NODE, ECHO_LOCAL);
+		r[i].loop = i;
+		r[i].seed = i;
+	}
+	rpc_run(&c, r, 8);
+	for (unsigned i = 0; i < 8; i++)
+		ck_assert_msg(r[i].rc == 0, "call %u: %d", i, r[i].rc);
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(net_stats(s.net, i, &st), 0);
+		ck_assert_uint_eq(st.conns_accepted, 4);
+		ck_assert_uint_eq(st.conns_open, 4);
+	}
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
 START_TEST(test_tcp_peer_rejected_when_node_id_reserved)
 {
 	struct cli c;
@@ -1038,6 +1167,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_round_trip_when_alias);
 	tcase_add_test(tc, test_tcp_round_trip_when_peer_named_by_node_id);
 	tcase_add_test(tc, test_tcp_wrong_node_refused_when_id_names_another_node);
+	tcase_add_test(tc, test_tcp_each_loop_connects_when_client_has_many_loops);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("payload");
@@ -1068,6 +1198,7 @@ tcp_suite(void)
 	tc = tcase_create("config");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_create_fails_when_listen_address_bad);
+	tcase_add_test(tc, test_tcp_listen_fails_when_another_server_holds_address);
 	tcase_add_test(tc, test_tcp_peer_rejected_when_node_id_reserved);
 	suite_add_tcase(s, tc);
 	return s;

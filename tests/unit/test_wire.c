@@ -296,6 +296,45 @@ START_TEST(test_wire_body_matches_msgpack_c_packer_when_boundary_values)
 }
 END_TEST
 
+START_TEST(test_wire_body_roundtrip_preserves_fields_when_bare_body)
+{
+	struct rt_msg *m, *d;
+	struct wire_buf wb;
+	const char *why;
+	size_t k;
+
+	m = sample_msg((unsigned)_i, 1, 31);
+	ck_assert_ptr_nonnull(m);
+	wire_buf_init(&wb);
+	ck_assert_int_eq(wire_encode_body(&wb, m->type, m->body), 0);
+	d = rt_msg_new(m->type);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(wire_decode_body(wb.p, wb.len, d), 0);
+	why = sample_diff(m->type, m->body, d->body);
+	ck_assert_msg(why == NULL, "%s: field %s differs", cfs_msg_name(m->type), why);
+	rt_msg_free(&d);
+
+	/* The whole range must be one body: short or with a byte after it fails. */
+	for (k = 0; k < wb.len; k += 1 + k / 8) {
+		d = rt_msg_new(m->type);
+		ck_assert_ptr_nonnull(d);
+		ck_assert_int_eq(wire_decode_body(wb.p, k, d), -CFS_EPROTO);
+		rt_msg_free(&d);
+	}
+	ck_assert_int_eq(wire_buf_reserve(&wb, 1), 0);
+	wb.p[wb.len++] = 0xc0;
+	d = rt_msg_new(m->type);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(wire_decode_body(wb.p, wb.len, d), -CFS_EPROTO);
+	rt_msg_free(&d);
+
+	ck_assert_int_eq(wire_encode_body(&wb, CFS_MSG_NONE, m->body), -EINVAL);
+	ck_assert_int_eq(wire_encode_body(&wb, m->type, NULL), -EINVAL);
+	wire_buf_fini(&wb);
+	rt_msg_free(&m);
+}
+END_TEST
+
 /* ------------------------------------------------------------ truncation */
 
 START_TEST(test_wire_decode_frame_returns_eagain_when_frame_truncated)
@@ -1420,6 +1459,8 @@ wire_suite(void)
 	tcase_add_loop_test(tc, test_wire_encoding_parses_with_msgpack_c_when_any_type, 1,
 			    CFS_MSG__COUNT);
 	tcase_add_test(tc, test_wire_body_matches_msgpack_c_packer_when_boundary_values);
+	tcase_add_loop_test(tc, test_wire_body_roundtrip_preserves_fields_when_bare_body, 1,
+			    CFS_MSG__COUNT);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("truncation");

@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench_storage: a storage target against the disk itself (issue 3). Starts a
+ * chainfsd (fork/exec) with one target on a directory, drives it from this
+ * process over loopback TCP, and in the same run runs fio (libaio, direct=1)
+ * on the same directory with the same block size and queue depth,
+ * alternating candidate and fio for ROUNDS rounds and comparing medians:
+ *
+ *   seqread_1m     sequential 1 MiB reads, 4 in flight         MiB/s   goal 0.85
+ *   randread_4k    random 4 KiB reads, 32 in flight, sent as   IOPS    goal 0.7
+ *                  4 requests of 8 reads each (batched); fio
+ *                  with the same batching (iodepth_batch 8);
+ *                  fio unbatched is printed for reference
+ *   randread_64k   random 64 KiB reads, 16 in flight           MiB/s   goal 0.8
+ *   seqwrite_1m    sequential 1 MiB durable writes, 8 in       MiB/s   goal 0.8
+ *                  flight; fio with --fdatasync=B, B = the
+ *                  writes per group commit the target just did
+ *                  (from target_stats); fio without syncs is
+ *                  printed for reference
+ *
+ * Usage: bench_storage [SECONDS [ROUNDS [DIR]]]; DIR defaults to a new
+ * directory under /var/tmp (a real file system: O_DIRECT), removed at the end;
+ * a DIR given is kept, and its data set reused by the next run.
+ * BENCH_STORAGE_ROWS=seqread_1m,randread_4k,... runs only those rows (for
+ * profiling one of them); BENCH_STORAGE_INPROC=1 runs the target in this
+ * process instead of a chainfsd (no TCP: what the transport costs);
+ * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2).
+ * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build
+ * directory). Prints a table and a last line "ratio: name=value ...".
+ *
+ * The write payload is one prepared 1 MiB buffer whose CRC32C is computed
+ * once: the client's CRC cost is not what this measures (a real client pays
+ * about 0.1 ms per MiB with isa-l).
+ */
+#define RT_LOG_SUBSYS "bench"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "actors/storage/storage.h"
+#include "client/client.h"
+#include "client/targets.h"
+#include "disk/disk.h"
+
+#define TARGET	    1
+#define NCHUNKS	    1024u /* 1 GiB data set, as fio's file */
+#define CHUNK	    (1u << 20)
+#define DATASET_MIB (NCHUNKS * (CHUNK >> 20))
+
+static double g_seconds = 3.0;
+static unsigned g_rounds = 3;
+static char g_dir[512];
+static char g_fio_file[600];
+static char g_tdir[600];
+static pid_t g_pid;
+static unsigned g_port;
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(const double *v, unsigned n)
+{
+	double s[64];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void
+die(const char *what, int rc)
+{
+	fprintf(stderr, "bench_storage: %s: %s\n", what, cfs_strerror(rc));
+	if (g_pid > 0)
+		kill(g_pid, SIGKILL);
+	exit(1);
+}
+
+/* ------------------------------------------------------------ the daemon */
+
+static void
+daemon_start(const char *daemon)
+{
+	char conf[600], log[600], line[512];
+	double t0 = mono_s();
+	FILE *f;
+	int fd;
+
+	snprintf(conf, sizeof(conf), "%s/chainfsd.conf", g_dir);
+	snprintf(log, sizeof(log), "%s/chainfsd.log", g_dir);
+	f = fopen(conf, "w");
+	if (!f)
+		die(conf, -errno);
+	/* Two loops: connections on loop 0, the target on loop 1 (auto), as a
+	 * node runs them. Not pinned: this process shares the two cores. */
+	fprintf(f,
+		"[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = %s\npin = no\nlog_level = warn\n"
+		"[target.%d]\npath = %s/target\ncapacity = 8G\n",
+		getenv("BENCH_STORAGE_LOOPS") ? getenv("BENCH_STORAGE_LOOPS") : "2", TARGET, g_dir);
+	fclose(f);
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	g_pid = fork();
+	if (g_pid == 0) {
+		dup2(fd, 2);
+		execl(daemon, daemon, "-c", conf, "--log-level", "info", (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	while (mono_s() - t0 < 60 && !g_port) {
+		int st;
+
+		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
+			g_pid = 0;
+			fprintf(stderr, "bench_storage: %s exited; see %s\n", daemon, log);
+			exit(1);
+		}
+		f = fopen(log, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, " port=");
+
+			if (p && strstr(line, ": serving"))
+				g_port = (unsigned)strtoul(p + 6, NULL, 10);
+		}
+		if (f)
+			fclose(f);
+		usleep(20000);
+	}
+	if (!g_port)
+		die("chainfsd did not start", -ETIMEDOUT);
+}
+
+/* ---------------------------------------------------- the driver (client) */
+
+enum op { OP_SEQREAD, OP_RANDREAD, OP_SEQWRITE };
+
+struct job {
+	enum op op;
+	uint32_t bs;	 /* bytes per io */
+	unsigned batch;	 /* ios per request */
+	unsigned window; /* requests in flight */
+	double seconds;
+	uint64_t count; /* requests to issue; 0: until `seconds` pass */
+	cfs_addr_t addr;
+	struct rt_buf *payload; /* writes: CHUNK bytes */
+	uint32_t payload_crc;
+	/* state, on the client loop */
+	uint64_t next, rng, t0, deadline, issued;
+	unsigned outstanding;
+	bool stopping;
+	/* results */
+	uint64_t ios, bytes, errors;
+	int first_error;
+	double elapsed;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void issue(struct rt_actor *self, struct job *j);
+
+static void
+job_finish(struct rt_actor *self, struct job *j)
+{
+	j->elapsed = (double)(rt_now_ns(rt_actor_loop(self)) - j->t0) / 1e9;
+	pthread_mutex_lock(&j->mu);
+	j->done = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void
+on_reply(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct job *j = cb_arg;
+
+	j->outstanding--;
+	if (rc == 0 && resp->type == CFS_MSG_CHUNK_READ_RESP) {
+		const struct cfs_chunk_read_resp *r = RT_BODY(resp, chunk_read_resp);
+
+		for (uint32_t i = 0; i < r->results_count; i++) {
+			if (r->results[i].rc != 0 && rc == 0)
+				rc = r->results[i].rc;
+		}
+		if (rc == 0) {
+			j->ios += r->results_count;
+			j->bytes += resp->plen;
+		}
+	} else if (rc == 0) {
+		j->ios++;
+		j->bytes += j->bs;
+	}
+	if (rc != 0) {
+		if (!j->errors)
+			j->first_error = rc;
+		j->errors++;
+	}
+	if (!j->stopping &&
+	    (j->count ? j->issued >= j->count : rt_now_ns(rt_actor_loop(self)) >= j->deadline))
+		j->stopping = true;
+	if (j->stopping) {
+		if (j->outstanding == 0)
+			job_finish(self, j);
+		return;
+	}
+	issue(self, j);
+}
+
+static uint64_t
+rnd(struct job *j)
+{
+	j->rng ^= j->rng << 13;
+	j->rng ^= j->rng >> 7;
+	j->rng ^= j->rng << 17;
+	return j->rng;
+}
+
+static struct rt_msg *
+make_req(struct job *j)
+{
+	struct rt_msg *m;
+
+	if (j->op == OP_SEQWRITE) {
+		struct cfs_chunk_write *w;
+
+		m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+		if (!m || rt_msg_add_iov(m, j->payload, 0, CHUNK) != 0)
+			CFS_PANIC("bench: out of memory");
+		w = RT_BODY(m, chunk_write);
+		w->target = TARGET;
+		w->chunk = cfs_chunk_id(1, j->next++ % NCHUNKS);
+		w->len = CHUNK;
+		w->chunk_size = CHUNK;
+		w->crc = j->payload_crc;
+		return m;
+	}
+	m = rt_msg_new(CFS_MSG_CHUNK_READ);
+	if (!m)
+		CFS_PANIC("bench: out of memory");
+	RT_BODY(m, chunk_read)->target = TARGET;
+	RT_BODY(m, chunk_read)->ios = rt_msg_alloc(m, j->batch * sizeof(struct cfs_chunk_io));
+	RT_BODY(m, chunk_read)->ios_count = j->batch;
+	for (unsigned i = 0; i < j->batch; i++) {
+		struct cfs_chunk_io *io = &RT_BODY(m, chunk_read)->ios[i];
+
+		if (j->op == OP_SEQREAD) {
+			/* Sequential through the data set, bs at a time. */
+			uint64_t pos = j->next++ * j->bs % ((uint64_t)NCHUNKS * CHUNK);
+
+			io->chunk = cfs_chunk_id(1, pos / CHUNK);
+			io->offset = (uint32_t)(pos % CHUNK);
+		} else {
+			io->chunk = cfs_chunk_id(1, rnd(j) % NCHUNKS);
+			io->offset = (uint32_t)(rnd(j) % (CHUNK / j->bs)) * j->bs;
+		}
+		io->len = j->bs;
+	}
+	return m;
+}
+
+static void
+issue(struct rt_actor *self, struct job *j)
+{
+	struct rt_msg *m = make_req(j);
+	int rc = rt_call(self, j->addr, m, 30000, on_reply, j);
+
+	if (rc != 0) {
+		rt_msg_free(&m);
+		if (!j->errors)
+			j->first_error = rc;
+		j->errors++;
+		if (j->outstanding == 0) {
+			j->stopping = true;
+			job_finish(self, j);
+		}
+		return;
+	}
+	j->outstanding++;
+	j->issued++;
+}
+
+static void
+job_start(struct rt_actor *self, void *arg)
+{
+	struct job *j = arg;
+
+	j->t0 = rt_now_ns(rt_actor_loop(self));
+	j->deadline = j->t0 + (uint64_t)(j->seconds * 1e9);
+	for (unsigned i = 0; i < j->window && !j->stopping; i++) {
+		if (j->count && j->issued >= j->count)
+			break;
+		issue(self, j);
+	}
+}
+
+/* Run a job; returns ios per second. */
+static double
+run_job(struct cfs_client *c, struct job *j)
+{
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->done = j->stopping = false;
+	j->ios = j->bytes = j->errors = j->issued = 0;
+	j->outstanding = 0;
+	if (cfs_client_actor_run(c, job_start, j) != 0)
+		die("client loop", -ENOMEM);
+	pthread_mutex_lock(&j->mu);
+	while (!j->done)
+		pthread_cond_wait(&j->cv, &j->mu);
+	pthread_mutex_unlock(&j->mu);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	if (j->errors)
+		die("requests failed", j->first_error);
+	return (double)j->ios / j->elapsed;
+}
+
+static void
+target_stats(struct cfs_client *c, cfs_addr_t addr, struct cfs_target_stats_resp *out)
+{
+	struct rt_msg *req = rt_msg_new(CFS_MSG_TARGET_STATS), *resp = NULL;
+	int rc;
+
+	RT_BODY(req, target_stats)->target = TARGET;
+	rc = cfs_client_call(c, addr, req, 0, &resp);
+	if (rc != 0)
+		die("target_stats", rc);
+	*out = *RT_BODY(resp, target_stats_resp);
+	out->path = (struct cfs_bytes){0};
+	rt_msg_free(&resp);
+}
+
+/* ------------------------------------------------------------------- fio */
+
+/* Run fio for one job; returns IOPS of direction dir ("read"/"write"). */
+static double
+run_fio(const char *rw, uint32_t bs, unsigned depth, unsigned batch, unsigned fdatasync_n,
+	double seconds, const char *dir)
+{
+	char cmd[1024], *out = NULL, *p;
+	size_t cap = 0, n = 0;
+	double iops = -1;
+	char timing[64] = "";
+	FILE *f;
+
+	/* seconds 0: one pass over the file (laying it out). */
+	if (seconds > 0)
+		snprintf(timing, sizeof(timing), "--time_based --runtime=%.0f", ceil(seconds));
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
+		 "--ioengine=libaio --direct=1 %s --randrepeat=0 --norandommap "
+		 "--iodepth_batch_submit=%u --iodepth_batch_complete_max=%u "
+		 "--fdatasync=%u --output-format=json 2>/dev/null",
+		 g_fio_file, DATASET_MIB, rw, bs, depth, timing, batch, batch, fdatasync_n);
+	f = popen(cmd, "r");
+	if (!f)
+		die("popen fio", -errno);
+	for (;;) {
+		if (n + 4096 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			out = realloc(out, cap);
+		}
+		size_t k = fread(out + n, 1, cap - n - 1, f);
+
+		if (k == 0)
+			break;
+		n += k;
+	}
+	out[n] = '\0';
+	pclose(f);
+	/* "read" : { ... "iops" : N ... } in the job's section. */
+	snprintf(cmd, sizeof(cmd), "\"%s\" : {", dir);
+	p = strstr(out, "\"jobs\"");
+	p = p ? strstr(p, cmd) : NULL;
+	p = p ? strstr(p, "\"iops\" : ") : NULL;
+	if (p)
+		iops = strtod(p + 9, NULL);
+	free(out);
+	if (iops < 0)
+		die("cannot parse fio output (is fio installed?)", -EINVAL);
+	return iops;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void
+rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char p[1024];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		rm_rf(p);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+static bool
+row_wanted(const char *name)
+{
+	const char *want = getenv("BENCH_STORAGE_ROWS");
+	size_t n = strlen(name);
+
+	for (const char *p = want; p && (p = strstr(p, name)) != NULL; p += n) {
+		if ((p == want || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+			return true;
+	}
+	return !want || !*want;
+}
+
+struct row {
+	const char *name;
+	const char *unit;
+	double goal;
+	double cand[64], base[64];
+	double extra[64]; /* seqwrite: fio without syncs; batch per commit */
+	double batch[64];
+};
+
+int
+main(int argc, char **argv)
+{
+	const char *daemon = getenv("CHAINFSD") ? getenv("CHAINFSD") : "./chainfsd";
+	struct cfs_client_opts co = {.timeout_ms = 30000};
+	struct cfs_target_stats_resp st0, st1;
+	struct cfs_client *c;
+	struct row rows[4] = {
+		{.name = "seqread_1m", .unit = "MiB/s", .goal = 0.85},
+		{.name = "randread_4k", .unit = "IOPS", .goal = 0.7},
+		{.name = "randread_64k", .unit = "MiB/s", .goal = 0.8},
+		{.name = "seqwrite_1m", .unit = "MiB/s", .goal = 0.8},
+	};
+	struct job jobs[4] = {
+		{.op = OP_SEQREAD, .bs = CHUNK, .batch = 1, .window = 4},
+		{.op = OP_RANDREAD, .bs = 4096, .batch = 8, .window = 4},
+		{.op = OP_RANDREAD, .bs = 65536, .batch = 1, .window = 16},
+		{.op = OP_SEQWRITE, .bs = CHUNK, .batch = 1, .window = 8},
+	};
+	static const char *const fio_rw[4] = {"read", "randread", "randread", "write"};
+	static const char *const fio_dir[4] = {"read", "read", "read", "write"};
+	bool own_dir = argc <= 3;
+	bool inproc = getenv("BENCH_STORAGE_INPROC") && *getenv("BENCH_STORAGE_INPROC") == '1';
+	char ep[64];
+	uint32_t node;
+	cfs_addr_t addr;
+	double t0;
+	int rc;
+
+	if (argc > 1)
+		g_seconds = atof(argv[1]);
+	if (argc > 2)
+		g_rounds = (unsigned)atoi(argv[2]);
+	if (g_seconds <= 0 || g_rounds == 0 || g_rounds > 64) {
+		fprintf(stderr, "usage: bench_storage [SECONDS [ROUNDS (1..64) [DIR]]]\n");
+		return 2;
+	}
+	if (own_dir) {
+		snprintf(g_dir, sizeof(g_dir), "/var/tmp/cfs-bench-storage.XXXXXX");
+		if (!mkdtemp(g_dir))
+			die("mkdtemp", -errno);
+	} else {
+		snprintf(g_dir, sizeof(g_dir), "%s", argv[3]);
+		mkdir(g_dir, 0755);
+	}
+	snprintf(g_fio_file, sizeof(g_fio_file), "%s/fio.data", g_dir);
+	snprintf(g_tdir, sizeof(g_tdir), "%s/target", g_dir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	rt_log_set_level(RT_LOG_ERR);
+
+	if (inproc) {
+		/* The target in this process, on the client runtime's second loop:
+		 * the same actor and engine without TCP, to see what the transport
+		 * costs. */
+		struct stor_config sc = {
+			.target_id = TARGET, .path = g_tdir, .capacity = 8ull << 30};
+
+		co.loops = 2;
+		rc = cfs_client_create(&co, &c);
+		if (rc == 0)
+			rc = rt_spawn(rt_loop_at(cfs_client_rt(c), 1), &stor_kind, &sc, 0, &addr);
+		if (rc != 0)
+			die("in-process target", rc);
+	} else {
+		daemon_start(daemon);
+		rc = cfs_client_create(&co, &c);
+		snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_port);
+		if (rc == 0)
+			rc = cfs_client_connect(c, ep, &node);
+		if (rc == 0)
+			rc = cfs_target_find(c, node, TARGET, &addr);
+		if (rc != 0)
+			die("reach the target", rc);
+	}
+
+	/* Data set: 1 GiB of 1 MiB chunks, written twice so that the slots the
+	 * write rows reuse have been written before (as fio's file has). */
+	jobs[3].payload = rt_buf_get(CHUNK);
+	for (uint32_t i = 0; i < CHUNK; i++)
+		jobs[3].payload->data[i] = (uint8_t)(i * 2654435761u >> 24);
+	jobs[3].payload->len = CHUNK;
+	jobs[3].payload_crc = disk_crc32c(0, jobs[3].payload->data, CHUNK);
+	for (unsigned i = 0; i < 4; i++) {
+		jobs[i].addr = addr;
+		jobs[i].rng = 88172645463325252ull + i;
+	}
+	printf("bench_storage: dir=%s seconds=%.1f rounds=%u: preparing %u MiB for each\n", g_dir,
+	       g_seconds, g_rounds, DATASET_MIB);
+	t0 = mono_s();
+	target_stats(c, addr, &st0);
+	if (st0.chunks < NCHUNKS) {
+		struct job prep = jobs[3];
+
+		prep.count = 2 * NCHUNKS;
+		run_job(c, &prep);
+		printf("bench_storage: target data set ready in %.1f s\n", mono_s() - t0);
+	}
+	{
+		/* One untimed pass of whole-chunk reads: after a (re)start the engine
+		 * reads a chunk whole the first time, to build its per-4 KiB CRC table;
+		 * the rows measure the steady state. */
+		struct job warm = jobs[0];
+
+		warm.count = NCHUNKS;
+		t0 = mono_s();
+		run_job(c, &warm);
+		printf("bench_storage: CRC tables warm in %.1f s\n", mono_s() - t0);
+	}
+	{
+		struct stat sb;
+
+		if (stat(g_fio_file, &sb) != 0 || sb.st_size != (off_t)DATASET_MIB << 20) {
+			t0 = mono_s();
+			run_fio("write", CHUNK, 8, 0, 0, 0, "write"); /* lays out fio's file, */
+			run_fio("write", CHUNK, 8, 0, 0, 0, "write"); /* written twice as ours */
+			printf("bench_storage: fio file ready in %.1f s\n", mono_s() - t0);
+		}
+	}
+
+	for (unsigned r = 0; r < g_rounds; r++) {
+		for (unsigned k = 0; k < 4; k++) {
+			struct job *j = &jobs[k];
+			unsigned depth = j->window * j->batch;
+			double ops;
+
+			if (!row_wanted(rows[k].name))
+				continue;
+			j->seconds = g_seconds;
+			target_stats(c, addr, &st0);
+			ops = run_job(c, j);
+			target_stats(c, addr, &st1);
+			rows[k].cand[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
+			if (j->op == OP_SEQWRITE) {
+				double commits = (double)(st1.commits - st0.commits);
+				double items = (double)(st1.commit_items - st0.commit_items);
+				unsigned b = commits > 0 ? (unsigned)lround(items / commits) : 1;
+
+				rows[k].batch[r] = commits > 0 ? items / commits : 0;
+				rows[k].base[r] = run_fio(fio_rw[k], j->bs, depth, 0, b ? b : 1,
+							  g_seconds, fio_dir[k]) *
+						  j->bs / (1 << 20);
+				rows[k].extra[r] = run_fio(fio_rw[k], j->bs, depth, 0, 0, g_seconds,
+							   fio_dir[k]) *
+						   j->bs / (1 << 20);
+			} else {
+				/* fio submits and reaps as many at a time as one of our
+				 * requests carries: the same batching. */
+				unsigned fb = j->batch > 1 ? j->batch : 0;
+
+				ops = run_fio(fio_rw[k], j->bs, depth, fb, 0, g_seconds,
+					      fio_dir[k]);
+				rows[k].base[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
+				if (fb) {
+					ops = run_fio(fio_rw[k], j->bs, depth, 0, 0, g_seconds,
+						      fio_dir[k]);
+					rows[k].extra[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
+				}
+			}
+			printf("round %u %-13s chainfs %10.1f  fio %10.1f %s\n", r + 1,
+			       rows[k].name, rows[k].cand[r], rows[k].base[r], rows[k].unit);
+		}
+	}
+
+	printf("\n%-40s %12s %12s %7s %6s\n", "row (median of rounds)", "chainfs", "fio", "ratio",
+	       "goal");
+	for (unsigned k = 0; k < 4; k++) {
+		double cm = median(rows[k].cand, g_rounds), bm = median(rows[k].base, g_rounds);
+		char label[64];
+
+		if (!row_wanted(rows[k].name))
+			continue;
+		if (k == 3)
+			snprintf(label, sizeof(label), "%s durable %s (fdatasync/%.0f)",
+				 rows[k].name, rows[k].unit, median(rows[k].batch, g_rounds));
+		else if (jobs[k].batch > 1)
+			snprintf(label, sizeof(label), "%s %s (batches of %u)", rows[k].name,
+				 rows[k].unit, jobs[k].batch);
+		else
+			snprintf(label, sizeof(label), "%s %s", rows[k].name, rows[k].unit);
+		printf("%-40s %12.1f %12.1f %7.2f %6.2f\n", label, cm, bm, bm > 0 ? cm / bm : 0,
+		       rows[k].goal);
+	}
+	if (row_wanted(rows[1].name))
+		printf("%-40s %12s %12.1f %7s %6s\n", "randread_4k fio unbatched IOPS", "-",
+		       median(rows[1].extra, g_rounds), "-", "-");
+	if (row_wanted(rows[3].name))
+		printf("%-40s %12s %12.1f %7s %6s\n", "seqwrite_1m fio without syncs MiB/s", "-",
+		       median(rows[3].extra, g_rounds), "-", "-");
+	printf("ratio:");
+	for (unsigned k = 0; k < 4; k++) {
+		double cm = median(rows[k].cand, g_rounds), bm = median(rows[k].base, g_rounds);
+
+		if (!row_wanted(rows[k].name))
+			continue;
+		printf(" %s=%.2f", rows[k].name, bm > 0 ? cm / bm : 0);
+	}
+	printf("\n");
+
+	rt_buf_put(&jobs[3].payload);
+	cfs_client_destroy(&c);
+	if (g_pid > 0) {
+		kill(g_pid, SIGTERM);
+		waitpid(g_pid, NULL, 0);
+	}
+	if (own_dir)
+		rm_rf(g_dir);
+	return 0;
+}
