@@ -35,14 +35,14 @@
 
 static struct {
 	const char *dir;
-	uint32_t bs;		/* bytes per request */
-	uint32_t chunk;		/* chunk size */
-	unsigned qd;		/* requests in flight */
-	unsigned batch;		/* reads per disk_read call */
-	uint64_t count;		/* requests */
-	uint64_t nchunks;	/* chunks to spread over (write: ids 0..n-1) */
+	uint32_t bs;	  /* bytes per request */
+	uint32_t chunk;	  /* chunk size */
+	unsigned qd;	  /* requests in flight */
+	unsigned batch;	  /* reads per disk_read call */
+	uint64_t count;	  /* requests */
+	uint64_t nchunks; /* chunks to spread over (write: ids 0..n-1) */
 	bool random;
-	bool copy;		/* payload not aligned: exercise the copy path */
+	bool copy; /* payload not aligned: exercise the copy path */
 	enum disk_sync_mode sync;
 	enum disk_prep_mode prep;
 	uint64_t capacity;
@@ -87,7 +87,7 @@ xs(uint64_t *s)
 static struct cfs_id128
 mkid(uint64_t n)
 {
-	struct cfs_id128 id = { { 0 } };
+	struct cfs_id128 id = {{0}};
 
 	/* (inode 1, index n), big-endian: list order is index order */
 	id.b[7] = 1;
@@ -181,7 +181,7 @@ write_done(void *arg, int rc, const struct disk_chunk_info *info)
 static void
 write_next(struct wslot *s)
 {
-	struct rt_iov iov = { .buf = s->buf, .off = s->off, .len = g.bs };
+	struct rt_iov iov = {.buf = s->buf, .off = s->off, .len = g.bs};
 	struct disk_write w = {
 		.chunk_size = g.chunk,
 		.len = g.bs,
@@ -473,10 +473,20 @@ parse_size(const char *s)
 	uint64_t v = strtoull(s, &end, 10);
 
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; break;
-	case 'm': case 'M': v <<= 20; break;
-	case 'g': case 'G': v <<= 30; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		break;
+	default:
+		break;
 	}
 	return v;
 }
@@ -504,14 +514,11 @@ int
 main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "dir", 1, NULL, 'd' },	{ "bs", 1, NULL, 'b' },
-		{ "chunk", 1, NULL, 'c' },	{ "qd", 1, NULL, 'q' },
-		{ "batch", 1, NULL, 'B' },	{ "count", 1, NULL, 'n' },
-		{ "chunks", 1, NULL, 'N' },	{ "random", 0, NULL, 'r' },
-		{ "copy", 0, NULL, 'C' },	{ "sync", 1, NULL, 's' },
-		{ "prep", 1, NULL, 'p' },	{ "capacity", 1, NULL, 'a' },
-		{ "crc-cache", 1, NULL, 'x' },	{ "seed", 1, NULL, 'S' },
-		{ NULL, 0, NULL, 0 },
+		{"dir", 1, NULL, 'd'},	     {"bs", 1, NULL, 'b'},     {"chunk", 1, NULL, 'c'},
+		{"qd", 1, NULL, 'q'},	     {"batch", 1, NULL, 'B'},  {"count", 1, NULL, 'n'},
+		{"chunks", 1, NULL, 'N'},    {"random", 0, NULL, 'r'}, {"copy", 0, NULL, 'C'},
+		{"sync", 1, NULL, 's'},	     {"prep", 1, NULL, 'p'},   {"capacity", 1, NULL, 'a'},
+		{"crc-cache", 1, NULL, 'x'}, {"seed", 1, NULL, 'S'},   {NULL, 0, NULL, 0},
 	};
 	void (*fn)(void) = NULL;
 	const char *cmd;
@@ -523,27 +530,53 @@ main(int argc, char **argv)
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case 'd': g.dir = optarg; break;
-		case 'b': g.bs = (uint32_t)parse_size(optarg); break;
-		case 'c': g.chunk = (uint32_t)parse_size(optarg); break;
-		case 'q': g.qd = (unsigned)atoi(optarg); break;
-		case 'B': g.batch = (unsigned)atoi(optarg); break;
-		case 'n': g.count = parse_size(optarg); break;
-		case 'N': g.nchunks = parse_size(optarg); break;
-		case 'r': g.random = true; break;
-		case 'C': g.copy = true; break;
+		case 'd':
+			g.dir = optarg;
+			break;
+		case 'b':
+			g.bs = (uint32_t)parse_size(optarg);
+			break;
+		case 'c':
+			g.chunk = (uint32_t)parse_size(optarg);
+			break;
+		case 'q':
+			g.qd = (unsigned)atoi(optarg);
+			break;
+		case 'B':
+			g.batch = (unsigned)atoi(optarg);
+			break;
+		case 'n':
+			g.count = parse_size(optarg);
+			break;
+		case 'N':
+			g.nchunks = parse_size(optarg);
+			break;
+		case 'r':
+			g.random = true;
+			break;
+		case 'C':
+			g.copy = true;
+			break;
 		case 's':
-			g.sync = strcmp(optarg, "dsync") == 0 ? DISK_SYNC_DSYNC : DISK_SYNC_FDATASYNC;
+			g.sync = strcmp(optarg, "dsync") == 0 ? DISK_SYNC_DSYNC
+							      : DISK_SYNC_FDATASYNC;
 			break;
 		case 'p':
-			g.prep = strcmp(optarg, "zero") == 0	      ? DISK_PREP_ZERO
+			g.prep = strcmp(optarg, "zero") == 0	    ? DISK_PREP_ZERO
 				 : strcmp(optarg, "fallocate") == 0 ? DISK_PREP_FALLOCATE
 								    : DISK_PREP_AUTO;
 			break;
-		case 'a': g.capacity = parse_size(optarg); break;
-		case 'x': g.crc_cache = parse_size(optarg); break;
-		case 'S': g.seed = parse_size(optarg) | 1; break;
-		default: usage();
+		case 'a':
+			g.capacity = parse_size(optarg);
+			break;
+		case 'x':
+			g.crc_cache = parse_size(optarg);
+			break;
+		case 'S':
+			g.seed = parse_size(optarg) | 1;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (g.dir == NULL || g.qd == 0 || g.batch == 0 || g.bs == 0 || g.bs % DISK_BLOCK != 0)
@@ -560,7 +593,7 @@ main(int argc, char **argv)
 		fn = cmd_open;
 	else
 		usage();
-	if (rt_create(&(struct rt_config){ .loops = 1 }, &g_rt) != 0 || rt_start(g_rt, true) != 0 ||
+	if (rt_create(&(struct rt_config){.loops = 1}, &g_rt) != 0 || rt_start(g_rt, true) != 0 ||
 	    rt_loop_post(rt_loop_at(g_rt, 0), run_cmd, (void *)fn) != 0) {
 		fprintf(stderr, "disk_bench: cannot start the runtime\n");
 		return 1;

@@ -36,21 +36,21 @@
 #endif
 
 #define DEFAULT_DEPTH 1024
-#define REAP_BATCH 256
+#define REAP_BATCH    256
 
 struct aio_eng {
 	struct disk_ioeng pub;
 	io_context_t ctx;
 	unsigned depth;
-	unsigned submitted;	/* in the kernel */
-	unsigned queued;	/* waiting for io_submit */
+	unsigned submitted; /* in the kernel */
+	unsigned queued;    /* waiting for io_submit */
 	int efd;
 	ev_io efd_w;
 	ev_prepare prep_w;
 	ev_idle idle_w;
 	struct disk_io *qhead, **qtail;
 	struct iocb *iocbs;
-	struct iocb **freel;	/* free iocbs */
+	struct iocb **freel; /* free iocbs */
 	unsigned nfree;
 	struct iocb **batch;
 	struct io_event events[REAP_BATCH];
@@ -144,7 +144,7 @@ idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
 static unsigned
 reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 {
-	struct timespec zero = { 0, 0 };
+	struct timespec zero = {0, 0};
 	unsigned total = 0;
 
 	for (;;) {
@@ -180,7 +180,7 @@ efd_cb(struct ev_loop *ev, ev_io *w, int revents)
 
 	if (read(a->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		RT_WARN("aio eventfd read: %d", errno);
-	reap(a, 0, &(struct timespec){ 0 });
+	reap(a, 0, &(struct timespec){0});
 }
 
 static void
@@ -200,7 +200,7 @@ static int
 aio_poll(struct disk_ioeng *e, int timeout_ms)
 {
 	struct aio_eng *a = (struct aio_eng *)e;
-	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
 
 	if (a->qhead != NULL)
 		aio_flush(a);

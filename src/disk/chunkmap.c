@@ -265,8 +265,7 @@ omap_remove(struct disk_cmap *m, struct disk_chunk *c)
 		memcpy(&b->e[b->n], nb->e, nb->n * sizeof(nb->e[0]));
 		b->n += nb->n;
 		free(nb);
-		memmove(&m->blks[bi + 1], &m->blks[bi + 2],
-			(m->nblks - bi - 2) * sizeof(*m->blks));
+		memmove(&m->blks[bi + 1], &m->blks[bi + 2], (m->nblks - bi - 2) * sizeof(*m->blks));
 		m->nblks--;
 	}
 }
@@ -298,8 +297,7 @@ disk_cmap_remove(struct disk_cmap *m, struct disk_chunk *c)
 }
 
 void
-disk_cmap_seek(const struct disk_cmap *m, const struct cfs_id128 *id,
-	       struct disk_cmap_cursor *cur)
+disk_cmap_seek(const struct disk_cmap *m, const struct cfs_id128 *id, struct disk_cmap_cursor *cur)
 {
 	cur->blk = 0;
 	cur->idx = 0;

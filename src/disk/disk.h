@@ -54,7 +54,7 @@ uint32_t disk_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* ------------------------------------------------------------ I/O engine */
 
-#define DISK_BLOCK 4096u	/* O_DIRECT alignment and CRC block */
+#define DISK_BLOCK 4096u /* O_DIRECT alignment and CRC block */
 
 enum disk_io_op {
 	DISK_IO_READ,
@@ -70,10 +70,10 @@ typedef void (*disk_io_fn)(struct disk_io *io, long res);
  * must be DISK_BLOCK aligned (O_DIRECT).
  */
 struct disk_io {
-	struct disk_io *next;	/* engine's queue link while queued */
+	struct disk_io *next; /* engine's queue link while queued */
 	int fd;
-	uint8_t op;		/* enum disk_io_op */
-	bool dsync;		/* write with RWF_DSYNC */
+	uint8_t op; /* enum disk_io_op */
+	bool dsync; /* write with RWF_DSYNC */
 	void *buf;
 	uint32_t len;
 	uint64_t off;
@@ -101,7 +101,7 @@ struct disk_ioeng_ops {
 
 struct disk_ioeng {
 	const struct disk_ioeng_ops *ops;
-	struct ev_loop *ev;	/* the loop whose thread owns the engine */
+	struct ev_loop *ev; /* the loop whose thread owns the engine */
 };
 
 /**
@@ -127,28 +127,28 @@ void disk_aio_put(struct disk_ioeng **pe);
 /* ----------------------------------------------------------------- target */
 
 /* Size classes: a chunk lives in the smallest class that holds its chunk_size. */
-#define DISK_NCLASS 8
+#define DISK_NCLASS    8
 #define DISK_MAX_CHUNK (64u << 20)
 extern const uint32_t disk_class_size[DISK_NCLASS]; /* 4K 16K 64K 256K 1M 4M 16M 64M */
 
 enum disk_sync_mode {
-	DISK_SYNC_FDATASYNC,	/* plain O_DIRECT writes, fdatasync per group commit */
-	DISK_SYNC_DSYNC,	/* every data write carries RWF_DSYNC */
+	DISK_SYNC_FDATASYNC, /* plain O_DIRECT writes, fdatasync per group commit */
+	DISK_SYNC_DSYNC,     /* every data write carries RWF_DSYNC */
 };
 
 enum disk_prep_mode {
-	DISK_PREP_AUTO,		/* zero-fill new extents of classes <= 256 KiB, fallocate others */
-	DISK_PREP_FALLOCATE,	/* fallocate only */
-	DISK_PREP_ZERO,		/* fallocate, then write zeros over every new extent */
+	DISK_PREP_AUTO,	     /* zero-fill new extents of classes <= 256 KiB, fallocate others */
+	DISK_PREP_FALLOCATE, /* fallocate only */
+	DISK_PREP_ZERO,	     /* fallocate, then write zeros over every new extent */
 };
 
 struct disk_target_opts {
-	const char *path;	/* directory; created if missing */
-	uint64_t capacity;	/* limit on the data files' total size, bytes */
-	uint32_t target_id;	/* for logs */
+	const char *path;   /* directory; created if missing */
+	uint64_t capacity;  /* limit on the data files' total size, bytes */
+	uint32_t target_id; /* for logs */
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
-	uint64_t grow_bytes;	/* data file growth step per class; 0: 64 MiB */
+	uint64_t grow_bytes;	  /* data file growth step per class; 0: 64 MiB */
 	uint64_t crc_cache_bytes; /* budget for per-4KiB CRC tables; 0: 1 GiB */
 };
 
@@ -179,10 +179,10 @@ void disk_target_close(struct disk_target **pt);
 struct disk_chunk_info {
 	struct cfs_id128 id;
 	uint32_t chunk_size;
-	uint64_t ver;		/* committed version, 0: none */
-	uint32_t len;		/* committed length */
-	uint32_t crc;		/* CRC32C of the committed content */
-	uint64_t pver;		/* pending version, 0: none */
+	uint64_t ver;  /* committed version, 0: none */
+	uint32_t len;  /* committed length */
+	uint32_t crc;  /* CRC32C of the committed content */
+	uint64_t pver; /* pending version, 0: none */
 	uint32_t plen;
 	uint32_t pcrc;
 };
@@ -192,9 +192,9 @@ struct disk_chunk_info {
 typedef void (*disk_done_fn)(void *cb_arg, int rc, const struct disk_chunk_info *info);
 
 enum {
-	DISK_W_COMMIT = 1u << 0, /* commit at once (single replica, chain tail) */
-	DISK_W_FORCE = 1u << 1,	 /* install exactly version `ver` as committed, dropping a
-				    pending one (resync); implies DISK_W_COMMIT */
+	DISK_W_COMMIT = 1u << 0,  /* commit at once (single replica, chain tail) */
+	DISK_W_FORCE = 1u << 1,	  /* install exactly version `ver` as committed, dropping a
+				     pending one (resync); implies DISK_W_COMMIT */
 	DISK_W_REPLACE = 1u << 2, /* the new content is the payload alone (zeros before off),
 				     length off + len: a KV put, a resync copy */
 };
@@ -202,16 +202,16 @@ enum {
 /* A write: payload bytes at [off, off+len) of the chunk. */
 struct disk_write {
 	struct cfs_id128 id;
-	uint32_t chunk_size;	/* fixed for a chunk's life; selects the class */
+	uint32_t chunk_size; /* fixed for a chunk's life; selects the class */
 	uint32_t off;
 	uint32_t len;
 	const struct rt_iov *iov; /* payload: at least len bytes; the engine takes refs and
 				     may write straight from them: leave the bytes alone
 				     until the callback */
 	unsigned iovcnt;
-	uint32_t crc;		/* CRC32C of the len payload bytes, checked first */
-	uint64_t ver;		/* update version; 0: committed + 1 */
-	unsigned flags;		/* DISK_W_* */
+	uint32_t crc;	/* CRC32C of the len payload bytes, checked first */
+	uint64_t ver;	/* update version; 0: committed + 1 */
+	unsigned flags; /* DISK_W_* */
 };
 
 /**
@@ -270,8 +270,7 @@ int disk_abort(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, 
  * Remove a chunk (both versions). Returned at once: -CFS_ENOCHUNK,
  * -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK, -EIO.
  */
-int disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb,
-		void *cb_arg);
+int disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb, void *cb_arg);
 
 enum {
 	DISK_R_PENDING = 1u << 0, /* read the pending version (error if none) */
@@ -283,13 +282,13 @@ struct disk_read {
 	struct cfs_id128 id;
 	uint32_t off;
 	uint32_t len;
-	unsigned flags;		/* DISK_R_* */
+	unsigned flags; /* DISK_R_* */
 	/* results */
-	int rc;			/* 0, -CFS_ENOCHUNK, -EINVAL, -CFS_ECHECKSUM, -EIO, -ENOMEM */
-	uint64_t ver;		/* version read */
-	uint32_t crc;		/* CRC32C of the returned bytes */
-	struct rt_iov data;	/* returned bytes (short at the chunk's end); the caller owns
-				   the buffer reference: rt_buf_put(&data.buf). */
+	int rc;		    /* 0, -CFS_ENOCHUNK, -EINVAL, -CFS_ECHECKSUM, -EIO, -ENOMEM */
+	uint64_t ver;	    /* version read */
+	uint32_t crc;	    /* CRC32C of the returned bytes */
+	struct rt_iov data; /* returned bytes (short at the chunk's end); the caller owns
+			       the buffer reference: rt_buf_put(&data.buf). */
 };
 
 typedef void (*disk_read_fn)(void *cb_arg, struct disk_read *reads, unsigned n);
@@ -324,19 +323,19 @@ int disk_list(struct disk_target *t, const struct cfs_id128 *begin, const struct
 struct cfs_id128 disk_id_next(const struct cfs_id128 *id);
 
 struct disk_stats {
-	uint64_t capacity;	/* configured limit */
-	uint64_t allocated;	/* data file bytes (prepared slots) */
-	uint64_t used;		/* bytes of slots holding a version */
-	uint64_t free;		/* capacity - used */
+	uint64_t capacity;  /* configured limit */
+	uint64_t allocated; /* data file bytes (prepared slots) */
+	uint64_t used;	    /* bytes of slots holding a version */
+	uint64_t free;	    /* capacity - used */
 	uint64_t chunks;
 	uint64_t reads, read_bytes;
 	uint64_t writes, write_bytes; /* mutations applied, payload bytes */
 	uint64_t checksum_errors;
 	uint64_t io_errors;
-	uint64_t commits;	/* group commits (SQLite transactions) */
-	uint64_t commit_items;	/* index updates they carried */
-	uint64_t fdatasync_ns;	/* helper thread time in data fdatasync */
-	uint64_t commit_ns;	/* helper thread time in SQLite transactions */
+	uint64_t commits;      /* group commits (SQLite transactions) */
+	uint64_t commit_items; /* index updates they carried */
+	uint64_t fdatasync_ns; /* helper thread time in data fdatasync */
+	uint64_t commit_ns;    /* helper thread time in SQLite transactions */
 	uint64_t crc_cache_bytes;
 };
 
@@ -345,15 +344,15 @@ void disk_stats(struct disk_target *t, struct disk_stats *out);
 
 /* Result of a consistency check. */
 struct disk_check {
-	uint64_t rows;		/* index rows */
-	uint64_t chunks;	/* in-memory chunks */
-	uint64_t slots_used;	/* in-memory bitmap bits set */
-	uint64_t leaked;	/* bitmap bits set that no row references */
-	uint64_t missing;	/* slots referenced by rows but free in the bitmap */
-	uint64_t double_used;	/* slots referenced twice */
-	uint64_t out_of_file;	/* slots beyond their data file */
-	uint64_t mismatched;	/* rows that differ from the in-memory entry */
-	char first[160];	/* description of the first problem */
+	uint64_t rows;	      /* index rows */
+	uint64_t chunks;      /* in-memory chunks */
+	uint64_t slots_used;  /* in-memory bitmap bits set */
+	uint64_t leaked;      /* bitmap bits set that no row references */
+	uint64_t missing;     /* slots referenced by rows but free in the bitmap */
+	uint64_t double_used; /* slots referenced twice */
+	uint64_t out_of_file; /* slots beyond their data file */
+	uint64_t mismatched;  /* rows that differ from the in-memory entry */
+	char first[160];      /* description of the first problem */
 };
 
 /**

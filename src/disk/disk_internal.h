@@ -47,11 +47,11 @@ uint32_t disk_crc_table_combine(const uint32_t *table, uint32_t len);
 
 /* One stored version of a chunk. */
 struct disk_ver {
-	uint64_t ver;		/* 0: absent */
-	uint32_t slot;		/* DISK_NOSLOT when len == 0 */
+	uint64_t ver;  /* 0: absent */
+	uint32_t slot; /* DISK_NOSLOT when len == 0 */
 	uint32_t len;
 	uint32_t crc;
-	uint32_t *bcrc;		/* per-4KiB CRCs, NULL when not in memory (or len <= 4 KiB) */
+	uint32_t *bcrc; /* per-4KiB CRCs, NULL when not in memory (or len <= 4 KiB) */
 };
 
 struct disk_op;
@@ -61,10 +61,10 @@ struct disk_chunk {
 	struct cfs_id128 id;
 	uint32_t chunk_size;
 	uint8_t cls;
-	bool busy;		/* a mutation is running; later ones wait in waitq */
+	bool busy; /* a mutation is running; later ones wait in waitq */
 	bool on_lru;
-	struct disk_ver cur;	/* committed */
-	struct disk_ver pend;	/* pending */
+	struct disk_ver cur;  /* committed */
+	struct disk_ver pend; /* pending */
 	struct disk_op *waitq;
 	struct disk_op **waitq_tail;
 	struct disk_chunk *lru_prev, *lru_next; /* CRC table cache order */
@@ -113,7 +113,7 @@ struct disk_chunk *disk_cmap_next(const struct disk_cmap *m, struct disk_cmap_cu
 /* The durable image of one chunk, as the index stores it. */
 struct disk_row {
 	struct cfs_id128 id;
-	bool del;		/* delete the row */
+	bool del; /* delete the row */
 	uint32_t chunk_size;
 	uint8_t cls;
 	uint64_t ver;
@@ -152,19 +152,19 @@ struct disk_mitem {
 };
 
 enum disk_sitem_kind {
-	DISK_SI_ROW,		/* an index update (after fdatasync of sync_cls) */
-	DISK_SI_GROW,		/* fallocate a data file extent */
-	DISK_SI_FSYNC,		/* fdatasync a data file (after zero-fill) */
+	DISK_SI_ROW,   /* an index update (after fdatasync of sync_cls) */
+	DISK_SI_GROW,  /* fallocate a data file extent */
+	DISK_SI_FSYNC, /* fdatasync a data file (after zero-fill) */
 };
 
 /* Work for the helper thread; `done` is posted back with rc set. */
 struct disk_sitem {
 	struct disk_sitem *next;
 	uint8_t kind;
-	int8_t sync_cls;	/* data file to fdatasync first, -1: none */
+	int8_t sync_cls; /* data file to fdatasync first, -1: none */
 	int rc;
 	struct disk_row row;
-	uint8_t cls;		/* DISK_SI_GROW */
+	uint8_t cls; /* DISK_SI_GROW */
 	uint64_t off, len;
 	struct disk_mitem done;
 };
@@ -183,24 +183,24 @@ void disk_mbox_drain(struct disk_target *t);
 #define DISK_ZERO_CHUNK (1u << 20)
 
 struct disk_class {
-	uint32_t size;		/* slot bytes */
+	uint32_t size; /* slot bytes */
 	int fd;
-	uint32_t nslots;	/* usable slots (prepared) */
-	uint32_t nfile;		/* slots the file holds or is growing to */
-	uint32_t nbits;		/* bitmap capacity */
-	uint64_t *bits;		/* 1: used by a version, an operation or quarantine */
-	uint64_t *stable;	/* 1: blocks written and mapped durably: overwriting needs
-				   no file system metadata, a device flush makes it durable */
+	uint32_t nslots;  /* usable slots (prepared) */
+	uint32_t nfile;	  /* slots the file holds or is growing to */
+	uint32_t nbits;	  /* bitmap capacity */
+	uint64_t *bits;	  /* 1: used by a version, an operation or quarantine */
+	uint64_t *stable; /* 1: blocks written and mapped durably: overwriting needs
+			     no file system metadata, a device flush makes it durable */
 	uint32_t nused;
 	uint32_t hint;
-	uint32_t nquar;		/* of nused, waiting in quarantine */
+	uint32_t nquar; /* of nused, waiting in quarantine */
 	bool growing;
-	bool grow_failed;	/* the last growth failed: parked writers get -ENOSPC */
-	bool zero;		/* new extents are zero-filled */
+	bool grow_failed; /* the last growth failed: parked writers get -ENOSPC */
+	bool zero;	  /* new extents are zero-filled */
 	uint64_t zero_start, zero_next, zero_end; /* bytes being zero-filled */
 	bool zero_busy;
 	struct disk_io zio;
-	struct disk_op *waitq;	/* operations waiting for a slot */
+	struct disk_op *waitq; /* operations waiting for a slot */
 	struct disk_op **waitq_tail;
 };
 
@@ -262,21 +262,21 @@ enum disk_op_kind {
 /* What a mutation does to the in-memory entry once durable. */
 enum disk_op_action {
 	DISK_A_NONE,
-	DISK_A_SET_PENDING,	/* nv becomes the pending version */
-	DISK_A_SET_CUR,		/* nv becomes the committed version (pending dropped) */
-	DISK_A_COMMIT,		/* pending becomes committed */
-	DISK_A_ABORT,		/* pending dropped */
-	DISK_A_REMOVE,		/* both dropped */
+	DISK_A_SET_PENDING, /* nv becomes the pending version */
+	DISK_A_SET_CUR,	    /* nv becomes the committed version (pending dropped) */
+	DISK_A_COMMIT,	    /* pending becomes committed */
+	DISK_A_ABORT,	    /* pending dropped */
+	DISK_A_REMOVE,	    /* both dropped */
 };
 
 struct disk_op {
-	struct disk_op *next;	/* chunk or class wait queue */
+	struct disk_op *next; /* chunk or class wait queue */
 	struct disk_target *t;
 	struct disk_chunk *c;
 	uint8_t kind;
 	uint8_t action;
 	uint8_t cls;
-	bool zero_copy;		/* data written straight from the payload buffer */
+	bool zero_copy; /* data written straight from the payload buffer */
 	bool wrote_data;
 	unsigned flags;
 	int rc;
@@ -284,8 +284,8 @@ struct disk_op {
 	uint32_t chunk_size, off, len;
 	unsigned iovcnt;
 	struct rt_iov *iov;
-	struct disk_ver nv;	/* the new version being built */
-	struct disk_ver base;	/* copy of the committed version it builds on */
+	struct disk_ver nv;   /* the new version being built */
+	struct disk_ver base; /* copy of the committed version it builds on */
 	struct rt_buf *buf;
 	struct disk_io io;
 	struct disk_sitem si;
@@ -308,14 +308,14 @@ struct disk_target {
 	uint32_t id;
 	uint64_t capacity;
 	uint64_t grow_bytes;
-	uint64_t file_bytes;	/* data file bytes, including growth in progress */
+	uint64_t file_bytes; /* data file bytes, including growth in progress */
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
 	bool closing;
-	unsigned cb_depth;	/* inside a user callback: close is refused */
+	unsigned cb_depth; /* inside a user callback: close is refused */
 
 	struct disk_cmap map;
-	uint64_t nchunks;	/* entries with a version */
+	uint64_t nchunks;	 /* entries with a version */
 	struct entry_slab *slab; /* entry memory (target.c) */
 	unsigned slab_used;
 	struct disk_chunk *free_entries;
@@ -323,15 +323,15 @@ struct disk_target {
 	struct disk_quar *quar_head, **quar_tail;
 	struct disk_rtrack *rt_head, *rt_tail;
 	uint64_t rgen;
-	void *zero_buf;		/* DISK_ZERO_CHUNK bytes of zeros, aligned */
+	void *zero_buf; /* DISK_ZERO_CHUNK bytes of zeros, aligned */
 
 	/* CRC table cache */
 	uint64_t crc_bytes, crc_budget;
 	struct disk_chunk *lru_head, *lru_tail;
 
 	/* work in flight, waited for by close */
-	uint64_t ops_inflight;	/* mutations and read batches not yet called back */
-	uint64_t bg_inflight;	/* growth and zero-fill */
+	uint64_t ops_inflight; /* mutations and read batches not yet called back */
+	uint64_t bg_inflight;  /* growth and zero-fill */
 
 	/* helper thread */
 	struct disk_index ix;
@@ -348,7 +348,7 @@ struct disk_target {
 	uint64_t fdatasync_ns, commit_ns;
 
 	struct disk_stats st;
-	uint64_t log_budget_ns;	/* rate limit of data-path error logs */
+	uint64_t log_budget_ns; /* rate limit of data-path error logs */
 	uint32_t log_count;
 };
 

@@ -51,7 +51,8 @@ class_table(char *buf, size_t n)
 
 	buf[0] = 0;
 	for (int i = 0; i < DISK_NCLASS && off < n; i++)
-		off += (size_t)snprintf(buf + off, n - off, "%s%u", i ? "," : "", disk_class_size[i]);
+		off += (size_t)snprintf(buf + off, n - off, "%s%u", i ? "," : "",
+					disk_class_size[i]);
 }
 
 static int
@@ -81,7 +82,8 @@ check_meta(sqlite3 *db)
 		} else if (strcmp(k, "classes") == 0) {
 			seen |= 2;
 			if (strcmp(v, want) != 0) {
-				RT_ERRLOG("index was cut with classes %s, this build has %s", v, want);
+				RT_ERRLOG("index was cut with classes %s, this build has %s", v,
+					  want);
 				rc = -CFS_ECONFIG;
 			}
 		}
@@ -116,7 +118,8 @@ disk_index_open(struct disk_index *ix, const char *path)
 
 	memset(ix, 0, sizeof(*ix));
 	src = sqlite3_open_v2(path, &ix->db,
-			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			      NULL);
 	if (src != SQLITE_OK) {
 		rc = sql_err(ix->db, src, "open");
 		goto out_close;
@@ -138,10 +141,11 @@ disk_index_open(struct disk_index *ix, const char *path)
 	rc = check_meta(ix->db);
 	if (rc != 0)
 		goto out_close;
-	if ((rc = prepare(ix->db,
-			  "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver,"
-			  " pslot, plen, pcrc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-			  &ix->upsert)) != 0 ||
+	if ((rc = prepare(
+		     ix->db,
+		     "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver,"
+		     " pslot, plen, pcrc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+		     &ix->upsert)) != 0 ||
 	    (rc = prepare(ix->db, "DELETE FROM chunks WHERE id = ?", &ix->del)) != 0 ||
 	    (rc = prepare(ix->db, "BEGIN", &ix->begin)) != 0 ||
 	    (rc = prepare(ix->db, "COMMIT", &ix->commit)) != 0 ||
@@ -173,14 +177,15 @@ disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *
 	sqlite3_stmt *st = NULL;
 	int rc = 0, src;
 
-	src = sqlite3_prepare_v2(db,
-				 "SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc"
-				 " FROM chunks ORDER BY id",
-				 -1, &st, NULL);
+	src = sqlite3_prepare_v2(
+		db,
+		"SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc"
+		" FROM chunks ORDER BY id",
+		-1, &st, NULL);
 	if (src != SQLITE_OK)
 		return sql_err(db, src, "prepare load");
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		struct disk_row r = { 0 };
+		struct disk_row r = {0};
 		int cls = sqlite3_column_int(st, 2);
 
 		if (sqlite3_column_bytes(st, 0) != (int)sizeof(r.id.b) || cls < 0 ||

@@ -28,13 +28,13 @@ struct ritem {
 	struct disk_read *r;
 	struct disk_rtrack track;
 	struct rt_buf *buf;
-	uint32_t a;		/* chunk offset of buf[0] */
-	uint32_t end;		/* chunk offset after the last byte returned */
+	uint32_t a;   /* chunk offset of buf[0] */
+	uint32_t end; /* chunk offset after the last byte returned */
 	uint32_t vlen, vcrc, slot;
 	uint64_t ver;
 	bool whole;
 	bool pending;
-	uint32_t first;		/* first block read */
+	uint32_t first; /* first block read */
 	uint32_t nexp;
 	uint32_t *exp;
 	uint32_t exp_inline[4];
@@ -175,7 +175,8 @@ read_done(struct disk_io *io, long res)
 
 			crc = it->exp[0];
 			for (uint32_t i = 1; i < k; i++)
-				crc = disk_crc32c_combine(crc, it->exp[i], blen_of(it->vlen, it->first + i));
+				crc = disk_crc32c_combine(crc, it->exp[i],
+							  blen_of(it->vlen, it->first + i));
 		} else {
 			crc = disk_crc32c(0, data + off, n);
 		}
@@ -271,8 +272,7 @@ out_noent:
 }
 
 int
-disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_fn cb,
-	  void *cb_arg)
+disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_fn cb, void *cb_arg)
 {
 	struct rbatch *rb;
 
@@ -297,7 +297,7 @@ disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_
 		r->rc = 0;
 		r->ver = 0;
 		r->crc = 0;
-		r->data = (struct rt_iov){ 0 };
+		r->data = (struct rt_iov){0};
 		it->rb = rb;
 		it->r = r;
 		if (item_start(rb, it) != 0)

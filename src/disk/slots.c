@@ -126,9 +126,9 @@ scan_stable(struct disk_class *k)
 			break;
 		for (uint32_t i = 0; i < fm->fm_mapped_extents; i++) {
 			const struct fiemap_extent *x = &fm->fm_extents[i];
-			bool written = !(x->fe_flags & (FIEMAP_EXTENT_UNWRITTEN |
-							FIEMAP_EXTENT_UNKNOWN |
-							FIEMAP_EXTENT_DELALLOC));
+			bool written =
+				!(x->fe_flags & (FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_UNKNOWN |
+						 FIEMAP_EXTENT_DELALLOC));
 
 			if (written && x->fe_logical == run_end) {
 				run_end = x->fe_logical + x->fe_length;
@@ -138,7 +138,8 @@ scan_stable(struct disk_class *k)
 					uint64_t b = run_end / k->size;
 
 					if (b > a)
-						disk_slots_set_stable(k, (uint32_t)a, (uint32_t)(b - a));
+						disk_slots_set_stable(k, (uint32_t)a,
+								      (uint32_t)(b - a));
 				}
 				run_start = x->fe_logical;
 				run_end = written ? x->fe_logical + x->fe_length : x->fe_logical;

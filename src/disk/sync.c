@@ -102,7 +102,7 @@ mono_ns(void)
 static void
 commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 {
-	bool synced[DISK_NCLASS] = { false };
+	bool synced[DISK_NCLASS] = {false};
 	uint64_t t0 = mono_ns(), t1;
 	int rc = 0;
 

@@ -18,9 +18,9 @@
 #define RT_LOG_SUBSYS "disk"
 #include "disk/disk_internal.h"
 
-#define DEFAULT_GROW (64ull << 20)
+#define DEFAULT_GROW	   (64ull << 20)
 #define DEFAULT_CRC_BUDGET (1ull << 30)
-#define LOG_PER_SEC 10
+#define LOG_PER_SEC	   10
 
 bool
 disk_log_ok(struct disk_target *t)
@@ -278,8 +278,7 @@ disk_stats(struct disk_target *t, struct disk_stats *out)
 /* ------------------------------------------------------------ open, close */
 
 static int
-mark_ver(struct disk_target *t, const struct disk_row *r, uint64_t ver, uint32_t slot,
-	 uint32_t len)
+mark_ver(struct disk_target *t, const struct disk_row *r, uint64_t ver, uint32_t slot, uint32_t len)
 {
 	int rc;
 
@@ -322,10 +321,9 @@ load_row(const struct disk_row *r, void *arg)
 		return -ENOMEM;
 	c->chunk_size = r->chunk_size;
 	c->cls = r->cls;
-	c->cur = (struct disk_ver){ .ver = r->ver, .slot = r->slot, .len = r->len, .crc = r->crc };
-	c->pend = (struct disk_ver){
-		.ver = r->pver, .slot = r->pslot, .len = r->plen, .crc = r->pcrc
-	};
+	c->cur = (struct disk_ver){.ver = r->ver, .slot = r->slot, .len = r->len, .crc = r->crc};
+	c->pend =
+		(struct disk_ver){.ver = r->pver, .slot = r->pslot, .len = r->plen, .crc = r->pcrc};
 	if (c->cur.len == 0)
 		c->cur.slot = DISK_NOSLOT;
 	if (c->pend.len == 0)
@@ -343,8 +341,7 @@ wake_cb(struct ev_loop *ev, ev_async *w, int revents)
 static void free_entries(struct disk_target *t);
 
 int
-disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o,
-		 struct disk_target **out)
+disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct disk_target **out)
 {
 	struct disk_target *t;
 	struct timespec t0, t1;
@@ -500,8 +497,8 @@ struct check_ctx {
 	uint32_t nref[DISK_NCLASS];
 };
 
-static void
-problem(struct check_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct check_ctx *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void
 problem(struct check_ctx *x, const char *fmt, ...)
@@ -572,7 +569,7 @@ check_row(const struct disk_row *r, void *arg)
 int
 disk_target_check(struct disk_target *t, struct disk_check *out)
 {
-	struct check_ctx x = { .t = t, .out = out };
+	struct check_ctx x = {.t = t, .out = out};
 	sqlite3 *db = NULL;
 	char *ipath;
 	int rc;
@@ -625,8 +622,7 @@ disk_target_check(struct disk_target *t, struct disk_check *out)
 		problem(&x, "index has %lu rows, memory %lu chunks", (unsigned long)out->rows,
 			(unsigned long)t->nchunks);
 	}
-	rc = out->leaked || out->missing || out->double_used || out->out_of_file ||
-			     out->mismatched
+	rc = out->leaked || out->missing || out->double_used || out->out_of_file || out->mismatched
 		     ? -EUCLEAN
 		     : 0;
 out:

@@ -186,7 +186,7 @@ op_sync(struct disk_op *op, bool wrote_data)
 	struct disk_chunk *c = op->c;
 	struct disk_row *r = &op->si.row;
 	const struct disk_ver *cur = &c->cur, *pend = &c->pend;
-	static const struct disk_ver none = { .slot = DISK_NOSLOT };
+	static const struct disk_ver none = {.slot = DISK_NOSLOT};
 
 	switch (op->action) {
 	case DISK_A_SET_PENDING:
@@ -314,8 +314,8 @@ build_crc(struct disk_op *op, const uint8_t *data, const uint32_t *base_tab)
 		uint64_t bs = (uint64_t)i * DISK_BLOCK, be = bs + DISK_BLOCK;
 		bool same = i < nb_base && block_len(len, i) == block_len(op->base.len, i);
 
-		if (same && op->kind == DISK_OP_WRITE && op->len > 0 && bs < (uint64_t)op->off + op->len &&
-		    op->off < be)
+		if (same && op->kind == DISK_OP_WRITE && op->len > 0 &&
+		    bs < (uint64_t)op->off + op->len && op->off < be)
 			same = false;
 		tab[i] = same ? base_tab[i] : disk_crc32c(0, data + bs, block_len(len, i));
 	}
@@ -374,9 +374,10 @@ base_read(struct disk_io *io, long res)
 		for (int i = 0; i < 16; i++)
 			sprintf(hex + 2 * i, "%02x", op->c->id.b[i]);
 		if (disk_log_ok(t))
-			RT_ERRLOG("target=%u chunk=%s ver=%lu: checksum mismatch in committed content"
-				  " (merge refused)",
-				  t->id, hex, (unsigned long)op->base.ver);
+			RT_ERRLOG(
+				"target=%u chunk=%s ver=%lu: checksum mismatch in committed content"
+				" (merge refused)",
+				t->id, hex, (unsigned long)op->base.ver);
 		free(tab);
 		op_finish(op, -CFS_ECHECKSUM);
 		return;
@@ -597,8 +598,7 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 	if (t->closing)
 		return -CFS_ENOTSERVING;
 	if (w->chunk_size == 0 || w->chunk_size > DISK_MAX_CHUNK ||
-	    (uint64_t)w->off + w->len > w->chunk_size ||
-	    ((w->flags & DISK_W_FORCE) && w->ver == 0))
+	    (uint64_t)w->off + w->len > w->chunk_size || ((w->flags & DISK_W_FORCE) && w->ver == 0))
 		return -EINVAL;
 	for (unsigned i = 0; i < w->iovcnt && have < w->len; i++) {
 		if (w->iov[i].buf == NULL)

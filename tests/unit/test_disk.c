@@ -186,7 +186,7 @@ write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t
 {
 	uint32_t skew = (off + len) % 3 == 0 || len > DISK_MAX_CHUNK - 8 ? 0 : 7;
 	struct rt_buf *b = payload(data, len, skew);
-	struct rt_iov iov = { .buf = b, .off = skew, .len = len };
+	struct rt_iov iov = {.buf = b, .off = skew, .len = len};
 	struct disk_write w = {
 		.id = id,
 		.chunk_size = csize,
@@ -240,8 +240,8 @@ static int
 read_sync(struct disk_target *t, struct cfs_id128 id, uint32_t off, uint32_t len, unsigned flags,
 	  uint8_t *out, uint32_t *got, uint64_t *ver)
 {
-	struct disk_read rd = { .id = id, .off = off, .len = len, .flags = flags };
-	struct rres r = { 0 };
+	struct disk_read rd = {.id = id, .off = off, .len = len, .flags = flags};
+	struct rres r = {0};
 	int rc = disk_read(t, &rd, 1, read_cb, &r);
 
 	ck_assert_int_eq(rc, 0);
@@ -250,8 +250,8 @@ read_sync(struct disk_target *t, struct cfs_id128 id, uint32_t off, uint32_t len
 	if (rd.rc == 0) {
 		ck_assert_uint_le(rd.data.len, len);
 		if (rd.data.len > 0)
-			ck_assert_uint_eq(rd.crc,
-					  disk_crc32c(0, rd.data.buf->data + rd.data.off, rd.data.len));
+			ck_assert_uint_eq(rd.crc, disk_crc32c(0, rd.data.buf->data + rd.data.off,
+							      rd.data.len));
 		if (out && rd.data.len > 0)
 			memcpy(out, rd.data.buf->data + rd.data.off, rd.data.len);
 		if (got)
@@ -283,7 +283,7 @@ simple_sync(int (*fn)(struct disk_target *, const struct cfs_id128 *, uint64_t, 
 		      void *),
 	    struct disk_target *t, struct cfs_id128 id, uint64_t ver)
 {
-	struct res r = { 0 };
+	struct res r = {0};
 	int rc = fn(t, &id, ver, done_cb, &r);
 
 	if (rc != 0)
@@ -295,7 +295,7 @@ simple_sync(int (*fn)(struct disk_target *, const struct cfs_id128 *, uint64_t, 
 static int
 remove_sync(struct disk_target *t, struct cfs_id128 id)
 {
-	struct res r = { 0 };
+	struct res r = {0};
 	int rc = disk_remove(t, &id, done_cb, &r);
 
 	if (rc != 0)
@@ -308,7 +308,7 @@ static int
 truncate_sync(struct disk_target *t, struct cfs_id128 id, uint32_t len, uint64_t ver,
 	      unsigned flags)
 {
-	struct res r = { 0 };
+	struct res r = {0};
 	int rc = disk_truncate(t, &id, len, ver, flags, done_cb, &r);
 
 	if (rc != 0)
@@ -349,7 +349,7 @@ START_TEST(test_disk_roundtrip_when_each_size_class)
 
 	for (int c = 0; c < DISK_NCLASS; c++) {
 		uint32_t csize = disk_class_size[c];
-		uint32_t lens[3] = { csize, csize - 1000, c > 0 ? disk_class_size[c - 1] + 1 : 1 };
+		uint32_t lens[3] = {csize, csize - 1000, c > 0 ? disk_class_size[c - 1] + 1 : 1};
 
 		for (int k = 0; k < 3; k++) {
 			struct cfs_id128 id = mkid(c, k);
@@ -357,9 +357,8 @@ START_TEST(test_disk_roundtrip_when_each_size_class)
 			uint64_t ver = 0;
 
 			fill(data, len, c * 10 + k);
-			ck_assert_int_eq(write_sync(t, id, csize, 0, data, len, 0, DISK_W_COMMIT,
-						    &info),
-					 0);
+			ck_assert_int_eq(
+				write_sync(t, id, csize, 0, data, len, 0, DISK_W_COMMIT, &info), 0);
 			ck_assert_uint_eq(info.ver, 1);
 			ck_assert_uint_eq(info.len, len);
 			ck_assert_uint_eq(info.crc, disk_crc32c(0, data, len));
@@ -397,17 +396,16 @@ START_TEST(test_disk_batch_read_returns_every_item_when_mixed_results)
 	struct disk_target *t = open_t("t", 64ull << 20);
 	uint8_t data[20000];
 	struct disk_read rd[4] = {
-		{ .id = mkid(1, 1), .off = 0, .len = 20000 },
-		{ .id = mkid(1, 2), .off = 0, .len = 10 },     /* unknown */
-		{ .id = mkid(1, 1), .off = 12345, .len = 100 },
-		{ .id = mkid(1, 1), .off = 60000, .len = 10000 }, /* beyond chunk_size */
+		{.id = mkid(1, 1), .off = 0, .len = 20000},
+		{.id = mkid(1, 2), .off = 0, .len = 10}, /* unknown */
+		{.id = mkid(1, 1), .off = 12345, .len = 100},
+		{.id = mkid(1, 1), .off = 60000, .len = 10000}, /* beyond chunk_size */
 	};
-	struct rres r = { 0 };
+	struct rres r = {0};
 
 	fill(data, sizeof(data), 9);
-	ck_assert_int_eq(write_sync(t, mkid(1, 1), 65536, 0, data, sizeof(data), 0,
-				    DISK_W_COMMIT, NULL),
-			 0);
+	ck_assert_int_eq(
+		write_sync(t, mkid(1, 1), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL), 0);
 	ck_assert_int_eq(disk_read(t, rd, 4, read_cb, &r), 0);
 	run_until(&r.done);
 	ck_assert_int_eq(rd[0].rc, 0);
@@ -427,11 +425,15 @@ START_TEST(test_disk_write_is_zero_copy_safe_when_payload_aligned)
 {
 	struct disk_target *t = open_t("t", 64ull << 20);
 	struct rt_buf *b = rt_buf_get(1 << 20);
-	struct rt_iov iov = { .buf = b, .off = 0, .len = 303104 };
-	struct disk_write w = { .id = mkid(2, 2), .chunk_size = 1 << 20, .len = 303104,
-				.iov = &iov, .iovcnt = 1, .flags = DISK_W_COMMIT };
+	struct rt_iov iov = {.buf = b, .off = 0, .len = 303104};
+	struct disk_write w = {.id = mkid(2, 2),
+			       .chunk_size = 1 << 20,
+			       .len = 303104,
+			       .iov = &iov,
+			       .iovcnt = 1,
+			       .flags = DISK_W_COMMIT};
 	uint8_t *want = malloc(303104);
-	struct res r = { 0 };
+	struct res r = {0};
 
 	fill(b->data, b->cap, 77);
 	memcpy(want, b->data, 303104);
@@ -475,9 +477,9 @@ START_TEST(test_disk_partial_writes_merge_when_chunk_exists)
 	}
 	/* replace keeps nothing of the old content */
 	fill(data, 50, 4242);
-	ck_assert_int_eq(write_sync(t, id, csize, 100, data, 50, 0, DISK_W_COMMIT | DISK_W_REPLACE,
-				    &info),
-			 0);
+	ck_assert_int_eq(
+		write_sync(t, id, csize, 100, data, 50, 0, DISK_W_COMMIT | DISK_W_REPLACE, &info),
+		0);
 	ck_assert_uint_eq(info.len, 150);
 	memset(model, 0, csize);
 	memcpy(model + 100, data, 50);
@@ -552,8 +554,7 @@ START_TEST(test_disk_pending_version_hidden_until_commit_when_written_pending)
 	ck_assert_uint_eq(info.ver, 2);
 	ck_assert_uint_eq(info.pver, 0);
 	assert_content(t, id, 0, b, sizeof(b));
-	ck_assert_int_eq(read_sync(t, id, 0, 10, DISK_R_PENDING, NULL, NULL, NULL),
-			 -CFS_ENOCHUNK);
+	ck_assert_int_eq(read_sync(t, id, 0, 10, DISK_R_PENDING, NULL, NULL, NULL), -CFS_ENOCHUNK);
 	/* committing it again is harmless; older ones are stale */
 	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
 	ck_assert_int_eq(simple_sync(disk_commit, t, id, 1), -ESTALE);
@@ -598,8 +599,7 @@ START_TEST(test_disk_new_chunk_unreadable_when_only_pending)
 	assert_content(t, id, DISK_R_PENDING, a, sizeof(a));
 	ck_assert_int_eq(simple_sync(disk_abort, t, id, 1), 0);
 	ck_assert_int_eq(disk_query(t, &id, &info), -CFS_ENOCHUNK);
-	ck_assert_int_eq(read_sync(t, id, 0, 100, DISK_R_PENDING, NULL, NULL, NULL),
-			 -CFS_ENOCHUNK);
+	ck_assert_int_eq(read_sync(t, id, 0, 100, DISK_R_PENDING, NULL, NULL, NULL), -CFS_ENOCHUNK);
 	assert_consistent(t);
 	disk_target_close(&t);
 }
@@ -674,13 +674,13 @@ gate_release(struct gate *g)
  * read still returns the old, valid bytes. */
 START_TEST(test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it)
 {
-	struct gate g = { .pub = { .ops = &gate_ops, .ev = g_ev }, .inner = g_eng };
+	struct gate g = {.pub = {.ops = &gate_ops, .ev = g_ev}, .inner = g_eng};
 	struct disk_target_opts o = opts("t", 64ull << 20);
 	struct disk_target *t = NULL;
 	struct cfs_id128 id = mkid(6, 6);
 	uint8_t a[4096], b[4096], c[4096];
-	struct disk_read rd = { .id = id, .off = 0, .len = 4096 };
-	struct rres rr = { 0 };
+	struct disk_read rd = {.id = id, .off = 0, .len = 4096};
+	struct rres rr = {0};
 	struct disk_stats st;
 
 	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
@@ -691,7 +691,7 @@ START_TEST(test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it)
 	ck_assert_int_eq(write_sync(t, id, 4096, 0, b, 4096, 0, 0, NULL), 0);
 	g.hold = true;
 	ck_assert_int_eq(disk_read(t, &rd, 1, read_cb, &rr), 0); /* reads v1, held */
-	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);  /* frees v1's slot */
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0); /* frees v1's slot */
 	ck_assert_int_eq(write_sync(t, mkid(6, 7), 4096, 0, c, 4096, 0, DISK_W_COMMIT, NULL), 0);
 	ck_assert_int_eq(write_sync(t, mkid(6, 8), 4096, 0, c, 4096, 0, DISK_W_COMMIT, NULL), 0);
 	disk_stats(t, &st);
@@ -745,9 +745,9 @@ START_TEST(test_disk_reopen_restores_everything_when_closed)
 				 0);
 		if (i % 5 == 0 && i % 3 != 0) { /* a pending update on top */
 			fill(data, 100, 1000 + i);
-			ck_assert_int_eq(write_sync(t, mkid(7, i), csize, 10, data, 100, 0, 0,
-						    &before[i]),
-					 0);
+			ck_assert_int_eq(
+				write_sync(t, mkid(7, i), csize, 10, data, 100, 0, 0, &before[i]),
+				0);
 		}
 	}
 	ck_assert_int_eq(remove_sync(t, mkid(7, 59)), 0);
@@ -820,9 +820,9 @@ START_TEST(test_disk_enospc_keeps_earlier_chunks_when_capacity_reached)
 	/* freeing one makes room again */
 	ck_assert_int_eq(remove_sync(t, mkid(8, 3)), 0);
 	fill(data, sizeof(data), 99);
-	ck_assert_int_eq(write_sync(t, mkid(8, 99), 65536, 0, data, sizeof(data), 0,
-				    DISK_W_COMMIT, NULL),
-			 0);
+	ck_assert_int_eq(
+		write_sync(t, mkid(8, 99), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
+		0);
 	assert_content(t, mkid(8, 99), 0, data, sizeof(data));
 	assert_consistent(t);
 	disk_target_close(&t);
@@ -892,8 +892,7 @@ START_TEST(test_disk_small_chunk_fails_checksum_when_flipped_after_reopen)
 	struct cfs_id128 id = mkid(9, 2);
 
 	fill(data, sizeof(data), 12);
-	ck_assert_int_eq(write_sync(t, id, 4096, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
-			 0);
+	ck_assert_int_eq(write_sync(t, id, 4096, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL), 0);
 	disk_target_close(&t);
 	flip_byte("t", "slots-4K.dat", 2999);
 	t = open_t("t", 64ull << 20);
@@ -911,10 +910,14 @@ START_TEST(test_disk_refuses_bad_arguments_when_submitted)
 	uint8_t data[8192];
 	struct cfs_id128 id = mkid(10, 1), nope = mkid(10, 2);
 	struct rt_buf *b = payload(data, sizeof(data), 0);
-	struct rt_iov iov = { .buf = b, .off = 0, .len = 100 };
-	struct disk_write w = { .id = id, .chunk_size = 4096, .len = 100, .iov = &iov,
-				.iovcnt = 1, .flags = DISK_W_COMMIT };
-	struct res r = { 0 };
+	struct rt_iov iov = {.buf = b, .off = 0, .len = 100};
+	struct disk_write w = {.id = id,
+			       .chunk_size = 4096,
+			       .len = 100,
+			       .iov = &iov,
+			       .iovcnt = 1,
+			       .flags = DISK_W_COMMIT};
+	struct res r = {0};
 
 	fill(data, sizeof(data), 1);
 	memcpy(b->data, data, sizeof(data));
@@ -937,7 +940,7 @@ START_TEST(test_disk_refuses_bad_arguments_when_submitted)
 	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), -EINVAL);
 	w.flags = DISK_W_COMMIT;
 	ck_assert_int_eq(r.done, 0);
-	ck_assert_int_eq(disk_query(t, &id, &(struct disk_chunk_info){ 0 }), -CFS_ENOCHUNK);
+	ck_assert_int_eq(disk_query(t, &id, &(struct disk_chunk_info){0}), -CFS_ENOCHUNK);
 	/* nothing was stored by any of them */
 	ck_assert_int_eq(disk_write(t, &w, done_cb, &r), 0);
 	run_until(&r.done);
@@ -983,7 +986,7 @@ START_TEST(test_disk_list_pages_in_id_order_when_many_chunks)
 	uint8_t data[16];
 	uint64_t s = 7;
 	unsigned seen = 0;
-	struct cfs_id128 begin = { 0 }, prev = { 0 };
+	struct cfs_id128 begin = {0}, prev = {0};
 	bool more = true;
 
 	fill(data, sizeof(data), 1);
@@ -1077,7 +1080,7 @@ START_TEST(test_disk_group_commit_batches_when_many_concurrent_writes)
 		fill(data, sizeof(data), i);
 		assert_content(t, mkid(11, i), 0, data, sizeof(data));
 	}
-	ck_assert_int_eq(disk_query(t, &(struct cfs_id128){ 0 }, &info), -CFS_ENOCHUNK);
+	ck_assert_int_eq(disk_query(t, &(struct cfs_id128){0}, &info), -CFS_ENOCHUNK);
 	assert_content(t, mkid(12, 0), 0, model, sizeof(model));
 	assert_consistent(t);
 	disk_target_close(&t);
@@ -1120,9 +1123,9 @@ START_TEST(test_disk_dsync_mode_roundtrips_when_selected)
 	o.prep = DISK_PREP_FALLOCATE;
 	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
 	fill(data, sizeof(data), 4);
-	ck_assert_int_eq(write_sync(t, mkid(14, 1), 65536, 0, data, sizeof(data), 0,
-				    DISK_W_COMMIT, NULL),
-			 0);
+	ck_assert_int_eq(
+		write_sync(t, mkid(14, 1), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
+		0);
 	disk_target_close(&t);
 	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
 	assert_content(t, mkid(14, 1), 0, data, sizeof(data));
@@ -1171,7 +1174,7 @@ END_TEST
 static uint32_t
 cr_csize(int i)
 {
-	static const uint32_t sizes[3] = { 4096, 65536, 1 << 20 };
+	static const uint32_t sizes[3] = {4096, 65536, 1 << 20};
 
 	return sizes[i % 3];
 }
@@ -1214,7 +1217,7 @@ cr_child(int fd, uint64_t seed)
 	struct disk_target *t = NULL;
 	struct cr_slot slots[16];
 	uint64_t vers[CR_CHUNKS];
-	bool busy[CR_CHUNKS] = { false };
+	bool busy[CR_CHUNKS] = {false};
 	uint8_t *data = malloc(1 << 20);
 	uint64_t s = seed;
 
@@ -1247,7 +1250,7 @@ cr_child(int fd, uint64_t seed)
 				if (sl->r.rc != 0)
 					_exit(4);
 				if (sl->pending_mode) {
-					struct ack a = { ACK_PENDING, (uint32_t)sl->chunk, sl->ver };
+					struct ack a = {ACK_PENDING, (uint32_t)sl->chunk, sl->ver};
 
 					if (write(fd, &a, sizeof(a)) != sizeof(a))
 						_exit(5);
@@ -1260,7 +1263,7 @@ cr_child(int fd, uint64_t seed)
 				}
 			}
 			if (sl->stage != 0) {
-				struct ack a = { ACK_COMMITTED, (uint32_t)sl->chunk, sl->ver };
+				struct ack a = {ACK_COMMITTED, (uint32_t)sl->chunk, sl->ver};
 
 				if (sl->r.rc != 0)
 					_exit(7);
@@ -1296,7 +1299,7 @@ cr_child(int fd, uint64_t seed)
 
 START_TEST(test_disk_crash_keeps_acked_writes_when_killed_at_random)
 {
-	uint64_t committed[CR_CHUNKS] = { 0 }, pending[CR_CHUNKS] = { 0 };
+	uint64_t committed[CR_CHUNKS] = {0}, pending[CR_CHUNKS] = {0};
 	uint8_t *want = malloc(1 << 20), *got = malloc(1 << 20);
 	uint64_t s = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 	unsigned total_acks = 0;
@@ -1366,7 +1369,8 @@ START_TEST(test_disk_crash_keeps_acked_writes_when_killed_at_random)
 				cr_fill(want, i, info.ver);
 				ck_assert_uint_eq(info.len, cr_len(i, info.ver));
 				ck_assert_uint_eq(info.crc, disk_crc32c(0, want, info.len));
-				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), 0, got, &n, NULL), 0);
+				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), 0, got, &n, NULL),
+						 0);
 				ck_assert_uint_eq(n, info.len);
 				ck_assert_msg(memcmp(got, want, n) == 0, "chunk %d v%lu content", i,
 					      (unsigned long)info.ver);
@@ -1374,8 +1378,8 @@ START_TEST(test_disk_crash_keeps_acked_writes_when_killed_at_random)
 			if (info.pver != 0) {
 				cr_fill(want, i, info.pver);
 				ck_assert_uint_eq(info.plen, cr_len(i, info.pver));
-				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), DISK_R_PENDING, got,
-							   &n, NULL),
+				ck_assert_int_eq(read_sync(t, id, 0, cr_csize(i), DISK_R_PENDING,
+							   got, &n, NULL),
 						 0);
 				ck_assert_msg(memcmp(got, want, n) == 0, "chunk %d p%lu content", i,
 					      (unsigned long)info.pver);
@@ -1399,26 +1403,26 @@ disk_suite(void)
 		const char *name;
 		const TTest *test;
 	} cases[] = {
-		{ "crc", test_disk_crc32c_gives_check_value_when_standard_input },
-		{ "roundtrip", test_disk_roundtrip_when_each_size_class },
-		{ "batch", test_disk_batch_read_returns_every_item_when_mixed_results },
-		{ "zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned },
-		{ "partial", test_disk_partial_writes_merge_when_chunk_exists },
-		{ "versions", test_disk_pending_version_hidden_until_commit_when_written_pending },
-		{ "pending_new", test_disk_new_chunk_unreadable_when_only_pending },
-		{ "cow_reads", test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it },
-		{ "reopen", test_disk_reopen_restores_everything_when_closed },
-		{ "enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached },
-		{ "checksum", test_disk_read_fails_checksum_when_data_byte_flipped },
-		{ "checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen },
-		{ "badargs", test_disk_refuses_bad_arguments_when_submitted },
-		{ "badopts", test_disk_open_refuses_when_options_bad },
-		{ "list", test_disk_list_pages_in_id_order_when_many_chunks },
-		{ "group_commit", test_disk_group_commit_batches_when_many_concurrent_writes },
-		{ "close", test_disk_close_completes_inflight_when_writes_pending },
-		{ "dsync", test_disk_dsync_mode_roundtrips_when_selected },
-		{ "crc_cache", test_disk_crc_cache_rebuilds_tables_when_budget_small },
-		{ "crash", test_disk_crash_keeps_acked_writes_when_killed_at_random },
+		{"crc", test_disk_crc32c_gives_check_value_when_standard_input},
+		{"roundtrip", test_disk_roundtrip_when_each_size_class},
+		{"batch", test_disk_batch_read_returns_every_item_when_mixed_results},
+		{"zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned},
+		{"partial", test_disk_partial_writes_merge_when_chunk_exists},
+		{"versions", test_disk_pending_version_hidden_until_commit_when_written_pending},
+		{"pending_new", test_disk_new_chunk_unreadable_when_only_pending},
+		{"cow_reads", test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it},
+		{"reopen", test_disk_reopen_restores_everything_when_closed},
+		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
+		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
+		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
+		{"badargs", test_disk_refuses_bad_arguments_when_submitted},
+		{"badopts", test_disk_open_refuses_when_options_bad},
+		{"list", test_disk_list_pages_in_id_order_when_many_chunks},
+		{"group_commit", test_disk_group_commit_batches_when_many_concurrent_writes},
+		{"close", test_disk_close_completes_inflight_when_writes_pending},
+		{"dsync", test_disk_dsync_mode_roundtrips_when_selected},
+		{"crc_cache", test_disk_crc_cache_rebuilds_tables_when_budget_small},
+		{"crash", test_disk_crash_keeps_acked_writes_when_killed_at_random},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
