@@ -40,7 +40,7 @@ static const struct err_row g_own[] = {
 	X(ENETRESET) X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) X(ENOTCONN)      \
 	X(ESHUTDOWN) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTDOWN) X(EHOSTUNREACH)            \
 	X(EALREADY) X(EINPROGRESS) X(ESTALE) X(EDQUOT) X(ECANCELED) X(EOWNERDEAD)         \
-	X(ENOTRECOVERABLE)
+	X(ENOTRECOVERABLE) X(EUCLEAN)
 /* clang-format on */
 
 static const struct err_row g_sys[] = {
