@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "chainfs/cluster.h"
+
 void
 stor_id_str(const struct cfs_id128 *id, char out[STOR_ID_STR])
 {
@@ -39,8 +41,103 @@ stor_check_target(const struct stor_target *t, uint32_t target, uint32_t chain_v
 {
 	if (target != t->id)
 		return -CFS_ENOACTOR;
-	if (chain_ver != 0)
+	if (chain_ver != 0 && (!t->in_cluster || chain_ver != t->chain.chain_ver))
 		return -CFS_ESTALECHAIN;
+	return 0;
+}
+
+int
+stor_check_chain(const struct stor_target *t, uint32_t target, uint32_t chain_ver,
+		 enum stor_use use)
+{
+	const struct stor_chain *c = &t->chain;
+
+	if (target != t->id)
+		return -CFS_ENOACTOR;
+	if (!t->in_cluster)
+		return chain_ver == 0 ? 0 : -CFS_ESTALECHAIN;
+	/* Past its lease mgmtd may already have moved the chain on without us:
+	 * whatever we hold may be stale, so nothing is answered until nodectl
+	 * pushes routing with a fresh lease. */
+	if (c->chain_ver == 0 || c->pos < 0 || rt_now_ns(t->loop) >= c->lease_until_ns)
+		return -CFS_ENOTSERVING;
+	if (chain_ver != c->chain_ver)
+		return -CFS_ESTALECHAIN;
+	switch (use) {
+	case STOR_USE_READ:
+		return c->public_state == CFS_TS_SERVING ? 0 : -CFS_ENOTSERVING;
+	case STOR_USE_WRITE:
+		return c->public_state == CFS_TS_SERVING && c->pos == c->head ? 0
+									      : -CFS_ENOTSERVING;
+	case STOR_USE_FORWARD:
+		return c->pos > c->head && (c->public_state == CFS_TS_SERVING ||
+					    c->public_state == CFS_TS_SYNCING)
+			       ? 0
+			       : -CFS_ENOTSERVING;
+	}
+	return -CFS_ENOTSERVING;
+}
+
+/*
+ * NODE_TARGET_ROUTING: nodectl's view of our chain (one-way, node-local).
+ * Taken as it comes, newest routing_ver wins; a lease extension with the same
+ * routing_ver refreshes only the lease. A chain longer than STOR_MAX_CHAIN or
+ * one we are not in leaves us without a chain (every data request refused).
+ */
+int
+stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
+{
+	struct stor_target *t = rt_actor_state(self);
+	const struct cfs_node_target_routing *m = RT_BODY(req, node_target_routing);
+	struct stor_chain *c = &t->chain;
+
+	if (m->target != t->id)
+		return -CFS_ENOACTOR;
+	if (m->routing_ver < c->routing_ver)
+		return -ESTALE;
+	c->routing_ver = m->routing_ver;
+	c->lease_until_ns = m->lease_until_ns;
+	c->chain_id = m->chain_id;
+	c->public_state = m->public_state;
+	c->mgmtd = m->mgmtd;
+	c->pos = -1;
+	c->count = 0;
+	c->chain_ver = 0;
+	if (m->members_count > STOR_MAX_CHAIN) {
+		RT_WARN("target=%" PRIu32 ": chain %" PRIu64 " has %" PRIu32
+			" members, at most %u supported: not serving",
+			t->id, m->chain_id, m->members_count, STOR_MAX_CHAIN);
+		rt_reply(req, -E2BIG, NULL);
+		return 0;
+	}
+	for (uint32_t i = 0; i < m->members_count; i++) {
+		c->members[i] = m->members[i];
+		if (m->members[i].target == t->id)
+			c->pos = (int)i;
+	}
+	c->count = m->members_count;
+	c->head = c->succ = c->rtail = -1;
+	for (uint32_t i = 0; i < c->count; i++) {
+		/* Our own state is the one addressed to us. */
+		uint32_t st = (int)i == c->pos ? m->public_state : c->members[i].public_state;
+
+		if (st != CFS_TS_SERVING && st != CFS_TS_SYNCING)
+			continue;
+		if (c->head < 0)
+			c->head = (int)i;
+		if (st == CFS_TS_SERVING)
+			c->rtail = (int)i;
+		if (c->succ < 0 && c->pos >= 0 && (int)i > c->pos)
+			c->succ = (int)i;
+	}
+	if (c->pos >= 0)
+		c->chain_ver = m->chain_ver;
+	RT_DEBUG("target=%" PRIu32 ": routing %" PRIu64 " chain %" PRIu64 " v%" PRIu32
+		 " pos %d/%" PRIu32 " state %" PRIu32,
+		 t->id, c->routing_ver, c->chain_id, c->chain_ver, c->pos, c->count,
+		 c->public_state);
+	rt_reply(req, 0, NULL);
+	stor_sync_maybe_start(t);
 	return 0;
 }
 
@@ -77,6 +174,8 @@ is_client_error(int rc)
 	case -CFS_ENOCHUNK:
 	case -CFS_ENOACTOR:
 	case -CFS_ESTALECHAIN:
+	case -CFS_ENOTSERVING:
+	case -EOPNOTSUPP:
 	case -CFS_ETOOBIG:
 		return true;
 	default:
@@ -116,6 +215,8 @@ stor_init(struct rt_actor *self, const void *arg)
 	t->self = self;
 	t->loop = rt_actor_loop(self);
 	t->id = cfg->target_id;
+	t->in_cluster = cfg->in_cluster;
+	t->chain.pos = t->chain.head = t->chain.succ = t->chain.rtail = -1;
 	t->max_reply = cfg->max_reply ? cfg->max_reply : STOR_DEFAULT_MAX_REPLY;
 	hdr = cfg->max_hdr ? cfg->max_hdr : STOR_DEFAULT_MAX_HDR;
 	room = hdr > STOR_HDR_SLACK ? hdr - STOR_HDR_SLACK : 0;
@@ -139,6 +240,12 @@ stor_init(struct rt_actor *self, const void *arg)
 		disk_aio_put(&t->e);
 		return rc;
 	}
+	rc = craq_init(t);
+	if (rc != 0) {
+		disk_target_close(&t->dt);
+		disk_aio_put(&t->e);
+		return rc;
+	}
 	/* The engine logs the open (chunks, time) and the node the address. */
 	rt_actor_set_tag(self, t->id);
 	return 0;
@@ -151,6 +258,7 @@ stor_fini(struct rt_actor *self)
 
 	/* Operations in flight complete (and reply) from inside close. */
 	disk_target_close(&t->dt);
+	craq_fini(t);
 	disk_aio_put(&t->e);
 }
 
@@ -162,6 +270,7 @@ static const rt_handler_fn stor_handlers[CFS_MSG__COUNT] = {
 	[CFS_MSG_CHUNK_QUERY] = stor_on_chunk_query,
 	[CFS_MSG_CHUNK_LIST] = stor_on_chunk_list,
 	[CFS_MSG_TARGET_STATS] = stor_on_target_stats,
+	[CFS_MSG_NODE_TARGET_ROUTING] = stor_on_node_target_routing,
 };
 
 const struct rt_actor_kind stor_kind = {

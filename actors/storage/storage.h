@@ -8,6 +8,7 @@
 #ifndef CFS_ACTORS_STORAGE_H
 #define CFS_ACTORS_STORAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "disk/disk.h"
@@ -26,7 +27,19 @@ struct stor_config {
 	uint32_t max_hdr;   /* largest frame header ([net] max_frame_header); 0: default */
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
+	/* Part of a cluster (chainfsd has a [node] mgmtd or runs mgmtd): requests
+	 * are checked against the routing nodectl pushes (NODE_TARGET_ROUTING) and
+	 * writes go down the chain (CRAQ, craq.c). false: a standalone target,
+	 * head and tail of itself, chain_ver 0 only. */
+	bool in_cluster;
 };
+
+/* chunk_write.flags: set by a replica forwarding a write to its successor,
+ * with update_ver the version the head assigned. Clients leave it clear. */
+#define STOR_CW_F_FORWARD (1u << 0)
+/* With STOR_CW_F_FORWARD: a resync copy of a whole chunk (offset 0, len its
+ * length) at committed version update_ver, installed as is (resync.c). */
+#define STOR_CW_F_SYNC (1u << 1)
 
 /*
  * The actor kind. init opens the target (blocking: it loads the index) on the

@@ -28,6 +28,63 @@
 #define STOR_META_WIRE	  48u /* chunk_meta: array(5) bin(16) u32 u32 u64 u64 */
 #define STOR_HDR_SLACK	  256u
 
+/* Longest chain a target keeps (members beyond it are refused as a routing
+ * error), head entries of the per-chunk write queue table, and client requests
+ * the head remembers for exactly-once retries. */
+#define STOR_MAX_CHAIN	 16u
+#define STOR_QBUCKETS	 256u
+#define STOR_DEDUP_SLOTS 4096u
+
+/* What NODE_TARGET_ROUTING last said about this target's chain. */
+struct stor_chain {
+	uint64_t routing_ver;
+	uint64_t lease_until_ns; /* the node's lease at mgmtd, rt_now_ns clock */
+	uint64_t chain_id;
+	uint32_t chain_ver; /* 0: no chain (yet): every data request is refused */
+	uint32_t public_state;
+	uint32_t count;
+	/* Indexes into members, -1: none. The write path is the serving members
+	 * then the syncing one, in order (members behind them, offline or
+	 * waiting, are skipped); a pending read asks the last serving member. */
+	int pos;   /* us; -1: not a member */
+	int head;  /* first of the write path */
+	int succ;  /* our successor on the write path; -1: we are its tail */
+	int rtail; /* last serving member */
+	struct cfs_chain_member members[STOR_MAX_CHAIN];
+	cfs_addr_t mgmtd;
+};
+
+/* The head's memory of one client request (client_req, chunk): in flight, or
+ * done with its answer, so a retry is answered instead of applied again. */
+struct stor_dedup {
+	uint64_t client_req; /* 0: free slot */
+	struct cfs_id128 chunk;
+	bool done;
+	uint64_t ver;
+	uint32_t len;
+	uint32_t crc;
+};
+
+struct craq_q;
+
+/* Chunks a resync walk lists at a time. */
+#define STOR_SYNC_PAGE 64u
+
+/* The resync walk (resync.c) towards our syncing successor. */
+struct stor_sync {
+	bool running;
+	bool more;    /* chunks remain after the page */
+	bool started; /* next is valid */
+	uint32_t chain_ver;
+	uint32_t done_ver; /* mgmtd took our sync_done for this chain version */
+	uint32_t dst;	   /* the syncing target */
+	struct cfs_id128 next;
+	struct disk_chunk_info page[STOR_SYNC_PAGE];
+	unsigned n, i;
+	struct disk_read rd;
+	uint64_t copied, compared;
+};
+
 struct stor_target {
 	struct rt_actor *self;
 	struct rt_loop *loop;
@@ -37,6 +94,14 @@ struct stor_target {
 	uint32_t max_list;  /* per chunk_list page: STOR_LIST_MAX or what max_hdr allows */
 	struct disk_ioeng *e;
 	struct disk_target *dt;
+	bool in_cluster;
+	struct stor_chain chain;
+	/* head: chunks with a write going down the chain, each with its queue */
+	struct craq_q *q[STOR_QBUCKETS];
+	/* head: recent client requests, a ring (the oldest is forgotten first) */
+	struct stor_dedup *dedup;
+	uint32_t dedup_next;
+	struct stor_sync sync;
 	/* requests refused before reaching the engine (bad input, wrong target) */
 	uint64_t rejected;
 	/* rate limit of data-path logs */
@@ -57,11 +122,30 @@ bool stor_id_valid(const struct cfs_id128 *id);
 
 /**
  * Checks of the fields every chunk message carries: the target the sender
- * means and the chain version (no chains yet: only 0 is current).
+ * means and the chain version. Standalone only 0 is current; in a cluster
+ * the chain's current version, and 0 too for inspection (query, list, stats).
  * @return 0, -CFS_ENOACTOR (another target: the sender's routing is stale),
  *         -CFS_ESTALECHAIN.
  */
 int stor_check_target(const struct stor_target *t, uint32_t target, uint32_t chain_ver);
+
+/* What a request wants of the chain (stor_check_chain). */
+enum stor_use {
+	STOR_USE_READ,	  /* a read: serving replica */
+	STOR_USE_WRITE,	  /* a client's mutation: serving head */
+	STOR_USE_FORWARD, /* a write forwarded by the predecessor: serving or syncing */
+};
+
+/**
+ * The cluster checks of a data request, after stor_check_target's target
+ * check; standalone targets accept only chain_ver 0. In a cluster, in order:
+ * the node's lease must not have lapsed and the target must hold a chain
+ * (-CFS_ENOTSERVING), chain_ver must be the chain's (-CFS_ESTALECHAIN), the
+ * target's public state and place must fit `use` (-CFS_ENOTSERVING).
+ * @return 0, -CFS_ENOACTOR, -CFS_ENOTSERVING, -CFS_ESTALECHAIN.
+ */
+int stor_check_chain(const struct stor_target *t, uint32_t target, uint32_t chain_ver,
+		     enum stor_use use);
 
 /** Whether a data-path line may be written now (STOR_LOG_PER_SEC). */
 bool stor_log_ok(struct stor_target *t);
@@ -81,5 +165,26 @@ int stor_on_chunk_read(struct rt_actor *self, struct rt_msg *req);
 int stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req);
 int stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req);
 int stor_on_target_stats(struct rt_actor *self, struct rt_msg *req);
+int stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req);
+
+/* craq.c: chain replication of writes (cluster mode). */
+
+/**
+ * Take a validated chunk_write in cluster mode: the head queues it behind the
+ * chunk's write in flight (if any) and answers a retried client_req from
+ * memory; every replica stores it pending, forwards it to its successor and
+ * commits when the answer comes back; the tail commits at once. Answers req
+ * itself (always).
+ */
+void craq_write(struct stor_target *t, struct rt_msg *req);
+
+/** Start a resync walk (resync.c) if our successor on the write path is
+ *  syncing and no walk runs; called on every routing push. */
+void stor_sync_maybe_start(struct stor_target *t);
+
+/** Allocate the cluster state (dedup ring); -ENOMEM. */
+int craq_init(struct stor_target *t);
+/** Free the cluster state; requests still queued are answered -CFS_ENOTSERVING. */
+void craq_fini(struct stor_target *t);
 
 #endif

@@ -5,7 +5,10 @@
  * and answers from the engine's completion, which comes only once the new
  * state is durable (data and index). No chains yet: every mutation commits at
  * once (the single replica is head and tail); the chain fields are checked
- * (chain_ver must be 0) and otherwise carried for the next issue.
+ * (chain_ver must be 0). In a cluster (stor_config.in_cluster) the requests are
+ * checked against the chain nodectl pushed and a write goes to craq.c, which
+ * replicates it down the chain; remove and truncate are not replicated yet and
+ * are refused (-EOPNOTSUPP) on chains longer than one.
  *
  * The write payload is never copied here: the request's iovs (aligned buffers
  * filled by the transport) go to the engine, which takes its own references
@@ -43,7 +46,8 @@ mut_new(struct stor_target *t, struct rt_msg *req)
 static int
 refuse(struct stor_target *t, const char *what, const struct cfs_id128 *chunk, int rc)
 {
-	if (rc == -EINVAL || rc == -CFS_ENOACTOR || rc == -CFS_ESTALECHAIN)
+	if (rc == -EINVAL || rc == -CFS_ENOACTOR || rc == -CFS_ESTALECHAIN ||
+	    rc == -CFS_ENOTSERVING || rc == -EOPNOTSUPP)
 		t->rejected++;
 	stor_log_fail(t, what, chunk, rc);
 	return rc;
@@ -89,7 +93,18 @@ stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = stor_check_target(t, w->target, w->chain_ver);
+	rc = stor_check_chain(t, w->target, w->chain_ver,
+			      (w->flags & STOR_CW_F_FORWARD) ? STOR_USE_FORWARD : STOR_USE_WRITE);
+	if (rc == -CFS_ESTALECHAIN) {
+		/* Name the current version so the client knows how far behind it is. */
+		struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+
+		refuse(t, "write", &w->chunk, rc);
+		if (resp)
+			RT_BODY(resp, chunk_write_resp)->chain_ver = t->chain.chain_ver;
+		rt_reply(req, rc, resp);
+		return 0;
+	}
 	if (rc != 0)
 		return refuse(t, "write", &w->chunk, rc);
 	/* The payload must be exactly the bytes the body announces: a short one
@@ -98,6 +113,10 @@ stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req)
 	if (!stor_id_valid(&w->chunk) || w->chunk_size == 0 || w->chunk_size > DISK_MAX_CHUNK ||
 	    (uint64_t)w->offset + w->len > w->chunk_size || req->plen != w->len)
 		return refuse(t, "write", &w->chunk, -EINVAL);
+	if (t->in_cluster) {
+		craq_write(t, req);
+		return 0;
+	}
 	op = mut_new(t, req);
 	if (!op)
 		return refuse(t, "write", &w->chunk, -ENOMEM);
@@ -149,7 +168,9 @@ stor_on_chunk_remove(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = stor_check_target(t, m->target, m->chain_ver);
+	rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_WRITE);
+	if (rc == 0 && t->in_cluster && t->chain.count > 1)
+		rc = -EOPNOTSUPP;
 	if (rc != 0)
 		return refuse(t, "remove", &m->chunk, rc);
 	if (!stor_id_valid(&m->chunk))
@@ -206,7 +227,9 @@ stor_on_chunk_truncate(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = stor_check_target(t, m->target, m->chain_ver);
+	rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_WRITE);
+	if (rc == 0 && t->in_cluster && t->chain.count > 1)
+		rc = -EOPNOTSUPP;
 	if (rc != 0)
 		return refuse(t, "truncate", &m->chunk, rc);
 	if (!stor_id_valid(&m->chunk))

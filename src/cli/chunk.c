@@ -269,10 +269,20 @@ chunk_put(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	rc = cfs_chunk_write_msg(x.target, &id, chunk_size, offset, buf, 0, len, &req);
-	if (rc != 0)
-		goto out_err;
-	rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+	/* A target in a chain refuses a stale chain version and names the current
+	 * one: a debugging tool may take it and try once more. */
+	for (uint32_t chain_ver = 0, tries = 0; tries < 2; tries++) {
+		rc = cfs_chunk_write_msg(x.target, &id, chunk_size, offset, buf, 0, len, &req);
+		if (rc != 0)
+			goto out_err;
+		RT_BODY(req, chunk_write)->chain_ver = chain_ver;
+		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+		if (rc != -CFS_ESTALECHAIN || !resp ||
+		    RT_BODY(resp, chunk_write_resp)->chain_ver == chain_ver)
+			break;
+		chain_ver = RT_BODY(resp, chunk_write_resp)->chain_ver;
+		rt_msg_free(&resp);
+	}
 	if (rc != 0)
 		goto out_err;
 	cfs_chunk_id_format(&id, ids);
@@ -352,25 +362,34 @@ chunk_get(int argc, char **argv)
 			goto out_err;
 		len = q.len > offset ? q.len - offset : 0;
 	}
-	req = rt_msg_new(CFS_MSG_CHUNK_READ);
-	if (!req) {
-		rc = -ENOMEM;
-		goto out_err;
+	for (uint32_t chain_ver = 0, tries = 0; tries < 2; tries++) {
+		req = rt_msg_new(CFS_MSG_CHUNK_READ);
+		if (!req) {
+			rc = -ENOMEM;
+			goto out_err;
+		}
+		RT_BODY(req, chunk_read)->target = x.target;
+		RT_BODY(req, chunk_read)->chain_ver = chain_ver;
+		RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
+		if (!RT_BODY(req, chunk_read)->ios) {
+			rt_msg_free(&req);
+			rc = -ENOMEM;
+			goto out_err;
+		}
+		RT_BODY(req, chunk_read)->ios_count = 1;
+		RT_BODY(req, chunk_read)->ios[0] = (struct cfs_chunk_io){
+			.chunk = id,
+			.offset = offset,
+			.len = len,
+		};
+		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
+		/* As for put: take the chain version a chained target names. */
+		if (rc != -CFS_ESTALECHAIN || !resp ||
+		    RT_BODY(resp, chunk_read_resp)->chain_ver == chain_ver)
+			break;
+		chain_ver = RT_BODY(resp, chunk_read_resp)->chain_ver;
+		rt_msg_free(&resp);
 	}
-	RT_BODY(req, chunk_read)->target = x.target;
-	RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
-	if (!RT_BODY(req, chunk_read)->ios) {
-		rt_msg_free(&req);
-		rc = -ENOMEM;
-		goto out_err;
-	}
-	RT_BODY(req, chunk_read)->ios_count = 1;
-	RT_BODY(req, chunk_read)->ios[0] = (struct cfs_chunk_io){
-		.chunk = id,
-		.offset = offset,
-		.len = len,
-	};
-	rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
 	if (rc != 0)
 		goto out_err;
 	r = RT_BODY(resp, chunk_read_resp);

@@ -41,6 +41,8 @@ spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 			.capacity = tc->capacity,
 			.max_reply = cfg->max_payload,
 			.max_hdr = (uint32_t)cfg->max_frame_header,
+			/* Under mgmtd the target serves only what its chain routing allows. */
+			.in_cluster = cfg->mgmtd != NULL || cfg->mgmtd_db != NULL,
 		};
 		cfs_addr_t addr;
 		unsigned li;

@@ -70,7 +70,7 @@ struct msg_slab {
 	struct rt_msg m;
 };
 
-#define SLAB_HDR  ((offsetof(struct msg_slab, m) + sizeof(struct rt_msg) + 15u) & ~(size_t)15u)
+#define SLAB_HDR   ((offsetof(struct msg_slab, m) + sizeof(struct rt_msg) + 15u) & ~(size_t)15u)
 #define SLAB_OF(m) RT_CONTAINER_OF((m), struct msg_slab, m)
 
 struct rt_arena_chunk {

@@ -75,8 +75,8 @@ static struct {
 	atomic_int fini_in_handler;
 	atomic_int bad_fini;
 	atomic_int init_on_loop;
-	atomic_ullong last_conn;  /* m->conn of the last request PING answered */
-	atomic_uint last_flags;	  /* and its flags */
+	atomic_ullong last_conn; /* m->conn of the last request PING answered */
+	atomic_uint last_flags;	 /* and its flags */
 	pthread_t init_thread;
 } g;
 
@@ -289,6 +289,46 @@ static const struct rt_actor_kind fwd_kind = {
 	.state_size = sizeof(cfs_addr_t),
 	.init = fwd_init,
 	.handlers = fwd_handlers,
+};
+
+/* A sink: keeps every PING without answering (until fini), so its callers'
+ * calls can only time out or be canceled. */
+#define SINK_MAX 32
+
+struct sink {
+	struct rt_msg *held[SINK_MAX];
+	unsigned n;
+};
+
+static int
+sink_on_ping(struct rt_actor *self, struct rt_msg *req)
+{
+	struct sink *k = rt_actor_state(self);
+
+	if (k->n == SINK_MAX)
+		return -CFS_EBUSY;
+	k->held[k->n++] = req;
+	return 0;
+}
+
+static void
+sink_fini(struct rt_actor *self)
+{
+	struct sink *k = rt_actor_state(self);
+
+	for (unsigned i = 0; i < k->n; i++)
+		rt_reply(k->held[i], -CFS_ECANCELED, NULL);
+}
+
+static const rt_handler_fn sink_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_PING] = sink_on_ping,
+};
+
+static const struct rt_actor_kind sink_kind = {
+	.name = "sink",
+	.state_size = sizeof(struct sink),
+	.fini = sink_fini,
+	.handlers = sink_handlers,
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -619,6 +659,64 @@ START_TEST(test_rt_call_times_out_once_when_no_reply)
 	ck_assert_int_eq(atomic_load(&q.cbs), 1);
 	ck_assert_int_eq(atomic_load(&q.rc), -ETIMEDOUT);
 	rt_destroy(&rt);
+}
+END_TEST
+
+static void do_stop(void *arg);
+
+/* Issue several calls in one go, in array order, from one loop iteration. */
+struct call_batch {
+	struct call_ctx *c;
+	unsigned n;
+};
+
+static void
+do_calls(void *arg)
+{
+	struct call_batch *b = arg;
+
+	for (unsigned i = 0; i < b->n; i++)
+		do_call(&b->c[i]);
+}
+
+START_TEST(test_rt_call_times_out_when_shorter_than_earlier_calls)
+{
+	struct rt *rt = start_rt(2, 1, NULL, NULL);
+	struct call_ctx c[2 + 2 * RT_CALL_TLISTS] = {0};
+	struct call_batch b = {.c = c, .n = 2 + 2 * RT_CALL_TLISTS};
+	struct rt_actor *from = spawn_t(rt, 0, NULL);
+	cfs_addr_t sink;
+
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 1), &sink_kind, NULL, 0, &sink), 0);
+	/* First a call that would wait ten minutes, then calls with more
+	 * distinct timeouts than the loop has lists, shortest last: each must
+	 * expire on its own deadline, not wait for an earlier, longer one. */
+	for (unsigned i = 0; i < b.n; i++) {
+		c[i].type = CFS_MSG_PING;
+		c[i].from = from;
+		c[i].to = sink;
+		c[i].timeout_ms = i == 0 ? 600000 : 20 + 7 * (b.n - i);
+	}
+	c[1].timeout_ms = 590000;
+	run_on(rt_loop_at(rt, 0), do_calls, &b);
+	for (unsigned i = 0; i < b.n; i++)
+		ck_assert_int_eq(c[i].send_rc, 0);
+	for (unsigned i = 2; i < b.n; i++) {
+		EVENTUALLY(atomic_load(&c[i].cbs) == 1);
+		ck_assert_int_eq(atomic_load(&c[i].rc), -ETIMEDOUT);
+		ck_assert(atomic_load(&c[i].cb_ok));
+	}
+	barrier(rt);
+	/* The long ones are still waiting; stopping the caller cancels them. */
+	ck_assert_int_eq(atomic_load(&c[0].cbs), 0);
+	ck_assert_int_eq(atomic_load(&c[1].cbs), 0);
+	run_on(rt_loop_at(rt, 0), do_stop, from);
+	EVENTUALLY(atomic_load(&c[0].cbs) == 1 && atomic_load(&c[1].cbs) == 1);
+	ck_assert_int_eq(atomic_load(&c[0].rc), -CFS_ECANCELED);
+	ck_assert_int_eq(atomic_load(&c[1].rc), -CFS_ECANCELED);
+	rt_destroy(&rt);
+	for (unsigned i = 0; i < b.n; i++)
+		ck_assert_int_eq(atomic_load(&c[i].cbs), 1);
 }
 END_TEST
 
@@ -1077,6 +1175,68 @@ START_TEST(test_rt_msg_arena_and_iov_work_when_off_loop)
 	rt_buf_put(&b1);
 	rt_buf_put(&b2);
 	rt_msg_free(&m); /* NULL: no-op */
+}
+END_TEST
+
+struct reuse_ctx {
+	bool same_slab;
+	bool clean;
+	unsigned cached_before, cached_after;
+};
+
+/* On a loop: a freed message's slab is the next one handed out, and it comes
+ * back as new (header, body and arena zero); the loop's cache is bounded. */
+static void
+do_reuse(void *arg)
+{
+	struct reuse_ctx *r = arg;
+	struct rt_loop *loop = rt_loop_current();
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_WRITE), *m2, **many;
+	struct rt_buf *b = rt_buf_get(4096);
+	unsigned char *a, *a2;
+	void *old = m;
+
+	memset(m->body, 0xff, cfs_msg_body_size(m->type));
+	m->flags = 0x7;
+	m->rc = -5;
+	m->req_id = 9;
+	m->src = m->dst = 11;
+	m->conn = 12;
+	m->deadline_ns = 13;
+	a = rt_msg_alloc(m, 64);
+	memset(a, 0xee, 64);
+	rt_msg_add_iov(m, b, 0, 100);
+	rt_buf_put(&b);
+	rt_msg_free(&m);
+	m2 = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+	r->same_slab = (void *)m2 == old;
+	a2 = rt_msg_alloc(m2, 64);
+	r->clean = m2->flags == 0 && m2->rc == 0 && m2->req_id == 0 && m2->src == 0 &&
+		   m2->dst == 0 && m2->conn == 0 && m2->deadline_ns == 0 && m2->iovcnt == 0 &&
+		   m2->plen == 0 && m2->iov == m2->iov_inline && m2->arena == NULL &&
+		   all_zero(m2->body, cfs_msg_body_size(m2->type)) && all_zero(a2, 64);
+	rt_msg_free(&m2);
+	r->cached_before = loop->mcache.n;
+	many = calloc(RT_MSG_CACHE_MAX + 100, sizeof(*many));
+	for (unsigned i = 0; i < RT_MSG_CACHE_MAX + 100; i++)
+		many[i] = rt_msg_new(CFS_MSG_PING);
+	for (unsigned i = 0; i < RT_MSG_CACHE_MAX + 100; i++)
+		rt_msg_free(&many[i]);
+	free(many);
+	r->cached_after = loop->mcache.n;
+}
+
+START_TEST(test_rt_msg_reused_as_new_when_freed_on_loop)
+{
+	struct rt *rt = start_rt(1, 1, NULL, NULL);
+	struct reuse_ctx r = {0};
+
+	run_on(rt_loop_at(rt, 0), do_reuse, &r);
+	ck_assert(r.same_slab);
+	ck_assert(r.clean);
+	ck_assert_uint_ge(r.cached_before, 1);
+	ck_assert_uint_eq(r.cached_after, RT_MSG_CACHE_MAX);
+	rt_destroy(&rt);
 }
 END_TEST
 
@@ -1851,6 +2011,8 @@ main(void)
 	add_case(s, "call_cross_loop", test_rt_call_round_trip_when_cross_loop, 0);
 	add_case(s, "claim", test_rt_msg_claim_keeps_response_when_claimed, 0);
 	add_case(s, "call_timeout", test_rt_call_times_out_once_when_no_reply, 0);
+	add_case(s, "call_timeout_order", test_rt_call_times_out_when_shorter_than_earlier_calls,
+		 0);
 	add_case(s, "call_handler_rc", test_rt_call_gets_handler_rc_when_handler_fails, 0);
 	add_case(s, "call_enoactor", test_rt_call_gets_enoactor_when_actor_unknown, 0);
 	add_case(s, "call_enotsup", test_rt_call_gets_enotsup_when_no_handler, 0);
@@ -1863,6 +2025,7 @@ main(void)
 	add_case(s, "buf_aligned", test_rt_buf_is_aligned_when_off_loop, 0);
 	add_case(s, "buf_pool", test_rt_buf_returns_to_its_pool_when_put_on_other_thread, 0);
 	add_case(s, "msg", test_rt_msg_arena_and_iov_work_when_off_loop, 0);
+	add_case(s, "msg_reuse", test_rt_msg_reused_as_new_when_freed_on_loop, 0);
 	add_case(s, "proto", test_cfs_msg_tables_round_trip_when_every_type, 0);
 	add_case(s, "errno", test_cfs_errname_names_codes_when_own_or_system, 0);
 	add_case(s, "log", test_rt_log_prefixes_actor_when_in_handler, 0);

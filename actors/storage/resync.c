@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Resync (cluster mode): the predecessor of a syncing target fills it. Owns
+ * the walk over our chunks, the comparison with the syncing target, the copy
+ * of every chunk that differs, and the final MGMTD_SYNC_DONE.
+ *
+ * Started from the routing handler when our successor on the write path is
+ * syncing (and we serve); one walk per target at a time, stopped at the next
+ * step when the chain version changes, then started over for the new chain.
+ * New writes reach the syncing target meanwhile as forwarded writes (craq.c),
+ * so once every chunk listed here has been compared (and copied if needed)
+ * the target holds every committed write: we tell mgmtd. The walk pages
+ * through our chunks (disk_list, STOR_SYNC_PAGE at a time); for each it asks
+ * the target (chunk_query) and, when the version, length or CRC differs or
+ * the target lacks it, reads our committed content and sends it as a
+ * chunk_write with STOR_CW_F_FORWARD | STOR_CW_F_SYNC, which the target
+ * installs as is (craq.c, start_sync_copy). A failed step ends the walk; the
+ * next routing push (at the latest the next lease renewal) starts it again,
+ * and chunks already equal are then only compared.
+ */
+#define RT_LOG_SUBSYS "storage"
+#include "actors/storage/storage_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "chainfs/cluster.h"
+
+static void sync_step(struct stor_target *t);
+
+/* Whether the walk still serves the chain we hold. */
+static bool
+sync_current(const struct stor_target *t)
+{
+	const struct stor_sync *s = &t->sync;
+	const struct stor_chain *c = &t->chain;
+
+	return c->chain_ver == s->chain_ver && c->succ >= 0 &&
+	       c->members[c->succ].target == s->dst && rt_now_ns(t->loop) < c->lease_until_ns;
+}
+
+static void
+sync_stop(struct stor_target *t, int rc, const char *why)
+{
+	struct stor_sync *s = &t->sync;
+
+	if (rc != 0 && rc != -CFS_ECANCELED)
+		RT_WARN("target=%" PRIu32 ": resync of target %" PRIu32 " stopped (%s): %s", t->id,
+			s->dst, why, cfs_errname(rc));
+	s->running = false;
+}
+
+/* The chain moved under the walk: stop it and start over for the new one
+ * if our successor is (still) syncing. */
+static void
+sync_changed(struct stor_target *t)
+{
+	sync_stop(t, 0, "chain changed");
+	stor_sync_maybe_start(t);
+}
+
+static void
+done_answered(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+	struct stor_sync *s = &t->sync;
+
+	(void)resp;
+	(void)cb_arg;
+	if (rc == 0) {
+		s->done_ver = s->chain_ver;
+		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " done: %" PRIu64
+			" chunks copied, %" PRIu64 " compared",
+			t->id, s->dst, s->copied, s->compared);
+	}
+	sync_stop(t, rc, "sync_done");
+}
+
+static void
+sync_finish(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_MGMTD_SYNC_DONE);
+	int rc;
+
+	if (!m) {
+		sync_stop(t, -ENOMEM, "sync_done");
+		return;
+	}
+	RT_BODY(m, mgmtd_sync_done)->target = s->dst;
+	RT_BODY(m, mgmtd_sync_done)->chain_id = t->chain.chain_id;
+	RT_BODY(m, mgmtd_sync_done)->chain_ver = s->chain_ver;
+	rc = rt_call(t->self, t->chain.mgmtd, m, 0, done_answered, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "sync_done");
+	}
+}
+
+static void
+copied(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+
+	(void)resp;
+	(void)cb_arg;
+	if (rc != 0) {
+		sync_stop(t, rc, "copy");
+		return;
+	}
+	t->sync.copied++;
+	t->sync.i++;
+	sync_step(t);
+}
+
+/* Send the bytes read (data may be NULL for an empty chunk). */
+static void
+send_copy(struct stor_target *t, const struct disk_chunk_info *info, uint64_t ver, uint32_t crc,
+	  const struct rt_iov *data)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+	struct cfs_chunk_write *w;
+	int rc = -ENOMEM;
+
+	if (!m)
+		goto out_stop;
+	w = RT_BODY(m, chunk_write);
+	w->target = s->dst;
+	w->chain_id = t->chain.chain_id;
+	w->chain_ver = s->chain_ver;
+	w->chunk = info->id;
+	w->len = data ? data->len : 0;
+	w->crc = crc;
+	w->chunk_size = info->chunk_size;
+	w->update_ver = ver;
+	w->flags = STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
+	if (data && data->len) {
+		rc = rt_msg_add_iov(m, data->buf, data->off, data->len);
+		if (rc != 0)
+			goto out_msg;
+	}
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, copied, NULL);
+	if (rc != 0)
+		goto out_msg;
+	return;
+
+out_msg:
+	rt_msg_free(&m);
+out_stop:
+	sync_stop(t, rc, "copy");
+}
+
+static void
+read_for_copy(void *cb_arg, struct disk_read *dr, unsigned n)
+{
+	struct stor_target *t = cb_arg;
+	struct stor_sync *s = &t->sync;
+
+	(void)n;
+	if (!sync_current(t))
+		sync_changed(t);
+	else if (dr->rc != 0)
+		sync_stop(t, dr->rc, "read");
+	else
+		send_copy(t, &s->page[s->i], dr->ver, dr->crc, &dr->data);
+	if (dr->data.buf)
+		rt_buf_put(&dr->data.buf);
+}
+
+static void
+copy_chunk(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct disk_chunk_info *info = &s->page[s->i];
+	int rc;
+
+	/* The committed state now, not when the page was listed. */
+	rc = disk_query(t->dt, &info->id, info);
+	if (rc == -CFS_ENOCHUNK) {
+		s->i++;
+		sync_step(t);
+		return;
+	}
+	if (rc != 0) {
+		sync_stop(t, rc, "query");
+		return;
+	}
+	if (info->ver == 0) {
+		/* Only a first version in flight: the forwarded write brings it. */
+		s->i++;
+		sync_step(t);
+		return;
+	}
+	if (info->len == 0) {
+		send_copy(t, info, info->ver, info->crc, NULL);
+		return;
+	}
+	s->rd = (struct disk_read){.id = info->id, .len = info->len};
+	rc = disk_read(t->dt, &s->rd, 1, read_for_copy, t);
+	if (rc != 0)
+		sync_stop(t, rc, "read");
+}
+
+static void
+compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+	struct stor_sync *s = &t->sync;
+	const struct disk_chunk_info *info = &s->page[s->i];
+	const struct cfs_chunk_query_resp *q;
+
+	(void)cb_arg;
+	if (rc != 0 && rc != -CFS_ENOCHUNK) {
+		sync_stop(t, rc, "compare");
+		return;
+	}
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	s->compared++;
+	q = rc == 0 ? RT_BODY(resp, chunk_query_resp) : NULL;
+	if (q && q->committed == info->ver && q->len == info->len && q->crc == info->crc) {
+		s->i++;
+		sync_step(t);
+		return;
+	}
+	copy_chunk(t);
+}
+
+/* One step: the next chunk of the page, the next page, or the end. */
+static void
+sync_step(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m;
+	int rc;
+
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	while (s->i == s->n) {
+		if (!s->more) {
+			sync_finish(t);
+			return;
+		}
+		s->n = (unsigned)disk_list(t->dt, s->started ? &s->next : NULL, NULL, s->page,
+					   STOR_SYNC_PAGE, &s->more);
+		s->started = true;
+		s->i = 0;
+		if (s->n > 0)
+			s->next = disk_id_next(&s->page[s->n - 1].id);
+	}
+	m = rt_msg_new(CFS_MSG_CHUNK_QUERY);
+	if (!m) {
+		sync_stop(t, -ENOMEM, "compare");
+		return;
+	}
+	RT_BODY(m, chunk_query)->target = s->dst;
+	RT_BODY(m, chunk_query)->chunk = s->page[s->i].id;
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, compared, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "compare");
+	}
+}
+
+void
+stor_sync_maybe_start(struct stor_target *t)
+{
+	const struct stor_chain *c = &t->chain;
+	struct stor_sync *s = &t->sync;
+
+	if (!t->in_cluster || s->running || c->pos < 0 || c->succ < 0 ||
+	    c->public_state != CFS_TS_SERVING ||
+	    c->members[c->succ].public_state != CFS_TS_SYNCING || c->mgmtd == 0 ||
+	    s->done_ver == c->chain_ver || rt_now_ns(t->loop) >= c->lease_until_ns)
+		return;
+	*s = (struct stor_sync){
+		.running = true,
+		.more = true,
+		.chain_ver = c->chain_ver,
+		.dst = c->members[c->succ].target,
+		.done_ver = s->done_ver,
+	};
+	RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " (chain %" PRIu64 " v%" PRIu32
+		") starts",
+		t->id, s->dst, c->chain_id, c->chain_ver);
+	sync_step(t);
+}

@@ -1,0 +1,938 @@
+// SPDX-License-Identifier: MIT
+/*
+ * CRAQ in the storage actor (actors/storage/craq.c and the cluster checks of
+ * storage.c): three storage actors in cluster mode, each with a real chunk
+ * engine in its own temporary directory and on its own loop of one client
+ * runtime, fed NODE_TARGET_ROUTING by the test as nodectl would (no mgmtd).
+ * Covers replication down the chain, reads from every replica, stale chain
+ * versions, a lapsed lease, a write sent to a non-head, exactly-once retries
+ * and the per-chunk serialization at the head.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actors/storage/storage.h"
+#include "chainfs/cluster.h"
+#include "client/client.h"
+#include "client/targets.h"
+#include "disk/disk.h"
+
+#define NREP	   3u
+#define CHAIN_ID   9u
+#define CHUNK_SIZE (64u * 1024u)
+#define LEASE_NS   (3600ull * 1000000000ull)
+
+static char g_dir[NREP][256];
+
+struct h {
+	struct cfs_client *c;
+	cfs_addr_t addr[NREP];
+	uint32_t chain_ver;
+};
+
+/* ----------------------------------------------------------------- fixture */
+
+static void
+rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char p[512];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		rm_rf(p);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+static void
+setup(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	/* O_DIRECT needs a real file system; /var/tmp is one where /tmp may be tmpfs. */
+	for (unsigned i = 0; i < NREP; i++) {
+		snprintf(g_dir[i], sizeof(g_dir[i]), "%s/cfs-test-craq.XXXXXX",
+			 base ? base : "/var/tmp");
+		ck_assert_ptr_nonnull(mkdtemp(g_dir[i]));
+	}
+}
+
+static void
+teardown(void)
+{
+	for (unsigned i = 0; i < NREP; i++)
+		rm_rf(g_dir[i]);
+}
+
+/* Target ids are 1..NREP; replica i is target i + 1 on loop i + 1. */
+static void
+h_start(struct h *h)
+{
+	struct cfs_client_opts o = {.loops = NREP + 1, .timeout_ms = 30000};
+
+	ck_assert_int_eq(cfs_client_create(&o, &h->c), 0);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct stor_config cfg = {
+			.target_id = i + 1,
+			.path = g_dir[i],
+			.capacity = 1ull << 30,
+			.in_cluster = true,
+		};
+
+		ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h->c), i + 1), &stor_kind, &cfg,
+					  0, &h->addr[i]),
+				 0);
+	}
+}
+
+static void
+h_stop(struct h *h)
+{
+	cfs_client_destroy(&h->c);
+}
+
+static int
+call(struct h *h, unsigned rep, struct rt_msg *req, struct rt_msg **resp)
+{
+	struct rt_msg *r = NULL;
+	int rc = cfs_client_call(h->c, h->addr[rep], req, 0, &r);
+
+	if (resp)
+		*resp = r;
+	else
+		rt_msg_free(&r);
+	return rc;
+}
+
+static uint64_t
+now_ns(struct h *h)
+{
+	return rt_now_ns(rt_loop_at(cfs_client_rt(h->c), 0));
+}
+
+static uint64_t g_routing_ver;
+static cfs_addr_t g_mgmtd; /* what routing names as mgmtd; 0: none */
+
+/* Tell replica rep: chain CHAIN_ID version ver, members head first (targets,
+ * addresses, public states). */
+static void
+route_rep(struct h *h, unsigned rep, uint32_t ver, uint64_t lease_until_ns, unsigned n,
+	  const uint32_t *targets, const cfs_addr_t *addrs, const uint32_t *states)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_NODE_TARGET_ROUTING);
+	struct cfs_node_target_routing *b = RT_BODY(m, node_target_routing);
+
+	b->target = rep + 1;
+	b->routing_ver = ++g_routing_ver;
+	b->lease_until_ns = lease_until_ns;
+	b->chain_id = CHAIN_ID;
+	b->chain_ver = ver;
+	b->mgmtd = g_mgmtd;
+	b->public_state = CFS_TS_OFFLINE;
+	b->members = rt_msg_alloc(m, n * sizeof(*b->members));
+	b->members_count = n;
+	for (unsigned k = 0; k < n; k++) {
+		b->members[k] = (struct cfs_chain_member){
+			.target = targets[k],
+			.addr = addrs[k],
+			.public_state = states[k],
+		};
+		if (targets[k] == rep + 1)
+			b->public_state = states[k];
+	}
+	ck_assert_int_eq(call(h, rep, m, NULL), 0);
+}
+
+/* Tell every replica the same chain: members in the order of `order`
+ * (replica indexes), with public states `states`. */
+static void
+route(struct h *h, uint32_t ver, uint64_t lease_until_ns, const unsigned *order,
+      const uint32_t *states, unsigned n)
+{
+	uint32_t targets[NREP];
+	cfs_addr_t addrs[NREP];
+
+	for (unsigned k = 0; k < n; k++) {
+		targets[k] = order[k] + 1;
+		addrs[k] = h->addr[order[k]];
+	}
+	h->chain_ver = ver;
+	for (unsigned i = 0; i < NREP; i++)
+		route_rep(h, i, ver, lease_until_ns, n, targets, addrs, states);
+}
+
+static const unsigned k_order[NREP] = {0, 1, 2};
+static const uint32_t k_serving[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SERVING};
+
+static void
+route_default(struct h *h)
+{
+	route(h, 1, now_ns(h) + LEASE_NS, k_order, k_serving, NREP);
+}
+
+static void
+fill(uint8_t *p, uint32_t n, uint32_t seed)
+{
+	uint32_t x = seed * 2654435761u + 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (uint8_t)x;
+	}
+}
+
+static struct rt_msg *write_req_at(struct h *h, unsigned rep, uint64_t chunk, uint32_t off,
+				   uint32_t len, uint32_t seed, uint64_t client_req);
+
+static struct rt_msg *
+write_req(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t seed,
+	  uint64_t client_req)
+{
+	return write_req_at(h, rep, chunk, 0, len, seed, client_req);
+}
+
+static struct rt_msg *
+write_req_at(struct h *h, unsigned rep, uint64_t chunk, uint32_t off, uint32_t len, uint32_t seed,
+	     uint64_t client_req)
+{
+	struct cfs_id128 id = cfs_chunk_id(1, chunk);
+	struct rt_buf *b = rt_buf_get(len);
+	struct cfs_chunk_write *w;
+	struct rt_msg *m;
+
+	ck_assert_ptr_nonnull(b);
+	fill(b->data, len, seed);
+	ck_assert_int_eq(cfs_chunk_write_msg(rep + 1, &id, CHUNK_SIZE, off, b, 0, len, &m), 0);
+	rt_buf_put(&b);
+	w = RT_BODY(m, chunk_write);
+	w->chain_id = CHAIN_ID;
+	w->chain_ver = h->chain_ver;
+	w->client_req = client_req;
+	return m;
+}
+
+/* Write through replica rep; the response's version into *ver. */
+static int
+do_write(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t seed,
+	 uint64_t client_req, uint64_t *ver, uint32_t *chain_ver)
+{
+	struct rt_msg *resp = NULL;
+	int rc = call(h, rep, write_req(h, rep, chunk, len, seed, client_req), &resp);
+
+	if (resp && ver)
+		*ver = RT_BODY(resp, chunk_write_resp)->version;
+	if (resp && chain_ver)
+		*chain_ver = RT_BODY(resp, chunk_write_resp)->chain_ver;
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* Read chunk [0, len) from replica rep: request rc; item rc, version, bytes. */
+static int
+do_read(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t flags, int *item,
+	uint64_t *ver, uint8_t *out)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_READ), *resp = NULL;
+	struct cfs_chunk_read *r = RT_BODY(m, chunk_read);
+	const struct cfs_chunk_read_resp *rr;
+	int rc;
+
+	r->target = rep + 1;
+	r->chain_id = CHAIN_ID;
+	r->chain_ver = h->chain_ver;
+	r->ios = rt_msg_alloc(m, sizeof(*r->ios));
+	r->ios_count = 1;
+	r->ios[0] = (struct cfs_chunk_io){.chunk = cfs_chunk_id(1, chunk), .len = len};
+	m->flags |= flags;
+	rc = call(h, rep, m, &resp);
+	if (rc != 0) {
+		rt_msg_free(&resp);
+		return rc;
+	}
+	rr = RT_BODY(resp, chunk_read_resp);
+	ck_assert_uint_eq(rr->results_count, 1);
+	*item = rr->results[0].rc;
+	if (*item == 0) {
+		*ver = rr->results[0].version;
+		ck_assert_uint_eq(resp->plen, rr->results[0].len);
+		if (out)
+			ck_assert_int_eq(rt_msg_payload_copy(resp, 0, out, resp->plen), 0);
+	}
+	rt_msg_free(&resp);
+	return 0;
+}
+
+/* The engine's view of a chunk at replica rep; all zero for an unknown chunk. */
+static struct cfs_chunk_query_resp
+query(struct h *h, unsigned rep, uint64_t chunk)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_QUERY), *resp = NULL;
+	struct cfs_chunk_query_resp q = {0};
+	int rc;
+
+	RT_BODY(m, chunk_query)->target = rep + 1;
+	RT_BODY(m, chunk_query)->chunk = cfs_chunk_id(1, chunk);
+	rc = call(h, rep, m, &resp);
+	if (rc != -CFS_ENOCHUNK) {
+		ck_assert_int_eq(rc, 0);
+		q = *RT_BODY(resp, chunk_query_resp);
+	}
+	rt_msg_free(&resp);
+	return q;
+}
+
+/* -------------------------------------------------------------- writes */
+
+START_TEST(test_craq_write_reaches_every_replica_when_chain_of_three)
+{
+	uint8_t want[8192], got[8192];
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	for (uint32_t round = 1; round <= 3; round++) {
+		fill(want, sizeof(want), 100 + round);
+		ck_assert_int_eq(do_write(&h, 0, 5, sizeof(want), 100 + round, 0, &ver, NULL), 0);
+		ck_assert_uint_eq(ver, round);
+		for (unsigned i = 0; i < NREP; i++) {
+			struct cfs_chunk_query_resp q = query(&h, i, 5);
+			uint64_t rver = 0;
+			int item = 1;
+
+			ck_assert_uint_eq(q.committed, round);
+			ck_assert_uint_eq(q.pending, 0);
+			ck_assert_uint_eq(q.len, sizeof(want));
+			ck_assert_uint_eq(q.crc, disk_crc32c(0, want, sizeof(want)));
+			memset(got, 0, sizeof(got));
+			ck_assert_int_eq(do_read(&h, i, 5, sizeof(got), 0, &item, &rver, got), 0);
+			ck_assert_int_eq(item, 0);
+			ck_assert_uint_eq(rver, round);
+			ck_assert(memcmp(got, want, sizeof(want)) == 0);
+		}
+	}
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_write_reaches_syncing_tail_when_tail_syncing)
+{
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint64_t ver = 0, rver = 0;
+	int item = 0;
+	struct h h;
+
+	h_start(&h);
+	route(&h, 4, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 6, 4096, 7, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(query(&h, 2, 6).committed, ver);
+	/* A syncing replica takes forwarded writes but serves no reads. */
+	ck_assert_int_eq(do_read(&h, 2, 6, 4096, 0, &item, &rver, NULL), -CFS_ENOTSERVING);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_write_skips_offline_member_when_moved_to_end)
+{
+	/* mgmtd moved the failed replica 1 to the chain's end as offline. */
+	static const unsigned order[NREP] = {0, 2, 1};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	uint64_t ver = 0, rver = 0;
+	int item = 1;
+	struct h h;
+
+	h_start(&h);
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 16, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_uint_eq(query(&h, 0, 16).committed, 1);
+	ck_assert_uint_eq(query(&h, 2, 16).committed, 1);
+	ck_assert_uint_eq(query(&h, 1, 16).committed, 0);
+	ck_assert_int_eq(do_read(&h, 2, 16, 4096, 0, &item, &rver, NULL), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_int_eq(do_read(&h, 1, 16, 4096, 0, &item, &rver, NULL), -CFS_ENOTSERVING);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_write_refused_when_sent_to_non_head)
+{
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 1, 7, 4096, 1, 0, NULL, NULL), -CFS_ENOTSERVING);
+	ck_assert_int_eq(do_write(&h, 2, 7, 4096, 1, 0, NULL, NULL), -CFS_ENOTSERVING);
+	for (unsigned i = 0; i < NREP; i++)
+		ck_assert_uint_eq(query(&h, i, 7).committed, 0);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_write_refused_with_current_ver_when_chain_ver_stale)
+{
+	uint32_t cur = 0;
+	uint64_t rver = 0;
+	int item = 0;
+	struct h h;
+
+	h_start(&h);
+	route(&h, 5, now_ns(&h) + LEASE_NS, k_order, k_serving, NREP);
+	h.chain_ver = 4;
+	ck_assert_int_eq(do_write(&h, 0, 8, 4096, 1, 0, NULL, &cur), -CFS_ESTALECHAIN);
+	ck_assert_uint_eq(cur, 5);
+	ck_assert_int_eq(do_read(&h, 1, 8, 4096, 0, &item, &rver, NULL), -CFS_ESTALECHAIN);
+	h.chain_ver = 0;
+	ck_assert_int_eq(do_write(&h, 0, 8, 4096, 1, 0, NULL, NULL), -CFS_ESTALECHAIN);
+	h.chain_ver = 5;
+	ck_assert_int_eq(do_write(&h, 0, 8, 4096, 1, 0, NULL, NULL), 0);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_requests_refused_when_lease_lapsed)
+{
+	uint64_t rver = 0;
+	int item = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 9, 4096, 1, 0, NULL, NULL), 0);
+	/* The same chain, but the node's lease ended a moment ago. */
+	route(&h, 1, now_ns(&h) - 1, k_order, k_serving, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 9, 4096, 2, 0, NULL, NULL), -CFS_ENOTSERVING);
+	for (unsigned i = 0; i < NREP; i++)
+		ck_assert_int_eq(do_read(&h, i, 9, 4096, 0, &item, &rver, NULL), -CFS_ENOTSERVING);
+	/* A fresh lease serves again. */
+	route_default(&h);
+	ck_assert_int_eq(do_read(&h, 2, 9, 4096, 0, &item, &rver, NULL), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(rver, 1);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_requests_refused_when_no_routing_yet)
+{
+	struct h h;
+
+	h_start(&h);
+	h.chain_ver = 0;
+	ck_assert_int_eq(do_write(&h, 0, 10, 4096, 1, 0, NULL, NULL), -CFS_ENOTSERVING);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_duplicate_client_req_not_applied_twice_when_retried)
+{
+	uint64_t v1 = 0, v2 = 0, v3 = 0;
+	uint8_t want[4096], got[4096];
+	uint64_t rver = 0;
+	int item = 1;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 11, 4096, 1, 77, &v1, NULL), 0);
+	/* The retry (other bytes, to see whether it is applied) gets the first answer. */
+	ck_assert_int_eq(do_write(&h, 0, 11, 4096, 2, 77, &v2, NULL), 0);
+	ck_assert_uint_eq(v1, 1);
+	ck_assert_uint_eq(v2, 1);
+	fill(want, sizeof(want), 1);
+	for (unsigned i = 0; i < NREP; i++) {
+		ck_assert_uint_eq(query(&h, i, 11).committed, 1);
+		ck_assert_int_eq(do_read(&h, i, 11, sizeof(got), 0, &item, &rver, got), 0);
+		ck_assert_int_eq(item, 0);
+		ck_assert(memcmp(got, want, sizeof(want)) == 0);
+	}
+	/* Another request id is a new write. */
+	ck_assert_int_eq(do_write(&h, 0, 11, 4096, 3, 78, &v3, NULL), 0);
+	ck_assert_uint_eq(v3, 2);
+	h_stop(&h);
+}
+END_TEST
+
+/* -------------------------------------------------------------- reads */
+
+/*
+ * A stand-in tail that holds the forwarded write it receives (so the middle
+ * replica keeps its version pending) and answers chunk_query with the
+ * committed version the test sets. Control message: chunk_truncate, whose
+ * update_ver is the version to report and len != 0 releases the held write.
+ */
+#define HOLD_TARGET 99u
+
+struct holder {
+	struct rt_msg *held;
+	uint64_t report;
+};
+
+static int
+hold_init(struct rt_actor *self, const void *arg)
+{
+	(void)self;
+	(void)arg;
+	return 0;
+}
+
+static void
+hold_fini(struct rt_actor *self)
+{
+	struct holder *st = rt_actor_state(self);
+
+	rt_msg_free(&st->held);
+}
+
+static int
+hold_write(struct rt_actor *self, struct rt_msg *req)
+{
+	struct holder *st = rt_actor_state(self);
+
+	ck_assert_ptr_null(st->held);
+	st->held = req;
+	return 0;
+}
+
+static int
+hold_query(struct rt_actor *self, struct rt_msg *req)
+{
+	struct holder *st = rt_actor_state(self);
+	struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_QUERY_RESP);
+
+	RT_BODY(resp, chunk_query_resp)->committed = st->report;
+	rt_reply(req, 0, resp);
+	return 0;
+}
+
+static int
+hold_ctl(struct rt_actor *self, struct rt_msg *req)
+{
+	struct holder *st = rt_actor_state(self);
+	const struct cfs_chunk_truncate *m = RT_BODY(req, chunk_truncate);
+
+	st->report = m->update_ver;
+	if (m->len != 0 && st->held) {
+		struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+
+		RT_BODY(resp, chunk_write_resp)->version =
+			RT_BODY(st->held, chunk_write)->update_ver;
+		rt_reply(st->held, 0, resp);
+		st->held = NULL;
+	}
+	rt_reply(req, 0, NULL);
+	return 0;
+}
+
+static const rt_handler_fn hold_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_CHUNK_WRITE] = hold_write,
+	[CFS_MSG_CHUNK_QUERY] = hold_query,
+	[CFS_MSG_CHUNK_TRUNCATE] = hold_ctl,
+};
+
+static const struct rt_actor_kind hold_kind = {
+	.name = "holder",
+	.state_size = sizeof(struct holder),
+	.init = hold_init,
+	.fini = hold_fini,
+	.handlers = hold_handlers,
+};
+
+static void
+hold_set(struct h *h, cfs_addr_t holder, uint64_t report, bool release)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
+	struct rt_msg *resp = NULL;
+
+	RT_BODY(m, chunk_truncate)->update_ver = report;
+	RT_BODY(m, chunk_truncate)->len = release;
+	ck_assert_int_eq(cfs_client_call(h->c, holder, m, 0, &resp), 0);
+	rt_msg_free(&resp);
+}
+
+/* A write sent without waiting for its answer (from the client loop). */
+struct async_write {
+	struct rt_msg *req;
+	cfs_addr_t dst;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int rc;
+	uint64_t ver;
+};
+
+static void
+async_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct async_write *aw = cb_arg;
+
+	(void)self;
+	pthread_mutex_lock(&aw->mu);
+	aw->rc = rc;
+	if (rc == 0 && resp)
+		aw->ver = RT_BODY(resp, chunk_write_resp)->version;
+	aw->done = true;
+	pthread_cond_signal(&aw->cv);
+	pthread_mutex_unlock(&aw->mu);
+}
+
+static void
+async_send(struct rt_actor *self, void *arg)
+{
+	struct async_write *aw = arg;
+
+	ck_assert_int_eq(rt_call(self, aw->dst, aw->req, 0, async_done, aw), 0);
+}
+
+static void
+async_wait(struct async_write *aw)
+{
+	pthread_mutex_lock(&aw->mu);
+	while (!aw->done)
+		pthread_cond_wait(&aw->cv, &aw->mu);
+	pthread_mutex_unlock(&aw->mu);
+}
+
+START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
+{
+	uint8_t v1[4096], v2[4096], got[4096];
+	struct async_write aw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	uint32_t targets[NREP];
+	cfs_addr_t addrs[NREP], holder;
+	struct cfs_chunk_write *w;
+	uint64_t ver = 0;
+	int item = 1;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	fill(v1, sizeof(v1), 1);
+	fill(v2, sizeof(v2), 2);
+	ck_assert_int_eq(do_write(&h, 0, 12, sizeof(v1), 1, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+
+	/* The middle's successor becomes the holder. */
+	ck_assert_int_eq(
+		rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &hold_kind, NULL, 0, &holder), 0);
+	targets[0] = 1, addrs[0] = h.addr[0];
+	targets[1] = 2, addrs[1] = h.addr[1];
+	targets[2] = HOLD_TARGET, addrs[2] = holder;
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, addrs, k_serving);
+
+	/* Version 2 arrives at the middle as the head would forward it. */
+	aw.req = write_req(&h, 1, 12, sizeof(v2), 2, 0);
+	w = RT_BODY(aw.req, chunk_write);
+	w->flags |= STOR_CW_F_FORWARD;
+	w->update_ver = 2;
+	aw.dst = h.addr[1];
+	hold_set(&h, holder, 1, false);
+	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw), 0);
+	while (query(&h, 1, 12).pending != 2)
+		usleep(1000);
+
+	/* The tail has committed only 1: the middle serves 1. */
+	ck_assert_int_eq(do_read(&h, 1, 12, sizeof(got), 0, &item, &ver, got), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert(memcmp(got, v1, sizeof(v1)) == 0);
+	/* The tail has committed 2, its answer not back yet: the middle serves 2. */
+	hold_set(&h, holder, 2, false);
+	ck_assert_int_eq(do_read(&h, 1, 12, sizeof(got), 0, &item, &ver, got), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert(memcmp(got, v2, sizeof(v2)) == 0);
+	/* A relaxed read does not ask: the local committed version. */
+	ck_assert_int_eq(do_read(&h, 1, 12, sizeof(got), RT_MSG_F_RELAXED, &item, &ver, got), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert(memcmp(got, v1, sizeof(v1)) == 0);
+
+	/* The tail's answer passes the middle: it commits 2 and answers. */
+	hold_set(&h, holder, 2, true);
+	async_wait(&aw);
+	ck_assert_int_eq(aw.rc, 0);
+	ck_assert_uint_eq(aw.ver, 2);
+	ck_assert_uint_eq(query(&h, 1, 12).committed, 2);
+	ck_assert_uint_eq(query(&h, 1, 12).pending, 0);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_duplicate_client_req_busy_when_first_still_in_chain)
+{
+	struct async_write aw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct async_write aw2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	uint32_t targets[2] = {1, HOLD_TARGET};
+	cfs_addr_t addrs[2], holder;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	ck_assert_int_eq(
+		rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &hold_kind, NULL, 0, &holder), 0);
+	addrs[0] = h.addr[0];
+	addrs[1] = holder;
+	h.chain_ver = 3;
+	route_rep(&h, 0, 3, now_ns(&h) + LEASE_NS, 2, targets, addrs, k_serving);
+	aw.req = write_req(&h, 0, 15, 4096, 1, 321);
+	aw.dst = h.addr[0];
+	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw), 0);
+	while (query(&h, 0, 15).pending != 1)
+		usleep(1000);
+	/* The retry while the first is held at the tail: try later. */
+	ck_assert_int_eq(do_write(&h, 0, 15, 4096, 1, 321, NULL, NULL), -CFS_EBUSY);
+	hold_set(&h, holder, 1, true);
+	async_wait(&aw);
+	ck_assert_int_eq(aw.rc, 0);
+	ck_assert_uint_eq(aw.ver, 1);
+	ck_assert_int_eq(do_write(&h, 0, 15, 4096, 1, 321, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_uint_eq(query(&h, 0, 15).committed, 1);
+	/* A write left in the chain at shutdown is dropped cleanly. */
+	aw2.req = write_req(&h, 0, 15, 4096, 2, 322);
+	aw2.dst = h.addr[0];
+	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw2), 0);
+	while (query(&h, 0, 15).pending != 2)
+		usleep(1000);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_write_dropped_everywhere_when_successor_fails)
+{
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t addrs[NREP];
+	uint64_t ver = 0;
+	int rc;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 1, 0, &ver, NULL), 0);
+	/* The middle believes in a tail that does not exist. */
+	addrs[0] = h.addr[0];
+	addrs[1] = h.addr[1];
+	addrs[2] = h.addr[2] + 0x50;
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, addrs, k_serving);
+	rc = do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL);
+	ck_assert_int_ne(rc, 0);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct cfs_chunk_query_resp q = query(&h, i, 14);
+
+		ck_assert_uint_eq(q.committed, 1);
+		ck_assert_uint_eq(q.pending, 0);
+	}
+	/* Repaired, the client's retry (same request id) is applied once. */
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_uint_eq(query(&h, 2, 14).committed, 2);
+	h_stop(&h);
+}
+END_TEST
+
+/* ------------------------------------------------------------- resync */
+
+/* A stand-in mgmtd that records the sync_done it gets. */
+static pthread_mutex_t g_sd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_sd_cv = PTHREAD_COND_INITIALIZER;
+static struct cfs_mgmtd_sync_done g_sd;
+static unsigned g_sd_count;
+
+static int
+mg_sync_done(struct rt_actor *self, struct rt_msg *req)
+{
+	(void)self;
+	pthread_mutex_lock(&g_sd_mu);
+	g_sd = *RT_BODY(req, mgmtd_sync_done);
+	g_sd_count++;
+	pthread_cond_broadcast(&g_sd_cv);
+	pthread_mutex_unlock(&g_sd_mu);
+	rt_reply(req, 0, NULL);
+	return 0;
+}
+
+static const rt_handler_fn mg_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_MGMTD_SYNC_DONE] = mg_sync_done,
+};
+
+static const struct rt_actor_kind mg_kind = {
+	.name = "fake-mgmtd",
+	.state_size = 8,
+	.init = hold_init,
+	.handlers = mg_handlers,
+};
+
+static void
+expect_same(struct h *h, unsigned a, unsigned b, uint64_t chunk)
+{
+	struct cfs_chunk_query_resp qa = query(h, a, chunk), qb = query(h, b, chunk);
+
+	ck_assert_uint_ne(qa.committed, 0);
+	ck_assert_uint_eq(qb.committed, qa.committed);
+	ck_assert_uint_eq(qb.pending, 0);
+	ck_assert_uint_eq(qb.len, qa.len);
+	ck_assert_uint_eq(qb.crc, qa.crc);
+}
+
+START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
+{
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SERVING};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t alone_t[1] = {3};
+	cfs_addr_t alone_a[1], mg;
+	struct rt_msg *resp = NULL;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	/* Replica 2 holds an old, different chunk 21 from before it left. */
+	alone_a[0] = h.addr[2];
+	h.chain_ver = 1;
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, alone_t, alone_a, two);
+	ck_assert_int_eq(do_write(&h, 2, 21, 4096, 99, 0, &ver, NULL), 0);
+	/* The chain of 0 and 1 takes writes meanwhile. */
+	route(&h, 1, now_ns(&h) + LEASE_NS, k_order, two, 2);
+	ck_assert_int_eq(do_write(&h, 0, 20, 8192, 1, 0, NULL, NULL), 0);
+	ck_assert_int_eq(call(&h, 0, write_req_at(&h, 0, 20, 4096, 4096, 2, 0), NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 21, 4096, 3, 0, NULL, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 24, 8192, 4, 0, NULL, NULL), 0);
+
+	/* Replica 2 joins as syncing, no mgmtd known yet: no walk, but new
+	 * writes reach it, a partial one of a chunk it lacks as a whole copy. */
+	route(&h, 2, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	ck_assert_int_eq(call(&h, 0, write_req_at(&h, 0, 24, 100, 50, 5, 0), &resp), 0);
+	rt_msg_free(&resp);
+	expect_same(&h, 0, 2, 24);
+	ck_assert_uint_eq(query(&h, 2, 20).committed, 0);
+
+	/* With mgmtd known the predecessor walks its chunks and reports. */
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 3, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	pthread_mutex_lock(&g_sd_mu);
+	while (g_sd_count == 0)
+		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	pthread_mutex_unlock(&g_sd_mu);
+	ck_assert_uint_eq(g_sd.target, 3);
+	ck_assert_uint_eq(g_sd.chain_id, CHAIN_ID);
+	ck_assert_uint_eq(g_sd.chain_ver, 3);
+	for (uint64_t c = 20; c <= 24; c++) {
+		if (c == 22 || c == 23)
+			continue;
+		expect_same(&h, 0, 2, c);
+		expect_same(&h, 1, 2, c);
+	}
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
+/* ------------------------------------------------------ serialization */
+
+#define PIPE 16u
+
+START_TEST(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk)
+{
+	struct async_write aw[PIPE];
+	bool seen[PIPE + 1] = {false};
+	struct cfs_chunk_query_resp q0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	for (unsigned i = 0; i < PIPE; i++) {
+		aw[i] = (struct async_write){.req = write_req(&h, 0, 13, 8192, 50 + i, 1000 + i),
+					     .dst = h.addr[0]};
+		pthread_mutex_init(&aw[i].mu, NULL);
+		pthread_cond_init(&aw[i].cv, NULL);
+	}
+	/* All in flight at the head at once. */
+	for (unsigned i = 0; i < PIPE; i++)
+		ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw[i]), 0);
+	for (unsigned i = 0; i < PIPE; i++) {
+		async_wait(&aw[i]);
+		ck_assert_int_eq(aw[i].rc, 0);
+		ck_assert_uint_ge(aw[i].ver, 1);
+		ck_assert_uint_le(aw[i].ver, PIPE);
+		ck_assert(!seen[aw[i].ver]);
+		seen[aw[i].ver] = true;
+		pthread_mutex_destroy(&aw[i].mu);
+		pthread_cond_destroy(&aw[i].cv);
+	}
+	q0 = query(&h, 0, 13);
+	ck_assert_uint_eq(q0.committed, PIPE);
+	for (unsigned r = 1; r < NREP; r++) {
+		struct cfs_chunk_query_resp q = query(&h, r, 13);
+
+		ck_assert_uint_eq(q.committed, PIPE);
+		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.crc, q0.crc);
+	}
+	h_stop(&h);
+}
+END_TEST
+
+static Suite *
+craq_suite(void)
+{
+	Suite *s = suite_create("craq");
+	TCase *tc;
+
+#define ADD(fn)                                                                                    \
+	do {                                                                                       \
+		tc = tcase_create(#fn);                                                            \
+		tcase_add_checked_fixture(tc, setup, teardown);                                    \
+		tcase_set_timeout(tc, 120);                                                        \
+		tcase_add_test(tc, fn);                                                            \
+		suite_add_tcase(s, tc);                                                            \
+	} while (0)
+	ADD(test_craq_write_reaches_every_replica_when_chain_of_three);
+	ADD(test_craq_write_reaches_syncing_tail_when_tail_syncing);
+	ADD(test_craq_write_refused_when_sent_to_non_head);
+	ADD(test_craq_write_skips_offline_member_when_moved_to_end);
+	ADD(test_craq_write_refused_with_current_ver_when_chain_ver_stale);
+	ADD(test_craq_requests_refused_when_lease_lapsed);
+	ADD(test_craq_requests_refused_when_no_routing_yet);
+	ADD(test_craq_duplicate_client_req_not_applied_twice_when_retried);
+	ADD(test_craq_read_asks_tail_when_middle_has_pending_version);
+	ADD(test_craq_write_dropped_everywhere_when_successor_fails);
+	ADD(test_craq_duplicate_client_req_busy_when_first_still_in_chain);
+	ADD(test_craq_resync_fills_syncing_target_when_it_rejoins);
+	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
+#undef ADD
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(craq_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
