@@ -190,9 +190,9 @@ mgmtd_subs_push(struct rt_actor *self, struct mgmtd_subs *subs, const struct mgm
 
 		if (rc == 0) {
 			m->dst = subs->v[i].addr;
-			m->conn = subs->v[i].conn;
 			m->flags |= RT_MSG_F_ONEWAY;
-			rc = rt_send(self, m);
+			/* Back over the connection it subscribed on (conn 0: by address). */
+			rc = rt_send_conn(self, subs->v[i].conn, m);
 		}
 		if (rc == 0) {
 			sent++;

@@ -68,7 +68,9 @@ wire_load_be64(const uint8_t *p)
  * Read any msgpack integer format. *neg tells whether the value is negative;
  * then *v holds its two's-complement bits, else *v is the value.
  */
-static inline int
+/* always_inline: gcc -O2 otherwise calls the integer readers out of line, a
+ * third of the decoder's instructions for small frames. */
+static __attribute__((always_inline)) inline int
 wire_rd_integer(struct wire_rd *rd, uint64_t *v, bool *neg)
 {
 	size_t left = wire_rd_left(rd);
@@ -147,7 +149,7 @@ wire_rd_integer(struct wire_rd *rd, uint64_t *v, bool *neg)
 }
 
 /** Any integer format holding a value in [0, max]. */
-static inline int
+static __attribute__((always_inline)) inline int
 wire_rd_uint_max(struct wire_rd *rd, uint64_t max, uint64_t *out)
 {
 	uint64_t v;
@@ -164,14 +166,14 @@ wire_rd_uint_max(struct wire_rd *rd, uint64_t max, uint64_t *out)
 }
 
 /** Any integer format holding a non-negative value. */
-static inline int
+static __attribute__((always_inline)) inline int
 wire_rd_uint(struct wire_rd *rd, uint64_t *out)
 {
 	return wire_rd_uint_max(rd, UINT64_MAX, out);
 }
 
 /** Any integer format holding a value in [min, max]. */
-static inline int
+static __attribute__((always_inline)) inline int
 wire_rd_int_range(struct wire_rd *rd, int64_t min, int64_t max, int64_t *out)
 {
 	uint64_t v;
@@ -274,7 +276,7 @@ wire_rd_bin(struct wire_rd *rd, const uint8_t **p, uint32_t *n)
  * the bytes left after the header: every element takes at least one byte, so
  * a larger count cannot be honest, and a caller may size an allocation by it.
  */
-static inline int
+static __attribute__((always_inline)) inline int
 wire_rd_array(struct wire_rd *rd, uint32_t *n)
 {
 	size_t left = wire_rd_left(rd);
