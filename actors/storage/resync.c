@@ -14,9 +14,10 @@
  * the target (chunk_query) and, when the version, length or CRC differs or
  * the target lacks it, reads our committed content and sends it as a
  * chunk_write with STOR_CW_F_FORWARD | STOR_CW_F_SYNC, which the target
- * installs as is (craq.c, start_sync_copy). A failed step ends the walk; the
- * next routing push (at the latest the next lease renewal) starts it again,
- * and chunks already equal are then only compared.
+ * installs as is (craq.c, start_sync_copy). A failed step ends the walk and
+ * arms a retry with backoff (the usual cause: the syncing target has not yet
+ * received the routing that names the new chain version); a routing push also
+ * restarts it. Chunks already equal are then only compared.
  */
 #define RT_LOG_SUBSYS "storage"
 #include "actors/storage/storage_internal.h"
@@ -40,15 +41,43 @@ sync_current(const struct stor_target *t)
 	       c->members[c->succ].target == s->dst && rt_now_ns(t->loop) < c->lease_until_ns;
 }
 
+#define SYNC_BACKOFF_MIN_MS 50u
+#define SYNC_BACKOFF_MAX_MS 5000u
+
+static void
+sync_retry(struct rt_timer *timer, void *cb_arg)
+{
+	stor_sync_maybe_start(cb_arg);
+}
+
+void
+stor_sync_init(struct stor_target *t)
+{
+	rt_timer_init(t->loop, &t->sync_retry, sync_retry, t);
+	t->sync_backoff_ms = SYNC_BACKOFF_MIN_MS;
+}
+
+void
+stor_sync_fini(struct stor_target *t)
+{
+	rt_timer_stop(&t->sync_retry);
+}
+
 static void
 sync_stop(struct stor_target *t, int rc, const char *why)
 {
 	struct stor_sync *s = &t->sync;
 
-	if (rc != 0 && rc != -CFS_ECANCELED)
-		RT_WARN("target=%" PRIu32 ": resync of target %" PRIu32 " stopped (%s): %s", t->id,
-			s->dst, why, cfs_errname(rc));
 	s->running = false;
+	if (rc == 0 || rc == -CFS_ECANCELED) {
+		t->sync_backoff_ms = SYNC_BACKOFF_MIN_MS;
+		return;
+	}
+	RT_WARN("target=%" PRIu32 ": resync of target %" PRIu32 " stopped (%s): %s; retry in %"
+		PRIu32 " ms", t->id, s->dst, why, cfs_errname(rc), t->sync_backoff_ms);
+	rt_timer_start(&t->sync_retry, t->sync_backoff_ms, 0);
+	t->sync_backoff_ms = t->sync_backoff_ms * 2 > SYNC_BACKOFF_MAX_MS ? SYNC_BACKOFF_MAX_MS
+									  : t->sync_backoff_ms * 2;
 }
 
 /* The chain moved under the walk: stop it and start over for the new one

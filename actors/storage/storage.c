@@ -246,6 +246,7 @@ stor_init(struct rt_actor *self, const void *arg)
 		disk_aio_put(&t->e);
 		return rc;
 	}
+	stor_sync_init(t);
 	/* The engine logs the open (chunks, time) and the node the address. */
 	rt_actor_set_tag(self, t->id);
 	return 0;
@@ -257,6 +258,7 @@ stor_fini(struct rt_actor *self)
 	struct stor_target *t = rt_actor_state(self);
 
 	/* Operations in flight complete (and reply) from inside close. */
+	stor_sync_fini(t);
 	disk_target_close(&t->dt);
 	craq_fini(t);
 	disk_aio_put(&t->e);

@@ -102,6 +102,11 @@ struct stor_target {
 	struct stor_dedup *dedup;
 	uint32_t dedup_next;
 	struct stor_sync sync;
+	/* A walk that failed (say, the syncing target had not yet seen the new
+	 * chain version) is tried again after sync_backoff_ms, not only at the
+	 * next routing push. */
+	struct rt_timer sync_retry;
+	uint32_t sync_backoff_ms;
 	/* requests refused before reaching the engine (bad input, wrong target) */
 	uint64_t rejected;
 	/* rate limit of data-path logs */
@@ -178,6 +183,9 @@ int stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req);
  */
 void craq_write(struct stor_target *t, struct rt_msg *req);
 
+/** Set up and tear down the resync retry timer (resync.c). */
+void stor_sync_init(struct stor_target *t);
+void stor_sync_fini(struct stor_target *t);
 /** Start a resync walk (resync.c) if our successor on the write path is
  *  syncing and no walk runs; called on every routing push. */
 void stor_sync_maybe_start(struct stor_target *t);

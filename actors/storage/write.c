@@ -159,6 +159,24 @@ remove_done(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	rt_reply(req, 0, resp);
 }
 
+/* Checks shared by the mutations that are not chain-replicated yet (remove,
+ * truncate): allowed on a standalone target or a chain of one, on an existing
+ * chunk. Fills *info with the chunk's state. */
+static int
+unreplicated_check(struct stor_target *t, uint32_t target, uint32_t chain_ver,
+		   const struct cfs_id128 *id, struct disk_chunk_info *info)
+{
+	int rc = stor_check_chain(t, target, chain_ver, STOR_USE_WRITE);
+
+	if (rc != 0)
+		return rc;
+	if (t->in_cluster && t->chain.count > 1)
+		return -EOPNOTSUPP;
+	if (!stor_id_valid(id))
+		return -EINVAL;
+	return disk_query(t->dt, id, info);
+}
+
 int
 stor_on_chunk_remove(struct rt_actor *self, struct rt_msg *req)
 {
@@ -168,14 +186,7 @@ stor_on_chunk_remove(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_WRITE);
-	if (rc == 0 && t->in_cluster && t->chain.count > 1)
-		rc = -EOPNOTSUPP;
-	if (rc != 0)
-		return refuse(t, "remove", &m->chunk, rc);
-	if (!stor_id_valid(&m->chunk))
-		return refuse(t, "remove", &m->chunk, -EINVAL);
-	rc = disk_query(t->dt, &m->chunk, &info);
+	rc = unreplicated_check(t, m->target, m->chain_ver, &m->chunk, &info);
 	if (rc != 0)
 		return refuse(t, "remove", &m->chunk, rc);
 	op = mut_new(t, req);
@@ -227,14 +238,7 @@ stor_on_chunk_truncate(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_WRITE);
-	if (rc == 0 && t->in_cluster && t->chain.count > 1)
-		rc = -EOPNOTSUPP;
-	if (rc != 0)
-		return refuse(t, "truncate", &m->chunk, rc);
-	if (!stor_id_valid(&m->chunk))
-		return refuse(t, "truncate", &m->chunk, -EINVAL);
-	rc = disk_query(t->dt, &m->chunk, &info);
+	rc = unreplicated_check(t, m->target, m->chain_ver, &m->chunk, &info);
 	if (rc != 0)
 		return refuse(t, "truncate", &m->chunk, rc);
 	/* chunk_size is optional here (0); when given it must be the chunk's. */
