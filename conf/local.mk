@@ -17,4 +17,5 @@ conf/systemd/chainfsd@.service: $(srcdir)/conf/chainfsd@.service Makefile
 	$(AM_V_GEN)$(MKDIR_P) conf/systemd && \
 	sed -e 's|/usr/local/sbin/|$(sbindir)/|g' \
 	    -e 's|/usr/local/etc/chainfs/|$(sysconfdir)/chainfs/|g' \
+	    -e 's|/usr/local/share/man/|$(mandir)/|g' \
 	    $(srcdir)/conf/chainfsd@.service > $@.tmp && mv $@.tmp $@

@@ -404,16 +404,7 @@ start_sync_copy(struct craq_op *op)
 		finish(op, 0, &info);
 		return;
 	}
-	dw = (struct disk_write){
-		.id = w->chunk,
-		.chunk_size = w->chunk_size,
-		.len = w->len,
-		.iov = req->iov,
-		.iovcnt = req->iovcnt,
-		.crc = w->crc,
-		.ver = op->ver,
-		.flags = DISK_W_FORCE | DISK_W_REPLACE,
-	};
+	dw = stor_disk_write_of(req, op->ver, DISK_W_FORCE | DISK_W_REPLACE);
 	rc = disk_write(t->dt, &dw, stored, op);
 	if (rc != 0)
 		finish(op, rc, NULL);
@@ -439,17 +430,8 @@ start(struct craq_op *op)
 		start_sync_copy(op);
 		return;
 	}
-	dw = (struct disk_write){
-		.id = w->chunk,
-		.chunk_size = w->chunk_size,
-		.off = w->offset,
-		.len = w->len,
-		.iov = req->iov,
-		.iovcnt = req->iovcnt,
-		.crc = w->crc,
-		.ver = op->ver, /* head: 0, the engine's committed + 1 */
-		.flags = op->tail ? DISK_W_COMMIT : 0,
-	};
+	/* op->ver at the head is 0: the engine's committed + 1. */
+	dw = stor_disk_write_of(req, op->ver, op->tail ? DISK_W_COMMIT : 0);
 	rc = disk_write(t->dt, &dw, stored, op);
 	if (rc != 0)
 		finish(op, rc, NULL);

@@ -183,6 +183,27 @@ int stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req);
  */
 void craq_write(struct stor_target *t, struct rt_msg *req);
 
+/* The engine write a chunk_write request asks for: its chunk, range, payload
+ * (borrowed from req, which must outlive the write) and CRC, at update
+ * version ver with DISK_W_* flags. */
+static inline struct disk_write
+stor_disk_write_of(const struct rt_msg *req, uint64_t ver, unsigned flags)
+{
+	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
+
+	return (struct disk_write){
+		.id = w->chunk,
+		.chunk_size = w->chunk_size,
+		.off = w->offset,
+		.len = w->len,
+		.iov = req->iov,
+		.iovcnt = req->iovcnt,
+		.crc = w->crc,
+		.ver = ver,
+		.flags = flags,
+	};
+}
+
 /** Set up and tear down the resync retry timer (resync.c). */
 void stor_sync_init(struct stor_target *t);
 void stor_sync_fini(struct stor_target *t);

@@ -120,17 +120,7 @@ stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req)
 	op = mut_new(t, req);
 	if (!op)
 		return refuse(t, "write", &w->chunk, -ENOMEM);
-	dw = (struct disk_write){
-		.id = w->chunk,
-		.chunk_size = w->chunk_size,
-		.off = w->offset,
-		.len = w->len,
-		.iov = req->iov,
-		.iovcnt = req->iovcnt,
-		.crc = w->crc,
-		.ver = w->update_ver,
-		.flags = DISK_W_COMMIT,
-	};
+	dw = stor_disk_write_of(req, w->update_ver, DISK_W_COMMIT);
 	rc = disk_write(t->dt, &dw, write_done, op);
 	if (rc != 0)
 		return refuse(t, "write", &w->chunk, rc);
