@@ -1,0 +1,1 @@
+# bench/replicated.mk: chains of three against fio (issue 4).

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The routing-aware chunk client: the data path of libchainfs.
+ *
+ * It subscribes to mgmtd's routing (src/client/routing.h), writes a chunk to
+ * its chain's head and reads it from the chain's serving replicas (spread over
+ * them), and hides failover from its caller: on a stale chain version, a
+ * replica that is not serving, a dead or unreachable replica or a timeout it
+ * refreshes routing, backs off and retries against the chain as it is now,
+ * until the operation's deadline. Every write carries a client_req id, unique
+ * per client and kept across the retries of one operation, so the chain
+ * applies a retried write at most once (the head answers a duplicate with the
+ * recorded result).
+ *
+ * Blocking calls, safe from any number of threads at once (the tests run 16
+ * writers on one client). A batch runs its operations concurrently (pipelined
+ * over the connections; reads of one target are sent as one chunk_read) and
+ * returns when all are done: that is how benchmarks get queue depth.
+ */
+#ifndef CFS_CLIENT_CHUNK_CLIENT_H
+#define CFS_CLIENT_CHUNK_CLIENT_H
+
+#include <stdint.h>
+
+#include "chainfs/types.h"
+
+struct cfs_chunk_client;
+struct cfs_routing_snap;
+
+struct cfs_chunk_client_opts {
+	const char *mgmtd;	 /* "host:port" of the node running mgmtd; required */
+	unsigned loops;		 /* client loops; default 1 */
+	uint32_t timeout_ms;	 /* one attempt; default 2000 */
+	uint32_t deadline_ms;	 /* one operation, all retries included; default 30000 */
+	uint32_t routing_wait_ms; /* create: wait this long for the first routing; default 10000 */
+};
+
+/**
+ * Start a client: its runtime, the routing subscription, and wait for the
+ * first routing version.
+ * @return 0 and *out; -EINVAL (no mgmtd, malformed endpoint), -ETIMEDOUT (no
+ *         routing within routing_wait_ms), -ENOMEM.
+ */
+int cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts,
+			    struct cfs_chunk_client **out);
+/** Stop and free. Sets *pc to NULL. Not while calls are running. */
+void cfs_chunk_client_destroy(struct cfs_chunk_client **pc);
+
+/** The newest routing snapshot (a reference: cfs_routing_snap_put it). */
+struct cfs_routing_snap *cfs_chunk_client_routing(struct cfs_chunk_client *c);
+
+/** The chain that holds chunk `index` of a file whose layout starts at `seed`
+ *  over `stripe` chains (cfs_place_chunk over the snapshot's chains in id
+ *  order). 0 when routing has no chains. */
+uint64_t cfs_chunk_client_place(struct cfs_chunk_client *c, uint64_t seed, uint64_t index,
+				uint32_t stripe);
+
+enum cfs_chunk_op_kind {
+	CFS_CHUNK_OP_WRITE = 1,	   /* data[0, len) at offset */
+	CFS_CHUNK_OP_READ,	   /* into data[0, len) from offset */
+	CFS_CHUNK_OP_REMOVE,	   /* the whole chunk */
+	CFS_CHUNK_OP_TRUNCATE,	   /* to len bytes */
+	CFS_CHUNK_OP_QUERY,	   /* length, crc, version: no data */
+};
+
+enum {
+	/* read: serve the replica's committed version without asking the tail
+	 * (not linearizable; see chainfs-protocol(7), RT_MSG_F_RELAXED) */
+	CFS_CHUNK_F_RELAXED = 1u << 0,
+	/* read: from this replica only (index into the chain's serving members);
+	 * with `replica` below. For tests and `chainfs chunk get --replica`. */
+	CFS_CHUNK_F_REPLICA = 1u << 1,
+};
+
+/* One operation and, after the call, its outcome. */
+struct cfs_chunk_op {
+	/* in */
+	enum cfs_chunk_op_kind kind;
+	uint64_t chain_id;
+	struct cfs_id128 chunk;
+	uint32_t chunk_size; /* write, truncate: the chunk's size class bound */
+	uint32_t offset;
+	uint32_t len;	     /* write, read, truncate */
+	void *data;	     /* write: source; read: destination (len bytes) */
+	uint32_t flags;	     /* CFS_CHUNK_F_* */
+	uint32_t replica;    /* with CFS_CHUNK_F_REPLICA */
+	/* out */
+	int rc;		     /* 0 or negative errno / -CFS_E* after the last attempt */
+	uint32_t out_len;    /* read: bytes read (short at the chunk's end); others: chunk length */
+	uint32_t out_crc;    /* CRC32C of the chunk (write, truncate, query, read of a whole chunk) */
+	uint64_t version;    /* committed version written / read / removed */
+	uint32_t target;     /* the target that answered the last attempt */
+	uint32_t attempts;   /* attempts made (1 when the first succeeded) */
+};
+
+/**
+ * Run n operations concurrently and wait for all. Each op's rc says how it
+ * ended; ops[i].rc = -ETIMEDOUT when its deadline passed while retrying.
+ * Retried: -CFS_ESTALECHAIN, -CFS_ENOTSERVING, -CFS_EBUSY, -ETIMEDOUT,
+ * -ECONNREFUSED, -ECONNRESET, -EPIPE, -CFS_ENOACTOR (after a routing refresh,
+ * with backoff). Not retried: -EINVAL, -CFS_ENOCHUNK, -ENOSPC, -CFS_ECHECKSUM
+ * (a read tries another replica first), -CFS_ENOCHAIN.
+ * @return 0 when every op succeeded, else the first failed op's rc.
+ */
+int cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n);
+
+/** One write; see cfs_chunk_batch. *version (may be NULL) = the version written. */
+int cfs_chunk_put(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id128 *chunk,
+		  uint32_t chunk_size, uint32_t offset, const void *data, uint32_t len,
+		  uint64_t *version);
+/** One read; *got = bytes read (may be NULL). */
+int cfs_chunk_get(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id128 *chunk,
+		  uint32_t offset, void *data, uint32_t len, uint32_t flags, uint32_t *got,
+		  uint64_t *version);
+
+#endif
