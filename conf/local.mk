@@ -6,7 +6,8 @@
 # verifiable as it stands; the installed copy is generated with this build's
 # sbindir and sysconfdir and goes to $(prefix)/lib/systemd/system.
 chainfsconfdir = $(sysconfdir)/chainfs
-dist_chainfsconf_DATA = conf/chainfs.conf conf/quickstart.conf
+dist_chainfsconf_DATA = conf/chainfs.conf conf/quickstart.conf conf/quickstart-node2.conf \
+	conf/quickstart-node3.conf
 
 systemdunitdir = $(prefix)/lib/systemd/system
 systemdunit_DATA = conf/systemd/chainfsd@.service
