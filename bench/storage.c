@@ -27,6 +27,11 @@
  * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2).
  * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build
  * directory). Prints a table and a last line "ratio: name=value ...".
+ * Each chainfs row also gets its CPU cost per I/O: the daemon's (all its
+ * threads, from /proc/PID/task/<tid>/schedstat) and this client process's
+ * (getrusage), and the daemon's context switches per I/O (wake-ups): on a
+ * shared 2-core VM these move far less with the neighbours' load than the
+ * throughput does, so they are what to compare between builds.
  *
  * The write payload is one prepared 1 MiB buffer whose CRC32C is computed
  * once: the client's CRC cost is not what this measures (a real client pays
@@ -43,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -117,8 +123,10 @@ daemon_start(const char *daemon)
 	f = fopen(conf, "w");
 	if (!f)
 		die(conf, -errno);
-	/* Two loops: connections on loop 0, the target on loop 1 (auto), as a
-	 * node runs them. Not pinned: this process shares the two cores. */
+	/* Two loops, as a node runs them: the target on loop 1 (auto), and so
+	 * the connections too (chainfsd hands them to its targets' loops); loop
+	 * 0 accepts and runs the control actors. Not pinned: this process
+	 * shares the two cores. */
 	fprintf(f,
 		"[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = %s\npin = no\nlog_level = warn\n"
 		"[target.%d]\npath = %s/target\ncapacity = 8G\n",
@@ -153,6 +161,56 @@ daemon_start(const char *daemon)
 	}
 	if (!g_port)
 		die("chainfsd did not start", -ETIMEDOUT);
+}
+
+/* ------------------------------------------------------------- CPU costs */
+
+struct cpu_snap {
+	double daemon_s;    /* CPU time of all the daemon's threads */
+	double client_s;    /* CPU time of this process */
+	uint64_t daemon_cs; /* context switches of all the daemon's threads */
+};
+
+static void
+cpu_snap(struct cpu_snap *out)
+{
+	struct rusage ru;
+	char path[320], line[256];
+	struct dirent *e;
+	DIR *d;
+
+	*out = (struct cpu_snap){0};
+	getrusage(RUSAGE_SELF, &ru);
+	out->client_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+			(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	if (g_pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_pid);
+	d = opendir(path);
+	while (d && (e = readdir(d)) != NULL) {
+		unsigned long long ns = 0, v = 0;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)g_pid, e->d_name);
+		f = fopen(path, "r");
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			out->daemon_s += (double)ns / 1e9;
+		if (f)
+			fclose(f);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)g_pid, e->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+				out->daemon_cs += v;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* ---------------------------------------------------- the driver (client) */
@@ -449,6 +507,7 @@ struct row {
 	double cand[64], base[64];
 	double extra[64]; /* seqwrite: fio without syncs; batch per commit */
 	double batch[64];
+	double dcpu[64], ccpu[64], dcs[64]; /* per I/O: daemon us, client us, daemon switches */
 };
 
 int
@@ -457,6 +516,7 @@ main(int argc, char **argv)
 	const char *daemon = getenv("CHAINFSD") ? getenv("CHAINFSD") : "./chainfsd";
 	struct cfs_client_opts co = {.timeout_ms = 30000};
 	struct cfs_target_stats_resp st0, st1;
+	struct cpu_snap cs0, cs1;
 	struct cfs_client *c;
 	struct row rows[4] = {
 		{.name = "seqread_1m", .unit = "MiB/s", .goal = 0.85},
@@ -581,9 +641,19 @@ main(int argc, char **argv)
 				continue;
 			j->seconds = g_seconds;
 			target_stats(c, addr, &st0);
+			cpu_snap(&cs0);
 			ops = run_job(c, j);
+			cpu_snap(&cs1);
 			target_stats(c, addr, &st1);
 			rows[k].cand[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
+			if (j->ios) {
+				rows[k].dcpu[r] =
+					(cs1.daemon_s - cs0.daemon_s) * 1e6 / (double)j->ios;
+				rows[k].ccpu[r] =
+					(cs1.client_s - cs0.client_s) * 1e6 / (double)j->ios;
+				rows[k].dcs[r] =
+					(double)(cs1.daemon_cs - cs0.daemon_cs) / (double)j->ios;
+			}
 			if (j->op == OP_SEQWRITE) {
 				double commits = (double)(st1.commits - st0.commits);
 				double items = (double)(st1.commit_items - st0.commit_items);
@@ -610,8 +680,10 @@ main(int argc, char **argv)
 					rows[k].extra[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
 				}
 			}
-			printf("round %u %-13s chainfs %10.1f  fio %10.1f %s\n", r + 1,
-			       rows[k].name, rows[k].cand[r], rows[k].base[r], rows[k].unit);
+			printf("round %u %-13s chainfs %10.1f  fio %10.1f %-5s  per io: daemon "
+			       "%6.1f us, client %6.1f us, daemon cs %5.2f\n",
+			       r + 1, rows[k].name, rows[k].cand[r], rows[k].base[r], rows[k].unit,
+			       rows[k].dcpu[r], rows[k].ccpu[r], rows[k].dcs[r]);
 		}
 	}
 
@@ -633,6 +705,14 @@ main(int argc, char **argv)
 			snprintf(label, sizeof(label), "%s %s", rows[k].name, rows[k].unit);
 		printf("%-40s %12.1f %12.1f %7.2f %6.2f\n", label, cm, bm, bm > 0 ? cm / bm : 0,
 		       rows[k].goal);
+	}
+	printf("\n%-40s %12s %12s %12s\n", "CPU per I/O (median of rounds)", "daemon us",
+	       "client us", "daemon cs");
+	for (unsigned k = 0; k < 4; k++) {
+		if (!row_wanted(rows[k].name))
+			continue;
+		printf("%-40s %12.1f %12.1f %12.2f\n", rows[k].name, median(rows[k].dcpu, g_rounds),
+		       median(rows[k].ccpu, g_rounds), median(rows[k].dcs, g_rounds));
 	}
 	if (row_wanted(rows[1].name))
 		printf("%-40s %12s %12.1f %7s %6s\n", "randread_4k fio unbatched IOPS", "-",

@@ -1,32 +1,45 @@
 // SPDX-License-Identifier: MIT
 /*
- * CRAQ chain replication of chunk writes (cluster mode; DESIGN.md section 3).
- * Owns the path of a chunk_write once write.c has checked it: the head's
- * per-chunk write queue, the head's memory of client requests (exactly-once
- * retries), storing the update pending, forwarding it to the successor and
- * committing it when the successor's answer comes back.
+ * CRAQ chain replication of chunk mutations (cluster mode; DESIGN.md section
+ * 3). Owns the path of a chunk_write, chunk_truncate or chunk_remove once
+ * write.c has checked it: the per-chunk queue, every replica's memory of
+ * client requests (exactly-once retries, across failover too), storing the
+ * update pending, forwarding it to the successor, committing it when the
+ * successor's answer comes back, and re-driving what a failed attempt left
+ * behind. README.md ("Cluster mode: CRAQ") tells the whole protocol.
  *
- * The head serializes the writes of one chunk: only one is in the chain at a
- * time, the others wait in the chunk's queue, so the engine's rule "one pending
- * version per chunk" holds on every replica and the head's next version is
- * always committed + 1 (the engine assigns it: update_ver 0). The forwarded
- * write is a chunk_write with STOR_CW_F_FORWARD and update_ver = that version,
- * carrying the same payload buffers (references, no copy). The tail writes with
- * DISK_W_COMMIT and answers; each replica commits its pending version when the
- * answer passes it, and the head answers the client. A replica whose successor
- * fails drops its pending version and passes the error up: the client retries
- * (with the same client_req), after mgmtd has repaired the chain if needed.
+ * The head serializes the mutations of one chunk: only one is in the chain at
+ * a time, the others wait in the chunk's queue, so the engine's rule "one
+ * pending version per chunk" holds on every replica and the head's next
+ * version is always committed + 1 (the engine assigns it: update_ver 0). The
+ * forwarded mutation is the same message with STOR_CW_F_FORWARD and
+ * update_ver = that version (a write carries the same payload buffers, by
+ * reference). The tail commits and answers; each replica checks the answer is
+ * its own version (length and CRC too), commits, and answers its predecessor.
  *
- * Every replica queues the writes of a chunk the same way: at the others
- * it keeps a resync copy (STOR_CW_F_SYNC, resync.c) from overtaking a
- * forwarded write of the same chunk.
+ * Failed forwards never drop anything: the tail may have committed the
+ * version already. The replica keeps it pending and answers a retryable
+ * error; the head re-drives the leftover pending version (whole, at the same
+ * version) before the chunk's next mutation, when a client retries, and by
+ * itself when routing makes it head or changes its chain. A replica holding
+ * that version committed already answers it again (idempotent), so a version
+ * is applied at most once and never carries two contents.
  *
- * Every op lives in its request's arena and dies with the reply.
+ * A remove has no pending form in the engine: it goes down the chain first,
+ * the tail removes, and each replica removes when the answer passes it. A
+ * replica whose forward of a remove failed keeps the chunk and remembers the
+ * remove "in doubt" (in memory): it is re-driven like a pending version.
+ *
+ * Every replica queues a chunk's mutations the same way, so a resync copy or
+ * removal (STOR_CW_F_SYNC, resync.c) and a forwarded mutation of one chunk
+ * never overtake each other. Every op lives in its request's arena and dies
+ * with the reply.
  */
 #define RT_LOG_SUBSYS "storage"
 #include "actors/storage/storage_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,25 +47,51 @@
 
 struct craq_op {
 	struct stor_target *t;
-	struct rt_msg *req;
-	struct craq_op *next;  /* head: the next write of the chunk's queue */
-	struct stor_dedup *dd; /* head: the slot remembering client_req, or NULL */
-	bool queued;	       /* head: owns its chunk's queue while in flight */
-	bool tail;	       /* stored with DISK_W_COMMIT: nothing to forward */
-	uint64_t ver;	       /* the version stored here (pending unless tail) */
-	int fwd_rc;	       /* the successor's error, while the pending one is dropped */
-	uint32_t plen;	       /* length of our pending version */
-	struct disk_read rd;   /* forward_whole: our pending version */
+	struct rt_msg *req;    /* the request; a proactive re-drive's own carrier */
+	struct craq_op *next;  /* the next mutation of the chunk's queue */
+	struct stor_dedup *dd; /* the slot remembering client_req, or NULL */
+	enum craq_kind kind;
+	/* The request's fields, whichever message it is. */
+	struct cfs_id128 chunk;
+	uint64_t chain_id;
+	uint32_t chain_ver;
+	uint64_t client_req;
+	uint32_t flags;
+	uint32_t tlen;	   /* truncate: the new length */
+	bool queued;	   /* owns its chunk's queue while in flight */
+	bool tail;	   /* we are the write path's tail: nothing to forward */
+	bool synthetic;	   /* head: a proactive re-drive, nobody to answer */
+	bool retry;	   /* head: a retried client_req, maybe with a version here */
+	bool busy;	   /* head: we set dd->busy (and clear it when done) */
+	bool redrive;	   /* head: re-driving the chunk's leftover pending version */
+	bool rm_redrive;   /* head: re-driving the chunk's remove in doubt */
+	bool commit_after; /* tail: stored pending (one was there), commit it next */
+	uint64_t ver;	   /* the version in the chain now (pending unless tail) */
+	uint32_t plen;	   /* its length and CRC: what the successor must answer */
+	uint32_t pcrc;
+	uint32_t csize; /* the chunk's size, for a whole copy */
+	struct disk_read rd;
 };
 
-/* The writes of one chunk at the head: first is in the chain, the rest wait. */
+/* The mutations of one chunk: first is in the chain, the rest wait. */
 struct craq_q {
 	struct craq_q *next; /* bucket chain */
 	struct cfs_id128 id;
 	struct craq_op *first, *last;
 };
 
+/* A remove whose forward failed: the chunk may be gone further down. */
+struct craq_doubt {
+	struct craq_doubt *next;
+	struct cfs_id128 id;
+	uint64_t client_req;
+	uint64_t ver; /* the version it removes */
+};
+
 static void start(struct craq_op *op);
+static void head_step(struct craq_op *op);
+static void redrive_failed(struct stor_target *t, int rc);
+static void redrive_succeeded(struct stor_target *t);
 
 /* ------------------------------------------------------------- the queue */
 
@@ -75,7 +114,7 @@ q_slot(struct stor_target *t, const struct cfs_id128 *id)
 static int
 q_push(struct stor_target *t, struct craq_op *op)
 {
-	const struct cfs_id128 *id = &RT_BODY(op->req, chunk_write)->chunk;
+	const struct cfs_id128 *id = &op->chunk;
 	struct craq_q **pq = q_slot(t, id);
 
 	if (*pq) {
@@ -112,13 +151,41 @@ q_pop(struct stor_target *t, const struct cfs_id128 *id)
 
 /* ---------------------------------------------------------------- dedup */
 
+static uint32_t
+dd_bucket(uint64_t client_req, const struct cfs_id128 *chunk)
+{
+	uint64_t h = client_req * 0x9e3779b97f4a7c15ull;
+
+	for (unsigned i = 0; i < sizeof(chunk->b); i++)
+		h = (h ^ chunk->b[i]) * 1099511628211ull;
+	return (uint32_t)(h >> 32) % STOR_DEDUP_SLOTS;
+}
+
 static struct stor_dedup *
 dd_find(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chunk)
+{
+	uint32_t i = t->dedup_hash[dd_bucket(client_req, chunk)];
+
+	while (i != 0) {
+		struct stor_dedup *d = &t->dedup[i - 1];
+
+		if (d->client_req == client_req && memcmp(&d->chunk, chunk, sizeof(*chunk)) == 0)
+			return d;
+		i = d->hnext;
+	}
+	return NULL;
+}
+
+/* The request whose version ver of chunk is stored here and not yet done
+ * (a re-driven version: its retry must find the answer); NULL: none known. */
+static struct stor_dedup *
+dd_find_ver(struct stor_target *t, const struct cfs_id128 *chunk, uint64_t ver)
 {
 	for (uint32_t i = 0; i < STOR_DEDUP_SLOTS; i++) {
 		struct stor_dedup *d = &t->dedup[i];
 
-		if (d->client_req == client_req && memcmp(&d->chunk, chunk, sizeof(*chunk)) == 0)
+		if (d->client_req != 0 && !d->done && d->ver == ver &&
+		    memcmp(&d->chunk, chunk, sizeof(*chunk)) == 0)
 			return d;
 	}
 	return NULL;
@@ -129,73 +196,188 @@ dd_find(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chun
 static struct stor_dedup *
 dd_claim(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chunk)
 {
+	uint32_t self = t->dedup_next + 1, b = dd_bucket(client_req, chunk);
 	struct stor_dedup *d = &t->dedup[t->dedup_next];
 
 	t->dedup_next = (t->dedup_next + 1) % STOR_DEDUP_SLOTS;
-	*d = (struct stor_dedup){.client_req = client_req, .chunk = *chunk};
+	if (d->bucket != 0) {
+		/* Unlink the slot from the bucket of the request it held. */
+		uint32_t *pi = &t->dedup_hash[d->bucket - 1];
+
+		while (*pi != self)
+			pi = &t->dedup[*pi - 1].hnext;
+		*pi = d->hnext;
+	}
+	*d = (struct stor_dedup){.client_req = client_req, .chunk = *chunk, .bucket = b + 1};
+	d->hnext = t->dedup_hash[b];
+	t->dedup_hash[b] = self;
 	return d;
 }
 
 static bool
-dd_ours(const struct stor_dedup *d, const struct cfs_chunk_write *w)
+dd_ours(const struct stor_dedup *d, const struct craq_op *op)
 {
-	return d && d->client_req == w->client_req &&
-	       memcmp(&d->chunk, &w->chunk, sizeof(w->chunk)) == 0;
+	return d && op->client_req != 0 && d->client_req == op->client_req &&
+	       memcmp(&d->chunk, &op->chunk, sizeof(op->chunk)) == 0;
+}
+
+static void
+dd_set_done(struct stor_dedup *d, const struct disk_chunk_info *info)
+{
+	d->done = true;
+	d->ver = info->ver;
+	d->len = info->len;
+	d->crc = info->crc;
+}
+
+static void
+dd_set_stored(struct craq_op *op)
+{
+	if (dd_ours(op->dd, op)) {
+		op->dd->ver = op->ver;
+		op->dd->len = op->plen;
+		op->dd->crc = op->pcrc;
+	}
+}
+
+/* -------------------------------------------------------- removes in doubt */
+
+static struct craq_doubt **
+doubt_slot(struct stor_target *t, const struct cfs_id128 *id)
+{
+	struct craq_doubt **pd = &t->doubt;
+
+	while (*pd && memcmp(&(*pd)->id, id, sizeof(*id)) != 0)
+		pd = &(*pd)->next;
+	return pd;
+}
+
+bool
+craq_removing(struct stor_target *t, const struct cfs_id128 *id)
+{
+	const struct craq_q *q = *q_slot(t, id);
+
+	if (q && q->first && q->first->kind == CRAQ_REMOVE)
+		return true;
+	return *doubt_slot(t, id) != NULL;
+}
+
+/* Remember op's remove as in doubt; false when we cannot (no memory). */
+static bool
+doubt_add(struct craq_op *op)
+{
+	struct craq_doubt **pd = doubt_slot(op->t, &op->chunk);
+
+	if (!*pd) {
+		*pd = calloc(1, sizeof(**pd));
+		if (!*pd)
+			return false;
+		(*pd)->id = op->chunk;
+	}
+	(*pd)->client_req = op->client_req;
+	(*pd)->ver = op->ver;
+	return true;
 }
 
 /* ---------------------------------------------------------------- answer */
 
+/* info: the committed state to report (a success, or -ESTALE: what we hold
+ * instead), or NULL. */
 static void
-answer(struct stor_target *t, struct rt_msg *req, int rc, uint64_t ver, uint32_t len, uint32_t crc)
+answer(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 {
-	struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+	struct stor_target *t = op->t;
+	struct rt_msg *resp = NULL;
 
-	if (resp) {
-		struct cfs_chunk_write_resp *r = RT_BODY(resp, chunk_write_resp);
+	switch (op->kind) {
+	case CRAQ_WRITE:
+		resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+		if (resp) {
+			struct cfs_chunk_write_resp *r = RT_BODY(resp, chunk_write_resp);
 
-		r->chain_ver = t->chain.chain_ver;
-		if (rc == 0) {
-			r->version = ver;
-			r->len = len;
-			r->crc = crc;
+			r->chain_ver = t->chain.chain_ver;
+			if (info) {
+				r->version = info->ver;
+				r->len = info->len;
+				r->crc = info->crc;
+			}
 		}
-	} else if (rc == 0) {
-		/* Stored, but we cannot say which version: the client retries with
-		 * the same client_req and gets the remembered answer. */
+		break;
+	case CRAQ_TRUNCATE:
+		resp = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE_RESP);
+		if (resp && info) {
+			RT_BODY(resp, chunk_truncate_resp)->version = info->ver;
+			RT_BODY(resp, chunk_truncate_resp)->len = info->len;
+			RT_BODY(resp, chunk_truncate_resp)->crc = info->crc;
+		}
+		break;
+	case CRAQ_REMOVE:
+		resp = rt_msg_new(CFS_MSG_CHUNK_REMOVE_RESP);
+		if (resp && info)
+			RT_BODY(resp, chunk_remove_resp)->version = info->ver;
+		break;
+	}
+	if (!resp && rc == 0) {
+		/* Applied, but we cannot say which version: the client retries
+		 * with the same client_req and gets the remembered answer. */
 		rc = -ENOMEM;
 	}
-	rt_reply(req, rc, resp);
+	rt_reply(op->req, rc, resp);
+}
+
+static const char *
+kind_name(const struct craq_op *op)
+{
+	static const char *const names[] = {"write", "truncate", "remove"};
+
+	return op->synthetic ? "re-drive" : names[op->kind];
 }
 
 /* The end of op at this replica: remember and answer, then start the chunk's
- * next queued write. info is NULL on error. */
+ * next queued mutation. info is the committed state on success (NULL for a
+ * re-drive walk's op with nothing to do), or what to report with an error. */
 static void
 finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 {
 	struct stor_target *t = op->t;
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
 	struct craq_op *next = NULL;
 
 	/* Canceled: our actor is stopping, which the node logs itself. */
 	if (rc != 0 && rc != -CFS_ECANCELED)
-		stor_log_fail(t, "write", &w->chunk, rc);
-	if (dd_ours(op->dd, w)) {
-		if (rc == 0) {
-			op->dd->done = true;
-			op->dd->ver = info->ver;
-			op->dd->len = info->len;
-			op->dd->crc = info->crc;
-		} else {
-			/* Nothing was applied: a retry must run again. */
-			op->dd->client_req = 0;
+		stor_log_fail(t, kind_name(op), &op->chunk, rc);
+	if (dd_ours(op->dd, op)) {
+		if (rc == 0 && info)
+			dd_set_done(op->dd, info);
+		else if (rc != 0 && op->dd->ver == 0 && (op->busy || !op->dd->busy))
+			op->dd->client_req = 0; /* nothing applied: a retry runs again */
+		/* Otherwise our version stays pending here (or our remove in
+		 * doubt): a retry re-drives it. */
+		if (op->busy)
+			op->dd->busy = false;
+	}
+	if (rc == 0 && (op->flags & STOR_CW_F_FORWARD) && t->doubt) {
+		/* The head got past a remove we hold in doubt (it re-drove it,
+		 * or this is it): never re-drive it later over newer content. */
+		struct craq_doubt **pd = doubt_slot(t, &op->chunk), *d = *pd;
+
+		if (d) {
+			*pd = d->next;
+			free(d);
 		}
 	}
 	if (op->queued)
-		next = q_pop(t, &w->chunk);
-	if (rc == 0)
-		answer(t, op->req, 0, info->ver, info->len, info->crc);
-	else
-		answer(t, op->req, rc, 0, 0, 0);
+		next = q_pop(t, &op->chunk);
+	if (op->synthetic) {
+		struct rt_msg *m = op->req; /* op lives in its arena */
+
+		if (rc != 0)
+			redrive_failed(t, rc);
+		else
+			redrive_succeeded(t);
+		rt_msg_free(&m);
+	} else {
+		answer(op, rc, rc == 0 || rc == -ESTALE ? info : NULL);
+	}
 	/* op is gone with its request. */
 	if (next)
 		start(next);
@@ -206,110 +388,274 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 static void
 committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 {
-	finish(cb_arg, rc, info);
+	struct craq_op *op = cb_arg;
+	struct stor_dedup *d;
+
+	if (rc != 0 || !op->redrive) {
+		finish(op, rc, info);
+		return;
+	}
+	/* A leftover version is committed everywhere on the path now: its
+	 * request's retry gets this answer. Then the op's own work. */
+	d = dd_find_ver(op->t, &op->chunk, op->ver);
+	if (d)
+		dd_set_done(d, info);
+	op->redrive = false;
+	head_step(op);
+}
+
+/* Our successor did not take the mutation: keep our version pending here
+ * (the tail may have committed it) and pass a retryable error up. The chunk's
+ * next mutation at the head, a client's retry or the head's re-drive walk
+ * re-drive it. */
+static void
+fwd_failed(struct craq_op *op, int rc)
+{
+	if (op->chain_ver != op->t->chain.chain_ver)
+		rc = -CFS_ESTALECHAIN;
+	if (op->kind == CRAQ_REMOVE && !(op->flags & STOR_CW_F_SYNC) && !op->rm_redrive) {
+		/* Maybe removed further down: remove it again before anything
+		 * else touches the chunk. */
+		if (!doubt_add(op))
+			rc = -ENOMEM;
+		else if (dd_ours(op->dd, op))
+			op->dd->ver = op->ver ? op->ver : 1; /* kept: its retry re-drives */
+	}
+	finish(op, rc, NULL);
 }
 
 static void
-aborted(void *cb_arg, int rc, const struct disk_chunk_info *info)
+removed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 {
 	struct craq_op *op = cb_arg;
+	struct disk_chunk_info done = {.id = op->chunk, .ver = op->ver};
+	struct craq_doubt **pd, *dt;
+	struct stor_dedup *d;
 
-	(void)rc;
 	(void)info;
-	finish(op, op->fwd_rc, NULL);
+	if (rc == -CFS_ENOCHUNK)
+		rc = 0; /* gone already (an earlier attempt got this far) */
+	if (rc != 0 || !op->rm_redrive) {
+		finish(op, rc, &done);
+		return;
+	}
+	/* The remove in doubt is done everywhere on the path now. */
+	pd = doubt_slot(op->t, &op->chunk);
+	if (*pd) {
+		dt = *pd;
+		done.ver = dt->ver;
+		d = dt->client_req ? dd_find(op->t, dt->client_req, &op->chunk) : NULL;
+		if (d && !d->done)
+			dd_set_done(d, &done);
+		*pd = dt->next;
+		free(dt);
+	}
+	op->rm_redrive = false;
+	head_step(op);
 }
 
-/* The successor failed: drop our pending version, then pass its error up. */
 static void
-undo(struct craq_op *op, int rc)
+remove_here(struct craq_op *op)
 {
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
+	int rc = disk_remove(op->t->dt, &op->chunk, removed, op);
 
-	op->fwd_rc = rc;
-	if (disk_abort(op->t->dt, &w->chunk, op->ver, aborted, op) != 0)
-		finish(op, rc, NULL);
+	if (rc != 0)
+		removed(op, rc, NULL);
 }
 
 static void
 forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 {
 	struct craq_op *op = cb_arg;
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
+	uint64_t ver = 0;
+	uint32_t len = 0, crc = 0;
+	char id[STOR_ID_STR];
 
 	(void)self;
-	if (rc == 0 && resp && RT_BODY(resp, chunk_write_resp)->version != op->ver)
-		rc = -EIO; /* the successor stored another version: a bug, never commit */
-	if (rc != 0) {
-		undo(op, rc);
+	if (op->kind == CRAQ_REMOVE || op->rm_redrive) {
+		if (rc == 0)
+			remove_here(op);
+		else
+			fwd_failed(op, rc);
 		return;
 	}
-	rc = disk_commit(op->t->dt, &w->chunk, op->ver, committed, op);
+	if (resp && resp->type == CFS_MSG_CHUNK_WRITE_RESP) {
+		ver = RT_BODY(resp, chunk_write_resp)->version;
+		len = RT_BODY(resp, chunk_write_resp)->len;
+		crc = RT_BODY(resp, chunk_write_resp)->crc;
+	} else if (resp && resp->type == CFS_MSG_CHUNK_TRUNCATE_RESP) {
+		ver = RT_BODY(resp, chunk_truncate_resp)->version;
+		len = RT_BODY(resp, chunk_truncate_resp)->len;
+		crc = RT_BODY(resp, chunk_truncate_resp)->crc;
+	}
+	if (rc == 0 && (!resp || ver != op->ver || len != op->plen || crc != op->pcrc)) {
+		/* The successor holds other content under this version: never
+		 * commit ours over it. */
+		stor_id_str(&op->chunk, id);
+		RT_WARN("target=%" PRIu32 " chunk=%s: successor answered v%" PRIu64 " len %" PRIu32
+			" crc %08" PRIx32 " for our v%" PRIu64 " len %" PRIu32 " crc %08" PRIx32,
+			op->t->id, id, ver, len, crc, op->ver, op->plen, op->pcrc);
+		rc = -EIO;
+	} else if (rc == -ESTALE && resp) {
+		/* It committed a newer version than the one we hold pending: ours
+		 * lost somewhere; reported, never committed. */
+		stor_id_str(&op->chunk, id);
+		RT_WARN("target=%" PRIu32 " chunk=%s: successor holds v%" PRIu64
+			", newer than our pending v%" PRIu64,
+			op->t->id, id, ver, op->ver);
+	}
+	if (rc != 0) {
+		fwd_failed(op, rc);
+		return;
+	}
+	rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
 	if (rc != 0)
 		finish(op, rc, NULL);
 }
 
-/* Our pending version, read whole: send it as a resync copy. */
-static void
-whole_read(void *cb_arg, struct disk_read *dr, unsigned n)
+static bool
+chain_moved(const struct craq_op *op)
 {
-	struct craq_op *op = cb_arg;
+	const struct stor_chain *c = &op->t->chain;
+
+	return op->chain_ver != c->chain_ver || c->pos < 0 || c->succ < 0;
+}
+
+/* Send the whole content of our version op->ver (data NULL: empty) to the
+ * successor: as a resync copy when it is syncing, else as a whole forwarded
+ * write it stores pending and forwards on. */
+static void
+send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
+{
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
 	struct cfs_chunk_write *f;
+	struct stor_dedup *d;
 	struct rt_msg *m = NULL;
-	int rc = dr->rc;
+	int rc = 0;
 
-	(void)n;
-	if (rc == 0 && (w->chain_ver != c->chain_ver || c->succ < 0))
+	if (chain_moved(op))
 		rc = -CFS_ESTALECHAIN;
-	if (rc == 0 && dr->ver != op->ver)
-		rc = -EIO;
 	if (rc == 0) {
 		m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
 		rc = m ? 0 : -ENOMEM;
 	}
 	if (rc == 0) {
 		f = RT_BODY(m, chunk_write);
-		*f = *w;
 		f->target = c->members[c->succ].target;
+		f->chain_id = op->chain_id;
+		f->chain_ver = op->chain_ver;
+		f->chunk = op->chunk;
 		f->offset = 0;
-		f->len = dr->data.len;
-		f->crc = dr->crc;
+		f->len = data ? data->len : 0;
+		f->crc = crc;
+		f->chunk_size = op->csize;
 		f->update_ver = op->ver;
-		f->flags |= STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
-		if (dr->data.len)
-			rc = rt_msg_add_iov(m, dr->data.buf, dr->data.off, dr->data.len);
+		/* The successors remember the request the version belongs to. */
+		if (op->redrive) {
+			d = dd_find_ver(t, &op->chunk, op->ver);
+			f->client_req = d ? d->client_req : 0;
+		} else {
+			f->client_req = op->client_req;
+		}
+		f->flags = STOR_CW_F_FORWARD |
+			   (c->members[c->succ].public_state == CFS_TS_SYNCING ? STOR_CW_F_SYNC
+									       : STOR_CW_F_WHOLE);
+		if (data && data->len)
+			rc = rt_msg_add_iov(m, data->buf, data->off, data->len);
 	}
 	if (rc == 0)
 		rc = rt_call(t->self, c->members[c->succ].addr, m, 0, forwarded, op);
-	if (dr->data.buf)
-		rt_buf_put(&dr->data.buf);
 	if (rc != 0) {
 		rt_msg_free(&m);
-		undo(op, rc);
+		fwd_failed(op, rc);
 	}
 }
 
+static void
+whole_read(void *cb_arg, struct disk_read *dr, unsigned n)
+{
+	struct craq_op *op = cb_arg;
+
+	(void)n;
+	if (dr->rc == 0 && dr->ver != op->ver)
+		dr->rc = -EIO;
+	if (dr->rc != 0)
+		finish(op, dr->rc, NULL);
+	else
+		send_whole(op, &dr->data, dr->crc);
+	if (dr->data.buf)
+		rt_buf_put(&dr->data.buf);
+}
+
 /*
- * A syncing successor may lack the chunk's earlier versions (not copied yet),
- * so a partial write could not be merged there: it gets our whole pending
- * version as a resync copy instead, installed as is at the same version.
+ * Forward our pending version op->ver whole (read back with DISK_R_PENDING):
+ * to a syncing successor, which may lack the earlier content a partial
+ * mutation would apply to, and when re-driving a version an earlier attempt
+ * left pending (we no longer have its request).
  */
 static void
 forward_whole(struct craq_op *op)
 {
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
 	int rc;
 
+	if (op->plen == 0) {
+		send_whole(op, NULL, op->pcrc);
+		return;
+	}
 	op->rd = (struct disk_read){
-		.id = w->chunk,
+		.id = op->chunk,
 		.len = op->plen,
 		.flags = DISK_R_PENDING,
 	};
 	rc = disk_read(op->t->dt, &op->rd, 1, whole_read, op);
 	if (rc != 0)
-		undo(op, rc);
+		finish(op, rc, NULL);
+}
+
+/* The forwarded form of op's request (not a write: those copy theirs). */
+static struct rt_msg *
+fwd_msg(struct craq_op *op, uint32_t target)
+{
+	struct rt_msg *m;
+
+	if (op->kind == CRAQ_REMOVE || op->rm_redrive) {
+		struct cfs_chunk_remove *r;
+
+		m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+		if (!m)
+			return NULL;
+		r = RT_BODY(m, chunk_remove);
+		r->target = target;
+		r->chain_id = op->chain_id;
+		r->chain_ver = op->chain_ver;
+		r->chunk = op->chunk;
+		r->update_ver = op->ver;
+		r->client_req = op->client_req;
+		r->flags = STOR_CW_F_FORWARD;
+		if (op->rm_redrive) {
+			struct craq_doubt *d = *doubt_slot(op->t, &op->chunk);
+
+			r->client_req = d ? d->client_req : 0;
+			r->update_ver = d ? d->ver : 0;
+		}
+		return m;
+	}
+	m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
+	if (m) {
+		struct cfs_chunk_truncate *r = RT_BODY(m, chunk_truncate);
+
+		r->target = target;
+		r->chain_id = op->chain_id;
+		r->chain_ver = op->chain_ver;
+		r->chunk = op->chunk;
+		r->len = op->tlen;
+		r->chunk_size = op->csize;
+		r->update_ver = op->ver;
+		r->client_req = op->client_req;
+		r->flags = STOR_CW_F_FORWARD;
+	}
+	return m;
 }
 
 static void
@@ -318,35 +664,44 @@ forward(struct craq_op *op)
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
 	struct rt_msg *req = op->req;
-	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
-	struct cfs_chunk_write *f;
 	struct rt_msg *m;
 	int rc;
 
 	/* The chain may have changed while we stored: its new version sends
 	 * the client back to mgmtd's routing. */
-	if (w->chain_ver != c->chain_ver || c->pos < 0 || c->succ < 0) {
-		undo(op, -CFS_ESTALECHAIN);
+	if (chain_moved(op)) {
+		fwd_failed(op, -CFS_ESTALECHAIN);
 		return;
 	}
-	if (c->members[c->succ].public_state == CFS_TS_SYNCING) {
+	if (op->kind != CRAQ_REMOVE && !op->rm_redrive &&
+	    c->members[c->succ].public_state == CFS_TS_SYNCING) {
 		forward_whole(op);
 		return;
 	}
-	m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
-	if (!m) {
-		undo(op, -ENOMEM);
-		return;
-	}
-	f = RT_BODY(m, chunk_write);
-	*f = *w; /* scalars and the id only */
-	f->target = c->members[c->succ].target;
-	f->update_ver = op->ver;
-	f->flags |= STOR_CW_F_FORWARD;
-	for (uint32_t i = 0; i < req->iovcnt; i++) {
-		rc = rt_msg_add_iov(m, req->iov[i].buf, req->iov[i].off, req->iov[i].len);
-		if (rc != 0)
-			goto out_msg;
+	if (op->kind != CRAQ_WRITE || op->rm_redrive) {
+		m = fwd_msg(op, c->members[c->succ].target);
+		if (!m) {
+			fwd_failed(op, -ENOMEM);
+			return;
+		}
+	} else {
+		struct cfs_chunk_write *f;
+
+		m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+		if (!m) {
+			fwd_failed(op, -ENOMEM);
+			return;
+		}
+		f = RT_BODY(m, chunk_write);
+		*f = *RT_BODY(req, chunk_write); /* client_req too: every replica remembers it */
+		f->target = c->members[c->succ].target;
+		f->update_ver = op->ver;
+		f->flags |= STOR_CW_F_FORWARD;
+		for (uint32_t i = 0; i < req->iovcnt; i++) {
+			rc = rt_msg_add_iov(m, req->iov[i].buf, req->iov[i].off, req->iov[i].len);
+			if (rc != 0)
+				goto out_msg;
+		}
 	}
 	rc = rt_call(t->self, c->members[c->succ].addr, m, 0, forwarded, op);
 	if (rc != 0)
@@ -355,9 +710,10 @@ forward(struct craq_op *op)
 
 out_msg:
 	rt_msg_free(&m);
-	undo(op, rc);
+	fwd_failed(op, rc);
 }
 
+/* Our version is stored: pending (forward it) or, at the tail, committed. */
 static void
 stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
 {
@@ -367,13 +723,38 @@ stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
 		finish(op, rc, NULL);
 		return;
 	}
+	op->ver = info->pver ? info->pver : info->ver;
+	op->plen = info->pver ? info->plen : info->len;
+	op->pcrc = info->pver ? info->pcrc : info->crc;
+	dd_set_stored(op);
 	if (op->tail) {
-		finish(op, 0, info);
+		if (!op->commit_after) {
+			finish(op, 0, info);
+			return;
+		}
+		rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
+		if (rc != 0)
+			finish(op, rc, NULL);
 		return;
 	}
-	op->ver = info->pver;
-	op->plen = info->plen;
 	forward(op);
+}
+
+/* Store op's write or truncate at version ver (0: next) with flags. */
+static void
+store(struct craq_op *op, uint64_t ver, unsigned flags)
+{
+	struct disk_write dw;
+	int rc;
+
+	if (op->kind == CRAQ_TRUNCATE) {
+		rc = disk_truncate(op->t->dt, &op->chunk, op->tlen, ver, flags, stored, op);
+	} else {
+		dw = stor_disk_write_of(op->req, ver, flags);
+		rc = disk_write(op->t->dt, &dw, stored, op);
+	}
+	if (rc != 0)
+		finish(op, rc, NULL);
 }
 
 /*
@@ -381,23 +762,37 @@ stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
  * at version update_ver, installed as committed (DISK_W_FORCE, REPLACE) unless
  * we already hold it or a newer version (a forwarded write that overtook the
  * copy: it ran before it in this chunk's queue). Never forwarded on.
+ * A resync removal (chunk_remove): a chunk the predecessor does not hold,
+ * removed if it is still the version listed.
  */
 static void
 start_sync_copy(struct craq_op *op)
 {
 	struct stor_target *t = op->t;
 	struct rt_msg *req = op->req;
-	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
+	const struct cfs_chunk_write *w;
 	struct disk_chunk_info info;
 	struct disk_write dw;
 	int rc;
 
 	op->tail = true;
+	rc = disk_query(t->dt, &op->chunk, &info);
+	if (op->kind == CRAQ_REMOVE) {
+		if (rc == 0 && info.ver == op->ver)
+			remove_here(op);
+		else
+			finish(op, 0, NULL); /* gone, or written since: kept */
+		return;
+	}
+	if (op->kind != CRAQ_WRITE) {
+		finish(op, -EINVAL, NULL);
+		return;
+	}
+	w = RT_BODY(req, chunk_write);
 	if (w->offset != 0) {
 		finish(op, -EINVAL, NULL);
 		return;
 	}
-	rc = disk_query(t->dt, &w->chunk, &info);
 	if (rc == 0 && info.pver == 0 &&
 	    (info.ver > op->ver ||
 	     (info.ver == op->ver && info.crc == w->crc && info.len == w->len))) {
@@ -410,31 +805,202 @@ start_sync_copy(struct craq_op *op)
 		finish(op, rc, NULL);
 }
 
+/*
+ * A forwarded mutation of version u = update_ver at a replica other than the
+ * head. A remove goes on down first (the tail removes; we remove when its
+ * answer passes us). For a write or truncate, what we hold decides:
+ *  - u committed here already: an earlier attempt got this far (the answer was
+ *    lost on the way back). Answer what we hold; the sender checks that it is
+ *    the same length and CRC as its own version before committing, so two
+ *    contents under one version are never both committed.
+ *  - a newer version committed here: -ESTALE with what we hold.
+ *  - u pending here with the same whole content: keep it, forward (or commit
+ *    at the tail) without writing again.
+ *  - otherwise store it (pending; at the tail committed, or pending and then
+ *    committed when an older attempt's pending u is in the way).
+ */
+static void
+start_forwarded(struct craq_op *op)
+{
+	struct stor_target *t = op->t;
+	const struct cfs_chunk_write *w =
+		op->kind == CRAQ_WRITE ? RT_BODY(op->req, chunk_write) : NULL;
+	bool whole = w && (op->flags & STOR_CW_F_WHOLE);
+	struct disk_chunk_info info = {0};
+	unsigned flags;
+	int rc;
+
+	if (op->kind == CRAQ_REMOVE) {
+		if (op->tail)
+			remove_here(op);
+		else
+			forward(op);
+		return;
+	}
+	if (whole && w->offset != 0) {
+		finish(op, -EINVAL, NULL);
+		return;
+	}
+	rc = disk_query(t->dt, &op->chunk, &info);
+	if (rc != 0 && rc != -CFS_ENOCHUNK) {
+		finish(op, rc, NULL);
+		return;
+	}
+	if (info.ver == op->ver) {
+		finish(op, 0, &info);
+		return;
+	}
+	if (info.ver > op->ver) {
+		finish(op, -ESTALE, &info);
+		return;
+	}
+	if (whole && info.pver == op->ver && info.plen == w->len && info.pcrc == w->crc) {
+		op->plen = info.plen;
+		op->pcrc = info.pcrc;
+		dd_set_stored(op);
+		if (!op->tail) {
+			forward(op);
+			return;
+		}
+		rc = disk_commit(t->dt, &op->chunk, op->ver, committed, op);
+		if (rc != 0)
+			finish(op, rc, NULL);
+		return;
+	}
+	flags = whole ? DISK_W_REPLACE : 0;
+	if (op->tail && info.pver != 0)
+		op->commit_after = true; /* a committing write would find it busy */
+	else if (op->tail)
+		flags |= DISK_W_COMMIT;
+	store(op, op->ver, flags);
+}
+
+/* Head: before the op's own work, drive the chunk's leftover pending version
+ * (info->pver, an earlier attempt's) down the chain as it is now and commit
+ * it: the tail may have committed it already, so it must never be dropped
+ * and its version never given to another mutation. */
+static void
+redrive(struct craq_op *op, const struct disk_chunk_info *info)
+{
+	int rc;
+
+	op->redrive = true;
+	op->ver = info->pver;
+	op->plen = info->plen;
+	op->pcrc = info->pcrc;
+	op->csize = info->chunk_size;
+	if (!op->tail) {
+		forward_whole(op);
+		return;
+	}
+	/* We alone are the chain now. */
+	rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
+	if (rc != 0)
+		finish(op, rc, NULL);
+}
+
+/*
+ * Head, first of its chunk's queue: a leftover pending version or remove in
+ * doubt is re-driven first (and this step runs again); then a retry is
+ * answered if its version got committed meanwhile, and anything else applied
+ * as a new version.
+ */
+static void
+head_step(struct craq_op *op)
+{
+	struct stor_target *t = op->t;
+	struct disk_chunk_info info = {0};
+	int rc;
+
+	if (dd_ours(op->dd, op) && op->dd->done) {
+		info.ver = op->dd->ver;
+		info.len = op->dd->len;
+		info.crc = op->dd->crc;
+		finish(op, 0, &info);
+		return;
+	}
+	rc = disk_query(t->dt, &op->chunk, &info);
+	if (rc == 0 && info.pver != 0) {
+		redrive(op, &info);
+		return;
+	}
+	if (*doubt_slot(t, &op->chunk)) {
+		op->rm_redrive = true;
+		if (op->tail)
+			remove_here(op);
+		else
+			forward(op);
+		return;
+	}
+	if (op->synthetic) {
+		finish(op, 0, NULL);
+		return;
+	}
+	if (op->retry && dd_ours(op->dd, op) && op->dd->ver != 0) {
+		if (op->kind != CRAQ_REMOVE && rc == 0 && info.ver >= op->dd->ver) {
+			/* Committed without us noting it (its pending version was
+			 * installed by a resync copy): the remembered content. */
+			info.ver = op->dd->ver;
+			info.len = op->dd->len;
+			info.crc = op->dd->crc;
+			finish(op, 0, &info);
+			return;
+		}
+		/* Its pending version is gone (never committed): a new one. */
+		op->dd->ver = 0;
+	}
+	switch (op->kind) {
+	case CRAQ_WRITE:
+		/* The engine assigns committed + 1. */
+		store(op, 0, op->tail ? DISK_W_COMMIT : 0);
+		return;
+	case CRAQ_TRUNCATE:
+		if (rc != 0) {
+			finish(op, rc, NULL);
+			return;
+		}
+		/* chunk_size is optional (0); when given it must be the chunk's. */
+		if ((op->csize != 0 && op->csize != info.chunk_size) ||
+		    op->tlen > info.chunk_size) {
+			t->rejected++;
+			finish(op, -EINVAL, NULL);
+			return;
+		}
+		op->csize = info.chunk_size;
+		store(op, 0, op->tail ? DISK_W_COMMIT : 0);
+		return;
+	case CRAQ_REMOVE:
+		if (rc != 0) {
+			finish(op, rc, NULL);
+			return;
+		}
+		op->ver = info.ver; /* the version it drops, answered */
+		if (op->tail)
+			remove_here(op);
+		else
+			forward(op);
+		return;
+	}
+}
+
 static void
 start(struct craq_op *op)
 {
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
-	struct rt_msg *req = op->req;
-	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
-	struct disk_write dw;
-	int rc;
 
-	/* Queued behind another write, it may meet a newer chain. */
-	if (w->chain_ver != c->chain_ver || c->pos < 0) {
+	/* Queued behind another mutation, it may meet a newer chain. */
+	if (op->chain_ver != c->chain_ver || c->pos < 0) {
 		finish(op, -CFS_ESTALECHAIN, NULL);
 		return;
 	}
 	op->tail = c->succ < 0;
-	if (w->flags & STOR_CW_F_SYNC) {
+	if (!(op->flags & STOR_CW_F_FORWARD))
+		head_step(op);
+	else if (op->flags & STOR_CW_F_SYNC)
 		start_sync_copy(op);
-		return;
-	}
-	/* op->ver at the head is 0: the engine's committed + 1. */
-	dw = stor_disk_write_of(req, op->ver, op->tail ? DISK_W_COMMIT : 0);
-	rc = disk_write(t->dt, &dw, stored, op);
-	if (rc != 0)
-		finish(op, rc, NULL);
+	else
+		start_forwarded(op);
 }
 
 /* Head: a retried client request is answered from memory (true), or op gets
@@ -442,54 +1008,103 @@ start(struct craq_op *op)
 static bool
 remembered(struct stor_target *t, struct craq_op *op)
 {
-	const struct cfs_chunk_write *w = RT_BODY(op->req, chunk_write);
 	struct stor_dedup *d;
 
-	if (w->client_req == 0)
+	if (op->client_req == 0)
 		return false;
-	d = dd_find(t, w->client_req, &w->chunk);
+	d = dd_find(t, op->client_req, &op->chunk);
 	if (d && d->done) {
-		answer(t, op->req, 0, d->ver, d->len, d->crc);
+		struct disk_chunk_info info = {.ver = d->ver, .len = d->len, .crc = d->crc};
+
+		answer(op, 0, &info);
 		return true;
 	}
-	if (d) {
+	if (d && d->busy) {
 		/* The first attempt is still in the chain: its answer is
 		 * remembered when it completes; try again then. */
 		rt_reply(op->req, -CFS_EBUSY, NULL);
 		return true;
 	}
-	op->dd = dd_claim(t, w->client_req, &w->chunk);
+	if (d) {
+		/* An earlier attempt failed here or passed us as a forwarded
+		 * mutation (we were not head then): its version, if stored, is
+		 * re-driven rather than applied again. */
+		op->retry = true;
+	} else {
+		d = dd_claim(t, op->client_req, &op->chunk);
+	}
+	d->busy = true;
+	op->busy = true;
+	op->dd = d;
 	return false;
 }
 
-void
-craq_write(struct stor_target *t, struct rt_msg *req)
+/* The fields of req that the chain needs, whichever message it is. The three
+ * rows share their chain fields by name, not by layout. */
+static void
+op_fill(struct craq_op *op, struct rt_msg *req, enum craq_kind kind)
 {
-	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
+#define OP_FILL_CHAIN_FIELDS(m)                                                                    \
+	do {                                                                                       \
+		op->chunk = (m)->chunk;                                                            \
+		op->chain_id = (m)->chain_id;                                                      \
+		op->chain_ver = (m)->chain_ver;                                                    \
+		op->client_req = (m)->client_req;                                                  \
+		op->flags = (m)->flags;                                                            \
+		op->ver = (m)->update_ver;                                                         \
+	} while (0)
+	op->req = req;
+	op->kind = kind;
+	switch (kind) {
+	case CRAQ_WRITE:
+		OP_FILL_CHAIN_FIELDS(RT_BODY(req, chunk_write));
+		op->csize = RT_BODY(req, chunk_write)->chunk_size;
+		break;
+	case CRAQ_TRUNCATE:
+		OP_FILL_CHAIN_FIELDS(RT_BODY(req, chunk_truncate));
+		op->csize = RT_BODY(req, chunk_truncate)->chunk_size;
+		op->tlen = RT_BODY(req, chunk_truncate)->len;
+		break;
+	case CRAQ_REMOVE:
+		OP_FILL_CHAIN_FIELDS(RT_BODY(req, chunk_remove));
+		break;
+	}
+#undef OP_FILL_CHAIN_FIELDS
+}
+
+void
+craq_mutate(struct stor_target *t, struct rt_msg *req, enum craq_kind kind)
+{
 	struct craq_op *op = rt_msg_alloc(req, sizeof(*op));
 	int rc;
 
 	if (!op) {
-		stor_log_fail(t, "write", &w->chunk, -ENOMEM);
 		rt_reply(req, -ENOMEM, NULL);
 		return;
 	}
 	op->t = t;
-	op->req = req;
-	if (w->flags & STOR_CW_F_FORWARD) {
-		/* The head serialized it and chose its version. */
-		op->ver = w->update_ver;
-		if (op->ver == 0) {
+	op_fill(op, req, kind);
+	if (op->flags & STOR_CW_F_FORWARD) {
+		/* The head serialized it and chose its version (a remove names
+		 * the version it drops, 0 for none). */
+		if (op->ver == 0 && kind != CRAQ_REMOVE) {
 			t->rejected++;
 			finish(op, -EINVAL, NULL);
 			return;
 		}
-	} else if (remembered(t, op)) {
-		return;
+		if (op->client_req != 0 && !(op->flags & STOR_CW_F_SYNC)) {
+			op->dd = dd_find(t, op->client_req, &op->chunk);
+			if (!op->dd)
+				op->dd = dd_claim(t, op->client_req, &op->chunk);
+		}
+	} else {
+		op->ver = 0;
+		if (remembered(t, op))
+			return;
 	}
 	/* Queued at every replica: at the head it serializes the chunk's
-	 * writes, at the others it keeps a resync copy and a forwarded write of
-	 * one chunk from overtaking each other. */
+	 * mutations, at the others it keeps a resync copy and a forwarded
+	 * mutation of one chunk from overtaking each other. */
 	rc = q_push(t, op);
 	if (rc < 0) {
 		finish(op, rc, NULL);
@@ -500,18 +1115,186 @@ craq_write(struct stor_target *t, struct rt_msg *req)
 		start(op);
 }
 
+void
+craq_write(struct stor_target *t, struct rt_msg *req)
+{
+	craq_mutate(t, req, CRAQ_WRITE);
+}
+
+/* ------------------------------------------------------- re-drive walk */
+
+#define REDRIVE_PAGE	    64u
+#define REDRIVE_BUDGET	    4096u /* chunks looked at per step of the walk */
+#define REDRIVE_BACKOFF_MIN 50u
+#define REDRIVE_BACKOFF_MAX 5000u
+
+static bool
+serving_head(const struct stor_target *t)
+{
+	const struct stor_chain *c = &t->chain;
+
+	return t->in_cluster && !t->stopping && c->pos >= 0 && c->pos == c->head &&
+	       c->public_state == CFS_TS_SERVING && rt_now_ns(t->loop) < c->lease_until_ns;
+}
+
+/* Queue a re-drive of chunk's leftover pending version behind whatever the
+ * chunk has queued (unless a re-drive is last already). */
+static void
+redrive_chunk(struct stor_target *t, const struct cfs_id128 *id, uint32_t chunk_size)
+{
+	struct craq_q **pq = q_slot(t, id);
+	struct cfs_chunk_write *w;
+	struct craq_op *op;
+	struct rt_msg *m;
+	int rc;
+
+	if (*pq && (*pq)->last->synthetic)
+		return;
+	m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+	op = m ? rt_msg_alloc(m, sizeof(*op)) : NULL;
+	if (!op) {
+		rt_msg_free(&m);
+		redrive_failed(t, -ENOMEM);
+		return;
+	}
+	w = RT_BODY(m, chunk_write);
+	w->target = t->id;
+	w->chain_id = t->chain.chain_id;
+	w->chain_ver = t->chain.chain_ver;
+	w->chunk = *id;
+	w->chunk_size = chunk_size;
+	op->t = t;
+	op_fill(op, m, CRAQ_WRITE);
+	op->synthetic = true;
+	rc = q_push(t, op);
+	if (rc < 0) {
+		rt_msg_free(&m);
+		redrive_failed(t, rc);
+		return;
+	}
+	op->queued = true;
+	if (rc == 1)
+		start(op);
+}
+
+/* One step of the walk: up to REDRIVE_BUDGET chunks, then the timer goes on. */
+static void
+redrive_walk(struct stor_target *t)
+{
+	struct disk_chunk_info page[REDRIVE_PAGE];
+	unsigned seen = 0;
+	bool more = true;
+
+	while (more && seen < REDRIVE_BUDGET) {
+		int n;
+
+		if (!serving_head(t)) {
+			t->redrive_walking = false;
+			return;
+		}
+		n = disk_list(t->dt, t->redrive_started ? &t->redrive_next : NULL, NULL, page,
+			      REDRIVE_PAGE, &more);
+		t->redrive_started = true;
+		for (int i = 0; i < n; i++) {
+			if (page[i].pver != 0)
+				redrive_chunk(t, &page[i].id, page[i].chunk_size);
+		}
+		if (n > 0)
+			t->redrive_next = disk_id_next(&page[n - 1].id);
+		seen += (unsigned)n;
+	}
+	if (more) {
+		rt_timer_start(&t->redrive_timer, 0, 0);
+		return;
+	}
+	t->redrive_walking = false;
+	if (t->redrive_again) {
+		t->redrive_again = false;
+		redrive_failed(t, -EAGAIN);
+	}
+}
+
+static void
+redrive_begin(struct stor_target *t)
+{
+	if (!serving_head(t))
+		return;
+	t->redrive_walking = true;
+	t->redrive_started = false;
+	t->redrive_again = false;
+	/* Removes in doubt first: they are few, and in memory only. */
+	for (struct craq_doubt *d = t->doubt; d; d = d->next)
+		redrive_chunk(t, &d->id, 0);
+	redrive_walk(t);
+}
+
+static void
+redrive_timer(struct rt_timer *timer, void *cb_arg)
+{
+	struct stor_target *t = cb_arg;
+
+	(void)timer;
+	if (t->redrive_walking)
+		redrive_walk(t);
+	else
+		redrive_begin(t);
+}
+
+/* A re-drive failed (typically: the successor has not seen the new chain
+ * version yet): walk again after a backoff, while we are head. */
+static void
+redrive_failed(struct stor_target *t, int rc)
+{
+	if (t->stopping || rc == -CFS_ECANCELED)
+		return;
+	if (t->redrive_walking) {
+		t->redrive_again = true;
+		return;
+	}
+	rt_timer_start(&t->redrive_timer, t->redrive_backoff_ms, 0);
+	t->redrive_backoff_ms = t->redrive_backoff_ms * 2 > REDRIVE_BACKOFF_MAX
+					? REDRIVE_BACKOFF_MAX
+					: t->redrive_backoff_ms * 2;
+}
+
+static void
+redrive_succeeded(struct stor_target *t)
+{
+	t->redrive_backoff_ms = REDRIVE_BACKOFF_MIN;
+}
+
+void
+craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head)
+{
+	if (!serving_head(t) || (was_head && old_chain_ver == t->chain.chain_ver))
+		return;
+	t->redrive_backoff_ms = REDRIVE_BACKOFF_MIN;
+	redrive_begin(t);
+}
+
 int
 craq_init(struct stor_target *t)
 {
+	rt_timer_init(t->loop, &t->redrive_timer, redrive_timer, t);
+	t->redrive_backoff_ms = REDRIVE_BACKOFF_MIN;
 	if (!t->in_cluster)
 		return 0;
 	t->dedup = calloc(STOR_DEDUP_SLOTS, sizeof(*t->dedup));
-	return t->dedup ? 0 : -ENOMEM;
+	t->dedup_hash = calloc(STOR_DEDUP_SLOTS, sizeof(*t->dedup_hash));
+	if (!t->dedup || !t->dedup_hash) {
+		free(t->dedup);
+		free(t->dedup_hash);
+		t->dedup = NULL;
+		t->dedup_hash = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void
 craq_fini(struct stor_target *t)
 {
+	rt_timer_stop(&t->redrive_timer);
 	for (unsigned b = 0; b < STOR_QBUCKETS; b++) {
 		while (t->q[b]) {
 			struct craq_q *q = t->q[b];
@@ -521,14 +1304,26 @@ craq_fini(struct stor_target *t)
 			 * there; the waiting ones never started. */
 			while (op) {
 				struct craq_op *next = op->next;
+				struct rt_msg *m = op->req; /* op lives in its arena */
 
-				rt_reply(op->req, -CFS_ENOTSERVING, NULL);
+				if (op->synthetic)
+					rt_msg_free(&m);
+				else
+					rt_reply(op->req, -CFS_ENOTSERVING, NULL);
 				op = next;
 			}
 			t->q[b] = q->next;
 			free(q);
 		}
 	}
+	while (t->doubt) {
+		struct craq_doubt *d = t->doubt;
+
+		t->doubt = d->next;
+		free(d);
+	}
 	free(t->dedup);
+	free(t->dedup_hash);
 	t->dedup = NULL;
+	t->dedup_hash = NULL;
 }

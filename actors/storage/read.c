@@ -16,7 +16,9 @@
  * version here is clean and served at once; for one with a pending version
  * (a write is going down the chain) the tail is asked which version it has
  * committed (chunk_query), and that version is served, committed or pending,
- * both kept by the engine. The tail itself and RT_MSG_F_RELAXED reads serve
+ * both kept by the engine. A chunk with a remove under way is asked about the
+ * same way: the tail removes first, so its "no such chunk" is the answer once
+ * the remove has passed it. The tail itself and RT_MSG_F_RELAXED reads serve
  * the local committed version without asking.
  */
 #define RT_LOG_SUBSYS "storage"
@@ -165,8 +167,12 @@ read_ask_tail(struct stor_read *rd)
 		int rc;
 
 		a->rd = rd;
-		if (disk_query(t->dt, &rd->dr[k].id, &info) != 0 || info.pver == 0)
-			continue; /* clean (or unknown: the engine says so) */
+		/* Clean (or unknown: the engine says so) unless a version is
+		 * pending or a remove is under way: the tail, which removes first,
+		 * may no longer hold the chunk. */
+		if (!craq_removing(t, &rd->dr[k].id) &&
+		    (disk_query(t->dt, &rd->dr[k].id, &info) != 0 || info.pver == 0))
+			continue;
 		a->asked = true;
 		q = rt_msg_new(CFS_MSG_CHUNK_QUERY);
 		if (!q) {

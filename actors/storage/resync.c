@@ -14,7 +14,12 @@
  * the target (chunk_query) and, when the version, length or CRC differs or
  * the target lacks it, reads our committed content and sends it as a
  * chunk_write with STOR_CW_F_FORWARD | STOR_CW_F_SYNC, which the target
- * installs as is (craq.c, start_sync_copy). A failed step ends the walk and
+ * installs as is (craq.c, start_sync_copy). Then a second walk pages through
+ * the syncing target's chunks (chunk_list) and removes those we do not hold
+ * (chunk_remove with STOR_CW_F_FORWARD | STOR_CW_F_SYNC and the version it
+ * listed: the target removes the chunk only if it still holds that version,
+ * so a write forwarded meanwhile is never undone): leftovers from before it
+ * left, whose removes it missed. A failed step ends the walk and
  * arms a retry with backoff (the usual cause: the syncing target has not yet
  * received the routing that names the new chain version); a routing push also
  * restarts it. Chunks already equal are then only compared.
@@ -73,8 +78,9 @@ sync_stop(struct stor_target *t, int rc, const char *why)
 		t->sync_backoff_ms = SYNC_BACKOFF_MIN_MS;
 		return;
 	}
-	RT_WARN("target=%" PRIu32 ": resync of target %" PRIu32 " stopped (%s): %s; retry in %"
-		PRIu32 " ms", t->id, s->dst, why, cfs_errname(rc), t->sync_backoff_ms);
+	RT_WARN("target=%" PRIu32 ": resync of target %" PRIu32
+		" stopped (%s): %s; retry in %" PRIu32 " ms",
+		t->id, s->dst, why, cfs_errname(rc), t->sync_backoff_ms);
 	rt_timer_start(&t->sync_retry, t->sync_backoff_ms, 0);
 	t->sync_backoff_ms = t->sync_backoff_ms * 2 > SYNC_BACKOFF_MAX_MS ? SYNC_BACKOFF_MAX_MS
 									  : t->sync_backoff_ms * 2;
@@ -100,14 +106,14 @@ done_answered(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	if (rc == 0) {
 		s->done_ver = s->chain_ver;
 		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " done: %" PRIu64
-			" chunks copied, %" PRIu64 " compared",
-			t->id, s->dst, s->copied, s->compared);
+			" chunks copied, %" PRIu64 " compared, %" PRIu64 " removed",
+			t->id, s->dst, s->copied, s->compared, s->removed);
 	}
 	sync_stop(t, rc, "sync_done");
 }
 
 static void
-sync_finish(struct stor_target *t)
+sync_report(struct stor_target *t)
 {
 	struct stor_sync *s = &t->sync;
 	struct rt_msg *m = rt_msg_new(CFS_MSG_MGMTD_SYNC_DONE);
@@ -257,6 +263,142 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	copy_chunk(t);
+}
+
+/* ------------------------------------------- second walk: the leftovers */
+
+static void sweep_step(struct stor_target *t);
+
+static void
+swept(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+
+	(void)resp;
+	(void)cb_arg;
+	if (rc != 0) {
+		sync_stop(t, rc, "remove");
+		return;
+	}
+	t->sync.removed++;
+	t->sync.i++;
+	sweep_step(t);
+}
+
+/* The syncing target holds a chunk we do not: remove it there, if it still
+ * holds the version it listed. */
+static void
+sweep_remove(struct stor_target *t, const struct disk_chunk_info *info)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+	struct cfs_chunk_remove *r;
+	int rc;
+
+	if (!m) {
+		sync_stop(t, -ENOMEM, "remove");
+		return;
+	}
+	r = RT_BODY(m, chunk_remove);
+	r->target = s->dst;
+	r->chain_id = t->chain.chain_id;
+	r->chain_ver = s->chain_ver;
+	r->chunk = info->id;
+	r->update_ver = info->ver;
+	r->flags = STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, swept, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "remove");
+	}
+}
+
+static void
+listed(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+	struct stor_sync *s = &t->sync;
+	const struct cfs_chunk_list_resp *r;
+
+	(void)cb_arg;
+	if (rc != 0) {
+		sync_stop(t, rc, "list");
+		return;
+	}
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	r = RT_BODY(resp, chunk_list_resp);
+	s->n = r->chunks_count < STOR_SYNC_PAGE ? r->chunks_count : STOR_SYNC_PAGE;
+	s->more = r->more || r->chunks_count > STOR_SYNC_PAGE;
+	s->i = 0;
+	for (unsigned k = 0; k < s->n; k++) {
+		s->page[k] = (struct disk_chunk_info){
+			.id = r->chunks[k].chunk,
+			.ver = r->chunks[k].committed,
+			.pver = r->chunks[k].pending,
+		};
+	}
+	if (s->n > 0)
+		s->next = disk_id_next(&s->page[s->n - 1].id);
+	sweep_step(t);
+}
+
+/* One step of the second walk: the next of the target's chunks we lack, the
+ * next page of its list, or the end (sync_done). */
+static void
+sweep_step(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct cfs_chunk_list *l;
+	struct disk_chunk_info mine;
+	struct rt_msg *m;
+	int rc;
+
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	for (; s->i < s->n; s->i++) {
+		/* Held here, even only pending (a first write in flight): kept. */
+		if (disk_query(t->dt, &s->page[s->i].id, &mine) == -CFS_ENOCHUNK) {
+			sweep_remove(t, &s->page[s->i]);
+			return;
+		}
+	}
+	if (!s->more) {
+		sync_report(t);
+		return;
+	}
+	m = rt_msg_new(CFS_MSG_CHUNK_LIST);
+	if (!m) {
+		sync_stop(t, -ENOMEM, "list");
+		return;
+	}
+	l = RT_BODY(m, chunk_list);
+	l->target = s->dst;
+	if (s->started)
+		l->begin = s->next;
+	l->max = STOR_SYNC_PAGE;
+	s->started = true;
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, listed, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "list");
+	}
+}
+
+/* Our chunks are all compared (and copied): now the target's leftovers. */
+static void
+sync_finish(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+
+	s->started = false;
+	s->more = true;
+	s->n = s->i = 0;
+	sweep_step(t);
 }
 
 /* One step: the next chunk of the page, the next page, or the end. */

@@ -90,6 +90,8 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 	struct stor_target *t = rt_actor_state(self);
 	const struct cfs_node_target_routing *m = RT_BODY(req, node_target_routing);
 	struct stor_chain *c = &t->chain;
+	uint32_t old_ver = c->chain_ver;
+	bool was_head = c->pos >= 0 && c->pos == c->head;
 
 	if (m->target != t->id)
 		return -CFS_ENOACTOR;
@@ -137,6 +139,7 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 		 t->id, c->routing_ver, c->chain_id, c->chain_ver, c->pos, c->count,
 		 c->public_state);
 	rt_reply(req, 0, NULL);
+	craq_routing_changed(t, old_ver, was_head);
 	stor_sync_maybe_start(t);
 	return 0;
 }
@@ -258,6 +261,7 @@ stor_fini(struct rt_actor *self)
 	struct stor_target *t = rt_actor_state(self);
 
 	/* Operations in flight complete (and reply) from inside close. */
+	t->stopping = true;
 	stor_sync_fini(t);
 	disk_target_close(&t->dt);
 	craq_fini(t);

@@ -40,6 +40,11 @@ struct stor_config {
 /* With STOR_CW_F_FORWARD: a resync copy of a whole chunk (offset 0, len its
  * length) at committed version update_ver, installed as is (resync.c). */
 #define STOR_CW_F_SYNC (1u << 1)
+/* With STOR_CW_F_FORWARD: the payload is the whole content (offset 0) of
+ * version update_ver, stored as is (DISK_W_REPLACE) and forwarded on like any
+ * forwarded write: how a head re-drives a version an earlier attempt left
+ * pending (craq.c). The receiver compares it with what it holds. */
+#define STOR_CW_F_WHOLE (1u << 2)
 
 /*
  * The actor kind. init opens the target (blocking: it loads the index) on the

@@ -54,18 +54,25 @@ struct stor_chain {
 	cfs_addr_t mgmtd;
 };
 
-/* The head's memory of one client request (client_req, chunk): in flight, or
- * done with its answer, so a retry is answered instead of applied again. */
+/* A replica's memory of one client request (client_req, chunk), kept by every
+ * replica the write passed (forwarded writes carry client_req), so that a head
+ * after failover knows it too: the version stored for it here, pending or done
+ * (committed here: ver, len, crc are the answer). A retry is answered, or its
+ * pending version re-driven, instead of applied again. */
 struct stor_dedup {
-	uint64_t client_req; /* 0: free slot */
+	uint64_t client_req; /* 0: free (it may still be linked in a bucket) */
 	struct cfs_id128 chunk;
 	bool done;
-	uint64_t ver;
+	bool busy;    /* head: a client op holding it is queued or in the chain */
+	uint64_t ver; /* 0: nothing stored for it (yet) */
 	uint32_t len;
 	uint32_t crc;
+	uint32_t bucket; /* hash bucket it is linked in, + 1; 0: not linked */
+	uint32_t hnext;	 /* next slot of that bucket, + 1; 0: end */
 };
 
 struct craq_q;
+struct craq_doubt;
 
 /* Chunks a resync walk lists at a time. */
 #define STOR_SYNC_PAGE 64u
@@ -82,7 +89,7 @@ struct stor_sync {
 	struct disk_chunk_info page[STOR_SYNC_PAGE];
 	unsigned n, i;
 	struct disk_read rd;
-	uint64_t copied, compared;
+	uint64_t copied, compared, removed;
 };
 
 struct stor_target {
@@ -100,8 +107,21 @@ struct stor_target {
 	struct craq_q *q[STOR_QBUCKETS];
 	/* head: recent client requests, a ring (the oldest is forgotten first) */
 	struct stor_dedup *dedup;
+	uint32_t *dedup_hash; /* STOR_DEDUP_SLOTS buckets: first slot + 1, 0: empty */
 	uint32_t dedup_next;
+	/* removes whose forward failed: maybe applied further down (craq.c) */
+	struct craq_doubt *doubt;
 	struct stor_sync sync;
+	/* Head: the walk that re-drives versions left pending by failed attempts
+	 * (craq.c), started when routing makes us head or changes our chain;
+	 * continued (budget per step) and retried with backoff on the timer. */
+	struct rt_timer redrive_timer;
+	uint32_t redrive_backoff_ms;
+	bool redrive_walking;
+	bool redrive_again; /* a re-drive failed during the walk: walk again later */
+	bool redrive_started;
+	struct cfs_id128 redrive_next;
+	bool stopping; /* fini runs: no timers are armed any more */
 	/* A walk that failed (say, the syncing target had not yet seen the new
 	 * chain version) is tried again after sync_backoff_ms, not only at the
 	 * next routing push. */
@@ -172,16 +192,37 @@ int stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req);
 int stor_on_target_stats(struct rt_actor *self, struct rt_msg *req);
 int stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req);
 
-/* craq.c: chain replication of writes (cluster mode). */
+/* craq.c: chain replication of mutations (cluster mode). */
+
+/* What a mutation request is. */
+enum craq_kind {
+	CRAQ_WRITE,    /* chunk_write */
+	CRAQ_TRUNCATE, /* chunk_truncate */
+	CRAQ_REMOVE,   /* chunk_remove */
+};
 
 /**
- * Take a validated chunk_write in cluster mode: the head queues it behind the
- * chunk's write in flight (if any) and answers a retried client_req from
- * memory; every replica stores it pending, forwards it to its successor and
- * commits when the answer comes back; the tail commits at once. Answers req
- * itself (always).
+ * Take a checked chunk_write, chunk_truncate or chunk_remove (kind) in
+ * cluster mode: the head queues it behind the chunk's mutation in flight (if
+ * any), answers a retried client_req from memory or re-drives what its first
+ * attempt left; every replica stores it pending, forwards it to its successor
+ * and commits when the answer comes back (a remove: applied by the tail first,
+ * then by each replica as the answer passes); the tail commits at once.
+ * Answers req itself (always): besides the engine's errors, -CFS_EBUSY (the
+ * same client_req is still in the chain), -CFS_ESTALECHAIN (the chain changed
+ * meanwhile), the successor's error or -ETIMEDOUT, -EIO (the successor holds
+ * other content under the version), -ESTALE (forwarded: we hold a newer
+ * version; the response names it).
  */
+void craq_mutate(struct stor_target *t, struct rt_msg *req, enum craq_kind kind);
+/** craq_mutate(t, req, CRAQ_WRITE). */
 void craq_write(struct stor_target *t, struct rt_msg *req);
+/**
+ * Whether a remove of chunk id is under way here: in the chain (tail first, so
+ * the chunk may already be gone further down) or left in doubt by a failed
+ * forward. A read must then ask the tail, as for a pending version (read.c).
+ */
+bool craq_removing(struct stor_target *t, const struct cfs_id128 *id);
 
 /* The engine write a chunk_write request asks for: its chunk, range, payload
  * (borrowed from req, which must outlive the write) and CRC, at update
@@ -210,6 +251,11 @@ void stor_sync_fini(struct stor_target *t);
 /** Start a resync walk (resync.c) if our successor on the write path is
  *  syncing and no walk runs; called on every routing push. */
 void stor_sync_maybe_start(struct stor_target *t);
+
+/** Routing changed (storage.c, after the new chain is in t->chain): when it
+ *  makes us the serving head, or changes the chain we head, re-drive every
+ *  version of ours left pending by a failed attempt. */
+void craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head);
 
 /** Allocate the cluster state (dedup ring); -ENOMEM. */
 int craq_init(struct stor_target *t);

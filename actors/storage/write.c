@@ -3,12 +3,12 @@
  * The storage actor's mutations: chunk_write, chunk_remove, chunk_truncate.
  * Each handler checks its arguments, hands the operation to the chunk engine
  * and answers from the engine's completion, which comes only once the new
- * state is durable (data and index). No chains yet: every mutation commits at
- * once (the single replica is head and tail); the chain fields are checked
- * (chain_ver must be 0). In a cluster (stor_config.in_cluster) the requests are
- * checked against the chain nodectl pushed and a write goes to craq.c, which
- * replicates it down the chain; remove and truncate are not replicated yet and
- * are refused (-EOPNOTSUPP) on chains longer than one.
+ * state is durable (data and index). A standalone target commits every
+ * mutation at once (the single replica is head and tail); the chain fields are
+ * checked (chain_ver must be 0). In a cluster (stor_config.in_cluster) the requests are
+ * checked against the chain nodectl pushed and go to craq.c, which replicates
+ * them down the chain (a request with STOR_CW_F_FORWARD in its flags comes
+ * from our predecessor).
  *
  * The write payload is never copied here: the request's iovs (aligned buffers
  * filled by the transport) go to the engine, which takes its own references
@@ -149,22 +149,35 @@ remove_done(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	rt_reply(req, 0, resp);
 }
 
-/* Checks shared by the mutations that are not chain-replicated yet (remove,
- * truncate): allowed on a standalone target or a chain of one, on an existing
- * chunk. Fills *info with the chunk's state. */
+/* Checks of a standalone remove or truncate: an existing chunk. Fills *info
+ * with the chunk's state. */
 static int
-unreplicated_check(struct stor_target *t, uint32_t target, uint32_t chain_ver,
-		   const struct cfs_id128 *id, struct disk_chunk_info *info)
+standalone_check(struct stor_target *t, uint32_t target, uint32_t chain_ver,
+		 const struct cfs_id128 *id, struct disk_chunk_info *info)
 {
 	int rc = stor_check_chain(t, target, chain_ver, STOR_USE_WRITE);
 
 	if (rc != 0)
 		return rc;
-	if (t->in_cluster && t->chain.count > 1)
-		return -EOPNOTSUPP;
 	if (!stor_id_valid(id))
 		return -EINVAL;
 	return disk_query(t->dt, id, info);
+}
+
+/* Cluster mode: the chain checks of a remove or truncate, then craq.c. */
+static int
+to_chain(struct stor_target *t, struct rt_msg *req, const char *what, uint32_t target,
+	 uint32_t chain_ver, const struct cfs_id128 *id, uint32_t flags, enum craq_kind kind)
+{
+	int rc = stor_check_chain(t, target, chain_ver,
+				  (flags & STOR_CW_F_FORWARD) ? STOR_USE_FORWARD : STOR_USE_WRITE);
+
+	if (rc == 0 && !stor_id_valid(id))
+		rc = -EINVAL;
+	if (rc != 0)
+		return refuse(t, what, id, rc);
+	craq_mutate(t, req, kind);
+	return 0;
 }
 
 int
@@ -176,7 +189,10 @@ stor_on_chunk_remove(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = unreplicated_check(t, m->target, m->chain_ver, &m->chunk, &info);
+	if (t->in_cluster)
+		return to_chain(t, req, "remove", m->target, m->chain_ver, &m->chunk, m->flags,
+				CRAQ_REMOVE);
+	rc = standalone_check(t, m->target, m->chain_ver, &m->chunk, &info);
 	if (rc != 0)
 		return refuse(t, "remove", &m->chunk, rc);
 	op = mut_new(t, req);
@@ -228,7 +244,10 @@ stor_on_chunk_truncate(struct rt_actor *self, struct rt_msg *req)
 	struct stor_mut *op;
 	int rc;
 
-	rc = unreplicated_check(t, m->target, m->chain_ver, &m->chunk, &info);
+	if (t->in_cluster)
+		return to_chain(t, req, "truncate", m->target, m->chain_ver, &m->chunk, m->flags,
+				CRAQ_TRUNCATE);
+	rc = standalone_check(t, m->target, m->chain_ver, &m->chunk, &info);
 	if (rc != 0)
 		return refuse(t, "truncate", &m->chunk, rc);
 	/* chunk_size is optional here (0); when given it must be the chunk's. */

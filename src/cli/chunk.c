@@ -3,7 +3,13 @@
  * chainfs chunk: low-level access to one storage target's chunks, for
  * debugging and tests: put (write a file's bytes into a chunk), get (read them
  * back, checking the CRC32C end to end), stat (query), list (paged) and rm.
- * The target is found through the node's status (src/client/targets.c).
+ * Two ways to name where a chunk lives:
+ *   direct   ADDR TARGET: one node's target, found through the node's status
+ *            (src/client/targets.c); the request goes to that target only;
+ *   cluster  --mgmtd ADDR --chain ID: the chunk client (src/client/chunk_client.c)
+ *            with routing from mgmtd: writes go to the chain's head, reads to a
+ *            serving replica (--replica N picks one), with retries across a
+ *            failover.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "client/chunk_client.h"
 #include "client/targets.h"
 #include "disk/disk.h"
 
@@ -118,6 +125,86 @@ parse_id(const char *s, struct cfs_id128 *id)
 	return 0;
 }
 
+/* Cluster mode: --mgmtd ADDR --chain ID (both or neither). */
+struct cluster_opts {
+	const char *mgmtd;
+	uint64_t chain;
+};
+
+/* getopt letters of the cluster options, shared by put, get, stat, rm. */
+#define CLUSTER_LONG_OPTS                                                                          \
+	{"mgmtd", required_argument, NULL, 'M'}, {"chain", required_argument, NULL, 'C'}
+
+/* Take one cluster option; 0, or 2 for a usage error (printed). */
+static int
+cluster_opt(struct cluster_opts *co, int opt, const char *arg)
+{
+	unsigned long long v;
+	char *end;
+
+	if (opt == 'M') {
+		co->mgmtd = arg;
+		return 0;
+	}
+	errno = 0;
+	v = strtoull(arg, &end, 0);
+	if (errno != 0 || *end != '\0' || end == arg || *arg == '-' || v == 0) {
+		fprintf(stderr, "chainfs: --chain %s: expected a chain id (> 0)\n", arg);
+		return 2;
+	}
+	co->chain = v;
+	return 0;
+}
+
+/* Both or neither. 2 (printed) for one without the other. */
+static int
+cluster_check(const struct cluster_opts *co)
+{
+	if (!co->mgmtd != !co->chain) {
+		fprintf(stderr, "chainfs: --mgmtd and --chain go together\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* A chunk client with mgmtd's routing; NULL (reason printed) on failure. */
+static struct cfs_chunk_client *
+cluster_open(const struct cluster_opts *co)
+{
+	struct cfs_chunk_client_opts o = {
+		.mgmtd = co->mgmtd,
+		.timeout_ms = g_cli.timeout_ms,
+		.routing_wait_ms = g_cli.timeout_ms,
+	};
+	struct cfs_chunk_client *c = NULL;
+	int rc;
+
+	rc = cfs_chunk_client_create(&o, &c);
+	if (rc == -EINVAL)
+		fprintf(stderr, "chainfs: %s: expected host:port\n", co->mgmtd);
+	else if (rc == -CFS_ENOACTOR)
+		fprintf(stderr, "chainfs: %s runs no mgmtd\n", co->mgmtd);
+	else if (rc == -ETIMEDOUT)
+		fprintf(stderr, "chainfs: no routing from mgmtd at %s within %u ms\n", co->mgmtd,
+			g_cli.timeout_ms);
+	else if (rc != 0)
+		cli_error("chunk client", rc);
+	return rc == 0 ? c : NULL;
+}
+
+/* One operation through the chunk client; rc as cfs_chunk_batch. */
+static int
+cluster_op(struct cfs_chunk_client *c, struct cfs_chunk_op *op)
+{
+	int rc = cfs_chunk_batch(c, op, 1);
+
+	if (g_cli.verbose)
+		fprintf(stderr, "chainfs: chain %" PRIu64 " target %" PRIu32 ": %" PRIu32
+				" attempt(s): %s\n",
+			op->chain_id, op->target, op->attempts, rc ? cfs_errname(rc) : "ok");
+	return rc;
+}
+
 /* Query a chunk: 0 and *r filled, or an error (-CFS_ENOCHUNK, transport). */
 static int
 chunk_query(struct chunk_ctx *x, const struct cfs_id128 *id, struct cfs_chunk_query_resp *r)
@@ -210,14 +297,87 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 	return 0;
 }
 
+/* A chunk's size class and length through the chunk client (any serving replica). */
+static int
+cluster_query(struct cfs_chunk_client *c, uint64_t chain, const struct cfs_id128 *id,
+	      struct cfs_chunk_op *q)
+{
+	*q = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_QUERY, .chain_id = chain, .chunk = *id};
+	return cluster_op(c, q);
+}
+
+static int
+cluster_put(const struct cluster_opts *co, const struct cfs_id128 *id, const char *path,
+	    uint32_t offset, uint32_t chunk_size)
+{
+	struct cfs_chunk_client *c = NULL;
+	struct cfs_chunk_op op;
+	struct rt_buf *buf = NULL;
+	char ids[CFS_CHUNK_ID_STR];
+	uint32_t len = 0;
+	int rc;
+
+	rc = slurp(path, &buf, &len);
+	if (rc != 0)
+		return 1;
+	c = cluster_open(co);
+	if (!c) {
+		rc = 1;
+		goto out;
+	}
+	if (chunk_size == 0) {
+		/* A chunk keeps its size for life: reuse the existing one's. */
+		rc = cluster_query(c, co->chain, id, &op);
+		if (rc == 0)
+			chunk_size = op.out_chunk_size;
+		else if (rc == -CFS_ENOCHUNK)
+			chunk_size = CHUNK_DEFAULT_SIZE;
+		else
+			goto out_err;
+	}
+	if ((uint64_t)offset + len > chunk_size) {
+		fprintf(stderr,
+			"chainfs: %" PRIu32 " bytes at offset %" PRIu32
+			" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
+			len, offset, chunk_size);
+		rc = 2;
+		goto out;
+	}
+	op = (struct cfs_chunk_op){
+		.kind = CFS_CHUNK_OP_WRITE,
+		.chain_id = co->chain,
+		.chunk = *id,
+		.chunk_size = chunk_size,
+		.offset = offset,
+		.len = len,
+		.data = buf->data,
+	};
+	rc = cluster_op(c, &op);
+	if (rc != 0)
+		goto out_err;
+	cfs_chunk_id_format(id, ids);
+	printf("%s version=%" PRIu64 " len=%" PRIu32 " crc=0x%08" PRIx32 "\n", ids, op.version,
+	       op.out_len, op.out_crc);
+	goto out;
+out_err:
+	cli_error("chunk put", rc);
+	rc = 1;
+out:
+	cfs_chunk_client_destroy(&c);
+	rt_buf_put(&buf);
+	return rc;
+}
+
 static int
 chunk_put(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"offset", required_argument, NULL, 'O'},
 		{"chunk-size", required_argument, NULL, 's'},
+		CLUSTER_LONG_OPTS,
 		{NULL, 0, NULL, 0},
 	};
+	struct cluster_opts co = {0};
 	struct chunk_ctx x = {0};
 	struct cfs_chunk_query_resp q;
 	struct rt_msg *req = NULL, *resp = NULL;
@@ -237,9 +397,23 @@ chunk_put(int argc, char **argv)
 			if (parse_u32_size(optarg, &chunk_size) != 0 || chunk_size == 0)
 				goto usage;
 			break;
+		case 'M':
+		case 'C':
+			if (cluster_opt(&co, opt, optarg) != 0)
+				return 2;
+			break;
 		default:
 			goto usage;
 		}
+	}
+	if (cluster_check(&co) != 0)
+		return 2;
+	if (co.mgmtd) {
+		if (argc - optind != 2)
+			goto usage;
+		if (parse_id(argv[optind], &id) != 0)
+			return 2;
+		return cluster_put(&co, &id, argv[optind + 1], offset, chunk_size);
 	}
 	if (argc - optind != 4)
 		goto usage;
@@ -300,6 +474,8 @@ out:
 	return rc;
 usage:
 	fprintf(stderr, "usage: chainfs chunk put ADDR TARGET CHUNKID FILE [--offset N] "
+			"[--chunk-size N]\n"
+			"       chainfs chunk put --mgmtd ADDR --chain ID CHUNKID FILE [--offset N] "
 			"[--chunk-size N]\n");
 	return 2;
 }
@@ -310,6 +486,76 @@ write_all(FILE *f, const uint8_t *p, uint32_t n)
 	return fwrite(p, 1, n, f) == n ? 0 : -EIO;
 }
 
+struct cluster_get {
+	uint32_t offset, len;
+	bool have_len;
+	uint32_t flags, replica;
+	const char *output;
+};
+
+static int
+cluster_get(const struct cluster_opts *co, const struct cfs_id128 *id,
+	    const struct cluster_get *g)
+{
+	struct cfs_chunk_client *c = NULL;
+	struct cfs_chunk_op op;
+	uint32_t len = g->len;
+	uint8_t *data = NULL;
+	FILE *f = NULL;
+	int rc;
+
+	c = cluster_open(co);
+	if (!c)
+		return 1;
+	if (!g->have_len) {
+		rc = cluster_query(c, co->chain, id, &op);
+		if (rc != 0)
+			goto out_err;
+		len = op.out_len > g->offset ? op.out_len - g->offset : 0;
+	}
+	data = malloc(len ? len : 1);
+	if (!data) {
+		rc = -ENOMEM;
+		goto out_err;
+	}
+	/* The client checks the CRC32C of the bytes that arrived against the
+	 * replica's, and tries another replica on a mismatch. */
+	op = (struct cfs_chunk_op){
+		.kind = CFS_CHUNK_OP_READ,
+		.chain_id = co->chain,
+		.chunk = *id,
+		.offset = g->offset,
+		.len = len,
+		.data = data,
+		.flags = g->flags,
+		.replica = g->replica,
+	};
+	rc = cluster_op(c, &op);
+	if (rc != 0)
+		goto out_err;
+	f = g->output ? fopen(g->output, "wb") : stdout;
+	if (!f) {
+		fprintf(stderr, "chainfs: %s: %s\n", g->output, strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	rc = write_all(f, data, op.out_len);
+	if (fflush(f) != 0)
+		rc = -EIO;
+	if (rc != 0)
+		goto out_err;
+	goto out;
+out_err:
+	cli_error("chunk get", rc);
+	rc = 1;
+out:
+	if (f && f != stdout)
+		fclose(f);
+	free(data);
+	cfs_chunk_client_destroy(&c);
+	return rc;
+}
+
 static int
 chunk_get(int argc, char **argv)
 {
@@ -317,8 +563,13 @@ chunk_get(int argc, char **argv)
 		{"offset", required_argument, NULL, 'O'},
 		{"len", required_argument, NULL, 'l'},
 		{"output", required_argument, NULL, 'o'},
+		{"replica", required_argument, NULL, 'r'},
+		{"relaxed", no_argument, NULL, 'R'},
+		CLUSTER_LONG_OPTS,
 		{NULL, 0, NULL, 0},
 	};
+	struct cluster_opts co = {0};
+	uint32_t flags = 0, replica = 0;
 	struct chunk_ctx x = {0};
 	struct rt_msg *req = NULL, *resp = NULL;
 	const struct cfs_chunk_read_resp *r;
@@ -343,9 +594,44 @@ chunk_get(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
+		case 'r':
+			if (parse_u32_size(optarg, &replica) != 0)
+				goto usage;
+			flags |= CFS_CHUNK_F_REPLICA;
+			break;
+		case 'R':
+			flags |= CFS_CHUNK_F_RELAXED;
+			break;
+		case 'M':
+		case 'C':
+			if (cluster_opt(&co, opt, optarg) != 0)
+				return 2;
+			break;
 		default:
 			goto usage;
 		}
+	}
+	if (cluster_check(&co) != 0)
+		return 2;
+	if (co.mgmtd) {
+		struct cluster_get g = {
+			.offset = offset,
+			.len = len,
+			.have_len = have_len,
+			.flags = flags,
+			.replica = replica,
+			.output = output,
+		};
+
+		if (argc - optind != 1)
+			goto usage;
+		if (parse_id(argv[optind], &id) != 0)
+			return 2;
+		return cluster_get(&co, &id, &g);
+	}
+	if (flags) {
+		fprintf(stderr, "chainfs: --replica and --relaxed need --mgmtd and --chain\n");
+		return 2;
 	}
 	if (argc - optind != 3)
 		goto usage;
@@ -435,38 +721,83 @@ out:
 	return rc;
 usage:
 	fprintf(stderr, "usage: chainfs chunk get ADDR TARGET CHUNKID [--offset N] [--len N] "
-			"[-o FILE]\n");
+			"[-o FILE]\n"
+			"       chainfs chunk get --mgmtd ADDR --chain ID CHUNKID [--offset N] "
+			"[--len N] [-o FILE] [--replica N] [--relaxed]\n");
 	return 2;
+}
+
+/* stat and rm: CHUNKID after ADDR TARGET or after --mgmtd ADDR --chain ID.
+ * Returns the index of the first operand, or -1 for a usage error. */
+static int
+target_args(int argc, char **argv, struct cluster_opts *co)
+{
+	static const struct option opts[] = {
+		CLUSTER_LONG_OPTS,
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if ((opt != 'M' && opt != 'C') || cluster_opt(co, opt, optarg) != 0)
+			return -1;
+	}
+	if (cluster_check(co) != 0 || argc - optind != (co->mgmtd ? 1 : 3))
+		return -1;
+	return optind;
+}
+
+static void
+print_stat(const struct cfs_id128 *id, uint32_t chunk_size, uint32_t len, uint32_t crc,
+	   uint64_t committed, uint64_t pending)
+{
+	char ids[CFS_CHUNK_ID_STR];
+
+	cfs_chunk_id_format(id, ids);
+	printf("chunk      %s\nchunk_size %" PRIu32 "\nlen        %" PRIu32
+	       "\ncrc        0x%08" PRIx32 "\ncommitted  %" PRIu64 "\npending    %" PRIu64 "\n",
+	       ids, chunk_size, len, crc, committed, pending);
 }
 
 static int
 chunk_stat(int argc, char **argv)
 {
+	struct cluster_opts co = {0};
 	struct chunk_ctx x = {0};
 	struct cfs_chunk_query_resp q;
-	char ids[CFS_CHUNK_ID_STR];
 	struct cfs_id128 id;
-	int rc;
+	int rc, i = target_args(argc, argv, &co);
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: chainfs chunk stat ADDR TARGET CHUNKID\n");
+	if (i < 0) {
+		fprintf(stderr, "usage: chainfs chunk stat ADDR TARGET CHUNKID\n"
+				"       chainfs chunk stat --mgmtd ADDR --chain ID CHUNKID\n");
 		return 2;
 	}
-	if (parse_id(argv[3], &id) != 0)
+	if (parse_id(argv[co.mgmtd ? i : i + 2], &id) != 0)
 		return 2;
-	rc = chunk_open(&x, argv[1], argv[2]);
+	if (co.mgmtd) {
+		struct cfs_chunk_client *c = cluster_open(&co);
+		struct cfs_chunk_op op;
+
+		if (!c)
+			return 1;
+		rc = cluster_query(c, co.chain, &id, &op);
+		if (rc == 0)
+			print_stat(&id, op.out_chunk_size, op.out_len, op.out_crc, op.version,
+				   op.pending);
+		else
+			cli_error("chunk stat", rc);
+		cfs_chunk_client_destroy(&c);
+		return rc == 0 ? 0 : 1;
+	}
+	rc = chunk_open(&x, argv[i], argv[i + 1]);
 	if (rc != 0)
 		return rc;
 	rc = chunk_query(&x, &id, &q);
-	if (rc == 0) {
-		cfs_chunk_id_format(&id, ids);
-		printf("chunk      %s\nchunk_size %" PRIu32 "\nlen        %" PRIu32
-		       "\ncrc        0x%08" PRIx32 "\ncommitted  %" PRIu64 "\npending    %" PRIu64
-		       "\n",
-		       ids, q.chunk_size, q.len, q.crc, q.committed, q.pending);
-	} else {
+	if (rc == 0)
+		print_stat(&id, q.chunk_size, q.len, q.crc, q.committed, q.pending);
+	else
 		cli_error("chunk stat", rc);
-	}
 	cfs_client_destroy(&x.c);
 	return rc == 0 ? 0 : 1;
 }
@@ -474,18 +805,33 @@ chunk_stat(int argc, char **argv)
 static int
 chunk_rm(int argc, char **argv)
 {
+	struct cluster_opts co = {0};
 	struct chunk_ctx x = {0};
 	struct rt_msg *req, *resp = NULL;
 	struct cfs_id128 id;
-	int rc;
+	int rc, i = target_args(argc, argv, &co);
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: chainfs chunk rm ADDR TARGET CHUNKID\n");
+	if (i < 0) {
+		fprintf(stderr, "usage: chainfs chunk rm ADDR TARGET CHUNKID\n"
+				"       chainfs chunk rm --mgmtd ADDR --chain ID CHUNKID\n");
 		return 2;
 	}
-	if (parse_id(argv[3], &id) != 0)
+	if (parse_id(argv[co.mgmtd ? i : i + 2], &id) != 0)
 		return 2;
-	rc = chunk_open(&x, argv[1], argv[2]);
+	if (co.mgmtd) {
+		struct cfs_chunk_client *c = cluster_open(&co);
+		struct cfs_chunk_op op = {
+			.kind = CFS_CHUNK_OP_REMOVE, .chain_id = co.chain, .chunk = id};
+
+		if (!c)
+			return 1;
+		rc = cluster_op(c, &op);
+		if (rc != 0)
+			cli_error("chunk rm", rc);
+		cfs_chunk_client_destroy(&c);
+		return rc == 0 ? 0 : 1;
+	}
+	rc = chunk_open(&x, argv[i], argv[i + 1]);
 	if (rc != 0)
 		return rc;
 	req = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
@@ -594,6 +940,25 @@ usage:
 	return 2;
 }
 
+static void
+chunk_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: chainfs chunk put WHERE CHUNKID FILE [--offset N] [--chunk-size N]\n"
+		"       chainfs chunk get WHERE CHUNKID [--offset N] [--len N] [-o FILE]\n"
+		"                         [--replica N] [--relaxed]\n"
+		"       chainfs chunk stat WHERE CHUNKID\n"
+		"       chainfs chunk rm WHERE CHUNKID\n"
+		"       chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n"
+		"WHERE: ADDR TARGET             one node's target, directly\n"
+		"       --mgmtd ADDR --chain ID  a chain, through mgmtd's routing: writes to\n"
+		"                                its head, reads from a serving replica,\n"
+		"                                retried across failover\n"
+		"--replica N (cluster): read from the chain's N-th serving replica (0: head)\n"
+		"--relaxed (cluster): serve a replica's committed version without asking the tail\n"
+		"CHUNKID: 32 hex digits or INODE:INDEX\n");
+}
+
 int
 cli_chunk(int argc, char **argv)
 {
@@ -604,6 +969,7 @@ cli_chunk(int argc, char **argv)
 		{"put", chunk_put},   {"get", chunk_get}, {"stat", chunk_stat},
 		{"list", chunk_list}, {"rm", chunk_rm},
 	};
+	bool help;
 
 	if (argc >= 2) {
 		for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
@@ -613,12 +979,7 @@ cli_chunk(int argc, char **argv)
 			}
 		}
 	}
-	fprintf(stderr,
-		"usage: chainfs chunk put ADDR TARGET CHUNKID FILE [--offset N] [--chunk-size N]\n"
-		"       chainfs chunk get ADDR TARGET CHUNKID [--offset N] [--len N] [-o FILE]\n"
-		"       chainfs chunk stat ADDR TARGET CHUNKID\n"
-		"       chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n"
-		"       chainfs chunk rm ADDR TARGET CHUNKID\n"
-		"CHUNKID: 32 hex digits or INODE:INDEX\n");
-	return 2;
+	help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+	chunk_usage(help ? stdout : stderr);
+	return help ? 0 : 2;
 }

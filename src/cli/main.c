@@ -23,7 +23,7 @@ static const struct {
 } cmds[] = {
 	{"ping", cli_ping, "ping ADDR [-c COUNT] [-i INTERVAL_MS]   round trips to a node"},
 	{"admin", cli_admin, "admin status|targets ADDR               what a node runs, its targets"},
-	{"chunk", cli_chunk, "chunk put|get|stat|list|rm ADDR TARGET ...  one target's chunks"},
+	{"chunk", cli_chunk, "chunk put|get|stat|list|rm ADDR TARGET|--mgmtd ADDR --chain ID ..."},
 };
 
 static void

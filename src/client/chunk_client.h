@@ -22,16 +22,17 @@
 
 #include <stdint.h>
 
+#include "chainfs/proto.h"
 #include "chainfs/types.h"
 
 struct cfs_chunk_client;
 struct cfs_routing_snap;
 
 struct cfs_chunk_client_opts {
-	const char *mgmtd;	 /* "host:port" of the node running mgmtd; required */
-	unsigned loops;		 /* client loops; default 1 */
-	uint32_t timeout_ms;	 /* one attempt; default 2000 */
-	uint32_t deadline_ms;	 /* one operation, all retries included; default 30000 */
+	const char *mgmtd;	  /* "host:port" of the node running mgmtd; required */
+	unsigned loops;		  /* client loops; default 1 */
+	uint32_t timeout_ms;	  /* one attempt; default 2000 */
+	uint32_t deadline_ms;	  /* one operation, all retries included; default 30000 */
 	uint32_t routing_wait_ms; /* create: wait this long for the first routing; default 10000 */
 };
 
@@ -39,7 +40,8 @@ struct cfs_chunk_client_opts {
  * Start a client: its runtime, the routing subscription, and wait for the
  * first routing version.
  * @return 0 and *out; -EINVAL (no mgmtd, malformed endpoint), -ETIMEDOUT (no
- *         routing within routing_wait_ms), -ENOMEM.
+ *         routing within routing_wait_ms), -CFS_ENOACTOR (the node at `mgmtd`
+ *         answers but runs no mgmtd), -ENOMEM.
  */
 int cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts,
 			    struct cfs_chunk_client **out);
@@ -51,16 +53,19 @@ struct cfs_routing_snap *cfs_chunk_client_routing(struct cfs_chunk_client *c);
 
 /** The chain that holds chunk `index` of a file whose layout starts at `seed`
  *  over `stripe` chains (cfs_place_chunk over the snapshot's chains in id
- *  order). 0 when routing has no chains. */
+ *  order): the layout takes chains[cfs_perm(seed, N, 0 .. stripe-1)] of the N
+ *  chains (placement.h) and chunk `index` lives on its
+ *  cfs_place_chunk(seed, index, stripe)-th. stripe 0 or > N means N. 0 when
+ *  routing has no chains. */
 uint64_t cfs_chunk_client_place(struct cfs_chunk_client *c, uint64_t seed, uint64_t index,
 				uint32_t stripe);
 
 enum cfs_chunk_op_kind {
-	CFS_CHUNK_OP_WRITE = 1,	   /* data[0, len) at offset */
-	CFS_CHUNK_OP_READ,	   /* into data[0, len) from offset */
-	CFS_CHUNK_OP_REMOVE,	   /* the whole chunk */
-	CFS_CHUNK_OP_TRUNCATE,	   /* to len bytes */
-	CFS_CHUNK_OP_QUERY,	   /* length, crc, version: no data */
+	CFS_CHUNK_OP_WRITE = 1, /* data[0, len) at offset */
+	CFS_CHUNK_OP_READ,	/* into data[0, len) from offset */
+	CFS_CHUNK_OP_REMOVE,	/* the whole chunk */
+	CFS_CHUNK_OP_TRUNCATE,	/* to len bytes */
+	CFS_CHUNK_OP_QUERY,	/* length, crc, version: no data */
 };
 
 enum {
@@ -80,26 +85,45 @@ struct cfs_chunk_op {
 	struct cfs_id128 chunk;
 	uint32_t chunk_size; /* write, truncate: the chunk's size class bound */
 	uint32_t offset;
-	uint32_t len;	     /* write, read, truncate */
-	void *data;	     /* write: source; read: destination (len bytes) */
-	uint32_t flags;	     /* CFS_CHUNK_F_* */
-	uint32_t replica;    /* with CFS_CHUNK_F_REPLICA */
+	uint32_t len;	  /* write, read, truncate */
+	void *data;	  /* write: source; read: destination (len bytes) */
+	uint32_t flags;	  /* CFS_CHUNK_F_* */
+	uint32_t replica; /* with CFS_CHUNK_F_REPLICA */
 	/* out */
-	int rc;		     /* 0 or negative errno / -CFS_E* after the last attempt */
-	uint32_t out_len;    /* read: bytes read (short at the chunk's end); others: chunk length */
-	uint32_t out_crc;    /* CRC32C of the chunk (write, truncate, query, read of a whole chunk) */
-	uint64_t version;    /* committed version written / read / removed */
-	uint32_t target;     /* the target that answered the last attempt */
-	uint32_t attempts;   /* attempts made (1 when the first succeeded) */
+	int rc;		   /* 0 or negative errno / -CFS_E* after the last attempt */
+	uint32_t out_len;  /* read: bytes read (short at the chunk's end); others: chunk length */
+	uint32_t out_crc;  /* CRC32C of the chunk (write, truncate, query, read of a whole chunk) */
+	uint64_t version;  /* committed version written / read / removed */
+	uint32_t target;   /* the target that answered the last attempt */
+	uint32_t attempts; /* attempts made (1 when the first succeeded) */
+	uint64_t pending;  /* query: the pending version (0: none) */
+	uint32_t out_chunk_size; /* query: the chunk's size class bound */
 };
 
+/* Counters since create (read racily; for tests and benchmarks). */
+struct cfs_chunk_client_stats {
+	uint64_t ops;	   /* operations that reached the loops (valid input) */
+	uint64_t requests; /* requests sent: a chunk_read of several reads counts once */
+	uint64_t retries;  /* attempts after an operation's first */
+	uint64_t failed;   /* operations that ended with rc != 0 */
+};
+/** Copy the counters into *out. */
+void cfs_chunk_client_stats(struct cfs_chunk_client *c, struct cfs_chunk_client_stats *out);
+
 /**
- * Run n operations concurrently and wait for all. Each op's rc says how it
+ * Run n operations concurrently and wait for all (from any thread but the
+ * client's own loops). Each op's rc says how it
  * ended; ops[i].rc = -ETIMEDOUT when its deadline passed while retrying.
  * Retried: -CFS_ESTALECHAIN, -CFS_ENOTSERVING, -CFS_EBUSY, -ETIMEDOUT,
- * -ECONNREFUSED, -ECONNRESET, -EPIPE, -CFS_ENOACTOR (after a routing refresh,
- * with backoff). Not retried: -EINVAL, -CFS_ENOCHUNK, -ENOSPC, -CFS_ECHECKSUM
- * (a read tries another replica first), -CFS_ENOCHAIN.
+ * -ECONNREFUSED, -ECONNRESET, -EPIPE, -CFS_ENOACTOR, -EHOSTUNREACH, -ENOTCONN
+ * (after a routing refresh, with backoff; a read first tries the chain's other
+ * serving replicas at once). Not retried: -EINVAL (checked before sending:
+ * zero chunk id or chain, a range outside chunk_size or 64 MiB, no data),
+ * -CFS_ENOCHUNK, -ENOSPC, -CFS_ECHECKSUM (a read tries every serving replica
+ * first), -CFS_ENOCHAIN (the chain stayed unknown to routing for 2 s),
+ * -CFS_ENOTSERVING for CFS_CHUNK_F_REPLICA beyond the serving members.
+ * Query answers the committed version in `version`, plus `pending` and
+ * `out_chunk_size`.
  * @return 0 when every op succeeded, else the first failed op's rc.
  */
 int cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n);

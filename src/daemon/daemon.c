@@ -32,6 +32,7 @@ static int
 spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 {
 	unsigned nloops = rt_loop_count(d->rt), next = 0;
+	uint64_t target_loops = 0;
 
 	for (unsigned i = 0; i < cfg->ntargets; i++) {
 		const struct cfsd_target_config *tc = &cfg->targets[i];
@@ -65,7 +66,13 @@ spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 		}
 		RT_INFO("target=%" PRIu32 " path=%s loop=%u addr=0x%016" PRIx64 ": storage actor",
 			tc->id, tc->path, li, addr);
+		target_loops |= 1ull << li;
 	}
+	/* Connections go to the loops of the targets: the data path then mostly
+	 * stays on one thread (read, handle, disk, reply), while loop 0's control
+	 * actors see little traffic and can afford the hop. */
+	if (target_loops)
+		return net_set_conn_loops(d->net, target_loops);
 	return 0;
 }
 

@@ -202,6 +202,16 @@ struct disk_class {
 	struct disk_io zio;
 	struct disk_op *waitq; /* operations waiting for a slot */
 	struct disk_op **waitq_tail;
+	/* Space shared between classes (slots.c "reclaim"). A hole is a free slot
+	 * whose blocks were given back to the file system (punched): it is
+	 * prepared again (fallocate, zero-fill) before use. t->file_bytes counts
+	 * the bytes the files hold: (nfile - nholes) * size over the classes. */
+	uint64_t *holes;
+	uint32_t nholes;
+	bool shrinking;			 /* a reclaim job is releasing some of its slots */
+	bool refill;			 /* the growth in progress re-prepares holes: */
+	uint32_t refill_first, refill_n; /* [refill_first, +refill_n) */
+	uint32_t epoch;			 /* bumped when slots are released */
 };
 
 /* A freed slot waiting for the reads that may still use it. */
@@ -248,6 +258,20 @@ disk_slot_stable(const struct disk_class *k, uint32_t slot)
 }
 /* Mark slots [first, first + n) stable. */
 void disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n);
+static inline bool
+disk_slot_hole(const struct disk_class *k, uint32_t slot)
+{
+	return slot < k->nbits && (k->holes[slot / 64] >> (slot % 64)) & 1;
+}
+/* Call fn for each run of slots that space management holds without any
+ * version using them (being re-prepared, being released): the bitmap has
+ * them set, no row references them. */
+void disk_slots_foreach_reserved(struct disk_target *t,
+				 void (*fn)(void *arg, uint8_t cls, uint32_t first, uint32_t n),
+				 void *arg);
+/* Compare class cls's holes with the data file (FIEMAP): how many slots
+ * memory holds as holes have blocks mapped (*first: the first), or -errno. */
+int disk_slots_verify_holes(struct disk_target *t, uint8_t cls, uint32_t *first);
 
 /* ------------------------------------------------------------------ write.c */
 
@@ -292,6 +316,11 @@ struct disk_op {
 	disk_done_fn cb;
 	void *cb_arg;
 	struct rt_iov iov_inline[2];
+	/* Write: the payload's per-4KiB CRCs, computed by the payload check in
+	 * the same pass (payload in one iov at a block-aligned offset), reused
+	 * by the build step for the blocks the payload fills; or NULL. */
+	uint32_t *ptab;
+	uint32_t pcrc; /* with ptab: the payload's CRC32C (checked) */
 };
 
 /* Continue a parked operation after a slot became available (slots.c). */
@@ -300,6 +329,8 @@ void disk_op_slot_ready(struct disk_op *op);
 void disk_op_slot_failed(struct disk_op *op, int rc);
 
 /* ------------------------------------------------------------------ target */
+
+struct disk_reclaim;
 
 struct disk_target {
 	struct disk_ioeng *e;
@@ -350,6 +381,11 @@ struct disk_target {
 	struct disk_stats st;
 	uint64_t log_budget_ns; /* rate limit of data-path error logs */
 	uint32_t log_count;
+
+	/* Space moving between classes (slots.c) */
+	struct disk_reclaim *reclaim; /* the job releasing free slots, or NULL */
+	bool reclaim_failed;	      /* the last job released nothing */
+	bool no_punch;		      /* the file system cannot punch holes */
 };
 
 /* CRC table cache (target.c). */

@@ -4,7 +4,8 @@
  * into memory, helper thread), close (drain everything in flight), the chunk
  * entries and their CRC table cache (LRU within a memory budget), query,
  * list, stats and the consistency check that tests and tools run against
- * the SQLite index.
+ * the SQLite index (and, for the space accounting, against the data files'
+ * mapped blocks).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -258,7 +259,7 @@ disk_stats(struct disk_target *t, struct disk_stats *out)
 
 	for (int i = 0; i < DISK_NCLASS; i++) {
 		used += (uint64_t)t->cls[i].nused * t->cls[i].size;
-		alloc += (uint64_t)t->cls[i].nslots * t->cls[i].size;
+		alloc += (uint64_t)(t->cls[i].nslots - t->cls[i].nholes) * t->cls[i].size;
 	}
 	*out = t->st;
 	out->capacity = t->capacity;
@@ -530,7 +531,71 @@ check_ref(struct check_ctx *x, uint8_t cls, uint64_t ver, uint32_t slot, uint32_
 		problem(x, "cls=%u slot=%u referenced twice", k->size, slot);
 		return;
 	}
+	if (disk_slot_hole(k, slot)) {
+		/* its blocks were given back to the file system */
+		x->out->out_of_file++;
+		problem(x, "cls=%u slot=%u referenced but a hole", k->size, slot);
+	}
 	x->ref[cls][slot / 64] |= 1ull << (slot % 64);
+}
+
+/* Slots held by space management (refill, reclaim) are legitimately set. */
+static void
+check_reserved(void *arg, uint8_t cls, uint32_t first, uint32_t n)
+{
+	struct check_ctx *x = arg;
+
+	for (uint32_t s = first; s < first + n && s < x->nref[cls]; s++)
+		x->ref[cls][s / 64] |= 1ull << (s % 64);
+}
+
+/* Space accounting: the bytes the files hold, the holes, and (FIEMAP) that
+ * no hole has blocks mapped, which would let the files exceed the capacity. */
+static void
+check_space(struct check_ctx *x)
+{
+	struct disk_target *t = x->t;
+	uint64_t held = 0;
+
+	for (int i = 0; i < DISK_NCLASS; i++) {
+		const struct disk_class *k = &t->cls[i];
+		uint32_t nh = 0, first = 0;
+		int bad;
+
+		for (uint32_t s = 0; s < k->nbits; s++) {
+			if (!disk_slot_hole(k, s))
+				continue;
+			nh++;
+			if (s >= k->nfile || (disk_slot_isset(k, s) && !k->refill)) {
+				x->out->mismatched++;
+				problem(x, "cls=%u slot=%u hole %s", k->size, s,
+					s >= k->nfile ? "beyond the file" : "in use");
+			}
+		}
+		if (nh != k->nholes) {
+			x->out->mismatched++;
+			problem(x, "cls=%u %u holes, counted %u", k->size, nh, k->nholes);
+		}
+		held += (uint64_t)(k->nfile - k->nholes) * k->size;
+		if (k->growing || k->shrinking)
+			continue;
+		bad = disk_slots_verify_holes(t, (uint8_t)i, &first);
+		if (bad > 0) {
+			x->out->mismatched++;
+			problem(x, "cls=%u slot=%u: a hole in memory, blocks in the file (%d)",
+				k->size, first, bad);
+		}
+	}
+	if (t->bg_inflight == 0 && held != t->file_bytes) {
+		x->out->mismatched++;
+		problem(x, "files hold %lu bytes, counted %lu", (unsigned long)held,
+			(unsigned long)t->file_bytes);
+	}
+	if (t->bg_inflight == 0 && t->file_bytes > t->capacity && t->reclaim == NULL) {
+		/* only a capacity lowered since the files grew explains this */
+		RT_WARN("target=%u files hold %lu bytes over the capacity %lu", t->id,
+			(unsigned long)t->file_bytes, (unsigned long)t->capacity);
+	}
 }
 
 static bool
@@ -598,6 +663,8 @@ disk_target_check(struct disk_target *t, struct disk_check *out)
 	for (struct disk_quar *q = t->quar_head; q != NULL; q = q->next)
 		if (q->slot < x.nref[q->cls])
 			x.ref[q->cls][q->slot / 64] |= 1ull << (q->slot % 64);
+	disk_slots_foreach_reserved(t, check_reserved, &x);
+	check_space(&x);
 	for (int i = 0; i < DISK_NCLASS; i++) {
 		const struct disk_class *k = &t->cls[i];
 

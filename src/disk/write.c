@@ -47,6 +47,7 @@ op_free(struct disk_op *op)
 	if (op->buf != NULL)
 		rt_buf_put(&op->buf);
 	free(op->nv.bcrc);
+	free(op->ptab);
 	free(op);
 }
 
@@ -145,8 +146,13 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 
 	if (rc == 0) {
 		/* Durable data in a slot: its mapping is committed now too (by the
-		 * data fdatasync, or by RWF_DSYNC). */
-		if (op->wrote_data && (op->si.sync_cls >= 0 || t->sync_mode == DISK_SYNC_DSYNC))
+		 * data fdatasync, or by RWF_DSYNC) — but only for the blocks written.
+		 * A slot of a class that is not zero-filled keeps unwritten blocks
+		 * past a shorter version; were it marked stable, a later longer write
+		 * would skip the data fdatasync and its unwritten-to-written
+		 * conversion could be lost with the power. */
+		if (op->wrote_data && (op->si.sync_cls >= 0 || t->sync_mode == DISK_SYNC_DSYNC) &&
+		    (t->cls[op->cls].zero || disk_roundup(op->nv.len) >= t->cls[op->cls].size))
 			disk_slots_set_stable(&t->cls[op->cls], op->nv.slot, 1);
 		apply(op);
 		if (op->kind == DISK_OP_WRITE || op->kind == DISK_OP_TRUNCATE) {
@@ -296,28 +302,43 @@ block_len(uint32_t len, uint32_t i)
 
 /* New content in data[0, nv.len): its CRC table and CRC. base_tab (the
  * verified table of the base content, or NULL) lets blocks the update did
- * not touch keep their CRC without a second pass. */
+ * not touch keep their CRC, and op->ptab (the payload's, from the payload
+ * check) gives those the payload fills whole: no second pass over either. */
 static void
 build_crc(struct disk_op *op, const uint8_t *data, const uint32_t *base_tab)
 {
 	uint32_t len = op->nv.len;
 	uint32_t nb = disk_nblocks(len);
 	uint32_t nb_base = disk_nblocks(op->base.len);
+	uint32_t pfirst = op->off / DISK_BLOCK, pnb = disk_nblocks(op->len);
 	uint32_t *tab = nb > 1 ? malloc((size_t)nb * sizeof(*tab)) : NULL;
 
-	if (tab == NULL || base_tab == NULL) {
+	if (tab == NULL || (base_tab == NULL && op->ptab == NULL)) {
 		op->nv.crc = disk_crc_blocks(data, len, tab);
 		op->nv.bcrc = tab;
 		return;
 	}
 	for (uint32_t i = 0; i < nb; i++) {
 		uint64_t bs = (uint64_t)i * DISK_BLOCK, be = bs + DISK_BLOCK;
-		bool same = i < nb_base && block_len(len, i) == block_len(op->base.len, i);
+		bool touched = op->kind == DISK_OP_WRITE && op->len > 0 &&
+			       bs < (uint64_t)op->off + op->len && op->off < be;
+		bool same = base_tab != NULL && !touched && i < nb_base &&
+			    block_len(len, i) == block_len(op->base.len, i);
 
-		if (same && op->kind == DISK_OP_WRITE && op->len > 0 &&
-		    bs < (uint64_t)op->off + op->len && op->off < be)
-			same = false;
-		tab[i] = same ? base_tab[i] : disk_crc32c(0, data + bs, block_len(len, i));
+		/* ptab exists only for block-aligned payloads: payload block
+		 * i - pfirst is chunk block i, and when their lengths agree the
+		 * block holds payload bytes only. */
+		if (touched && op->ptab != NULL && i >= pfirst && i - pfirst < pnb &&
+		    block_len(len, i) == block_len(op->len, i - pfirst))
+			tab[i] = op->ptab[i - pfirst];
+		else
+			tab[i] = same ? base_tab[i] : disk_crc32c(0, data + bs, block_len(len, i));
+	}
+	/* The payload is the whole new content: its checked CRC is the chunk's. */
+	if (op->ptab != NULL && op->off == 0 && op->len == len) {
+		op->nv.crc = op->pcrc;
+		op->nv.bcrc = tab;
+		return;
 	}
 	op->nv.crc = disk_crc_table_combine(tab, len);
 	op->nv.bcrc = tab;
@@ -593,6 +614,7 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 	struct disk_op *op;
 	uint64_t have = 0;
 	uint32_t crc = 0, left;
+	uint32_t *ptab = NULL;
 	unsigned n = 0;
 
 	if (t->closing)
@@ -608,22 +630,38 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 	}
 	if (have < w->len)
 		return -EINVAL;
-	/* The payload CRC first: a payload damaged on the way stores nothing. */
-	left = w->len;
-	for (unsigned i = 0; i < n; i++) {
-		uint32_t k = w->iov[i].len < left ? w->iov[i].len : left;
+	/* The payload CRC first: a payload damaged on the way stores nothing.
+	 * A payload in one piece at a block-aligned offset is checked block by
+	 * block: the same pass yields the CRCs of the blocks it fills, which the
+	 * new version's table reuses (combining them costs a multiply each). */
+	if (n == 1 && w->off % DISK_BLOCK == 0 && disk_nblocks(w->len) > 1)
+		ptab = malloc((size_t)disk_nblocks(w->len) * sizeof(*ptab));
+	if (ptab != NULL) {
+		crc = disk_crc_blocks(w->iov[0].buf->data + w->iov[0].off, w->len, ptab);
+	} else {
+		left = w->len;
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t k = w->iov[i].len < left ? w->iov[i].len : left;
 
-		crc = disk_crc32c(crc, w->iov[i].buf->data + w->iov[i].off, k);
-		left -= k;
+			crc = disk_crc32c(crc, w->iov[i].buf->data + w->iov[i].off, k);
+			left -= k;
+		}
 	}
-	if (crc != w->crc)
+	if (crc != w->crc) {
+		free(ptab);
 		return -CFS_ECHECKSUM;
+	}
 
 	op = op_new(t, n);
-	if (op == NULL)
+	if (op == NULL) {
+		free(ptab);
 		return -ENOMEM;
+	}
+	op->ptab = ptab;
+	op->pcrc = crc;
 	c = disk_chunk_get(t, &w->id, true);
 	if (c == NULL) {
+		free(ptab);
 		free(op);
 		return -ENOMEM;
 	}

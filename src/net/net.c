@@ -103,6 +103,7 @@ struct net {
 	bool listening; /* listener is bound (net_create) */
 	uint16_t port;
 	unsigned next_owner; /* round-robin; the accepting loop's alone */
+	uint64_t conn_loops; /* loops that own accepted connections; 0: all */
 	/* Each loop's state, written by that loop in loop_init/loop_fini and
 	 * read by its own handoff drain (and by net_destroy after the join). */
 	struct net_loop *nls[RT_MAX_LOOPS];
@@ -566,10 +567,15 @@ void
 net_conn_handoff(struct net_loop *nl, struct net_handoff *h)
 {
 	struct net *net = nl->net;
-	unsigned t = net->next_owner++ % net->nloops;
-	struct net_handoff_q *q = &net->hq[t];
+	struct net_handoff_q *q;
 	struct net_handoff *old;
+	unsigned t;
 
+	/* net_set_conn_loops checked that some loop below nloops is in the mask. */
+	do {
+		t = net->next_owner++ % net->nloops;
+	} while (net->conn_loops && !(net->conn_loops >> t & 1));
+	q = &net->hq[t];
 	if (t == nl->index) {
 		h->next = NULL;
 		handoff_adopt(net, nl, h);
@@ -966,6 +972,17 @@ net_destroy(struct net **pnet)
 	pthread_mutex_destroy(&net->lock);
 	free(net);
 	*pnet = NULL;
+}
+
+int
+net_set_conn_loops(struct net *net, uint64_t mask)
+{
+	if (net->nloops < 64)
+		mask &= (1ull << net->nloops) - 1;
+	if (mask == 0)
+		return -EINVAL;
+	net->conn_loops = mask;
+	return 0;
 }
 
 uint16_t

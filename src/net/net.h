@@ -75,6 +75,18 @@ int net_create(struct rt *rt, const struct net_config *cfg, struct net **out);
  *  connections by then) or when rt_start was never called. Sets *pnet to NULL. */
 void net_destroy(struct net **pnet);
 
+/**
+ * Choose the loops that own accepted connections: bit i set = loop i takes
+ * its turn (the accepting loop 0 still accepts them all). By default every
+ * loop does. A node whose storage targets live on some loops hands its
+ * connections to those: a request then usually finds its target on the loop
+ * that read it, with no hop through another loop's inbox and no wake-up of a
+ * second thread each way. Call before rt_start.
+ *
+ * @return 0; -EINVAL (no bit set below the number of loops).
+ */
+int net_set_conn_loops(struct net *net, uint64_t mask);
+
 /** The TCP port the listener is bound to (the real one for "host:0"); 0 without a listener. */
 uint16_t net_listen_port(const struct net *net);
 

@@ -23,7 +23,17 @@
  * frames are cut with wire_hdr_len/wire_decode. A payload goes into an aligned
  * rt_buf of its exact size: what already sits in the receive buffer is copied,
  * the rest is read from the socket straight into the rt_buf (the same readv
- * also fills the receive buffer behind it with the frames that follow).
+ * also fills the receive buffer behind it with the frames that follow). After
+ * a large payload the next read into the receive buffer is kept short too:
+ * the next frame probably carries one as well, and whatever of it lands in the
+ * receive buffer costs a second copy (a 1 MiB write would otherwise bring up
+ * to 256 KiB of its payload through it).
+ * While a large payload is arriving, SO_RCVLOWAT asks the kernel to wake the
+ * loop only once the rest of it (up to 1 MiB) is there: one wake-up and one
+ * readv per payload instead of one per burst of segments, the senders' pace
+ * (a loopback peer's sendmsg delivers a 1 MiB frame in several bursts). It is
+ * set only for payloads of TCP_RX_BIG and more, and back to 1 when none is
+ * pending, so small frames never pay the extra system call.
  * Any decode error closes this connection, and only it.
  */
 #define RT_LOG_SUBSYS "tcp"
@@ -49,6 +59,10 @@
 #define TCP_ACCEPT_BATCH    64
 #define TCP_ACCEPT_PAUSE_MS 100
 #define TCP_IOV_MAX	    (IOV_MAX < 1024 ? IOV_MAX : 1024)
+/* A payload at least this large makes the next header read short, and its
+ * arrival is awaited with SO_RCVLOWAT (at most TCP_RX_LOWAT_MAX at a time). */
+#define TCP_RX_BIG	 (64u << 10)
+#define TCP_RX_LOWAT_MAX (1u << 20)
 /* Header buffer bytes already written before it is worth moving the rest down. */
 #define TCP_HDRS_COMPACT (64u << 10)
 #define TCP_HDRS_KEEP	 (1u << 20)
@@ -87,6 +101,8 @@ struct tcp_conn {
 	struct rt_buf *rx_buf;
 	uint32_t rx_plen;
 	uint32_t rx_got;
+	bool rx_big;	   /* the last payload was >= TCP_RX_BIG */
+	uint32_t rx_lowat; /* SO_RCVLOWAT as last set (0 or 1: the default) */
 };
 
 struct tcp_listener {
@@ -217,6 +233,7 @@ rx_parse(struct tcp_conn *c)
 			goto out_bad;
 		c->rpos += need;
 		if (plen == 0) {
+			c->rx_big = false;
 			net_conn_frame(nc, m);
 			continue;
 		}
@@ -239,6 +256,7 @@ rx_parse(struct tcp_conn *c)
 		c->rx_buf = b;
 		c->rx_plen = (uint32_t)plen;
 		c->rx_got = take;
+		c->rx_big = plen >= TCP_RX_BIG;
 		if (take < plen)
 			break; /* the rest comes straight from the socket */
 		rx_finish(c);
@@ -265,6 +283,23 @@ out_bad:
 	net_conn_close(nc, rc);
 }
 
+/* Wake for the rest of a large pending payload, else for any byte. A failed
+ * setsockopt only costs wake-ups, so it is not an error. */
+static void
+rx_set_lowat(struct tcp_conn *c)
+{
+	uint32_t want = 1, left = c->rx_msg ? c->rx_plen - c->rx_got : 0;
+	int v;
+
+	if (left >= TCP_RX_BIG)
+		want = left < TCP_RX_LOWAT_MAX ? left : TCP_RX_LOWAT_MAX;
+	if (want == c->rx_lowat || (want == 1 && c->rx_lowat == 0))
+		return;
+	v = (int)want;
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v));
+	c->rx_lowat = want;
+}
+
 static void
 tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
@@ -284,9 +319,10 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		c->rpos = c->rend = 0;
 	iov[cnt].iov_base = c->rbuf + c->rend;
 	iov[cnt].iov_len = c->rcap - c->rend;
-	/* Behind a payload, take only enough for the headers that follow: a
-	 * next large payload read into rbuf would have to be copied out again. */
-	if (c->rx_msg && iov[cnt].iov_len > TCP_RX_TAIL)
+	/* Behind a payload, or after a large one, take only enough for the
+	 * headers that follow: a next large payload read into rbuf would have
+	 * to be copied out again. */
+	if ((c->rx_msg || c->rx_big) && iov[cnt].iov_len > TCP_RX_TAIL)
 		iov[cnt].iov_len = TCP_RX_TAIL;
 	cnt++;
 	do {
@@ -313,14 +349,18 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 			take = left;
 		c->rx_got += (uint32_t)take;
 		left -= take;
-		if (c->rx_got < c->rx_plen)
+		if (c->rx_got < c->rx_plen) {
+			rx_set_lowat(c);
 			return;
+		}
 		rx_finish(c);
 		if (nc->state == NET_CONN_CLOSED)
 			return;
 	}
 	c->rend += (uint32_t)left;
 	rx_parse(c);
+	if (nc->state != NET_CONN_CLOSED)
+		rx_set_lowat(c);
 }
 
 /* --------------------------------------------------------------------- send */

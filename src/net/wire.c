@@ -19,6 +19,7 @@
 #define AI __attribute__((always_inline)) inline
 
 #define HDR_FIELDS 8
+_Static_assert(CFS_PROTO_VERSION <= 0x7f, "the version is written as one fixint byte");
 
 /* A body sits at depth 2 of a frame (header array, body array), its A()
  * arrays at 3 and their records at 4. */
@@ -277,6 +278,191 @@ wr_raw(struct wr *w, bool str, const uint8_t *p, uint32_t n)
 	w->b->len += h + n;
 }
 
+/* ------------------------------------------------ unchecked writers */
+
+/*
+ * The frame fast path: wire_encode reserves an upper bound of the body's size
+ * once (room_body_<lc>, a constant for rows of fixed-size fields) and then
+ * writes every item with these put_* functions, which check nothing. They
+ * produce exactly the bytes of the checked wr_* writers (smallest formats),
+ * which remain for the rare frame whose bound exceeds the header limit.
+ */
+
+/* Bound of a field the room functions cannot honour (NULL bytes with a length,
+ * NULL array with a count): far above any limit, and a sum of a few hundred of
+ * them does not overflow. wire_encode then takes the checked path, which
+ * returns the precise error. */
+#define ROOM_BAD ((size_t)1 << 48)
+
+static AI uint8_t *
+put_int(uint8_t *q, int64_t v)
+{
+	if (v >= 0)
+		return put_uint(q, (uint64_t)v);
+	if (v >= -32) {
+		q[0] = (uint8_t)(int8_t)v;
+		return q + 1;
+	}
+	if (v >= INT8_MIN) {
+		q[0] = 0xd0;
+		q[1] = (uint8_t)(int8_t)v;
+		return q + 2;
+	}
+	if (v >= INT16_MIN) {
+		q[0] = 0xd1;
+		store_be16(q + 1, (uint16_t)(int16_t)v);
+		return q + 3;
+	}
+	if (v >= INT32_MIN) {
+		q[0] = 0xd2;
+		store_be32(q + 1, (uint32_t)(int32_t)v);
+		return q + 5;
+	}
+	q[0] = 0xd3;
+	store_be64(q + 1, (uint64_t)v);
+	return q + 9;
+}
+
+static AI uint8_t *
+put_array(uint8_t *q, uint32_t n)
+{
+	if (n <= 15) {
+		q[0] = (uint8_t)(0x90 | n);
+		return q + 1;
+	}
+	if (n <= 0xffff) {
+		q[0] = 0xdc;
+		store_be16(q + 1, (uint16_t)n);
+		return q + 3;
+	}
+	q[0] = 0xdd;
+	store_be32(q + 1, n);
+	return q + 5;
+}
+
+static inline uint8_t *
+put_raw(uint8_t *q, bool str, const uint8_t *p, uint32_t n)
+{
+	if (str && n <= 31) {
+		*q++ = (uint8_t)(0xa0 | n);
+	} else if (n <= 0xff) {
+		*q++ = str ? 0xd9 : 0xc4;
+		*q++ = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		*q++ = str ? 0xda : 0xc5;
+		store_be16(q, (uint16_t)n);
+		q += 2;
+	} else {
+		*q++ = str ? 0xdb : 0xc6;
+		store_be32(q, n);
+		q += 4;
+	}
+	if (n > 0)
+		memcpy(q, p, n);
+	return q + n;
+}
+
+/* Per field type: the most bytes it can take (room_T) and its writer (put_T). */
+static AI size_t
+room_BOOL(const bool *v)
+{
+	return 1;
+}
+
+static AI size_t
+room_U32(const uint32_t *v)
+{
+	return 5;
+}
+
+static AI size_t
+room_U64(const uint64_t *v)
+{
+	return 9;
+}
+
+static AI size_t
+room_I32(const int32_t *v)
+{
+	return 5;
+}
+
+static AI size_t
+room_I64(const int64_t *v)
+{
+	return 9;
+}
+
+static AI size_t
+room_STR(const struct cfs_bytes *v)
+{
+	return v->len > 0 && v->p == NULL ? ROOM_BAD : 5 + (size_t)v->len;
+}
+
+static AI size_t
+room_BYTES(const struct cfs_bytes *v)
+{
+	return room_STR(v);
+}
+
+static AI size_t
+room_ID(const struct cfs_id128 *v)
+{
+	return 2 + sizeof(v->b);
+}
+
+static AI uint8_t *
+put_BOOL(uint8_t *q, const bool *v)
+{
+	*q = *v ? 0xc3 : 0xc2;
+	return q + 1;
+}
+
+static AI uint8_t *
+put_U32(uint8_t *q, const uint32_t *v)
+{
+	return put_uint(q, *v);
+}
+
+static AI uint8_t *
+put_U64(uint8_t *q, const uint64_t *v)
+{
+	return put_uint(q, *v);
+}
+
+static AI uint8_t *
+put_I32(uint8_t *q, const int32_t *v)
+{
+	return put_int(q, *v);
+}
+
+static AI uint8_t *
+put_I64(uint8_t *q, const int64_t *v)
+{
+	return put_int(q, *v);
+}
+
+static AI uint8_t *
+put_STR(uint8_t *q, const struct cfs_bytes *v)
+{
+	return put_raw(q, true, v->p, v->len);
+}
+
+static AI uint8_t *
+put_BYTES(uint8_t *q, const struct cfs_bytes *v)
+{
+	return put_raw(q, false, v->p, v->len);
+}
+
+static AI uint8_t *
+put_ID(uint8_t *q, const struct cfs_id128 *v)
+{
+	q[0] = 0xc4;
+	q[1] = sizeof(v->b);
+	memcpy(q + 2, v->b, sizeof(v->b));
+	return q + 2 + sizeof(v->b);
+}
+
 /* ------------------------------------------- field encoders and decoders */
 
 /* One encoder and one decoder per field type of proto.def (F(T, name)). The
@@ -330,46 +516,115 @@ enc_ID(struct wr *w, const struct cfs_id128 *v)
 	wr_raw(w, false, v->b, sizeof(v->b));
 }
 
-static inline int
+/*
+ * Integer fast paths. Most integers of a frame are positive fixints, and the
+ * rest (addresses, ids, sizes) use the unsigned formats 0xcc..0xcf: both are
+ * read inline with one bounds check; any other format (signed ones carrying
+ * a value, truncated input) goes to the generic reader out of line, which
+ * decides exactly as before.
+ */
+static __attribute__((noinline)) int
+rd_uint_slow(struct wire_rd *rd, uint64_t max, uint64_t *out)
+{
+	return wire_rd_uint_max(rd, max, out);
+}
+
+static __attribute__((noinline)) int
+rd_int_slow(struct wire_rd *rd, int64_t min, int64_t max, int64_t *out)
+{
+	return wire_rd_int_range(rd, min, max, out);
+}
+
+static AI int
+rd_uint(struct wire_rd *rd, uint64_t max, uint64_t *out)
+{
+	const uint8_t *p = rd->p;
+	size_t left = wire_rd_left(rd);
+	uint64_t v;
+	unsigned n;
+
+	if (left >= 9) {
+		/* Room for the largest format: load 8 bytes and shift the unused
+		 * ones out, no switch on the width. */
+		if (p[0] <= 0x7f) {
+			v = p[0];
+			n = 0;
+		} else if ((p[0] & 0xfc) == 0xcc) {
+			n = 1u << (p[0] & 3);
+			v = wire_load_be64(p + 1) >> (64 - 8 * n);
+		} else {
+			return rd_uint_slow(rd, max, out);
+		}
+	} else if (left > 0 && p[0] <= 0x7f) {
+		v = p[0];
+		n = 0;
+	} else {
+		return rd_uint_slow(rd, max, out);
+	}
+	if (v > max)
+		return -CFS_EPROTO;
+	*out = v;
+	rd->p = p + 1 + n;
+	return 0;
+}
+
+/* Signed fields: fixints of either sign inline (rc is 0 or a small negative
+ * number), the rest through the generic reader. */
+static AI int
+rd_int(struct wire_rd *rd, int64_t min, int64_t max, int64_t *out)
+{
+	int64_t v;
+
+	if (rd->p == rd->end || (rd->p[0] > 0x7f && rd->p[0] < 0xe0))
+		return rd_int_slow(rd, min, max, out);
+	v = (int8_t)rd->p[0];
+	if (v < min || v > max)
+		return -CFS_EPROTO;
+	*out = v;
+	rd->p++;
+	return 0;
+}
+
+static AI int
 dec_BOOL(struct wire_rd *rd, struct rt_msg *m, bool *v)
 {
 	return wire_rd_bool(rd, v);
 }
 
-static inline int
+static AI int
 dec_U32(struct wire_rd *rd, struct rt_msg *m, uint32_t *v)
 {
 	uint64_t x;
 	int rc;
 
-	rc = wire_rd_uint_max(rd, UINT32_MAX, &x);
+	rc = rd_uint(rd, UINT32_MAX, &x);
 	if (rc == 0)
 		*v = (uint32_t)x;
 	return rc;
 }
 
-static inline int
+static AI int
 dec_U64(struct wire_rd *rd, struct rt_msg *m, uint64_t *v)
 {
-	return wire_rd_uint(rd, v);
+	return rd_uint(rd, UINT64_MAX, v);
 }
 
-static inline int
+static AI int
 dec_I32(struct wire_rd *rd, struct rt_msg *m, int32_t *v)
 {
 	int64_t x;
 	int rc;
 
-	rc = wire_rd_int_range(rd, INT32_MIN, INT32_MAX, &x);
+	rc = rd_int(rd, INT32_MIN, INT32_MAX, &x);
 	if (rc == 0)
 		*v = (int32_t)x;
 	return rc;
 }
 
-static inline int
+static AI int
 dec_I64(struct wire_rd *rd, struct rt_msg *m, int64_t *v)
 {
-	return wire_rd_int(rd, v);
+	return rd_int(rd, INT64_MIN, INT64_MAX, v);
 }
 
 /* Copied into the message's arena: the receive buffer is reused as soon as
@@ -587,25 +842,317 @@ enum {
 #undef A
 #undef F
 
+/*
+ * The unchecked twins: room_<fn> bounds the bytes of a record or body (3 for
+ * its array header, then each field's most), put_<fn> writes it into room
+ * reserved by the caller. A bound of ROOM_BAD or more means a field the
+ * checked encoder must refuse.
+ */
+#define CFS_STRUCT(lc, fields)                                                                     \
+	static size_t room_rec_##lc(const void *body);                                             \
+	static uint8_t *put_rec_##lc(uint8_t *q, const void *body);
+#define CFS_RPC(UC, lc, code, req, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+#define CFS_STRUCT(lc, fields)                                                                     \
+	static size_t room_arr_##lc(const struct cfs_##lc *a, uint32_t n)                          \
+	{                                                                                          \
+		size_t r = 5;                                                                      \
+                                                                                                   \
+		if (n > 0 && a == NULL)                                                            \
+			return ROOM_BAD;                                                           \
+		for (uint32_t i = 0; i < n && r < ROOM_BAD; i++)                                   \
+			r += room_rec_##lc(&a[i]);                                                 \
+		return r;                                                                          \
+	}                                                                                          \
+	static uint8_t *put_arr_##lc(uint8_t *q, const struct cfs_##lc *a, uint32_t n)             \
+	{                                                                                          \
+		q = put_array(q, n);                                                               \
+		for (uint32_t i = 0; i < n; i++)                                                   \
+			q = put_rec_##lc(q, &a[i]);                                                \
+		return q;                                                                          \
+	}
+#define CFS_RPC(UC, lc, code, req, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+#define ROOM_F(T, name)	 +room_##T(&b->name)
+#define ROOM_A(lc, name) +room_arr_##lc(b->name, b->name##_count)
+#define PUT_F(T, name)	 q = put_##T(q, &b->name);
+#define PUT_A(lc, name)	 q = put_arr_##lc(q, b->name, b->name##_count);
+#define GEN_ROOM(fn, TYPE, fields)                                                                 \
+	static size_t fn(const void *body)                                                         \
+	{                                                                                          \
+		const TYPE *b = body;                                                              \
+                                                                                                   \
+		(void)b;                                                                           \
+		return 3 fields;                                                                   \
+	}
+#define GEN_PUT(fn, TYPE, NF, fields)                                                              \
+	static uint8_t *fn(uint8_t *q, const void *body)                                           \
+	{                                                                                          \
+		const TYPE *b = body;                                                              \
+                                                                                                   \
+		q = put_array(q, NF);                                                              \
+		fields return q;                                                                   \
+	}
+
+#define F		       ROOM_F
+#define A		       ROOM_A
+#define CFS_STRUCT(lc, fields) GEN_ROOM(room_rec_##lc, struct cfs_##lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	GEN_ROOM(room_body_##lc, struct cfs_##lc, req)                                             \
+	GEN_ROOM(room_body_##lc##_resp, struct cfs_##lc##_resp, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+#define F		       PUT_F
+#define A		       PUT_A
+#define CFS_STRUCT(lc, fields) GEN_PUT(put_rec_##lc, struct cfs_##lc, NF_##lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	GEN_PUT(put_body_##lc, struct cfs_##lc, NF_##lc, req)                                      \
+	GEN_PUT(put_body_##lc##_resp, struct cfs_##lc##_resp, NF_##lc##_resp, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+/* One header integer in a format senders use (positive fixint, uint8..64),
+ * the cursor in a register. false: anything else, including too few bytes. */
+static AI bool
+hdr_uint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+	const uint8_t *p = *pp;
+	unsigned n;
+
+	if (p == end)
+		return false;
+	if (p[0] <= 0x7f) {
+		*out = p[0];
+		*pp = p + 1;
+		return true;
+	}
+	if ((p[0] & 0xfc) != 0xcc)
+		return false;
+	n = 1u << (p[0] & 3);
+	if (end - p >= 9) {
+		/* Room for the widest format: one load, the unused bytes shifted out. */
+		*out = wire_load_be64(p + 1) >> (64 - 8 * n);
+	} else if (end - p < 1 + (ptrdiff_t)n) {
+		return false;
+	} else if (n == 1) {
+		*out = p[1];
+	} else if (n == 2) {
+		*out = wire_load_be16(p + 1);
+	} else if (n == 4) {
+		*out = wire_load_be32(p + 1);
+	} else {
+		*out = wire_load_be64(p + 1);
+	}
+	*pp = p + 1 + n;
+	return true;
+}
+
+/*
+ * Body fast path of the decoder: a body of exactly our field count, all of
+ * them integers, booleans or ids in the formats senders use, read in
+ * straight-line code with the cursor in a register. Anything else (fewer or
+ * more fields, other formats, errors, rows with str/bin/array fields) makes it
+ * return false without writing the cursor, and the generic decoder reads the
+ * body from the start, deciding exactly as before. Fields it wrote are
+ * rewritten by the generic decoder, which reads the same leading fields.
+ */
+static AI bool
+fast_uint(const uint8_t **pp, const uint8_t *end, uint64_t max, uint64_t *out)
+{
+	uint64_t v;
+
+	if (!hdr_uint(pp, end, &v))
+		return false;
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static AI bool
+fast_sint(const uint8_t **pp, const uint8_t *end, int64_t min, int64_t max, int64_t *out)
+{
+	const uint8_t *p = *pp;
+	int64_t v;
+
+	if (p == end || (p[0] > 0x7f && p[0] < 0xe0))
+		return false;
+	v = (int8_t)p[0];
+	if (v < min || v > max)
+		return false;
+	*out = v;
+	*pp = p + 1;
+	return true;
+}
+
+static AI bool
+fast_BOOL(const uint8_t **pp, const uint8_t *end, bool *v)
+{
+	const uint8_t *p = *pp;
+
+	if (p == end || (p[0] & 0xfe) != 0xc2)
+		return false;
+	*v = p[0] == 0xc3;
+	*pp = p + 1;
+	return true;
+}
+
+static AI bool
+fast_U32(const uint8_t **pp, const uint8_t *end, uint32_t *v)
+{
+	uint64_t x;
+
+	if (!fast_uint(pp, end, UINT32_MAX, &x))
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+static AI bool
+fast_U64(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+	return fast_uint(pp, end, UINT64_MAX, v);
+}
+
+static AI bool
+fast_I32(const uint8_t **pp, const uint8_t *end, int32_t *v)
+{
+	int64_t x;
+
+	if (!fast_sint(pp, end, INT32_MIN, INT32_MAX, &x))
+		return false;
+	*v = (int32_t)x;
+	return true;
+}
+
+static AI bool
+fast_I64(const uint8_t **pp, const uint8_t *end, int64_t *v)
+{
+	return fast_sint(pp, end, INT64_MIN, INT64_MAX, v);
+}
+
+static AI bool
+fast_ID(const uint8_t **pp, const uint8_t *end, struct cfs_id128 *v)
+{
+	const uint8_t *p = *pp;
+
+	if (end - p < 2 + (ptrdiff_t)sizeof(v->b) || p[0] != 0xc4 || p[1] != sizeof(v->b))
+		return false;
+	memcpy(v->b, p + 2, sizeof(v->b));
+	*pp = p + 2 + sizeof(v->b);
+	return true;
+}
+
+/* Never called: rows with these fields have no fast decoder (FAST() below). */
+static AI bool
+fast_STR(const uint8_t **pp, const uint8_t *end, struct cfs_bytes *v)
+{
+	return false;
+}
+
+static AI bool
+fast_BYTES(const uint8_t **pp, const uint8_t *end, struct cfs_bytes *v)
+{
+	return false;
+}
+
+#define FAST_F(T, name)                                                                            \
+	if (!fast_##T(&p, end, &b->name))                                                          \
+		return false;
+#define FAST_A(lc, name) return false;
+#define GEN_FAST(fn, TYPE, NF, fields)                                                             \
+	static bool fn(const uint8_t **pp, const uint8_t *end, void *body)                         \
+	{                                                                                          \
+		const uint8_t *p = *pp;                                                            \
+		TYPE *b = body;                                                                    \
+                                                                                                   \
+		if ((NF) > 15 || p == end || p[0] != (0x90 | (NF)))                                \
+			return false;                                                              \
+		p++;                                                                               \
+		fields *pp = p;                                                                    \
+		return true;                                                                       \
+	}
+#define F FAST_F
+#define A FAST_A
+#define CFS_STRUCT(lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	GEN_FAST(fast_body_##lc, struct cfs_##lc, NF_##lc, req)                                    \
+	GEN_FAST(fast_body_##lc##_resp, struct cfs_##lc##_resp, NF_##lc##_resp, resp)
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#undef CFS_STRUCT
+#undef A
+#undef F
+
+/* Constant bounds, for the table below: a field of fixed size adds its most,
+ * a variable one ROOM_BAD (the row then has no constant bound). */
+#define RC_BOOL	 1
+#define RC_U32	 5
+#define RC_U64	 9
+#define RC_I32	 5
+#define RC_I64	 9
+#define RC_ID	 18
+#define RC_STR	 ROOM_BAD
+#define RC_BYTES ROOM_BAD
+
 /* The tables, indexed by enum cfs_msg_type; every entry is called with the
  * body of its own type. */
 typedef void (*enc_body_fn)(struct wr *w, const void *body);
 typedef int (*dec_body_fn)(struct wire_rd *rd, struct rt_msg *m, void *body, unsigned depth);
+typedef size_t (*room_body_fn)(const void *body);
+typedef uint8_t *(*put_body_fn)(uint8_t *q, const void *body);
+typedef bool (*fast_body_fn)(const uint8_t **pp, const uint8_t *end, void *body);
 
 struct body_codec {
 	enc_body_fn enc;
 	dec_body_fn dec;
+	room_body_fn room;
+	put_body_fn put;
+	fast_body_fn fast;   /* NULL: the row has fields it cannot read */
+	uint32_t room_const; /* the bound when constant, else 0: call room */
+	uint16_t code;	     /* wire code (responses with CFS_WIRE_RESP) */
 };
 
+#define ROOM_CONST(fields) ((3 fields) < ROOM_BAD ? (uint32_t)(3 fields) : 0)
+#define FAST(fn, fields)   ((0 fields) < ROOM_BAD ? (fn) : NULL)
+#define F(T, name)	   +RC_##T
+#define A(lc, name)	   +ROOM_BAD
 #define CFS_STRUCT(lc, fields)
 #define CFS_RPC(UC, lc, code, req, resp)                                                           \
-	[CFS_MSG_##UC] = {enc_body_##lc, dec_body_##lc},                                           \
-	[CFS_MSG_##UC##_RESP] = {enc_body_##lc##_resp, dec_body_##lc##_resp},
+	[CFS_MSG_##UC] = {enc_body_##lc,                                                           \
+			  dec_body_##lc,                                                           \
+			  room_body_##lc,                                                          \
+			  put_body_##lc,                                                           \
+			  FAST(fast_body_##lc, req),                                               \
+			  ROOM_CONST(req),                                                         \
+			  (code)},                                                                 \
+	[CFS_MSG_##UC##_RESP] = {enc_body_##lc##_resp,                                             \
+				 dec_body_##lc##_resp,                                             \
+				 room_body_##lc##_resp,                                            \
+				 put_body_##lc##_resp,                                             \
+				 FAST(fast_body_##lc##_resp, resp),                                \
+				 ROOM_CONST(resp),                                                 \
+				 (code) | CFS_WIRE_RESP},
 static const struct body_codec g_codecs[CFS_MSG__COUNT] = {
 #include "chainfs/proto.def"
 };
 #undef CFS_RPC
 #undef CFS_STRUCT
+#undef A
+#undef F
 
 static const struct body_codec *
 codec_of(unsigned type)
@@ -632,26 +1179,16 @@ wire_encode_body(struct wire_buf *out, unsigned type, const void *body)
 	return w.err;
 }
 
-int
-wire_encode(struct wire_buf *out, const struct rt_msg *m, const struct wire_limits *lim)
+/* The checked encoder: for a frame whose bound exceeds the header limit (it
+ * may still fit) or that holds a field put_* cannot write. */
+static int
+encode_checked(struct wire_buf *out, const struct body_codec *c, const struct rt_msg *m,
+	       uint16_t flags, const struct wire_limits *lim)
 {
-	const struct body_codec *c = codec_of(m->type);
 	size_t start = out->len;
 	struct wr w = {.b = out};
-	uint16_t flags;
 	size_t hdr;
 	int rc;
-
-	if (lim == NULL)
-		lim = &g_default_limits;
-	if (c == NULL || m->body == NULL)
-		return -EINVAL;
-	if (m->plen > lim->max_payload)
-		return -CFS_ETOOBIG;
-	/* The wire code says whether this is a response; the flag follows it. */
-	flags = m->flags & ~RT_MSG_F_RESP;
-	if (cfs_msg_is_resp(m->type))
-		flags |= RT_MSG_F_RESP;
 
 	/* The fixed part in one go: prefix, array header, seven integers. */
 	if (wr_room(&w, WIRE_PREFIX + HDR_FIXED_MAX) == NULL)
@@ -661,7 +1198,7 @@ wire_encode(struct wire_buf *out, const struct rt_msg *m, const struct wire_limi
 
 		*q++ = (uint8_t)(0x90 | HDR_FIELDS);
 		q = put_uint(q, CFS_PROTO_VERSION);
-		q = put_uint(q, cfs_msg_code(m->type));
+		q = put_uint(q, c->code);
 		q = put_uint(q, m->req_id);
 		q = put_uint(q, m->src);
 		q = put_uint(q, m->dst);
@@ -684,6 +1221,51 @@ out_undo:
 	rc = w.err;
 	out->len = start;
 	return rc;
+}
+
+int
+wire_encode(struct wire_buf *out, const struct rt_msg *m, const struct wire_limits *lim)
+{
+	const struct body_codec *c = codec_of(m->type);
+	uint8_t *h, *q;
+	uint16_t flags;
+	size_t room, hdr;
+
+	if (lim == NULL)
+		lim = &g_default_limits;
+	if (c == NULL || m->body == NULL)
+		return -EINVAL;
+	if (m->plen > lim->max_payload)
+		return -CFS_ETOOBIG;
+	/* The wire code says whether this is a response; the flag follows it. */
+	flags = m->flags & ~RT_MSG_F_RESP;
+	if (cfs_msg_is_resp(m->type))
+		flags |= RT_MSG_F_RESP;
+	room = c->room_const ? c->room_const : c->room(m->body);
+	if (room > lim->max_hdr)
+		return encode_checked(out, c, m, flags, lim);
+
+	/* Fast path: one reservation for the bound, then unchecked writes. */
+	room += WIRE_PREFIX + HDR_FIXED_MAX;
+	if (out->cap - out->len < room && wire_buf_reserve(out, room) != 0)
+		return -ENOMEM;
+	h = out->p + out->len;
+	q = h + WIRE_PREFIX;
+	*q++ = (uint8_t)(0x90 | HDR_FIELDS);
+	*q++ = CFS_PROTO_VERSION; /* a positive fixint: asserted below */
+	q = put_uint(q, c->code);
+	q = put_uint(q, m->req_id);
+	q = put_uint(q, m->src);
+	q = put_uint(q, m->dst);
+	q = put_uint(q, flags);
+	q = put_uint(q, m->plen);
+	q = c->put(q, m->body);
+	hdr = (size_t)(q - h) - WIRE_PREFIX;
+	if (hdr > lim->max_hdr)
+		return -CFS_ETOOBIG;
+	store_be32(h, (uint32_t)hdr);
+	out->len += WIRE_PREFIX + hdr;
+	return 0;
 }
 
 int
@@ -735,6 +1317,57 @@ read_hdr_fields(struct wire_rd *rd, struct hdr_fields *h)
 	return rc;
 }
 
+/*
+ * The seven header integers as senders write them (fixarray of 8, unsigned
+ * formats), in straight-line code. Anything else (other formats, an error)
+ * goes to read_hdr_fields from the start, which decides exactly as the
+ * generic reader always did.
+ */
+static AI int
+read_hdr(struct wire_rd *rd, struct hdr_fields *h)
+{
+	const uint8_t *p = rd->p, *end = rd->end;
+
+	if (p != end && p[0] == (0x90 | HDR_FIELDS) && (p++, true) &&
+	    hdr_uint(&p, end, &h->version) && hdr_uint(&p, end, &h->code) &&
+	    hdr_uint(&p, end, &h->req_id) && hdr_uint(&p, end, &h->src) &&
+	    hdr_uint(&p, end, &h->dst) && hdr_uint(&p, end, &h->flags) &&
+	    hdr_uint(&p, end, &h->plen) && h->code <= UINT16_MAX && h->flags <= UINT16_MAX) {
+		rd->p = p;
+		return 0;
+	}
+	return read_hdr_fields(rd, h);
+}
+
+/* Wire code -> dense type without the binary search of cfs_msg_from_code: a
+ * table by request code (proto.def asserts each code below CODE_DIRECT). */
+#define CODE_DIRECT 0x1000u
+_Static_assert(CFS_MSG__COUNT <= 256, "g_req_of_code holds types in a byte");
+#define CFS_STRUCT(lc, fields)
+#define CFS_RPC(UC, lc, code, req, resp)                                                           \
+	_Static_assert((code) < CODE_DIRECT, #lc ": raise CODE_DIRECT in wire.c");
+#include "chainfs/proto.def"
+#undef CFS_RPC
+#define CFS_RPC(UC, lc, code, req, resp) [(code)] = CFS_MSG_##UC,
+static const uint8_t g_req_of_code[CODE_DIRECT] = {
+#include "chainfs/proto.def"
+};
+#undef CFS_RPC
+#undef CFS_STRUCT
+
+static inline unsigned
+type_of_code(uint64_t code)
+{
+	unsigned t;
+
+	if ((code & ~(uint64_t)CFS_WIRE_RESP) >= CODE_DIRECT)
+		return CFS_MSG_NONE;
+	t = g_req_of_code[code & ~(uint64_t)CFS_WIRE_RESP];
+	if (t == CFS_MSG_NONE)
+		return CFS_MSG_NONE;
+	return code & CFS_WIRE_RESP ? cfs_msg_resp_of(t) : t;
+}
+
 int
 wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
 	    struct rt_msg **out, uint64_t *plen)
@@ -755,13 +1388,13 @@ wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
 		return -CFS_ETOOBIG;
 
 	wire_rd_init(&rd, hdr, hdr_len);
-	rc = read_hdr_fields(&rd, &h);
+	rc = read_hdr(&rd, &h);
 	if (rc != 0)
 		return rc;
 	if (h.version != CFS_PROTO_VERSION)
 		return -CFS_EPROTO;
-	type = cfs_msg_from_code((uint16_t)h.code);
-	if (type == CFS_MSG_NONE || type >= CFS_MSG__COUNT)
+	type = type_of_code(h.code);
+	if (type == CFS_MSG_NONE)
 		return -CFS_EPROTO;
 	if (h.plen > max_payload)
 		return -CFS_ETOOBIG;
@@ -773,7 +1406,10 @@ wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
 	m->src = h.src;
 	m->dst = h.dst;
 	m->flags = (uint16_t)(h.flags & ~RT_MSG_F_RESP);
-	rc = g_codecs[type].dec(&rd, m, m->body, BODY_DEPTH);
+	if (g_codecs[type].fast && g_codecs[type].fast(&rd.p, rd.end, m->body))
+		rc = 0;
+	else
+		rc = g_codecs[type].dec(&rd, m, m->body, BODY_DEPTH);
 	if (rc != 0)
 		goto out_free;
 	if (rd.p != rd.end) {
@@ -809,7 +1445,10 @@ wire_decode_body(const uint8_t *p, size_t n, struct rt_msg *m)
 	if (c == NULL || m->body == NULL)
 		return -CFS_EPROTO;
 	wire_rd_init(&rd, p, n);
-	rc = c->dec(&rd, m, m->body, BODY_DEPTH);
+	if (c->fast && c->fast(&rd.p, rd.end, m->body))
+		rc = 0;
+	else
+		rc = c->dec(&rd, m, m->body, BODY_DEPTH);
 	if (rc == 0 && rd.p != rd.end)
 		rc = -CFS_EPROTO;
 	return rc;

@@ -14,7 +14,7 @@
 #define RT_LOG_SUBSYS "rt"
 #include "rt/rt_internal.h"
 
-__thread struct rt_actor *tls_actor;
+RT_TLS struct rt_actor *tls_actor;
 
 /* ------------------------------------------------------------- actor table */
 
@@ -474,6 +474,21 @@ rt_send_conn(struct rt_actor *self, uint64_t conn, struct rt_msg *m)
 	return rt_send(self, m);
 }
 
+/* The broken invariants of rt_reply, each with its own message. */
+static __attribute__((noinline, cold)) void
+reply_panic(struct rt_msg *req, struct rt_msg *resp)
+{
+	unsigned type = req->type;
+
+	if (req->iovcap == RT_MSG_POISON)
+		CFS_PANIC("rt_reply: request %p already replied or freed", (void *)req);
+	if (req->flags & RT_MSG_F_RESP)
+		CFS_PANIC("rt_reply: %s is a response", cfs_msg_name(type));
+	if (!tls_loop)
+		CFS_PANIC("rt_reply: %s answered off any loop", cfs_msg_name(type));
+	CFS_PANIC("rt_reply: %s answered with %s", cfs_msg_name(type), cfs_msg_name(resp->type));
+}
+
 void
 rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp)
 {
@@ -481,15 +496,10 @@ rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp)
 	unsigned type = req->type;
 	int err;
 
-	if (req->iovcap == RT_MSG_POISON)
-		CFS_PANIC("rt_reply: request %p already replied or freed", (void *)req);
-	if (req->flags & RT_MSG_F_RESP)
-		CFS_PANIC("rt_reply: %s is a response", cfs_msg_name(type));
-	if (!cur)
-		CFS_PANIC("rt_reply: %s answered off any loop", cfs_msg_name(type));
-	if (resp && resp->type != cfs_msg_resp_of(type))
-		CFS_PANIC("rt_reply: %s answered with %s", cfs_msg_name(type),
-			  cfs_msg_name(resp->type));
+	if (__builtin_expect(req->iovcap == RT_MSG_POISON || (req->flags & RT_MSG_F_RESP) || !cur ||
+				     (resp && resp->type != cfs_msg_resp_of(type)),
+			     0))
+		reply_panic(req, resp);
 	if ((req->flags & RT_MSG_F_ONEWAY) || type == CFS_MSG_NONE || type >= CFS_MSG__COUNT ||
 	    cfs_msg_is_resp(type)) {
 		rt_msg_free(&resp);
@@ -522,6 +532,20 @@ rt_reply(struct rt_msg *req, int rc, struct rt_msg *resp)
 	}
 }
 
+/* A message that cannot be delivered here: a response is dropped, a request
+ * answered with rc. Out of line: the delivery path stays a leaf. */
+static __attribute__((noinline, cold)) void
+deliver_refuse(struct rt_loop *loop, struct rt_msg *m, int rc)
+{
+	if (rc == -CFS_EWRONGNODE)
+		RT_DEBUG("%s for node %u arrived at node %u", cfs_msg_name(m->type),
+			 CFS_ADDR_NODE(m->dst), loop->rt->cfg.node_id);
+	if (m->flags & RT_MSG_F_RESP)
+		rt_msg_free(&m);
+	else
+		rt_reply(m, rc, NULL);
+}
+
 void
 rt_deliver(struct rt_loop *loop, struct rt_msg *m)
 {
@@ -533,20 +557,12 @@ rt_deliver(struct rt_loop *loop, struct rt_msg *m)
 	m->flags &= (uint16_t) ~(RT_MSG_F__INTERNAL | RT_MSG_F_VIA_CONN);
 	if (cfs_msg_is_resp(m->type))
 		m->flags |= RT_MSG_F_RESP;
-	if (node != CFS_NODE_ANY && node != rt->cfg.node_id) {
-		RT_DEBUG("%s for node %u arrived at node %u", cfs_msg_name(m->type), node,
-			 rt->cfg.node_id);
-		if (m->flags & RT_MSG_F_RESP)
-			rt_msg_free(&m);
-		else
-			rt_reply(m, -CFS_EWRONGNODE, NULL);
+	if (__builtin_expect(node != CFS_NODE_ANY && node != rt->cfg.node_id, 0)) {
+		deliver_refuse(loop, m, -CFS_EWRONGNODE);
 		return;
 	}
-	if (li >= rt->nloops) {
-		if (m->flags & RT_MSG_F_RESP)
-			rt_msg_free(&m);
-		else
-			rt_reply(m, -CFS_ENOACTOR, NULL);
+	if (__builtin_expect(li >= rt->nloops, 0)) {
+		deliver_refuse(loop, m, -CFS_ENOACTOR);
 		return;
 	}
 	if (rt->loops[li] == loop)
@@ -557,31 +573,31 @@ rt_deliver(struct rt_loop *loop, struct rt_msg *m)
 
 /* ---------------------------------------------------------------- dispatch */
 
-void
-rt_dispatch(struct rt_loop *loop, struct rt_msg *m)
+/* A response for an actor that is gone or stopping, or a message of a type
+ * no actor handles: dropped with a line. */
+static __attribute__((noinline, cold)) void
+dispatch_drop(struct rt_msg *m)
 {
-	struct rt_actor *a = rt_actor_find(loop, CFS_ADDR_LOCAL(m->dst));
+	if (m->flags & RT_MSG_F_RESP)
+		RT_DEBUG("dropping %s req=%llx: no actor 0x%08x", cfs_msg_name(m->type),
+			 (unsigned long long)m->req_id, CFS_ADDR_LOCAL(m->dst));
+	else
+		RT_WARN("dropping message of bad type %u from %llx", m->type,
+			(unsigned long long)m->src);
+	rt_msg_free(&m);
+}
+
+/* The central checks of a request, then its handler. */
+static void
+dispatch_request(struct rt_loop *loop, struct rt_actor *a, struct rt_msg *m)
+{
 	struct rt_actor *prev_actor;
 	rt_handler_fn h;
 	unsigned type = m->type;
 	int rc;
 
-	if (m->flags & RT_MSG_F_RESP) {
-		if (!a || a->stopping) {
-			RT_DEBUG("dropping %s req=%llx: no actor 0x%08x", cfs_msg_name(type),
-				 (unsigned long long)m->req_id, CFS_ADDR_LOCAL(m->dst));
-			rt_msg_free(&m);
-			return;
-		}
-		rt_stat_add(&a->handled, 1);
-		rt_stat_add(&loop->handled, 1);
-		rt_call_complete(a, m);
-		return;
-	}
 	if (type == CFS_MSG_NONE || type >= CFS_MSG__COUNT || cfs_msg_is_resp(type)) {
-		RT_WARN("dropping message of bad type %u from %llx", type,
-			(unsigned long long)m->src);
-		rt_msg_free(&m);
+		dispatch_drop(m);
 		return;
 	}
 	if (!a || a->stopping) {
@@ -611,4 +627,22 @@ rt_dispatch(struct rt_loop *loop, struct rt_msg *m)
 	rt_stat_add(&loop->handled, 1);
 	if (rc < 0)
 		rt_reply(m, rc, NULL);
+}
+
+void
+rt_dispatch(struct rt_loop *loop, struct rt_msg *m)
+{
+	struct rt_actor *a = rt_actor_find(loop, CFS_ADDR_LOCAL(m->dst));
+
+	if (!(m->flags & RT_MSG_F_RESP)) {
+		dispatch_request(loop, a, m);
+		return;
+	}
+	if (__builtin_expect(!a || a->stopping, 0)) {
+		dispatch_drop(m);
+		return;
+	}
+	rt_stat_add(&a->handled, 1);
+	rt_stat_add(&loop->handled, 1);
+	rt_call_complete(a, m);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Request/response on top of messages: rt_call() records a pending call (in the
- * loop's hash by req_id, in the calling actor's list and in a timeout list);
+ * loop's table by req_id, in the calling actor's list and in a timeout list);
  * the response, the timeout, rt_peer_lost() or the actor's stop completes it,
  * and whichever comes first removes it, so the callback runs exactly once and
  * anything later (a late response) finds nothing and is dropped.
@@ -21,16 +21,19 @@
 
 static void tl_on_timer(struct ev_loop *ev, ev_timer *w, int revents);
 
-static unsigned
-slot_of(uint64_t req_id, unsigned bits)
+/*
+ * The pending table is indexed by the request id itself: a call takes the slot
+ * req_id & mask, so finding a response's call is one load and one compare (no
+ * hash, no chain). Ids come from a per-loop counter; when the slot of the next
+ * id is still held by an older call the counter skips ahead to a free one, so
+ * ids stay unique and increasing. The table doubles when half full; doubling
+ * never makes two calls share a slot (their ids already differed in the low
+ * bits).
+ */
+static inline struct rt_pending **
+pend_slot(struct rt_pending_table *t, uint64_t req_id)
 {
-	return (unsigned)((req_id * 0x9e3779b97f4a7c15ull) >> (64 - bits));
-}
-
-static unsigned
-pend_slot(const struct rt_pending_table *t, uint64_t req_id)
-{
-	return slot_of(req_id, t->bits);
+	return &t->b[req_id & t->mask];
 }
 
 void
@@ -65,41 +68,30 @@ rt_pending_table_fini(struct rt_loop *loop)
 static int
 pend_grow(struct rt_pending_table *t)
 {
-	unsigned bits = t->b ? t->bits + 1 : PENDING_MIN_BITS;
-	struct rt_pending **nb = calloc((size_t)1 << bits, sizeof(*nb));
-	unsigned obits = t->bits;
+	size_t mask = t->b ? t->mask * 2 + 1 : ((size_t)1 << PENDING_MIN_BITS) - 1;
+	struct rt_pending **nb = calloc(mask + 1, sizeof(*nb));
 
 	if (!nb)
 		return -ENOMEM;
-	for (size_t i = 0; t->b && i < ((size_t)1 << obits); i++) {
-		struct rt_pending *p, *next;
-
-		for (p = t->b[i]; p; p = next) {
-			unsigned s = slot_of(p->req_id, bits);
-
-			next = p->hnext;
-			p->hnext = nb[s];
-			nb[s] = p;
-		}
+	for (size_t i = 0; t->b && i <= t->mask; i++) {
+		if (t->b[i])
+			nb[t->b[i]->req_id & mask] = t->b[i];
 	}
 	free(t->b);
 	t->b = nb;
-	t->bits = bits;
+	t->mask = mask;
 	return 0;
 }
 
-static struct rt_pending *
+static inline struct rt_pending *
 pend_find(struct rt_pending_table *t, uint64_t req_id)
 {
 	struct rt_pending *p;
 
 	if (!t->b)
 		return NULL;
-	for (p = t->b[pend_slot(t, req_id)]; p; p = p->hnext) {
-		if (p->req_id == req_id)
-			return p;
-	}
-	return NULL;
+	p = *pend_slot(t, req_id);
+	return p && p->req_id == req_id ? p : NULL;
 }
 
 /* ---------------------------------------------------------------- timeouts */
@@ -204,11 +196,8 @@ static void
 pend_unlink(struct rt_loop *loop, struct rt_pending *p)
 {
 	struct rt_pending_table *t = &loop->pending;
-	struct rt_pending **pp = &t->b[pend_slot(t, p->req_id)];
 
-	while (*pp != p)
-		pp = &(*pp)->hnext;
-	*pp = p->hnext;
+	*pend_slot(t, p->req_id) = NULL;
 	t->n--;
 	*p->aprev = p->anext;
 	if (p->anext)
@@ -282,7 +271,6 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 	struct rt_loop *loop = self->loop;
 	struct rt_pending_table *t = &loop->pending;
 	struct rt_pending *p;
-	unsigned s;
 	int rc;
 
 	if (!cb || m->type == CFS_MSG_NONE || m->type >= CFS_MSG__COUNT || cfs_msg_is_resp(m->type))
@@ -291,9 +279,11 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 	 * outlive it. */
 	if (self->stopping)
 		return -CFS_ECANCELED;
-	if (!t->b || t->n >= (1u << t->bits)) {
+	/* Half full: double, so the free slot below is found in a step or two.
+	 * A failed growth still leaves room while the table is not full. */
+	if (!t->b || t->n > t->mask / 2) {
 		rc = pend_grow(t);
-		if (rc != 0 && !t->b)
+		if (rc != 0 && (!t->b || t->n > t->mask))
 			return rc;
 	}
 	p = t->freelist;
@@ -305,16 +295,17 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 		if (!p)
 			return -ENOMEM;
 	}
-	/* Loop index in the top bits keeps ids unique across the process's loops. */
-	t->counter = (t->counter + 1) & ((1ull << 56) - 1);
-	p->req_id = ((uint64_t)loop->index << 56) | t->counter;
+	/* Loop index in the top bits keeps ids unique across the process's loops.
+	 * Skip the ids whose slot an older call still holds. */
+	do {
+		t->counter = (t->counter + 1) & ((1ull << 56) - 1);
+		p->req_id = ((uint64_t)loop->index << 56) | t->counter;
+	} while (*pend_slot(t, p->req_id) != NULL);
 	p->actor = self;
 	p->dst_node = CFS_ADDR_NODE(dst);
 	p->cb = cb;
 	p->cb_arg = cb_arg;
-	s = pend_slot(t, p->req_id);
-	p->hnext = t->b[s];
-	t->b[s] = p;
+	*pend_slot(t, p->req_id) = p;
 	t->n++;
 	p->anext = self->pending;
 	p->aprev = &self->pending;
@@ -338,8 +329,8 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 }
 
 /* The response a reply callback is looking at, and whether it kept it. */
-static __thread struct rt_msg *tls_resp;
-static __thread bool tls_claimed;
+static RT_TLS struct rt_msg *tls_resp;
+static RT_TLS bool tls_claimed;
 
 void
 rt_msg_claim(struct rt_msg *resp)
@@ -410,15 +401,13 @@ rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc)
 	if (rc >= 0)
 		rc = -ECONNRESET;
 	/* Collect first: callbacks may issue new calls and grow the table. */
-	for (size_t i = 0; t->b && i < ((size_t)1 << t->bits); i++) {
-		for (p = t->b[i]; p; p = next) {
-			next = p->hnext;
-			if (p->dst_node != node)
-				continue;
-			pend_unlink(loop, p);
-			p->hnext = lost;
-			lost = p;
-		}
+	for (size_t i = 0; t->b && i <= t->mask; i++) {
+		p = t->b[i];
+		if (!p || p->dst_node != node)
+			continue;
+		pend_unlink(loop, p);
+		p->hnext = lost;
+		lost = p;
 	}
 	for (p = lost; p; p = next) {
 		next = p->hnext;

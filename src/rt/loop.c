@@ -28,7 +28,7 @@
  * to actors not stopped yet. A few rounds always settle it; the cap is a guard. */
 #define SHUTDOWN_ROUNDS 16
 
-__thread struct rt_loop *tls_loop;
+RT_TLS struct rt_loop *tls_loop;
 
 /* ------------------------------------------------------------ per iteration */
 

@@ -191,10 +191,11 @@ struct rt_actor_table {
 	unsigned n;
 };
 
-/* One rt_call in flight: in the loop's hash by req_id, in its actor's list and,
- * until its actor stops, in one of the loop's timeout lists. */
+/* One rt_call in flight: in the loop's table at slot req_id & mask (call.c),
+ * in its actor's list and, until its actor stops, in one of the loop's timeout
+ * lists. */
 struct rt_pending {
-	struct rt_pending *hnext;
+	struct rt_pending *hnext; /* free list; lists of calls being completed */
 	struct rt_pending *anext;
 	struct rt_pending **aprev;
 	struct rt_pending *tnext;  /* timeout list, sorted by deadline */
@@ -226,8 +227,8 @@ struct rt_call_tlist {
 };
 
 struct rt_pending_table {
-	struct rt_pending **b;
-	unsigned bits;
+	struct rt_pending **b; /* mask + 1 slots, indexed by req_id & mask */
+	size_t mask;
 	unsigned n;
 	struct rt_pending *freelist; /* recycled entries: no malloc per call */
 	unsigned nfree;
@@ -320,8 +321,19 @@ struct rt {
 	pthread_cond_t ctl_cond;
 };
 
-extern __thread struct rt_loop *tls_loop;
-extern __thread struct rt_actor *tls_actor;
+/*
+ * Initial-exec TLS: libtool compiles everything -fPIC, where the default model
+ * makes each access a call to __tls_get_addr as far as the compiler knows.
+ * The linker relaxes the call away in a program, but the register allocation
+ * around it stays: every function that touched tls_loop saved and restored
+ * registers it did not otherwise need (a third of rt_msg_free's instructions).
+ * rt is linked into programs or loaded with them, never dlopen'ed late, which
+ * is what initial-exec asks.
+ */
+#define RT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+extern RT_TLS struct rt_loop *tls_loop;
+extern RT_TLS struct rt_actor *tls_actor;
 
 /* loop.c */
 /* Push m onto dst's inbox from any thread. dst needs a wake-up only when its

@@ -4,9 +4,13 @@
  * storage.c): three storage actors in cluster mode, each with a real chunk
  * engine in its own temporary directory and on its own loop of one client
  * runtime, fed NODE_TARGET_ROUTING by the test as nodectl would (no mgmtd).
- * Covers replication down the chain, reads from every replica, stale chain
- * versions, a lapsed lease, a write sent to a non-head, exactly-once retries
- * and the per-chunk serialization at the head.
+ * Covers replication down the chain (writes, truncates, removes), reads from
+ * every replica, stale chain versions, a lapsed lease, a write sent to a
+ * non-head, exactly-once retries (also across failover: stand-in actors play
+ * a middle that dies after the tail committed, or a successor that never
+ * answers), the re-drive of versions and removes left behind by failed
+ * attempts, resync (copies and leftover removal) and the per-chunk
+ * serialization at the head.
  */
 #include <check.h>
 #include <dirent.h>
@@ -298,6 +302,50 @@ query(struct h *h, unsigned rep, uint64_t chunk)
 	return q;
 }
 
+/* Remove chunk through replica rep; the version removed into *ver. */
+static int
+do_remove(struct h *h, unsigned rep, uint64_t chunk, uint64_t client_req, uint64_t *ver)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE), *resp = NULL;
+	struct cfs_chunk_remove *r = RT_BODY(m, chunk_remove);
+	int rc;
+
+	r->target = rep + 1;
+	r->chain_id = CHAIN_ID;
+	r->chain_ver = h->chain_ver;
+	r->chunk = cfs_chunk_id(1, chunk);
+	r->client_req = client_req;
+	rc = call(h, rep, m, &resp);
+	if (resp && ver)
+		*ver = RT_BODY(resp, chunk_remove_resp)->version;
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* Truncate chunk to len through replica rep; the new version into *ver. */
+static int
+do_truncate(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint64_t client_req,
+	    uint64_t *ver)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE), *resp = NULL;
+	struct cfs_chunk_truncate *r = RT_BODY(m, chunk_truncate);
+	int rc;
+
+	r->target = rep + 1;
+	r->chain_id = CHAIN_ID;
+	r->chain_ver = h->chain_ver;
+	r->chunk = cfs_chunk_id(1, chunk);
+	r->len = len;
+	r->client_req = client_req;
+	rc = call(h, rep, m, &resp);
+	if (resp && ver)
+		*ver = RT_BODY(resp, chunk_truncate_resp)->version;
+	rt_msg_free(&resp);
+	return rc;
+}
+
+static void expect_same(struct h *h, unsigned a, unsigned b, uint64_t chunk);
+
 /* -------------------------------------------------------------- writes */
 
 START_TEST(test_craq_write_reaches_every_replica_when_chain_of_three)
@@ -343,6 +391,11 @@ START_TEST(test_craq_write_reaches_syncing_tail_when_tail_syncing)
 	route(&h, 4, now_ns(&h) + LEASE_NS, k_order, states, NREP);
 	ck_assert_int_eq(do_write(&h, 0, 6, 4096, 7, 0, &ver, NULL), 0);
 	ck_assert_uint_eq(query(&h, 2, 6).committed, ver);
+	/* A truncate reaches it as a whole copy of the new version. */
+	ck_assert_int_eq(do_truncate(&h, 0, 6, 100, 61, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_same(&h, 0, 2, 6);
+	ck_assert_uint_eq(query(&h, 2, 6).len, 100);
 	/* A syncing replica takes forwarded writes but serves no reads. */
 	ck_assert_int_eq(do_read(&h, 2, 6, 4096, 0, &item, &rver, NULL), -CFS_ENOTSERVING);
 	h_stop(&h);
@@ -479,6 +532,7 @@ END_TEST
  * update_ver is the version to report and len != 0 releases the held write.
  */
 #define HOLD_TARGET 99u
+#define HOLD_FAIL   2u /* control len: release the held write with -ETIMEDOUT */
 
 struct holder {
 	struct rt_msg *held;
@@ -529,11 +583,20 @@ hold_ctl(struct rt_actor *self, struct rt_msg *req)
 	const struct cfs_chunk_truncate *m = RT_BODY(req, chunk_truncate);
 
 	st->report = m->update_ver;
-	if (m->len != 0 && st->held) {
+	if (m->len == HOLD_FAIL && st->held) {
+		/* The successor died with the write: the caller's call times out. */
+		rt_reply(st->held, -ETIMEDOUT, NULL);
+		st->held = NULL;
+	} else if (m->len != 0 && st->held) {
+		const struct cfs_chunk_write *w = RT_BODY(st->held, chunk_write);
 		struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
 
-		RT_BODY(resp, chunk_write_resp)->version =
-			RT_BODY(st->held, chunk_write)->update_ver;
+		/* The held writes cover their chunk from offset 0 to at least
+		 * its old length: the new content is the payload. The sender
+		 * checks version, length and CRC against its own. */
+		RT_BODY(resp, chunk_write_resp)->version = w->update_ver;
+		RT_BODY(resp, chunk_write_resp)->len = w->offset + w->len;
+		RT_BODY(resp, chunk_write_resp)->crc = w->crc;
 		rt_reply(st->held, 0, resp);
 		st->held = NULL;
 	}
@@ -556,7 +619,7 @@ static const struct rt_actor_kind hold_kind = {
 };
 
 static void
-hold_set(struct h *h, cfs_addr_t holder, uint64_t report, bool release)
+hold_set(struct h *h, cfs_addr_t holder, uint64_t report, unsigned release)
 {
 	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
 	struct rt_msg *resp = NULL;
@@ -642,7 +705,7 @@ START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
 	w->flags |= STOR_CW_F_FORWARD;
 	w->update_ver = 2;
 	aw.dst = h.addr[1];
-	hold_set(&h, holder, 1, false);
+	hold_set(&h, holder, 1, 0);
 	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw), 0);
 	while (query(&h, 1, 12).pending != 2)
 		usleep(1000);
@@ -653,7 +716,7 @@ START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
 	ck_assert_uint_eq(ver, 1);
 	ck_assert(memcmp(got, v1, sizeof(v1)) == 0);
 	/* The tail has committed 2, its answer not back yet: the middle serves 2. */
-	hold_set(&h, holder, 2, false);
+	hold_set(&h, holder, 2, 0);
 	ck_assert_int_eq(do_read(&h, 1, 12, sizeof(got), 0, &item, &ver, got), 0);
 	ck_assert_int_eq(item, 0);
 	ck_assert_uint_eq(ver, 2);
@@ -665,7 +728,7 @@ START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
 	ck_assert(memcmp(got, v1, sizeof(v1)) == 0);
 
 	/* The tail's answer passes the middle: it commits 2 and answers. */
-	hold_set(&h, holder, 2, true);
+	hold_set(&h, holder, 2, 1);
 	async_wait(&aw);
 	ck_assert_int_eq(aw.rc, 0);
 	ck_assert_uint_eq(aw.ver, 2);
@@ -698,7 +761,7 @@ START_TEST(test_craq_duplicate_client_req_busy_when_first_still_in_chain)
 		usleep(1000);
 	/* The retry while the first is held at the tail: try later. */
 	ck_assert_int_eq(do_write(&h, 0, 15, 4096, 1, 321, NULL, NULL), -CFS_EBUSY);
-	hold_set(&h, holder, 1, true);
+	hold_set(&h, holder, 1, 1);
 	async_wait(&aw);
 	ck_assert_int_eq(aw.rc, 0);
 	ck_assert_uint_eq(aw.ver, 1);
@@ -715,9 +778,10 @@ START_TEST(test_craq_duplicate_client_req_busy_when_first_still_in_chain)
 }
 END_TEST
 
-START_TEST(test_craq_write_dropped_everywhere_when_successor_fails)
+START_TEST(test_craq_write_kept_pending_when_successor_fails)
 {
 	uint32_t targets[NREP] = {1, 2, 3};
+	uint8_t want[4096];
 	cfs_addr_t addrs[NREP];
 	uint64_t ver = 0;
 	int rc;
@@ -733,19 +797,357 @@ START_TEST(test_craq_write_dropped_everywhere_when_successor_fails)
 	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, addrs, k_serving);
 	rc = do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL);
 	ck_assert_int_ne(rc, 0);
-	for (unsigned i = 0; i < NREP; i++) {
+	/* Nothing is dropped: the tail might have committed it. */
+	for (unsigned i = 0; i < 2; i++) {
 		struct cfs_chunk_query_resp q = query(&h, i, 14);
 
 		ck_assert_uint_eq(q.committed, 1);
-		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.pending, 2);
 	}
-	/* Repaired, the client's retry (same request id) is applied once. */
+	ck_assert_uint_eq(query(&h, 2, 14).committed, 1);
+	ck_assert_uint_eq(query(&h, 2, 14).pending, 0);
+	/* Repaired, the client's retry (same request id, other bytes) re-drives
+	 * the pending version instead of writing a new one. */
 	route_default(&h);
-	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 3, 500, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 2);
-	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 2, 500, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 4, 500, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 2);
-	ck_assert_uint_eq(query(&h, 2, 14).committed, 2);
+	fill(want, sizeof(want), 2);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct cfs_chunk_query_resp q = query(&h, i, 14);
+
+		ck_assert_uint_eq(q.committed, 2);
+		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.crc, disk_crc32c(0, want, sizeof(want)));
+	}
+	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 5, 501, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 3);
+	h_stop(&h);
+}
+END_TEST
+
+/*
+ * A stand-in middle that passes forwarded writes on to the real tail. In
+ * RELAY_LOSE mode it "dies" after the tail committed: the answer is lost and
+ * its predecessor's call fails (-ETIMEDOUT); in RELAY_PASS mode it passes the
+ * answer back. Control: chunk_truncate with len = the mode.
+ */
+enum { RELAY_LOSE = 1, RELAY_PASS = 2 };
+
+struct relay {
+	cfs_addr_t dst;
+	uint32_t dst_target;
+	uint32_t mode;
+};
+
+struct relay_cfg {
+	cfs_addr_t dst;
+	uint32_t dst_target;
+};
+
+static int
+relay_init(struct rt_actor *self, const void *arg)
+{
+	const struct relay_cfg *cfg = arg;
+	struct relay *st = rt_actor_state(self);
+
+	st->dst = cfg->dst;
+	st->dst_target = cfg->dst_target;
+	st->mode = RELAY_LOSE;
+	return 0;
+}
+
+static void
+relay_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct relay *st = rt_actor_state(self);
+	struct rt_msg *req = cb_arg, *r = NULL;
+
+	if (st->mode == RELAY_LOSE) {
+		rt_reply(req, -ETIMEDOUT, NULL);
+		return;
+	}
+	if (resp && resp->type == CFS_MSG_CHUNK_WRITE_RESP) {
+		r = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+		*RT_BODY(r, chunk_write_resp) = *RT_BODY(resp, chunk_write_resp);
+	} else if (resp && resp->type == CFS_MSG_CHUNK_REMOVE_RESP) {
+		r = rt_msg_new(CFS_MSG_CHUNK_REMOVE_RESP);
+		*RT_BODY(r, chunk_remove_resp) = *RT_BODY(resp, chunk_remove_resp);
+	}
+	rt_reply(req, rc, r);
+}
+
+static int
+relay_remove(struct rt_actor *self, struct rt_msg *req)
+{
+	struct relay *st = rt_actor_state(self);
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+
+	*RT_BODY(m, chunk_remove) = *RT_BODY(req, chunk_remove);
+	RT_BODY(m, chunk_remove)->target = st->dst_target;
+	ck_assert_int_eq(rt_call(self, st->dst, m, 0, relay_done, req), 0);
+	return 0;
+}
+
+static int
+relay_write(struct rt_actor *self, struct rt_msg *req)
+{
+	struct relay *st = rt_actor_state(self);
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+
+	*RT_BODY(m, chunk_write) = *RT_BODY(req, chunk_write);
+	RT_BODY(m, chunk_write)->target = st->dst_target;
+	for (uint32_t i = 0; i < req->iovcnt; i++)
+		ck_assert_int_eq(
+			rt_msg_add_iov(m, req->iov[i].buf, req->iov[i].off, req->iov[i].len), 0);
+	ck_assert_int_eq(rt_call(self, st->dst, m, 0, relay_done, req), 0);
+	return 0;
+}
+
+static int
+relay_ctl(struct rt_actor *self, struct rt_msg *req)
+{
+	struct relay *st = rt_actor_state(self);
+
+	st->mode = RT_BODY(req, chunk_truncate)->len;
+	rt_reply(req, 0, NULL);
+	return 0;
+}
+
+static const rt_handler_fn relay_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_CHUNK_WRITE] = relay_write,
+	[CFS_MSG_CHUNK_REMOVE] = relay_remove,
+	[CFS_MSG_CHUNK_TRUNCATE] = relay_ctl,
+};
+
+static const struct rt_actor_kind relay_kind = {
+	.name = "relay",
+	.state_size = sizeof(struct relay),
+	.init = relay_init,
+	.handlers = relay_handlers,
+};
+
+static void
+relay_mode(struct h *h, cfs_addr_t relay, uint32_t mode)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
+	struct rt_msg *resp = NULL;
+
+	RT_BODY(m, chunk_truncate)->len = mode;
+	ck_assert_int_eq(cfs_client_call(h->c, relay, m, 0, &resp), 0);
+	rt_msg_free(&resp);
+}
+
+/* Head (replica 0) -> relay (as target 2) -> replica 2; the others believe
+ * the default chain. */
+static cfs_addr_t
+relay_chain(struct h *h)
+{
+	struct relay_cfg cfg = {.dst = h->addr[2], .dst_target = 3};
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t addrs[NREP], relay;
+
+	route_default(h);
+	ck_assert_int_eq(
+		rt_spawn(rt_loop_at(cfs_client_rt(h->c), NREP), &relay_kind, &cfg, 0, &relay), 0);
+	addrs[0] = h->addr[0];
+	addrs[1] = relay;
+	addrs[2] = h->addr[2];
+	route_rep(h, 0, 1, now_ns(h) + LEASE_NS, NREP, targets, addrs, k_serving);
+	return relay;
+}
+
+/* Replica rep holds committed version ver of chunk, nothing pending, with the
+ * content written with seed (len bytes). */
+static void
+expect_version(struct h *h, unsigned rep, uint64_t chunk, uint64_t ver, uint32_t len, uint32_t seed)
+{
+	static uint8_t want[CHUNK_SIZE];
+	struct cfs_chunk_query_resp q = query(h, rep, chunk);
+
+	fill(want, len, seed);
+	ck_assert_uint_eq(q.committed, ver);
+	ck_assert_uint_eq(q.pending, 0);
+	ck_assert_uint_eq(q.len, len);
+	ck_assert_uint_eq(q.crc, disk_crc32c(0, want, len));
+}
+
+static void
+wait_committed(struct h *h, unsigned rep, uint64_t chunk, uint64_t ver)
+{
+	for (;;) {
+		struct cfs_chunk_query_resp q = query(h, rep, chunk);
+
+		if (q.committed == ver && q.pending == 0)
+			return;
+		usleep(2000);
+	}
+}
+
+START_TEST(test_craq_retry_gets_same_version_when_middle_died_after_tail_committed)
+{
+	static const unsigned order[NREP] = {0, 2, 1};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	(void)relay_chain(&h);
+	/* The tail commits version 1; the middle dies before passing the answer. */
+	ck_assert_int_ne(do_write(&h, 0, 30, 4096, 1, 600, &ver, NULL), 0);
+	ck_assert_uint_eq(query(&h, 2, 30).committed, 1);
+	ck_assert_uint_eq(query(&h, 0, 30).pending, 1);
+	ck_assert_uint_eq(query(&h, 0, 30).committed, 0);
+
+	/* mgmtd moves the middle to the end: the head re-drives version 1 by
+	 * itself (the tail holds it: answered, not applied again). */
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	wait_committed(&h, 0, 30, 1);
+
+	/* The client's retry (other bytes) gets version 1, the first content. */
+	ck_assert_int_eq(do_write(&h, 0, 30, 4096, 9, 600, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 0, 30, 1, 4096, 1);
+	expect_version(&h, 2, 30, 1, 4096, 1);
+	/* Another client's write is version 2 everywhere. */
+	ck_assert_int_eq(do_write(&h, 0, 30, 4096, 2, 601, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 0, 30, 2, 4096, 2);
+	expect_version(&h, 2, 30, 2, 4096, 2);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_pending_version_redriven_before_next_write_when_answer_lost)
+{
+	cfs_addr_t relay;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	relay = relay_chain(&h);
+	ck_assert_int_ne(do_write(&h, 0, 31, 8192, 1, 610, &ver, NULL), 0);
+	ck_assert_uint_eq(query(&h, 2, 31).committed, 1);
+	ck_assert_uint_eq(query(&h, 0, 31).pending, 1);
+	/* The chain works again (same version): another client's write first
+	 * completes version 1 down the chain, then becomes version 2; it never
+	 * reuses version 1 for other content. */
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 31, 8192, 2, 611, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 0, 31, 2, 8192, 2);
+	expect_version(&h, 2, 31, 2, 8192, 2);
+	/* The first client's retry learns its write is version 1. */
+	ck_assert_int_eq(do_write(&h, 0, 31, 8192, 3, 610, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 0, 31, 2, 8192, 2);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_pending_version_redriven_as_copy_when_successor_syncing)
+{
+	static const uint32_t states[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	struct relay_cfg cfg = {.dst = 0, .dst_target = 2};
+	uint32_t targets[2] = {1, 2};
+	cfs_addr_t addrs[2], relay;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0; /* no resync walk: only the forwarded writes reach it */
+	route(&h, 1, now_ns(&h) + LEASE_NS, k_order, states, 2);
+	cfg.dst = h.addr[1];
+	ck_assert_int_eq(
+		rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &relay_kind, &cfg, 0, &relay), 0);
+	addrs[0] = h.addr[0];
+	addrs[1] = relay;
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 2, targets, addrs, states);
+	/* The syncing tail installs version 1 (a whole copy); the answer is lost. */
+	ck_assert_int_ne(do_write(&h, 0, 34, 4096, 1, 1000, &ver, NULL), 0);
+	expect_version(&h, 1, 34, 1, 4096, 1);
+	ck_assert_uint_eq(query(&h, 0, 34).pending, 1);
+	/* The retry re-drives it as a copy: answered, not applied again. */
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 34, 4096, 7, 1000, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 0, 34, 1, 4096, 1);
+	ck_assert_int_eq(do_write(&h, 0, 34, 4096, 2, 1001, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 0, 34, 2, 4096, 2);
+	expect_version(&h, 1, 34, 2, 4096, 2);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_middle)
+{
+	static const unsigned order[NREP] = {1, 2, 0};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	struct async_write aw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t addrs[NREP], holder;
+	uint64_t ver = 0;
+	struct h h;
+	int rc;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 32, 4096, 1, 700, &ver, NULL), 0);
+	/* The middle's successor holds the next write: pending at head and middle. */
+	ck_assert_int_eq(
+		rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &hold_kind, NULL, 0, &holder), 0);
+	addrs[0] = h.addr[0];
+	addrs[1] = h.addr[1];
+	addrs[2] = holder;
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, addrs, k_serving);
+	aw.req = write_req(&h, 0, 32, 4096, 2, 701);
+	aw.dst = h.addr[0];
+	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw), 0);
+	while (query(&h, 1, 32).pending != 2)
+		usleep(1000);
+
+	/* The head dies: the middle becomes head, the forward it had in flight
+	 * fails. */
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	hold_set(&h, holder, 0, HOLD_FAIL);
+	async_wait(&aw);
+	ck_assert_int_ne(aw.rc, 0);
+
+	/* The client retries at the new head: version 2, the first content. */
+	while ((rc = do_write(&h, 1, 32, 4096, 9, 701, &ver, NULL)) == -CFS_EBUSY)
+		usleep(1000);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 1, 32, 2, 4096, 2);
+	expect_version(&h, 2, 32, 2, 4096, 2);
+	/* Another client: version 3. */
+	ck_assert_int_eq(do_write(&h, 1, 32, 4096, 3, 702, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 3);
+	expect_version(&h, 1, 32, 3, 4096, 3);
+	expect_version(&h, 2, 32, 3, 4096, 3);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_retry_answered_by_new_head_when_head_died_after_commit)
+{
+	static const unsigned order[NREP] = {1, 2, 0};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 33, 4096, 1, 800, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	/* The answer to the client was lost with the head. */
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	ck_assert_int_eq(do_write(&h, 1, 33, 4096, 5, 800, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 1, 33, 1, 4096, 1);
+	expect_version(&h, 2, 33, 1, 4096, 1);
 	h_stop(&h);
 }
 END_TEST
@@ -849,6 +1251,47 @@ START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
 }
 END_TEST
 
+START_TEST(test_craq_resync_removes_leftovers_when_predecessor_lacks_them)
+{
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SERVING};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t alone_t[1] = {3};
+	cfs_addr_t alone_a[1], mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	/* Replica 2, alone, holds chunks the others removed while it was away
+	 * (more than one list page of them), and one they still hold. */
+	alone_a[0] = h.addr[2];
+	h.chain_ver = 1;
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, alone_t, alone_a, two);
+	for (uint64_t c = 100; c < 100 + 70; c++)
+		ck_assert_int_eq(do_write(&h, 2, c, 4096, (uint32_t)c, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 2, 300, 4096, 1, 0, &ver, NULL), 0);
+	route(&h, 1, now_ns(&h) + LEASE_NS, k_order, two, 2);
+	ck_assert_int_eq(do_write(&h, 0, 300, 4096, 2, 0, NULL, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 301, 4096, 3, 0, NULL, NULL), 0);
+
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 2, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	pthread_mutex_lock(&g_sd_mu);
+	while (g_sd_count == 0)
+		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	pthread_mutex_unlock(&g_sd_mu);
+	ck_assert_uint_eq(g_sd.target, 3);
+	for (uint64_t c = 100; c < 100 + 70; c++)
+		ck_assert_uint_eq(query(&h, 2, c).committed, 0); /* gone */
+	expect_same(&h, 0, 2, 300);
+	expect_same(&h, 0, 2, 301);
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
 /* ------------------------------------------------------ serialization */
 
 #define PIPE 16u
@@ -894,6 +1337,136 @@ START_TEST(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk
 }
 END_TEST
 
+/* ------------------------------------------------- truncate and remove */
+
+START_TEST(test_craq_truncate_reaches_every_replica_when_chain_of_three)
+{
+	static uint8_t want[16384];
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 40, 8192, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_truncate(&h, 0, 40, 100, 900, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	/* A retry is answered, not applied again. */
+	ck_assert_int_eq(do_truncate(&h, 0, 40, 100, 900, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	fill(want, 8192, 1);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct cfs_chunk_query_resp q = query(&h, i, 40);
+
+		ck_assert_uint_eq(q.committed, 2);
+		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.len, 100);
+		ck_assert_uint_eq(q.crc, disk_crc32c(0, want, 100));
+	}
+	/* Extending zero-fills, the same everywhere. */
+	ck_assert_int_eq(do_truncate(&h, 0, 40, 10000, 901, &ver), 0);
+	ck_assert_uint_eq(ver, 3);
+	memset(want + 100, 0, sizeof(want) - 100);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct cfs_chunk_query_resp q = query(&h, i, 40);
+
+		ck_assert_uint_eq(q.committed, 3);
+		ck_assert_uint_eq(q.len, 10000);
+		ck_assert_uint_eq(q.crc, disk_crc32c(0, want, 10000));
+	}
+	/* Only the head takes it; an unknown chunk is refused. */
+	ck_assert_int_eq(do_truncate(&h, 1, 40, 10, 902, &ver), -CFS_ENOTSERVING);
+	ck_assert_int_eq(do_truncate(&h, 0, 41, 10, 903, &ver), -CFS_ENOCHUNK);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_remove_reaches_every_replica_when_chain_of_three)
+{
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 42, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 42, 4096, 2, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_remove(&h, 0, 42, 950, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	for (unsigned i = 0; i < NREP; i++)
+		ck_assert_uint_eq(query(&h, i, 42).committed, 0); /* unknown */
+	/* The retry gets the first answer; another remove finds nothing. */
+	ver = 0;
+	ck_assert_int_eq(do_remove(&h, 0, 42, 950, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_remove(&h, 0, 42, 951, &ver), -CFS_ENOCHUNK);
+	/* The chunk starts over everywhere. */
+	ck_assert_int_eq(do_write(&h, 0, 42, 4096, 3, 952, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 42, 1, 4096, 3);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_remove_redriven_before_next_write_when_answer_lost)
+{
+	cfs_addr_t relay;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	relay = relay_chain(&h);
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 43, 4096, 1, 0, &ver, NULL), 0);
+	expect_version(&h, 2, 43, 1, 4096, 1);
+	/* The tail removes; the answer is lost on the way back. */
+	relay_mode(&h, relay, RELAY_LOSE);
+	ck_assert_int_ne(do_remove(&h, 0, 43, 960, &ver), 0);
+	ck_assert_uint_eq(query(&h, 2, 43).committed, 0);
+	ck_assert_uint_eq(query(&h, 0, 43).committed, 1);
+	/* The next write first finishes the remove, then starts the chunk over:
+	 * its version 1 is the same on both, never merged with the old one. */
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 43, 2048, 2, 961, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 0, 43, 1, 2048, 2);
+	expect_version(&h, 2, 43, 1, 2048, 2);
+	/* The remove's retry learns it was applied. */
+	ck_assert_int_eq(do_remove(&h, 0, 43, 960, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 0, 43, 1, 2048, 2);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_read_asks_tail_when_remove_under_way)
+{
+	cfs_addr_t relay;
+	uint64_t ver = 0;
+	int item = 0;
+	struct h h;
+
+	h_start(&h);
+	relay = relay_chain(&h);
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 44, 4096, 1, 0, &ver, NULL), 0);
+	/* The tail removes; the answer is lost: the head still holds version 1,
+	 * its remove in doubt. */
+	relay_mode(&h, relay, RELAY_LOSE);
+	ck_assert_int_ne(do_remove(&h, 0, 44, 970, &ver), 0);
+	ck_assert_uint_eq(query(&h, 0, 44).committed, 1);
+	ck_assert_uint_eq(query(&h, 2, 44).committed, 0);
+	/* A linearizable read at the head must not return the removed bytes:
+	 * the tail says the chunk is gone. */
+	ck_assert_int_eq(do_read(&h, 0, 44, 4096, 0, &item, &ver, NULL), 0);
+	ck_assert_int_eq(item, -CFS_ENOCHUNK);
+	/* A relaxed read may: the head's committed version. */
+	ck_assert_int_eq(do_read(&h, 0, 44, 4096, RT_MSG_F_RELAXED, &item, &ver, NULL), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 1);
+	h_stop(&h);
+}
+END_TEST
+
 static Suite *
 craq_suite(void)
 {
@@ -917,9 +1490,19 @@ craq_suite(void)
 	ADD(test_craq_requests_refused_when_no_routing_yet);
 	ADD(test_craq_duplicate_client_req_not_applied_twice_when_retried);
 	ADD(test_craq_read_asks_tail_when_middle_has_pending_version);
-	ADD(test_craq_write_dropped_everywhere_when_successor_fails);
+	ADD(test_craq_read_asks_tail_when_remove_under_way);
+	ADD(test_craq_write_kept_pending_when_successor_fails);
+	ADD(test_craq_retry_gets_same_version_when_middle_died_after_tail_committed);
+	ADD(test_craq_pending_version_redriven_before_next_write_when_answer_lost);
+	ADD(test_craq_pending_version_redriven_as_copy_when_successor_syncing);
+	ADD(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_middle);
+	ADD(test_craq_retry_answered_by_new_head_when_head_died_after_commit);
+	ADD(test_craq_truncate_reaches_every_replica_when_chain_of_three);
+	ADD(test_craq_remove_reaches_every_replica_when_chain_of_three);
+	ADD(test_craq_remove_redriven_before_next_write_when_answer_lost);
 	ADD(test_craq_duplicate_client_req_busy_when_first_still_in_chain);
 	ADD(test_craq_resync_fills_syncing_target_when_it_rejoins);
+	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
 #undef ADD
 	return s;

@@ -1476,6 +1476,66 @@ START_TEST(test_rt_loops_step_by_hand_when_not_started)
 }
 END_TEST
 
+/* Calls wrap around the pending table (64 slots) many times while one old call
+ * still holds its slot: every new call must get an id of its own, complete
+ * exactly once with its own answer, and the old call must still find its
+ * answer at the end. Loops stepped by hand: deterministic. */
+START_TEST(test_rt_call_ids_skip_held_slot_when_old_call_pending)
+{
+	struct rt_config cfg = {.loops = 2, .node_id = 1};
+	struct call_ctx q = {.type = CFS_MSG_CHUNK_QUERY, .timeout_ms = 60000};
+	struct call_ctx r = {.type = CFS_MSG_CHUNK_LIST, .timeout_ms = 60000};
+	uint64_t prev_id = 0;
+	struct rt *rt;
+	int steps;
+
+	ck_assert_int_eq(rt_create(&cfg, &rt), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 0), &t_kind, &q.from, 0, NULL), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 1), &t_kind, NULL, 0, &q.to), 0);
+	r.from = q.from;
+	r.to = q.to;
+	do_call(&q);
+	ck_assert_int_eq(q.send_rc, 0);
+	for (steps = 0; atomic_load(&g.held) == 0 && steps < 10; steps++) {
+		rt_loop_step(rt_loop_at(rt, 0));
+		rt_loop_step(rt_loop_at(rt, 1));
+	}
+	ck_assert_int_eq(atomic_load(&g.held), 1);
+	for (unsigned i = 0; i < 300; i++) {
+		struct call_ctx c = {
+			.type = CFS_MSG_PING, .sent = 1000 + i, .from = q.from, .to = q.to};
+		struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+
+		RT_BODY(m, ping)->sent_ns = c.sent;
+		ck_assert_int_eq(rt_call(c.from, c.to, m, 60000, call_cb, &c), 0);
+		/* Ids increase and never repeat, whatever slot they skip. (m now
+		 * waits in loop 1's inbox, which nothing runs until the steps.) */
+		ck_assert_uint_gt(m->req_id, prev_id);
+		prev_id = m->req_id;
+		for (steps = 0; atomic_load(&c.cbs) == 0 && steps < 10; steps++) {
+			rt_loop_step(rt_loop_at(rt, 0));
+			rt_loop_step(rt_loop_at(rt, 1));
+		}
+		ck_assert_int_eq(atomic_load(&c.cbs), 1);
+		ck_assert_int_eq(atomic_load(&c.rc), 0);
+		ck_assert_uint_eq(atomic_load(&c.val), c.sent + 1);
+	}
+	ck_assert_int_eq(atomic_load(&q.cbs), 0);
+	/* The holder answers the old call now, then this one. */
+	do_call(&r);
+	ck_assert_int_eq(r.send_rc, 0);
+	for (steps = 0; atomic_load(&r.cbs) == 0 && steps < 10; steps++) {
+		rt_loop_step(rt_loop_at(rt, 0));
+		rt_loop_step(rt_loop_at(rt, 1));
+	}
+	ck_assert_int_eq(atomic_load(&q.cbs), 1);
+	ck_assert_int_eq(atomic_load(&q.rc), 0);
+	ck_assert_int_eq(atomic_load(&r.cbs), 1);
+	ck_assert_int_eq(atomic_load(&r.rc), 0);
+	rt_destroy(&rt);
+}
+END_TEST
+
 /* ------------------------------------------------ remote: fake transport */
 
 #define TP_MAX 64
@@ -2033,6 +2093,7 @@ main(void)
 	add_case(s, "shutdown_signal", test_rt_shutdown_works_when_called_from_signal_handler, 0);
 	add_case(s, "destroy_unstarted", test_rt_destroy_runs_fini_when_never_started, 0);
 	add_case(s, "step", test_rt_loops_step_by_hand_when_not_started, 0);
+	add_case(s, "call_ids_wrap", test_rt_call_ids_skip_held_slot_when_old_call_pending, 0);
 	add_case(s, "remote_call", test_rt_call_uses_transport_when_node_remote, 0);
 	add_case(s, "remote_reply", test_rt_reply_goes_out_on_conn_loop_when_request_remote, 0);
 	add_case(s, "remote_misaddressed", test_rt_deliver_answers_errors_when_request_misaddressed,

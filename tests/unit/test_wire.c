@@ -296,6 +296,119 @@ START_TEST(test_wire_body_matches_msgpack_c_packer_when_boundary_values)
 }
 END_TEST
 
+/* wire_encode writes frames with unchecked writers into one reservation; the
+ * result must be byte for byte msgpack-c's header (smallest formats) followed
+ * by what the checked body encoder writes, for every type and value range. */
+START_TEST(test_wire_frame_matches_packer_and_checked_body_when_any_type)
+{
+	struct wire_buf frame, body;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct rt_msg *m;
+	unsigned variant;
+	uint32_t hlen;
+
+	for (variant = 0; variant < 3; variant++) {
+		m = sample_msg((unsigned)_i, variant, 77 + variant);
+		ck_assert_ptr_nonnull(m);
+		wire_buf_init(&frame);
+		wire_buf_init(&body);
+		ck_assert_int_eq(wire_encode(&frame, m, &g_big), 0);
+		ck_assert_int_eq(wire_encode_body(&body, m->type, m->body), 0);
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 8);
+		msgpack_pack_uint64(&pk, CFS_PROTO_VERSION);
+		msgpack_pack_uint64(&pk, cfs_msg_code(m->type));
+		msgpack_pack_uint64(&pk, m->req_id);
+		msgpack_pack_uint64(&pk, m->src);
+		msgpack_pack_uint64(&pk, m->dst);
+		msgpack_pack_uint64(&pk, m->flags);
+		msgpack_pack_uint64(&pk, 0);
+		msgpack_sbuffer_write(&sb, (const char *)body.p, body.len);
+		ck_assert_int_eq(wire_hdr_len(frame.p, frame.len, &g_big, &hlen), 0);
+		ck_assert_uint_eq(frame.len, WIRE_PREFIX + hlen);
+		ck_assert_uint_eq(hlen, sb.size);
+		ck_assert_msg(memcmp(frame.p + WIRE_PREFIX, sb.data, sb.size) == 0,
+			      "%s variant %u: frame differs", cfs_msg_name(m->type), variant);
+		msgpack_sbuffer_destroy(&sb);
+		wire_buf_fini(&body);
+		wire_buf_fini(&frame);
+		rt_msg_free(&m);
+	}
+}
+END_TEST
+
+/* The decoder reads the formats senders use in straight-line code and leaves
+ * the rest to the generic reader: every integer format that holds the value,
+ * in the header and in the body, still decodes to the same message. */
+START_TEST(test_wire_decode_accepts_wide_int_formats_when_header_and_body)
+{
+	struct rt_msg *m;
+	struct fb f;
+	int rc;
+
+	for (int wide = 0; wide < 3; wide++) {
+		msgpack_sbuffer_init(&f.sb);
+		msgpack_packer_init(&f.pk, &f.sb, msgpack_sbuffer_write);
+		if (wide < 2)
+			msgpack_pack_array(&f.pk, 8);
+		if (wide == 0) {
+			/* Unsigned formats wider than needed. */
+			msgpack_pack_fix_uint64(&f.pk, CFS_PROTO_VERSION);
+			msgpack_pack_fix_uint32(&f.pk, cfs_msg_code(CFS_MSG_PING_RESP));
+			msgpack_pack_fix_uint8(&f.pk, 7);
+			msgpack_pack_fix_uint64(&f.pk, CFS_ADDR(1, 2));
+			msgpack_pack_fix_uint16(&f.pk, 300);
+			msgpack_pack_fix_uint64(&f.pk, RT_MSG_F_RESP);
+			msgpack_pack_fix_uint32(&f.pk, 0);
+			msgpack_pack_array(&f.pk, 3);
+			msgpack_pack_fix_int32(&f.pk, -5);
+			msgpack_pack_fix_uint64(&f.pk, 9);
+			msgpack_pack_fix_uint8(&f.pk, 3);
+		} else if (wide == 1) {
+			/* Signed formats carrying non-negative values. */
+			msgpack_pack_fix_int8(&f.pk, CFS_PROTO_VERSION);
+			msgpack_pack_fix_int32(&f.pk, cfs_msg_code(CFS_MSG_PING_RESP));
+			msgpack_pack_fix_int16(&f.pk, 7);
+			msgpack_pack_fix_int64(&f.pk, (int64_t)CFS_ADDR(1, 2));
+			msgpack_pack_fix_int32(&f.pk, 300);
+			msgpack_pack_fix_int8(&f.pk, RT_MSG_F_RESP);
+			msgpack_pack_fix_int64(&f.pk, 0);
+			msgpack_pack_array(&f.pk, 3);
+			msgpack_pack_fix_int8(&f.pk, -5);
+			msgpack_pack_fix_int64(&f.pk, 9);
+			msgpack_pack_fix_int16(&f.pk, 3);
+		} else {
+			/* The header as array16 of 8, the body as array16 of 3. */
+			fb_raw(&f, "\xdc\x00\x08", 3);
+			msgpack_pack_uint64(&f.pk, CFS_PROTO_VERSION);
+			msgpack_pack_uint64(&f.pk, cfs_msg_code(CFS_MSG_PING_RESP));
+			msgpack_pack_uint64(&f.pk, 7);
+			msgpack_pack_uint64(&f.pk, CFS_ADDR(1, 2));
+			msgpack_pack_uint64(&f.pk, 300);
+			msgpack_pack_uint64(&f.pk, RT_MSG_F_RESP);
+			msgpack_pack_uint64(&f.pk, 0);
+			fb_raw(&f, "\xdc\x00\x03", 3);
+			msgpack_pack_int64(&f.pk, -5);
+			msgpack_pack_uint64(&f.pk, 9);
+			msgpack_pack_uint64(&f.pk, 3);
+		}
+		rc = fb_end(&f, &m);
+		ck_assert_msg(rc == 0, "variant %d: %d", wide, rc);
+		ck_assert_uint_eq(m->type, CFS_MSG_PING_RESP);
+		ck_assert_uint_eq(m->req_id, 7);
+		ck_assert_uint_eq(m->src, CFS_ADDR(1, 2));
+		ck_assert_uint_eq(m->dst, 300);
+		ck_assert_int_eq(m->rc, -5);
+		ck_assert_int_eq(RT_BODY(m, ping_resp)->rc, -5);
+		ck_assert_uint_eq(RT_BODY(m, ping_resp)->sent_ns, 9);
+		ck_assert_uint_eq(RT_BODY(m, ping_resp)->node_id, 3);
+		rt_msg_free(&m);
+	}
+}
+END_TEST
+
 START_TEST(test_wire_body_roundtrip_preserves_fields_when_bare_body)
 {
 	struct rt_msg *m, *d;
@@ -1459,6 +1572,9 @@ wire_suite(void)
 	tcase_add_loop_test(tc, test_wire_encoding_parses_with_msgpack_c_when_any_type, 1,
 			    CFS_MSG__COUNT);
 	tcase_add_test(tc, test_wire_body_matches_msgpack_c_packer_when_boundary_values);
+	tcase_add_loop_test(tc, test_wire_frame_matches_packer_and_checked_body_when_any_type, 1,
+			    CFS_MSG__COUNT);
+	tcase_add_test(tc, test_wire_decode_accepts_wide_int_formats_when_header_and_body);
 	tcase_add_loop_test(tc, test_wire_body_roundtrip_preserves_fields_when_bare_body, 1,
 			    CFS_MSG__COUNT);
 	suite_add_tcase(s, tc);

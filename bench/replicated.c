@@ -1,0 +1,873 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench_replicated: chains of three replicas against the disk itself (issue 4).
+ *
+ * Starts a cluster of separate chainfsd processes on loopback (node 1 runs mgmtd, nodes
+ * 2..4 are storage nodes with K targets each, every target a directory under DIR on this
+ * one disk), asks mgmtd for K chains of 3 replicas, and drives it with the routing-aware
+ * chunk client (src/client/chunk_client.h) from this process. In the same run it runs fio
+ * (libaio, direct=1) on a file in DIR, alternating chainfs and fio for ROUNDS rounds and
+ * comparing medians:
+ *
+ *   write_1m  1 MiB chunk writes (chunk_size 1 MiB), T threads each keeping a batch of B
+ *             writes in flight (cfs_chunk_batch), MiB/s of client data acknowledged (each
+ *             write lands on three targets of the same disk). Baseline: fio sequential
+ *             1 MiB writes at iodepth T*B with --fdatasync=N, N = the writes per group
+ *             commit the targets just did (their target_stats), as bench_storage does;
+ *             ratio = chainfs / (fio / 3), goal 0.8. fio without syncs is printed too.
+ *   read_1m   1 MiB whole-chunk reads of the written chunks, T threads x batches of B,
+ *             spread over the serving replicas by the client (its default); baseline fio
+ *             sequential 1 MiB reads at iodepth T*B; ratio = chainfs / fio, goal 0.85.
+ *
+ * Usage: bench_replicated [SECONDS [ROUNDS [DIR]]]; DIR defaults to
+ * /var/tmp/chainfs-bench-repl, emptied at the start and removed at the end (kept with
+ * BENCH_REPL_KEEP=1). Environment: BENCH_REPL_CHAINS (K, default 6),
+ * BENCH_REPL_THREADS (T, default 2), BENCH_REPL_BATCH (B, default 16),
+ * BENCH_REPL_LOOPS (storage node loops, default 2), BENCH_REPL_CLIENT_LOOPS (default 1),
+ * BENCH_REPL_ROWS=write_1m,read_1m (only those rows), BENCH_REPL_PERF=FILE (perf record
+ * -g on the three storage daemons during the first read row, into FILE).
+ * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build directory).
+ * Prints a table and a last line "ratio: write_1m=X read_1m=Y" (ratios of the medians; the
+ * table also shows the median of the rounds' own ratios). Each chainfs row also gets
+ * the CPU the storage daemons and this process spent per MiB, and how many of our threads
+ * were, on average, runnable but waiting for a CPU (schedstat run delay / elapsed): on a
+ * small shared VM that, with the load average printed next to it, says whether a number
+ * measures chainfs or the neighbours.
+ */
+#define RT_LOG_SUBSYS "bench"
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/chunk_client.h"
+#include "client/client.h"
+#include "client/routing.h"
+#include "client/targets.h"
+
+#define NSTORAGE    3
+#define NNODES	    (1 + NSTORAGE)
+#define CHUNK	    (1u << 20)
+#define NCHUNKS	    1024u /* 1 GiB of client data (3 GiB on disk), as fio's file */
+#define DATASET_MIB (NCHUNKS * (CHUNK >> 20))
+#define INODE	    7
+#define MAX_THREADS 16
+#define MAX_BATCH   64
+#define MAX_ROUNDS  64
+
+struct node {
+	unsigned id;
+	unsigned port;
+	pid_t pid;
+	char conf[600], log[600];
+};
+
+static struct node g_nodes[NNODES + 1];
+static uint32_t g_alias[NNODES + 1]; /* the admin client's node ids for the storage nodes */
+static char g_dir[512];
+static char g_fio_file[600];
+static char g_lock[600]; /* DIR.lock, held for the run */
+static char g_mgmtd_ep[64];
+static const char *g_daemon;
+static unsigned g_chains = 6, g_threads = 2, g_batch = 16;
+static double g_seconds = 5.0;
+static unsigned g_rounds = 3;
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(const double *v, unsigned n)
+{
+	double s[MAX_ROUNDS];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void
+stop_all(void)
+{
+	for (unsigned n = NNODES; n >= 1; n--) {
+		if (g_nodes[n].pid > 0) {
+			kill(g_nodes[n].pid, SIGTERM);
+			waitpid(g_nodes[n].pid, NULL, 0);
+			g_nodes[n].pid = 0;
+		}
+	}
+}
+
+static void
+die(const char *what, int rc)
+{
+	fprintf(stderr, "bench_replicated: %s: %s (%s); logs in %s\n", what, cfs_strerror(rc),
+		cfs_errname(rc), g_dir);
+	for (unsigned n = 1; n <= NNODES; n++) {
+		if (g_nodes[n].pid > 0)
+			kill(g_nodes[n].pid, SIGKILL);
+	}
+	exit(1);
+}
+
+static unsigned
+env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
+{
+	const char *v = getenv(name);
+	unsigned long x;
+	char *end;
+
+	if (v == NULL || *v == '\0')
+		return dflt;
+	x = strtoul(v, &end, 10);
+	if (*end != '\0' || x < lo || x > hi) {
+		fprintf(stderr, "bench_replicated: %s=%s: expected %u..%u\n", name, v, lo, hi);
+		exit(2);
+	}
+	return (unsigned)x;
+}
+
+static void
+rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char p[1024];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		rm_rf(p);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+/* ------------------------------------------------------------- the cluster */
+
+static unsigned
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static uint32_t
+target_id(unsigned node, unsigned k)
+{
+	return node * 100 + k + 1;
+}
+
+static void
+write_configs(void)
+{
+	const char *loops = getenv("BENCH_REPL_LOOPS") ? getenv("BENCH_REPL_LOOPS") : "2";
+	/* Every target holds about a third of the data set over K targets, and a chunk's
+	 * new version takes a new slot before the old one is freed: twice that, plus room. */
+	unsigned cap_mib = 2 * DATASET_MIB / g_chains + 256;
+
+	for (unsigned n = 1; n <= NNODES; n++) {
+		struct node *nd = &g_nodes[n];
+		FILE *f;
+
+		nd->id = n;
+		nd->port = free_port();
+		if (!nd->port)
+			die("free port", -EADDRNOTAVAIL);
+		snprintf(nd->conf, sizeof(nd->conf), "%s/n%u.conf", g_dir, n);
+		snprintf(nd->log, sizeof(nd->log), "%s/n%u.log", g_dir, n);
+		if (n == 1)
+			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", nd->port);
+		f = fopen(nd->conf, "w");
+		if (!f)
+			die(nd->conf, -errno);
+		/* Not pinned: the daemons and this process share the machine's cores. */
+		fprintf(f, "[node]\nid = %u\nlisten = 127.0.0.1:%u\npin = no\nlog_level = warn\n",
+			n, nd->port);
+		if (n == 1) {
+			fprintf(f, "loops = 1\n[mgmtd]\ndb = %s/mgmtd.db\n", g_dir);
+		} else {
+			fprintf(f, "loops = %s\nmgmtd = %s\n", loops, g_mgmtd_ep);
+			for (unsigned k = 0; k < g_chains; k++)
+				fprintf(f, "[target.%u]\npath = %s/t%u\ncapacity = %uM\n",
+					target_id(n, k), g_dir, target_id(n, k), cap_mib);
+		}
+		fclose(f);
+	}
+}
+
+static void
+node_start(unsigned n)
+{
+	struct node *nd = &g_nodes[n];
+	int fd = open(nd->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+	if (fd < 0)
+		die(nd->log, -errno);
+	nd->pid = fork();
+	if (nd->pid < 0)
+		die("fork", -errno);
+	if (nd->pid == 0) {
+		/* A benchmark killed half-way leaves no cluster behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(g_daemon, g_daemon, "-c", nd->conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+}
+
+static void
+check_alive(void)
+{
+	for (unsigned n = 1; n <= NNODES; n++) {
+		int st;
+
+		if (g_nodes[n].pid > 0 && waitpid(g_nodes[n].pid, &st, WNOHANG) == g_nodes[n].pid) {
+			g_nodes[n].pid = 0;
+			fprintf(stderr, "bench_replicated: node %u exited; see %s\n", n,
+				g_nodes[n].log);
+			die("cluster", -ECHILD);
+		}
+	}
+}
+
+static int
+create_chains(struct cfs_client *admin, uint32_t mgmtd_node)
+{
+	struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_CREATE_CHAINS), *resp = NULL;
+	int rc;
+
+	if (!req)
+		return -ENOMEM;
+	RT_BODY(req, mgmtd_create_chains)->replicas = NSTORAGE;
+	RT_BODY(req, mgmtd_create_chains)->chains = g_chains;
+	rc = cfs_client_call(admin, CFS_ADDR(mgmtd_node, CFS_LOCAL_MGMTD), req, 10000, &resp);
+	if (rc != 0 && resp && RT_BODY(resp, mgmtd_create_chains_resp)->detail.len)
+		fprintf(stderr, "bench_replicated: create-chains: %.*s\n",
+			(int)RT_BODY(resp, mgmtd_create_chains_resp)->detail.len,
+			(const char *)RT_BODY(resp, mgmtd_create_chains_resp)->detail.p);
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* Routing shows K chains whose 3 members all serve. */
+static bool
+chains_ready(struct cfs_chunk_client *cc, uint32_t *ntargets)
+{
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(cc);
+	bool ok;
+
+	if (!s)
+		return false;
+	*ntargets = s->ntargets;
+	ok = s->nchains == g_chains;
+	for (uint32_t i = 0; ok && i < s->nchains; i++) {
+		const struct cfs_route_chain *c = &s->chains[i];
+
+		ok = c->count == NSTORAGE;
+		for (uint32_t k = 0; ok && k < c->count; k++)
+			ok = c->members[k].state == CFS_TS_SERVING;
+	}
+	cfs_routing_snap_put(&s);
+	return ok;
+}
+
+static struct cfs_chunk_client *
+cluster_start(struct cfs_client *admin)
+{
+	struct cfs_chunk_client_opts o = {
+		.mgmtd = g_mgmtd_ep,
+		.loops = env_uint("BENCH_REPL_CLIENT_LOOPS", 1, 1, 8),
+		.timeout_ms = 10000,
+		.deadline_ms = 60000,
+		.routing_wait_ms = 2000,
+	};
+	struct cfs_chunk_client *cc = NULL;
+	uint32_t mgmtd_node, ntargets = 0;
+	bool created = false;
+	double t0 = mono_s();
+	int rc = -ETIMEDOUT;
+
+	write_configs();
+	for (unsigned n = 1; n <= NNODES; n++)
+		node_start(n);
+	rc = cfs_client_connect(admin, g_mgmtd_ep, &mgmtd_node);
+	if (rc != 0)
+		die("mgmtd endpoint", rc);
+	while (mono_s() - t0 < 120) {
+		check_alive();
+		if (!cc && cfs_chunk_client_create(&o, &cc) != 0)
+			cc = NULL;
+		if (cc && chains_ready(cc, &ntargets))
+			return cc;
+		if (cc && !created && ntargets == NSTORAGE * g_chains) {
+			rc = create_chains(admin, mgmtd_node);
+			if (rc != 0)
+				die("create-chains", rc);
+			created = true;
+		}
+		usleep(100000);
+	}
+	die(created ? "chains did not become serving" : "targets did not register", -ETIMEDOUT);
+	return NULL;
+}
+
+/* Counters summed over the targets of the storage nodes. */
+struct counts {
+	uint64_t commits, items;	 /* group commits, writes in them */
+	uint64_t read_bytes[NNODES + 1]; /* per storage node */
+};
+
+static void
+counts_get(struct cfs_client *admin, struct counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned n = 2; n <= NNODES; n++) {
+		struct cfs_target_ref *v = NULL;
+		unsigned nt = 0;
+		char ep[64];
+		int rc;
+
+		snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_nodes[n].port);
+		rc = g_alias[n] ? 0 : cfs_client_connect(admin, ep, &g_alias[n]);
+		if (rc == 0)
+			rc = cfs_targets_list(admin, g_alias[n], &v, &nt);
+		if (rc != 0)
+			die("list targets", rc);
+		for (unsigned i = 0; i < nt; i++) {
+			struct rt_msg *req = rt_msg_new(CFS_MSG_TARGET_STATS), *resp = NULL;
+			const struct cfs_target_stats_resp *r;
+
+			if (!req)
+				die("target_stats", -ENOMEM);
+			RT_BODY(req, target_stats)->target = v[i].target;
+			rc = cfs_client_call(admin, v[i].addr, req, 10000, &resp);
+			if (rc != 0)
+				die("target_stats", rc);
+			r = RT_BODY(resp, target_stats_resp);
+			out->commits += r->commits;
+			out->items += r->commit_items;
+			out->read_bytes[n] += r->read_bytes;
+			rt_msg_free(&resp);
+		}
+		free(v);
+	}
+}
+
+/* ------------------------------------------------------------- CPU costs */
+
+/* Seconds on a CPU and seconds runnable but waiting for one, over all threads of pid
+ * (0: this process), from /proc/.../schedstat. */
+static void
+proc_sched(pid_t pid, double *run, double *wait)
+{
+	char path[320];
+	struct dirent *e;
+	DIR *d;
+
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/task");
+	d = opendir(path);
+	while (d && (e = readdir(d)) != NULL) {
+		unsigned long long ns = 0, wns = 0;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (pid)
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid,
+				 e->d_name);
+		else
+			snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+		f = fopen(path, "r");
+		if (f && fscanf(f, "%llu %llu", &ns, &wns) == 2) {
+			*run += (double)ns / 1e9;
+			*wait += (double)wns / 1e9;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* CPU and run-queue wait, seconds: of the storage daemons together, of this process. */
+struct cpu {
+	double drun, dwait, crun, cwait;
+};
+
+static void
+cpu_snap(struct cpu *out)
+{
+	*out = (struct cpu){0};
+	for (unsigned n = 2; n <= NNODES; n++)
+		proc_sched(g_nodes[n].pid, &out->drun, &out->dwait);
+	proc_sched(0, &out->crun, &out->cwait);
+}
+
+/* The 1-minute load average: how much else this machine was running. */
+static double
+load_avg(void)
+{
+	double l = 0;
+
+	return getloadavg(&l, 1) == 1 ? l : -1;
+}
+
+/* ---------------------------------------------------------------- the load */
+
+struct load {
+	struct cfs_chunk_client *cc;
+	enum cfs_chunk_op_kind kind;
+	double seconds;
+	uint64_t count; /* chunks to do; 0: until `seconds` pass */
+	uint8_t *wbuf;	/* the payload of every write */
+	_Atomic uint64_t next;
+	_Atomic uint64_t done_bytes;
+	_Atomic int first_error;
+	double t_end;
+	double elapsed; /* of the last run */
+	double mib;	/* acknowledged in the last run */
+};
+
+struct worker {
+	struct load *l;
+	uint8_t *rbuf; /* reads: g_batch chunks */
+	pthread_t th;
+};
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct load *l = w->l;
+	struct cfs_chunk_op ops[MAX_BATCH];
+
+	while (atomic_load(&l->first_error) == 0) {
+		unsigned n = 0;
+
+		if (!l->count && mono_s() >= l->t_end)
+			break;
+		for (; n < g_batch; n++) {
+			uint64_t i = atomic_fetch_add(&l->next, 1);
+
+			if (l->count && i >= l->count)
+				break;
+			i %= NCHUNKS;
+			ops[n] = (struct cfs_chunk_op){
+				.kind = l->kind,
+				.chain_id = cfs_chunk_client_place(l->cc, 0, i, g_chains),
+				.chunk = cfs_chunk_id(INODE, i),
+				.chunk_size = CHUNK,
+				.offset = 0,
+				.len = CHUNK,
+				.data = l->kind == CFS_CHUNK_OP_WRITE ? l->wbuf
+								      : w->rbuf + (size_t)n * CHUNK,
+			};
+		}
+		if (n == 0)
+			break;
+		cfs_chunk_batch(l->cc, ops, n);
+		for (unsigned k = 0; k < n; k++) {
+			int expected = 0;
+
+			if (ops[k].rc == 0 &&
+			    (l->kind != CFS_CHUNK_OP_READ || ops[k].out_len == CHUNK))
+				atomic_fetch_add(&l->done_bytes, CHUNK);
+			else
+				atomic_compare_exchange_strong(&l->first_error, &expected,
+							       ops[k].rc ? ops[k].rc : -EIO);
+		}
+	}
+	return NULL;
+}
+
+/* Run the load on g_threads threads; MiB/s acknowledged. */
+static double
+run_load(struct load *l)
+{
+	struct worker w[MAX_THREADS];
+	double t0, el;
+
+	atomic_store(&l->next, 0);
+	atomic_store(&l->done_bytes, 0);
+	atomic_store(&l->first_error, 0);
+	t0 = mono_s();
+	l->t_end = t0 + l->seconds;
+	for (unsigned t = 0; t < g_threads; t++) {
+		w[t].l = l;
+		w[t].rbuf = NULL;
+		if (l->kind == CFS_CHUNK_OP_READ &&
+		    posix_memalign((void **)&w[t].rbuf, 4096, (size_t)g_batch * CHUNK) != 0)
+			die("read buffers", -ENOMEM);
+		if (pthread_create(&w[t].th, NULL, worker_run, &w[t]) != 0)
+			die("pthread_create", -EAGAIN);
+	}
+	for (unsigned t = 0; t < g_threads; t++) {
+		pthread_join(w[t].th, NULL);
+		free(w[t].rbuf);
+	}
+	el = mono_s() - t0;
+	if (atomic_load(&l->first_error) != 0)
+		die(l->kind == CFS_CHUNK_OP_WRITE ? "chunk writes" : "chunk reads",
+		    atomic_load(&l->first_error));
+	l->elapsed = el;
+	l->mib = (double)atomic_load(&l->done_bytes) / (1 << 20);
+	return l->mib / el;
+}
+
+/* ------------------------------------------------------------------- fio */
+
+/* Run fio; returns MiB/s of direction dir ("read"/"write"). */
+static double
+run_fio(const char *rw, unsigned depth, unsigned fdatasync_n, double seconds, const char *dir)
+{
+	char cmd[1024], *out = NULL, *p;
+	size_t cap = 0, n = 0;
+	double bw = -1;
+	char timing[64] = "";
+	FILE *f;
+
+	/* seconds 0: one pass over the file (laying it out). */
+	if (seconds > 0)
+		snprintf(timing, sizeof(timing), "--time_based --runtime=%.0f", ceil(seconds));
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
+		 "--ioengine=libaio --direct=1 %s --fdatasync=%u --output-format=json 2>/dev/null",
+		 g_fio_file, DATASET_MIB, rw, CHUNK, depth, timing, fdatasync_n);
+	f = popen(cmd, "r");
+	if (!f)
+		die("popen fio", -errno);
+	for (;;) {
+		size_t k;
+
+		if (n + 4096 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			out = realloc(out, cap);
+			if (!out)
+				die("fio output", -ENOMEM);
+		}
+		k = fread(out + n, 1, cap - n - 1, f);
+		if (k == 0)
+			break;
+		n += k;
+	}
+	out[n] = '\0';
+	pclose(f);
+	/* "read" : { ... "bw_bytes" : N ... } in the job's section. */
+	snprintf(cmd, sizeof(cmd), "\"%s\" : {", dir);
+	p = strstr(out, "\"jobs\"");
+	p = p ? strstr(p, cmd) : NULL;
+	p = p ? strstr(p, "\"bw_bytes\" : ") : NULL;
+	if (p)
+		bw = strtod(p + 13, NULL) / (1 << 20);
+	free(out);
+	if (bw < 0)
+		die("cannot parse fio output (is fio installed?)", -EINVAL);
+	return bw;
+}
+
+/* --------------------------------------------------------------- perf */
+
+static pid_t
+perf_start(const char *file)
+{
+	char pids[128];
+	pid_t pid;
+
+	snprintf(pids, sizeof(pids), "%d,%d,%d", (int)g_nodes[2].pid, (int)g_nodes[3].pid,
+		 (int)g_nodes[4].pid);
+	pid = fork();
+	if (pid < 0)
+		die("fork perf", -errno);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("perf", "perf", "record", "-g", "-q", "-o", file, "-p", pids, (char *)NULL);
+		_exit(127);
+	}
+	usleep(300000); /* let it attach */
+	return pid;
+}
+
+static void
+perf_stop(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGINT);
+	waitpid(pid, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static bool
+row_wanted(const char *name)
+{
+	const char *want = getenv("BENCH_REPL_ROWS");
+	size_t n = strlen(name);
+
+	for (const char *p = want; p && (p = strstr(p, name)) != NULL; p += n) {
+		if ((p == want || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+			return true;
+	}
+	return !want || !*want;
+}
+
+struct row {
+	double cand[MAX_ROUNDS], base[MAX_ROUNDS], extra[MAX_ROUNDS], batch[MAX_ROUNDS];
+	double dcpu[MAX_ROUNDS], ccpu[MAX_ROUNDS]; /* ms of CPU per MiB of client data */
+	double waiting[MAX_ROUNDS];		   /* our threads waiting for a CPU, on average */
+};
+
+int
+main(int argc, char **argv)
+{
+	struct cfs_client_opts ao = {.timeout_ms = 10000};
+	const char *perf_file = getenv("BENCH_REPL_PERF");
+	bool keep = getenv("BENCH_REPL_KEEP") && *getenv("BENCH_REPL_KEEP") == '1';
+	struct row wr = {0}, rd = {0};
+	struct cfs_chunk_client *cc;
+	struct cfs_client *admin;
+	struct load l = {0};
+	unsigned depth;
+	double t0;
+
+	g_daemon = getenv("CHAINFSD") ? getenv("CHAINFSD") : "./chainfsd";
+	if (argc > 1)
+		g_seconds = atof(argv[1]);
+	if (argc > 2)
+		g_rounds = (unsigned)atoi(argv[2]);
+	if (g_seconds <= 0 || g_rounds == 0 || g_rounds > MAX_ROUNDS) {
+		fprintf(stderr, "usage: bench_replicated [SECONDS [ROUNDS (1..64) [DIR]]]\n");
+		return 2;
+	}
+	snprintf(g_dir, sizeof(g_dir), "%s", argc > 3 ? argv[3] : "/var/tmp/chainfs-bench-repl");
+	g_chains = env_uint("BENCH_REPL_CHAINS", 6, 1, 64);
+	g_threads = env_uint("BENCH_REPL_THREADS", 2, 1, MAX_THREADS);
+	g_batch = env_uint("BENCH_REPL_BATCH", 16, 1, MAX_BATCH);
+	depth = g_threads * g_batch;
+	if (access(g_daemon, X_OK) != 0) {
+		fprintf(stderr,
+			"bench_replicated: %s: not found (build chainfsd, or set CHAINFSD)\n",
+			g_daemon);
+		return 1;
+	}
+	{
+		/* One run per DIR at a time: the next line empties it. */
+		int fd;
+
+		snprintf(g_lock, sizeof(g_lock), "%s.lock", g_dir);
+		fd = open(g_lock, O_RDWR | O_CREAT, 0644);
+		if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			fprintf(stderr, "bench_replicated: %s: another run uses %s\n", g_lock,
+				g_dir);
+			return 1;
+		}
+	}
+	/* A fresh cluster every run: leftovers of an earlier one (its mgmtd database,
+	 * chains) would not match this run's targets. */
+	rm_rf(g_dir);
+	if (mkdir(g_dir, 0755) != 0)
+		die(g_dir, -errno);
+	snprintf(g_fio_file, sizeof(g_fio_file), "%s/fio.data", g_dir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	rt_log_set_level(RT_LOG_ERR);
+
+	printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
+	       "%u threads x batches of %u (%u in flight)\n",
+	       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth);
+	if (cfs_client_create(&ao, &admin) != 0)
+		die("client", -ENOMEM);
+	t0 = mono_s();
+	cc = cluster_start(admin);
+	printf("bench_replicated: cluster up (mgmtd %s, storage pids %d %d %d) in %.1f s\n",
+	       g_mgmtd_ep, (int)g_nodes[2].pid, (int)g_nodes[3].pid, (int)g_nodes[4].pid,
+	       mono_s() - t0);
+
+	l.cc = cc;
+	if (posix_memalign((void **)&l.wbuf, 4096, CHUNK) != 0)
+		die("write buffer", -ENOMEM);
+	for (uint32_t i = 0; i < CHUNK; i++)
+		l.wbuf[i] = (uint8_t)(i * 2654435761u >> 24);
+
+	/* Data set: every chunk written once (the write rows then overwrite them, copy on
+	 * write); fio's file laid out once too. */
+	t0 = mono_s();
+	l.kind = CFS_CHUNK_OP_WRITE;
+	l.count = NCHUNKS;
+	run_load(&l);
+	printf("bench_replicated: %u MiB written (x3 replicas) in %.1f s\n", DATASET_MIB,
+	       mono_s() - t0);
+	t0 = mono_s();
+	run_fio("write", 8, 0, 0, "write");
+	printf("bench_replicated: fio file ready in %.1f s\n", mono_s() - t0);
+	l.count = 0;
+	l.seconds = g_seconds;
+
+	for (unsigned r = 0; r < g_rounds; r++) {
+		struct cpu c0, c1;
+
+		struct counts k0, k1;
+
+		if (row_wanted("write_1m")) {
+			unsigned b;
+
+			counts_get(admin, &k0);
+			l.kind = CFS_CHUNK_OP_WRITE;
+			cpu_snap(&c0);
+			wr.cand[r] = run_load(&l);
+			cpu_snap(&c1);
+			counts_get(admin, &k1);
+			wr.batch[r] = k1.commits > k0.commits
+					      ? (double)(k1.items - k0.items) /
+							(double)(k1.commits - k0.commits)
+					      : 0;
+			b = wr.batch[r] >= 1 ? (unsigned)lround(wr.batch[r]) : 1;
+			wr.dcpu[r] = (c1.drun - c0.drun) * 1e3 / l.mib;
+			wr.ccpu[r] = (c1.crun - c0.crun) * 1e3 / l.mib;
+			wr.waiting[r] = (c1.dwait - c0.dwait + c1.cwait - c0.cwait) / l.elapsed;
+			wr.base[r] = run_fio("write", depth, b, g_seconds, "write");
+			wr.extra[r] = run_fio("write", depth, 0, g_seconds, "write");
+			printf("round %u write_1m  chainfs %7.1f MiB/s  fio %7.1f (fdatasync=%u; "
+			       "without %7.1f) -> fio/3 %6.1f; per MiB: daemons %.2f ms, client "
+			       "%.2f ms CPU; waiting for a CPU %.2f threads; load %.1f\n",
+			       r + 1, wr.cand[r], wr.base[r], b, wr.extra[r], wr.base[r] / 3,
+			       wr.dcpu[r], wr.ccpu[r], wr.waiting[r], load_avg());
+		}
+		if (row_wanted("read_1m")) {
+			pid_t perf = 0;
+
+			if (perf_file && r == 0)
+				perf = perf_start(perf_file);
+			l.kind = CFS_CHUNK_OP_READ;
+			counts_get(admin, &k0);
+			cpu_snap(&c0);
+			rd.cand[r] = run_load(&l);
+			cpu_snap(&c1);
+			perf_stop(perf);
+			counts_get(admin, &k1);
+			rd.dcpu[r] = (c1.drun - c0.drun) * 1e3 / l.mib;
+			rd.ccpu[r] = (c1.crun - c0.crun) * 1e3 / l.mib;
+			rd.waiting[r] = (c1.dwait - c0.dwait + c1.cwait - c0.cwait) / l.elapsed;
+			rd.base[r] = run_fio("read", depth, 0, g_seconds, "read");
+			printf("round %u read_1m   chainfs %7.1f MiB/s  fio %7.1f; per MiB: "
+			       "daemons "
+			       "%.2f ms, client %.2f ms CPU; waiting for a CPU %.2f threads; load "
+			       "%.1f; MiB read by node 2/3/4: %.0f/%.0f/%.0f\n",
+			       r + 1, rd.cand[r], rd.base[r], rd.dcpu[r], rd.ccpu[r], rd.waiting[r],
+			       load_avg(),
+			       (double)(k1.read_bytes[2] - k0.read_bytes[2]) / (1 << 20),
+			       (double)(k1.read_bytes[3] - k0.read_bytes[3]) / (1 << 20),
+			       (double)(k1.read_bytes[4] - k0.read_bytes[4]) / (1 << 20));
+		}
+	}
+
+	{
+		double wc = median(wr.cand, g_rounds), wb = median(wr.base, g_rounds) / 3;
+		double rc = median(rd.cand, g_rounds), rb = median(rd.base, g_rounds);
+		char label[96];
+
+		double wq[MAX_ROUNDS], rq[MAX_ROUNDS];
+
+		/* Each round's own ratio too: chainfs and fio run back to back, so on a noisy
+		 * machine that pairs numbers taken under the same neighbours. */
+		for (unsigned r = 0; r < g_rounds; r++) {
+			wq[r] = wr.base[r] > 0 ? wr.cand[r] / (wr.base[r] / 3) : 0;
+			rq[r] = rd.base[r] > 0 ? rd.cand[r] / rd.base[r] : 0;
+		}
+		printf("\n%-44s %10s %10s %10s %6s %9s %5s\n", "row (median of rounds)", "chainfs",
+		       "fio", "baseline", "ratio", "per-round", "goal");
+		if (row_wanted("write_1m")) {
+			snprintf(label, sizeof(label),
+				 "write_1m MiB/s x3 replicas (fdatasync/%.0f)",
+				 median(wr.batch, g_rounds));
+			printf("%-44s %10.1f %10.1f %10.1f %6.2f %9.2f %5.2f\n", label, wc, wb * 3,
+			       wb, wb > 0 ? wc / wb : 0, median(wq, g_rounds), 0.8);
+		}
+		if (row_wanted("read_1m"))
+			printf("%-44s %10.1f %10.1f %10.1f %6.2f %9.2f %5.2f\n",
+			       "read_1m MiB/s spread over replicas", rc, rb, rb,
+			       rb > 0 ? rc / rb : 0, median(rq, g_rounds), 0.85);
+		printf("\n%-44s %10s %10s %10s\n", "CPU per MiB (median of rounds)", "daemons ms",
+		       "client ms", "cpu-wait");
+		if (row_wanted("write_1m"))
+			printf("%-44s %10.2f %10.2f %10.2f\n", "write_1m",
+			       median(wr.dcpu, g_rounds), median(wr.ccpu, g_rounds),
+			       median(wr.waiting, g_rounds));
+		if (row_wanted("read_1m"))
+			printf("%-44s %10.2f %10.2f %10.2f\n", "read_1m", median(rd.dcpu, g_rounds),
+			       median(rd.ccpu, g_rounds), median(rd.waiting, g_rounds));
+		if (row_wanted("write_1m"))
+			printf("%-44s %10s %10.1f\n", "write_1m fio without syncs MiB/s", "-",
+			       median(wr.extra, g_rounds));
+		printf("ratio:");
+		if (row_wanted("write_1m"))
+			printf(" write_1m=%.2f", wb > 0 ? wc / wb : 0);
+		if (row_wanted("read_1m"))
+			printf(" read_1m=%.2f", rb > 0 ? rc / rb : 0);
+		printf("\n");
+	}
+
+	free(l.wbuf);
+	cfs_chunk_client_destroy(&cc);
+	cfs_client_destroy(&admin);
+	stop_all();
+	if (!keep)
+		rm_rf(g_dir);
+	unlink(g_lock);
+	return 0;
+}

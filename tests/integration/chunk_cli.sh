@@ -1,0 +1,164 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# `chainfs chunk` in both of its modes against real processes on loopback:
+# one chainfsd running mgmtd (node 1) and three storage nodes (2, 3, 4; one
+# target each), one chain of three replicas.
+#
+#   1. cluster mode (--mgmtd ADDR --chain ID): put, get (whole, --offset/--len,
+#      each --replica, --relaxed), stat, rm (gone from every replica); usage
+#      errors exit 2;
+#   2. direct mode (ADDR TARGET) still works on a chained target and sees
+#      what cluster mode wrote, on every replica;
+#   3. kill -9 the chain's head node: cluster put and get still succeed
+#      (the client retries until mgmtd moves the chain on).
+#
+# Waits poll with a hang guard; nothing asserts on time.
+set -eu
+
+B=${top_builddir:-.}
+CHAINFSD=$B/chainfsd
+CHAINFS=$B/chainfs
+[ -x "$CHAINFSD" ] && [ -x "$CHAINFS" ] || { echo "chunk_cli.sh: build chainfsd and chainfs first" >&2; exit 99; }
+
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/chainfs-chunk-cli.XXXXXX")
+GUARD=60
+PIDS=""
+
+cleanup() {
+	for p in $PIDS; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in $PIDS; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "${KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "chunk_cli.sh: kept $WORK"; fi
+}
+trap cleanup EXIT INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$WORK"/*.log; do
+		echo "---- $f (tail)" >&2
+		tail -n 15 "$f" >&2
+	done
+	exit 1
+}
+step() { echo "== $*"; }
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for() {
+	desc=$1
+	shift
+	i=0
+	while ! "$@" > /dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -le $((GUARD * 10)) ] || fail "waited ${GUARD}s for: $desc"
+		sleep 0.1
+	done
+}
+
+MGMTD=127.0.0.1:$(free_port)
+cat > "$WORK/n1.conf" <<EOF
+[node]
+id = 1
+listen = $MGMTD
+loops = 1
+pin = no
+[mgmtd]
+db = $WORK/mgmtd.db
+heartbeat_ms = 200
+lease_ms = 2000
+EOF
+for n in 2 3 4; do
+	eval "ADDR$n=127.0.0.1:$(free_port)"
+	eval "addr=\$ADDR$n"
+	cat > "$WORK/n$n.conf" <<EOF
+[node]
+id = $n
+listen = $addr
+loops = 2
+pin = no
+mgmtd = $MGMTD
+[target.${n}1]
+path = $WORK/t$n
+capacity = 64M
+EOF
+done
+for n in 1 2 3 4; do
+	"$CHAINFSD" -c "$WORK/n$n.conf" >> "$WORK/n$n.log" 2>&1 &
+	echo $! > "$WORK/n$n.pid"
+	PIDS="$PIDS $!"
+done
+
+targets3() { [ "$("$CHAINFS" admin targets "$MGMTD" | awk 'NR > 1' | wc -l)" -eq 3 ]; }
+wait_for "3 targets registered" targets3
+"$CHAINFS" admin create-chains "$MGMTD" --replicas 3 > /dev/null || fail "create-chains"
+CHAIN=$("$CHAINFS" admin chains "$MGMTD" | awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1; exit }')
+[ -n "$CHAIN" ] || fail "no chain listed"
+serving3() { [ "$("$CHAINFS" admin chains "$MGMTD" | awk -v c="$CHAIN" '$1 == c' | grep -o serving | wc -l)" -eq 3 ]; }
+wait_for "chain $CHAIN serving on 3 replicas" serving3
+C="--mgmtd $MGMTD --chain $CHAIN"
+
+step "1. cluster mode"
+head -c 300000 /dev/urandom > "$WORK/in"
+# shellcheck disable=SC2086
+out=$("$CHAINFS" chunk put $C 9:0 "$WORK/in") || fail "cluster put"
+echo "$out"
+echo "$out" | grep -q "version=1 len=300000" || fail "put said: $out"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 -o "$WORK/out" || fail "cluster get"
+cmp "$WORK/in" "$WORK/out" || fail "cluster get returned other bytes"
+for r in 0 1 2; do
+	# shellcheck disable=SC2086
+	"$CHAINFS" chunk get $C 9:0 --replica $r > "$WORK/out.$r" || fail "get --replica $r"
+	cmp "$WORK/in" "$WORK/out.$r" || fail "replica $r returned other bytes"
+done
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 --relaxed --offset 1000 --len 5000 > "$WORK/part" || fail "get --relaxed"
+dd if="$WORK/in" bs=1000 skip=1 count=5 2>/dev/null | cmp - "$WORK/part" || fail "ranged read differs"
+# shellcheck disable=SC2086
+out=$("$CHAINFS" chunk stat $C 9:0) || fail "cluster stat"
+echo "$out" | grep -q "^len *300000$" || fail "stat: $out"
+echo "$out" | grep -q "^committed *1$" || fail "stat: $out"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk put $C 9:5 "$WORK/in" > /dev/null || fail "cluster put 9:5"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk rm $C 9:5 || fail "cluster rm"
+for r in 0 1 2; do
+	# shellcheck disable=SC2086
+	out=$("$CHAINFS" chunk get $C 9:5 --replica $r --len 10 2>&1) && fail "replica $r still has 9:5"
+	echo "$out" | grep -q ENOCHUNK || fail "unclear error for a removed chunk: $out"
+done
+rc=0; "$CHAINFS" chunk get --mgmtd "$MGMTD" 9:0 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "--mgmtd without --chain: exit $rc, expected 2"
+rc=0; "$CHAINFS" chunk get "$ADDR2" 21 9:0 --replica 1 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "--replica in direct mode: exit $rc, expected 2"
+# shellcheck disable=SC2086
+out=$("$CHAINFS" chunk get $C 9:1 2>&1) && fail "get of a missing chunk succeeded"
+echo "$out" | grep -q ENOCHUNK || fail "unclear error for a missing chunk: $out"
+
+step "2. direct mode on the chained targets"
+for n in 2 3 4; do
+	eval "addr=\$ADDR$n"
+	"$CHAINFS" chunk get "$addr" "${n}1" 9:0 > "$WORK/direct.$n" || fail "direct get on node $n"
+	cmp "$WORK/in" "$WORK/direct.$n" || fail "direct get on node $n: other bytes"
+	"$CHAINFS" chunk stat "$addr" "${n}1" 9:0 | grep -q "^committed *1$" || fail "direct stat on node $n"
+	"$CHAINFS" chunk list "$addr" "${n}1" | grep -q "^0000000000000009" || fail "direct list on node $n"
+done
+
+step "3. kill -9 the head node"
+head_node=$("$CHAINFS" admin chains "$MGMTD" | awk -v c="$CHAIN" '$1 == c { for (i = 3; i <= NF; i++) if ($i ~ /@/) { split($i, a, "@"); print a[2]; exit } }')
+[ -n "$head_node" ] || fail "no head in: $("$CHAINFS" admin chains "$MGMTD")"
+kill -9 "$(cat "$WORK/n$head_node.pid")"
+head -c 70000 /dev/urandom > "$WORK/in2"
+# shellcheck disable=SC2086
+out=$("$CHAINFS" chunk put $C 9:0 "$WORK/in2") || fail "cluster put after the head died"
+echo "$out"
+echo "$out" | grep -q "version=2 len=300000" || fail "put after failover said: $out"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 --len 70000 -o "$WORK/out2" || fail "cluster get after the head died"
+cmp "$WORK/in2" "$WORK/out2" || fail "get after failover returned other bytes"
+"$CHAINFS" admin chains "$MGMTD"
+echo "PASS"

@@ -1,0 +1,908 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The routing-aware chunk client (src/client/chunk_client.c) against a real
+ * cluster: one chainfsd running mgmtd and three storage nodes with two targets
+ * each, separate processes on loopback ports, two chains of three replicas
+ * built with MGMTD_CREATE_CHAINS. Covers the put/get round trip, a pipelined
+ * batch of 64 writes and 64 reads over both chains, reads from each replica,
+ * queries, input refused before anything is sent, and a kill -9 of a chain's
+ * head node during which puts and gets still succeed by retrying.
+ *
+ * The cluster is started once per TCase (unchecked fixture, in the parent);
+ * each test (forked, CK_FORK) makes its own client. Waits poll with a hang
+ * guard; nothing asserts on time. Needs $top_builddir/chainfsd (make check
+ * sets top_builddir) or ./chainfsd.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chainfs/cluster.h"
+#include "client/chunk_client.h"
+#include "client/client.h"
+#include "client/routing.h"
+#include "client/targets.h"
+
+#define NNODES	   4 /* node 1: mgmtd; 2..4: storage, two targets each */
+#define NCHAINS	   2u
+#define CHUNK_SIZE (256u << 10)
+#define GUARD_S	   30.0 /* hang guard, not a performance bound */
+
+static struct {
+	char dir[256];
+	char conf[NNODES + 1][300];
+	char log[NNODES + 1][300];
+	char mgmtd[64];
+	pid_t pid[NNODES + 1];
+	const char *daemon;
+	bool up;
+} g;
+
+/* ----------------------------------------------------------------- helpers */
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static void
+rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char p[512];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		rm_rf(p);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+/* A loopback port free right now (the daemon binds it a moment later). */
+static unsigned
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+fill(uint8_t *p, uint32_t n, uint64_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = (uint8_t)(x >> 24);
+	}
+}
+
+static bool
+log_has(int n, const char *what)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(g.log[n], "r");
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, what) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static void
+dump_logs(void)
+{
+	char line[1024];
+
+	for (int n = 1; n <= NNODES; n++) {
+		FILE *f = fopen(g.log[n], "r");
+
+		fprintf(stderr, "---- %s\n", g.log[n]);
+		while (f && fgets(line, sizeof(line), f))
+			fputs(line, stderr);
+		if (f)
+			fclose(f);
+	}
+}
+
+static int
+node_start(int n)
+{
+	int fd = open(g.log[n], O_WRONLY | O_CREAT | O_APPEND, 0644);
+	double t0 = now_s();
+
+	if (fd < 0)
+		return -errno;
+	g.pid[n] = fork();
+	if (g.pid[n] < 0)
+		return -errno;
+	if (g.pid[n] == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(g.daemon, g.daemon, "-c", g.conf[n], (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	while (!log_has(n, ": serving")) {
+		int st;
+
+		if (waitpid(g.pid[n], &st, WNOHANG) == g.pid[n] || now_s() - t0 > GUARD_S) {
+			g.pid[n] = 0;
+			return -ECHILD;
+		}
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+static void
+write_conf(int n, unsigned port, unsigned mport)
+{
+	FILE *f = fopen(g.conf[n], "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[node]\nid = %d\nlisten = 127.0.0.1:%u\nloops = %d\npin = no\n", n,
+		n == 1 ? mport : port, n == 1 ? 1 : 2);
+	if (n == 1) {
+		fprintf(f, "[mgmtd]\ndb = %s/mgmtd.db\nheartbeat_ms = 200\nlease_ms = 2000\n",
+			g.dir);
+	} else {
+		fprintf(f, "mgmtd = 127.0.0.1:%u\n", mport);
+		for (int t = 1; t <= 2; t++)
+			fprintf(f, "[target.%d%d]\npath = %s/t%d%d\ncapacity = 64M\n", n, t, g.dir,
+				n, t);
+	}
+	fclose(f);
+}
+
+/* How many chains mgmtd's routing names (negative: the call failed). */
+static int
+chains_known(struct cfs_client *c, uint32_t alias)
+{
+	struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_ROUTING), *resp = NULL;
+	int rc;
+
+	if (!req)
+		return -ENOMEM;
+	RT_BODY(req, mgmtd_routing)->flags = CFS_ROUTING_F_FULL;
+	rc = cfs_client_call(c, CFS_ADDR(alias, CFS_LOCAL_MGMTD), req, 5000, &resp);
+	if (rc == 0)
+		rc = (int)RT_BODY(resp, mgmtd_routing_resp)->chains_count;
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* MGMTD_CREATE_CHAINS until routing names them (nodes may still be
+ * registering; an answer lost to a timeout may still have built them). */
+static int
+create_chains(void)
+{
+	struct cfs_client *c = NULL;
+	double t0 = now_s();
+	uint32_t alias;
+	int rc;
+
+	rc = cfs_client_create(NULL, &c);
+	if (rc != 0)
+		return rc;
+	rc = cfs_client_connect(c, g.mgmtd, &alias);
+	while (rc == 0 && chains_known(c, alias) < (int)NCHAINS) {
+		struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_CREATE_CHAINS), *resp = NULL;
+
+		if (!req) {
+			rc = -ENOMEM;
+			break;
+		}
+		RT_BODY(req, mgmtd_create_chains)->replicas = 3;
+		RT_BODY(req, mgmtd_create_chains)->chains = NCHAINS;
+		cfs_client_call(c, CFS_ADDR(alias, CFS_LOCAL_MGMTD), req, 5000, &resp);
+		rt_msg_free(&resp);
+		if (now_s() - t0 > GUARD_S)
+			rc = -ETIMEDOUT;
+		else
+			sleep_ms(50);
+	}
+	cfs_client_destroy(&c);
+	return rc;
+}
+
+static void
+cluster_up(void)
+{
+	const char *builddir = getenv("top_builddir");
+	const char *base = getenv("TMPDIR");
+	static char daemon[512];
+	unsigned mport = free_port();
+
+	snprintf(daemon, sizeof(daemon), "%s/chainfsd", builddir ? builddir : ".");
+	g.daemon = daemon;
+	ck_assert_msg(access(daemon, X_OK) == 0, "%s not built", daemon);
+	/* A real file system: targets use O_DIRECT, which tmpfs refuses. */
+	snprintf(g.dir, sizeof(g.dir), "%s/cfs-chunk-client.XXXXXX", base ? base : "/var/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(g.dir));
+	snprintf(g.mgmtd, sizeof(g.mgmtd), "127.0.0.1:%u", mport);
+	for (int n = 1; n <= NNODES; n++) {
+		snprintf(g.conf[n], sizeof(g.conf[n]), "%s/n%d.conf", g.dir, n);
+		snprintf(g.log[n], sizeof(g.log[n]), "%s/n%d.log", g.dir, n);
+		write_conf(n, free_port(), mport);
+	}
+	for (int n = 1; n <= NNODES; n++) {
+		if (node_start(n) != 0) {
+			dump_logs();
+			ck_abort_msg("node %d did not start", n);
+		}
+	}
+	g.up = true;
+	if (create_chains() != 0) {
+		dump_logs();
+		ck_abort_msg("create-chains failed");
+	}
+}
+
+static void
+cluster_down(void)
+{
+	for (int n = 1; n <= NNODES; n++) {
+		if (g.pid[n] > 0)
+			kill(g.pid[n], SIGTERM);
+	}
+	for (int n = 1; n <= NNODES; n++) {
+		int st;
+
+		if (g.pid[n] > 0)
+			waitpid(g.pid[n], &st, 0);
+		g.pid[n] = 0;
+	}
+	if (g.up && !getenv("KEEP"))
+		rm_rf(g.dir);
+	g.up = false;
+}
+
+/* Every chain known and all its members serving. */
+static bool
+chains_serving(struct cfs_chunk_client *c)
+{
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	bool ok = s && s->nchains == NCHAINS;
+
+	for (uint32_t i = 0; ok && i < s->nchains; i++)
+		ok = s->chains[i].count == 3 && cfs_route_chain_tail(&s->chains[i]) == 2;
+	cfs_routing_snap_put(&s);
+	return ok;
+}
+
+static struct cfs_chunk_client *
+client_new_loops(unsigned loops)
+{
+	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .loops = loops};
+	struct cfs_chunk_client *c = NULL;
+	double t0 = now_s();
+
+	ck_assert_int_eq(cfs_chunk_client_create(&o, &c), 0);
+	while (!chains_serving(c)) {
+		ck_assert_msg(now_s() - t0 < GUARD_S, "chains not serving");
+		sleep_ms(20);
+	}
+	return c;
+}
+
+static struct cfs_chunk_client *
+client_new(void)
+{
+	return client_new_loops(1);
+}
+
+static uint64_t
+chain_id(struct cfs_chunk_client *c, unsigned i)
+{
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	uint64_t id = s->chains[i].chain_id;
+
+	cfs_routing_snap_put(&s);
+	return id;
+}
+
+/* ------------------------------------------------------------------- tests */
+
+START_TEST(test_chunk_client_put_get_round_trip_when_chain_serving)
+{
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(1, 0);
+	uint64_t chain = chain_id(c, 0), v1 = 0, v2 = 0, rv = 0;
+	uint32_t len = 100000, got = 0;
+	uint8_t *data = malloc(len), *back = malloc(len);
+
+	fill(data, len, 1);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, len, &v1), 0);
+	ck_assert_uint_gt(v1, 0);
+	ck_assert_int_eq(cfs_chunk_get(c, chain, &id, 0, back, len, 0, &got, &rv), 0);
+	ck_assert_uint_eq(got, len);
+	ck_assert_uint_eq(rv, v1);
+	ck_assert_mem_eq(back, data, len);
+	/* A partial overwrite makes the next version; a read past the end is short. */
+	fill(data, 1000, 2);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 5000, data, 1000, &v2), 0);
+	ck_assert_uint_eq(v2, v1 + 1);
+	ck_assert_int_eq(cfs_chunk_get(c, chain, &id, 5000, back, len, 0, &got, &rv), 0);
+	ck_assert_uint_eq(got, len - 5000);
+	ck_assert_uint_eq(rv, v2);
+	ck_assert_mem_eq(back, data, 1000);
+	/* Relaxed reads are served too. */
+	ck_assert_int_eq(
+		cfs_chunk_get(c, chain, &id, 5000, back, 1000, CFS_CHUNK_F_RELAXED, &got, NULL), 0);
+	ck_assert_mem_eq(back, data, 1000);
+	free(data);
+	free(back);
+	cfs_chunk_client_destroy(&c);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined)
+{
+	enum { N = 64, LEN = 20000 };
+	/* Two loops: the batch runs as two parts. */
+	struct cfs_chunk_client *c = client_new_loops(2);
+	struct cfs_chunk_op ops[N];
+	uint8_t *data = malloc((size_t)N * LEN), *back = calloc(N, LEN);
+	uint64_t chains[NCHAINS] = {chain_id(c, 0), chain_id(c, 1)};
+	struct cfs_chunk_client_stats st0, st1;
+	unsigned per_chain[NCHAINS] = {0};
+
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t ch = cfs_chunk_client_place(c, 77, i, 0);
+
+		per_chain[ch == chains[1]]++;
+		ck_assert(ch == chains[0] || ch == chains[1]);
+		fill(data + (size_t)i * LEN, LEN, 100 + i);
+		ops[i] = (struct cfs_chunk_op){
+			.kind = CFS_CHUNK_OP_WRITE,
+			.chain_id = ch,
+			.chunk = cfs_chunk_id(2, i),
+			.chunk_size = CHUNK_SIZE,
+			.len = LEN - i,
+			.data = data + (size_t)i * LEN,
+		};
+	}
+	/* Placement spreads a file over both chains evenly. */
+	ck_assert_uint_eq(per_chain[0], N / 2);
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_int_eq(ops[i].rc, 0);
+		ck_assert_uint_eq(ops[i].version, 1);
+		ck_assert_uint_eq(ops[i].out_len, LEN - i);
+		ck_assert_uint_ge(ops[i].attempts, 1);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		ops[i].kind = CFS_CHUNK_OP_READ;
+		ops[i].len = LEN;
+		ops[i].data = back + (size_t)i * LEN;
+	}
+	cfs_chunk_client_stats(c, &st0);
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	cfs_chunk_client_stats(c, &st1);
+	/* Reads of one target left together: 64 reads over 6 replicas in two
+	 * parts take at most 12 requests when none was retried. */
+	ck_assert_uint_eq(st1.ops - st0.ops, N);
+	ck_assert_uint_eq(st1.retries, st0.retries);
+	ck_assert_uint_le(st1.requests - st0.requests, 12);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_int_eq(ops[i].rc, 0);
+		ck_assert_uint_eq(ops[i].out_len, LEN - i);
+		ck_assert_uint_eq(ops[i].version, 1);
+		ck_assert_mem_eq(back + (size_t)i * LEN, data + (size_t)i * LEN, LEN - i);
+	}
+	/* Queries: committed version, length, size class. */
+	for (unsigned i = 0; i < N; i++)
+		ops[i].kind = CFS_CHUNK_OP_QUERY;
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_uint_eq(ops[i].out_len, LEN - i);
+		ck_assert_uint_eq(ops[i].version, 1);
+		ck_assert_uint_eq(ops[i].pending, 0);
+		ck_assert_uint_eq(ops[i].out_chunk_size, CHUNK_SIZE);
+	}
+	free(data);
+	free(back);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_chunk_client_reads_each_replica_when_replica_flag_set)
+{
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(3, 0);
+	uint64_t chain = chain_id(c, 1);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint8_t data[4096], back[4096];
+	struct cfs_chunk_op op;
+
+	fill(data, sizeof(data), 3);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, sizeof(data), NULL), 0);
+	for (uint32_t r = 0; r < 3; r++) {
+		memset(back, 0, sizeof(back));
+		op = (struct cfs_chunk_op){
+			.kind = CFS_CHUNK_OP_READ,
+			.chain_id = chain,
+			.chunk = id,
+			.len = sizeof(back),
+			.data = back,
+			.flags = CFS_CHUNK_F_REPLICA,
+			.replica = r,
+		};
+		ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), 0);
+		ck_assert_uint_eq(op.target, ch->members[r].target);
+		ck_assert_mem_eq(back, data, sizeof(data));
+	}
+	/* No fourth replica: refused, not retried. */
+	op.replica = 3;
+	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ENOTSERVING);
+	ck_assert_uint_eq(op.attempts, 0);
+	cfs_routing_snap_put(&s);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_chunk_client_refuses_without_sending_when_input_bad)
+{
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(4, 0), zero = {{0}};
+	uint64_t chain = chain_id(c, 0);
+	static uint8_t data[8192];
+	struct cfs_chunk_op ops[3] = {
+		{.kind = CFS_CHUNK_OP_WRITE,
+		 .chain_id = chain,
+		 .chunk = id,
+		 .chunk_size = 4096,
+		 .len = 4097,
+		 .data = data},
+		{.kind = CFS_CHUNK_OP_WRITE,
+		 .chain_id = chain,
+		 .chunk = zero,
+		 .chunk_size = 4096,
+		 .len = 1,
+		 .data = data},
+		{.kind = CFS_CHUNK_OP_WRITE,
+		 .chain_id = chain,
+		 .chunk = id,
+		 .chunk_size = CHUNK_SIZE,
+		 .len = 8192,
+		 .data = data},
+	};
+
+	/* The bad ones fail alone; the good one in the same batch goes through. */
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, 3), -EINVAL);
+	ck_assert_int_eq(ops[0].rc, -EINVAL);
+	ck_assert_uint_eq(ops[0].attempts, 0);
+	ck_assert_int_eq(ops[1].rc, -EINVAL);
+	ck_assert_uint_eq(ops[1].attempts, 0);
+	ck_assert_int_eq(ops[2].rc, 0);
+	ck_assert_uint_eq(ops[2].attempts, 1);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, 4096, 1, data, 4096, NULL), -EINVAL);
+	/* A chunk nobody wrote: not retried. */
+	id = cfs_chunk_id(4, 1);
+	ops[0] = (struct cfs_chunk_op){
+		.kind = CFS_CHUNK_OP_READ, .chain_id = chain, .chunk = id, .len = 10, .data = data};
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, 1), -CFS_ENOCHUNK);
+	ck_assert_uint_eq(ops[0].attempts, 1);
+	/* A chain routing never names. */
+	ck_assert_int_eq(cfs_chunk_put(c, 999999, &id, 4096, 0, data, 10, NULL), -CFS_ENOCHAIN);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_chunk_client_truncates_and_removes_when_chain_replicates_them)
+{
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(6, 0);
+	uint64_t chain = chain_id(c, 1), v = 0;
+	uint8_t data[10000], back[10000];
+	struct cfs_chunk_op op;
+
+	fill(data, sizeof(data), 6);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, sizeof(data), &v), 0);
+	op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_TRUNCATE,
+				   .chain_id = chain,
+				   .chunk = id,
+				   .chunk_size = CHUNK_SIZE,
+				   .len = 3000};
+	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), 0);
+	ck_assert_uint_eq(op.out_len, 3000);
+	ck_assert_uint_eq(op.version, v + 1);
+	/* Every replica holds the truncated chunk. */
+	for (uint32_t r = 0; r < 3; r++) {
+		op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_READ,
+					   .chain_id = chain,
+					   .chunk = id,
+					   .len = sizeof(back),
+					   .data = back,
+					   .flags = CFS_CHUNK_F_REPLICA,
+					   .replica = r};
+		ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), 0);
+		ck_assert_uint_eq(op.out_len, 3000);
+		ck_assert_mem_eq(back, data, 3000);
+	}
+	op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_REMOVE, .chain_id = chain, .chunk = id};
+	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), 0);
+	for (uint32_t r = 0; r < 3; r++) {
+		op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_QUERY,
+					   .chain_id = chain,
+					   .chunk = id,
+					   .flags = CFS_CHUNK_F_REPLICA,
+					   .replica = r};
+		ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ENOCHUNK);
+	}
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* MGMTD_OFFLINE_TARGET (undo: back online) of `target`. */
+static int
+offline_target(uint32_t target, bool undo)
+{
+	struct cfs_client *c = NULL;
+	struct rt_msg *req, *resp = NULL;
+	uint32_t alias;
+	int rc;
+
+	rc = cfs_client_create(NULL, &c);
+	if (rc != 0)
+		return rc;
+	rc = cfs_client_connect(c, g.mgmtd, &alias);
+	req = rc == 0 ? rt_msg_new(CFS_MSG_MGMTD_OFFLINE_TARGET) : NULL;
+	if (req) {
+		RT_BODY(req, mgmtd_offline_target)->target = target;
+		RT_BODY(req, mgmtd_offline_target)->undo = undo;
+		rc = cfs_client_call(c, CFS_ADDR(alias, CFS_LOCAL_MGMTD), req, 5000, &resp);
+	} else if (rc == 0) {
+		rc = -ENOMEM;
+	}
+	rt_msg_free(&resp);
+	cfs_client_destroy(&c);
+	return rc;
+}
+
+START_TEST(test_chunk_client_follows_chain_when_its_version_moves)
+{
+	enum { N = 8, LEN = 4096 };
+	struct cfs_chunk_client *c = client_new();
+	uint64_t chain = chain_id(c, 0);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t head = ch->members[0].target, ver0 = ch->chain_ver;
+	uint8_t data[N][LEN], back[LEN];
+	struct cfs_chunk_op ops[N];
+
+	cfs_routing_snap_put(&s);
+	for (unsigned i = 0; i < N; i++) {
+		fill(data[i], LEN, 800 + i);
+		ops[i] = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_WRITE,
+					       .chain_id = chain,
+					       .chunk = cfs_chunk_id(8, i),
+					       .chunk_size = CHUNK_SIZE,
+					       .len = LEN,
+					       .data = data[i]};
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	/* Take the head out: the chain's version moves and its old head
+	 * refuses; writes sent with the old version are refused as stale and
+	 * retried against the new head. */
+	ck_assert_int_eq(offline_target(head, false), 0);
+	for (unsigned i = 0; i < N; i++)
+		fill(data[i], LEN, 900 + i);
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_uint_eq(ops[i].version, 2);
+		ck_assert_uint_ne(ops[i].target, head);
+	}
+	s = cfs_chunk_client_routing(c);
+	ch = cfs_routing_chain(s, chain);
+	ck_assert_uint_gt(ch->chain_ver, ver0);
+	ck_assert_uint_ne(ch->members[0].target, head);
+	cfs_routing_snap_put(&s);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_int_eq(
+			cfs_chunk_get(c, chain, &ops[i].chunk, 0, back, LEN, 0, NULL, NULL), 0);
+		ck_assert_mem_eq(back, data[i], LEN);
+	}
+	/* Back in: it resyncs and serves again (the next test waits for that). */
+	ck_assert_int_eq(offline_target(head, true), 0);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* Flip every byte of target's 16 KiB size class file (only the checksum
+ * test writes chunks of that class). */
+static void
+corrupt_16k(uint32_t target)
+{
+	char path[400];
+	uint8_t buf[65536];
+	ssize_t n;
+	off_t off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/t%u/slots-16K.dat", g.dir, target);
+	fd = open(path, O_RDWR);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			buf[i] ^= 0x5a;
+		ck_assert_int_eq(pwrite(fd, buf, (size_t)n, off), n);
+		off += n;
+	}
+	ck_assert_int_gt(off, 0);
+	fsync(fd);
+	close(fd);
+}
+
+START_TEST(test_chunk_client_reads_a_good_replica_when_others_fail_checksum)
+{
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(11, 0);
+	uint64_t chain = chain_id(c, 1);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t t[3] = {ch->members[0].target, ch->members[1].target, ch->members[2].target};
+	uint8_t data[12000], back[12000];
+	struct cfs_chunk_op op;
+
+	cfs_routing_snap_put(&s);
+	fill(data, sizeof(data), 11);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, 16384, 0, data, sizeof(data), NULL), 0);
+	/* Two replicas hold bad bytes: a read finds the third, whichever it
+	 * tries first. */
+	corrupt_16k(t[0]);
+	corrupt_16k(t[1]);
+	for (unsigned k = 0; k < 3; k++) {
+		memset(back, 0, sizeof(back));
+		op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_READ,
+					   .chain_id = chain,
+					   .chunk = id,
+					   .len = sizeof(back),
+					   .data = back};
+		ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), 0);
+		ck_assert_uint_eq(op.target, t[2]);
+		ck_assert_mem_eq(back, data, sizeof(data));
+	}
+	/* Asked for a bad replica by index: its error, no other replica. */
+	op.flags = CFS_CHUNK_F_REPLICA;
+	op.replica = 1;
+	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ECHECKSUM);
+	ck_assert_uint_eq(op.attempts, 1);
+	/* All bad: every replica tried once, then the error. */
+	corrupt_16k(t[2]);
+	op.flags = 0;
+	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ECHECKSUM);
+	ck_assert_uint_eq(op.attempts, 3);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* 16 threads share one client of two loops, each writing and reading back
+ * its own chunks on both chains. */
+enum { NTHREADS = 16, ROUNDS = 12, TLEN = 6000 };
+
+struct worker {
+	struct cfs_chunk_client *c;
+	unsigned n;
+	int failures;
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uint8_t data[TLEN], back[TLEN];
+
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		struct cfs_id128 id = cfs_chunk_id(10 + w->n, r % 4);
+		uint64_t chain = cfs_chunk_client_place(w->c, w->n, r % 4, 0);
+		uint32_t got = 0;
+
+		fill(data, TLEN, (uint64_t)w->n << 16 | r);
+		if (cfs_chunk_put(w->c, chain, &id, CHUNK_SIZE, 0, data, TLEN, NULL) != 0 ||
+		    cfs_chunk_get(w->c, chain, &id, 0, back, TLEN, 0, &got, NULL) != 0 ||
+		    got != TLEN || memcmp(back, data, TLEN) != 0)
+			w->failures++;
+	}
+	return NULL;
+}
+
+START_TEST(test_chunk_client_serves_16_threads_when_they_share_it)
+{
+	struct cfs_chunk_client *c = client_new_loops(2);
+	struct worker w[NTHREADS];
+	pthread_t th[NTHREADS];
+
+	for (unsigned i = 0; i < NTHREADS; i++) {
+		w[i] = (struct worker){.c = c, .n = i};
+		ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < NTHREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(w[i].failures, 0);
+	}
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* The node of chain `chain`'s head. */
+static uint32_t
+head_node(struct cfs_chunk_client *c, uint64_t chain, uint64_t *routing_ver)
+{
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t node = ch && cfs_route_chain_head(ch) == 0 ? ch->members[0].node_id : 0;
+
+	*routing_ver = s->routing_ver;
+	cfs_routing_snap_put(&s);
+	return node;
+}
+
+START_TEST(test_chunk_client_retries_until_served_when_head_killed)
+{
+	enum { N = 16, LEN = 8192 };
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_id128 id = cfs_chunk_id(5, 0);
+	uint64_t chain = chain_id(c, 0), ver_before, ver_mid, ver_after, v = 0;
+	uint8_t data[LEN], back[N][LEN], many[N][LEN];
+	struct cfs_chunk_op ops[N];
+	uint32_t node, attempts = 0, got = 0;
+
+	fill(data, LEN, 5);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, LEN, NULL), 0);
+	for (unsigned i = 0; i < N; i++) {
+		fill(many[i], LEN, 600 + i);
+		ops[i] = (struct cfs_chunk_op){
+			.kind = CFS_CHUNK_OP_WRITE,
+			.chain_id = chain,
+			.chunk = cfs_chunk_id(5, 1 + i),
+			.chunk_size = CHUNK_SIZE,
+			.len = LEN,
+			.data = many[i],
+		};
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	node = head_node(c, chain, &ver_before);
+	ck_assert_uint_ge(node, 2);
+	ck_assert(kill(g.pid[node], SIGKILL) == 0);
+
+	/* Reads right away: those spread to the dead head fail over to the
+	 * other replicas (unless routing already moved it away). */
+	for (unsigned i = 0; i < N; i++) {
+		ops[i].kind = CFS_CHUNK_OP_READ;
+		ops[i].data = back[i];
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	head_node(c, chain, &ver_mid);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_mem_eq(back[i], many[i], LEN);
+		attempts += ops[i].attempts;
+	}
+	ck_assert(attempts > N || ver_mid > ver_before);
+
+	/* Writes to the dead head fail until mgmtd moves it to the end (one
+	 * lease, 2 s); the client retries through that. */
+	attempts = 0;
+	for (unsigned i = 0; i < N; i++) {
+		fill(many[i], LEN, 700 + i);
+		ops[i].kind = CFS_CHUNK_OP_WRITE;
+		ops[i].data = many[i];
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		attempts += ops[i].attempts;
+		ck_assert_uint_eq(ops[i].version, 2);
+	}
+	fill(data, LEN, 6);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, LEN, &v), 0);
+	ck_assert_uint_eq(v, 2);
+	ck_assert_uint_ne(head_node(c, chain, &ver_after), node);
+	/* Either some write needed more than one attempt or routing had moved
+	 * before they were sent. */
+	ck_assert(attempts > N || ver_mid > ver_before);
+	ck_assert_uint_gt(ver_after, ver_before);
+
+	/* Reads: spread over what serves now, every one answers. */
+	for (unsigned i = 0; i < 8; i++) {
+		memset(back[0], 0, LEN);
+		ck_assert_int_eq(cfs_chunk_get(c, chain, &id, 0, back[0], LEN, 0, &got, &v), 0);
+		ck_assert_uint_eq(got, LEN);
+		ck_assert_uint_eq(v, 2);
+		ck_assert_mem_eq(back[0], data, LEN);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		ops[i].kind = CFS_CHUNK_OP_READ;
+		ops[i].data = back[i];
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++)
+		ck_assert_mem_eq(back[i], many[i], LEN);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+static Suite *
+chunk_client_suite(void)
+{
+	Suite *s = suite_create("chunk_client");
+	TCase *tc;
+
+	tc = tcase_create("cluster");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_chunk_client_put_get_round_trip_when_chain_serving);
+	tcase_add_test(tc, test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined);
+	tcase_add_test(tc, test_chunk_client_reads_each_replica_when_replica_flag_set);
+	tcase_add_test(tc, test_chunk_client_refuses_without_sending_when_input_bad);
+	tcase_add_test(tc, test_chunk_client_serves_16_threads_when_they_share_it);
+	tcase_add_test(tc, test_chunk_client_follows_chain_when_its_version_moves);
+	tcase_add_test(tc, test_chunk_client_reads_a_good_replica_when_others_fail_checksum);
+	tcase_add_test(tc, test_chunk_client_truncates_and_removes_when_chain_replicates_them);
+	/* Last: it leaves the cluster one node short. */
+	tcase_add_test(tc, test_chunk_client_retries_until_served_when_head_killed);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(chunk_client_suite());
+	int failed;
+
+	signal(SIGPIPE, SIG_IGN);
+	rt_log_set_level(RT_LOG_ERR);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
