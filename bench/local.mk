@@ -7,7 +7,7 @@ CLEANFILES += $(EXTRA_PROGRAMS)
 BENCH_SECONDS ?= 2
 BENCH_ROUNDS ?= 3
 .PHONY: bench bench-rt
-bench: bench-rt bench-storage bench-disk
+bench: bench-rt bench-storage bench-replicated bench-disk
 bench-rt: bench/bench_rt
 	bench/bench_rt $(BENCH_SECONDS) $(BENCH_ROUNDS)
 include bench/disk.mk

@@ -35,13 +35,11 @@
  * measures chainfs or the neighbours.
  */
 #define RT_LOG_SUBSYS "bench"
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,9 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +57,7 @@
 #include "client/client.h"
 #include "client/routing.h"
 #include "client/targets.h"
+#include "tests/proc.h"
 
 #define NSTORAGE    3
 #define NNODES	    (1 + NSTORAGE)
@@ -72,15 +69,8 @@
 #define MAX_BATCH   64
 #define MAX_ROUNDS  64
 
-struct node {
-	unsigned id;
-	unsigned port;
-	pid_t pid;
-	char conf[600], log[600];
-};
-
-static struct node g_nodes[NNODES + 1];
-static uint32_t g_alias[NNODES + 1]; /* the admin client's node ids for the storage nodes */
+static struct tp_proc g_nodes[NNODES + 1]; /* by node id; [0] unused */
+static uint32_t g_alias[NNODES + 1];	   /* the admin client's node ids for the storage nodes */
 static char g_dir[512];
 static char g_fio_file[600];
 static char g_lock[600]; /* DIR.lock, held for the run */
@@ -89,15 +79,6 @@ static const char *g_daemon;
 static unsigned g_chains = 6, g_threads = 2, g_batch = 16;
 static double g_seconds = 5.0;
 static unsigned g_rounds = 3;
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int
 cmp_double(const void *a, const void *b)
@@ -120,13 +101,8 @@ median(const double *v, unsigned n)
 static void
 stop_all(void)
 {
-	for (unsigned n = NNODES; n >= 1; n--) {
-		if (g_nodes[n].pid > 0) {
-			kill(g_nodes[n].pid, SIGTERM);
-			waitpid(g_nodes[n].pid, NULL, 0);
-			g_nodes[n].pid = 0;
-		}
-	}
+	for (unsigned n = NNODES; n >= 1; n--)
+		tp_proc_signal(&g_nodes[n], SIGTERM);
 }
 
 static void
@@ -134,10 +110,7 @@ die(const char *what, int rc)
 {
 	fprintf(stderr, "bench_replicated: %s: %s (%s); logs in %s\n", what, cfs_strerror(rc),
 		cfs_errname(rc), g_dir);
-	for (unsigned n = 1; n <= NNODES; n++) {
-		if (g_nodes[n].pid > 0)
-			kill(g_nodes[n].pid, SIGKILL);
-	}
+	tp_procs_kill(&g_nodes[1], NNODES);
 	exit(1);
 }
 
@@ -158,45 +131,7 @@ env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
 	return (unsigned)x;
 }
 
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[1024];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
-
 /* ------------------------------------------------------------- the cluster */
-
-static unsigned
-free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	unsigned port = 0;
-
-	if (fd < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
 
 static uint32_t
 target_id(unsigned node, unsigned k)
@@ -211,67 +146,56 @@ write_configs(void)
 	/* Every target holds about a third of the data set over K targets, and a chunk's
 	 * new version takes a new slot before the old one is freed: twice that, plus room. */
 	unsigned cap_mib = 2 * DATASET_MIB / g_chains + 256;
+	uint32_t targets[64];
+	char db[600], cap[32];
 
+	snprintf(db, sizeof(db), "%s/mgmtd.db", g_dir);
+	snprintf(cap, sizeof(cap), "%uM", cap_mib);
 	for (unsigned n = 1; n <= NNODES; n++) {
-		struct node *nd = &g_nodes[n];
-		FILE *f;
+		struct tp_proc *nd = &g_nodes[n];
+		/* Not pinned (tp_conf_write): the daemons and this process share the cores. */
+		struct tp_conf c = {.id = n, .port = tp_free_port(), .log_level = "warn"};
+		int rc;
 
-		nd->id = n;
-		nd->port = free_port();
-		if (!nd->port)
+		if (!c.port)
 			die("free port", -EADDRNOTAVAIL);
 		snprintf(nd->conf, sizeof(nd->conf), "%s/n%u.conf", g_dir, n);
 		snprintf(nd->log, sizeof(nd->log), "%s/n%u.log", g_dir, n);
-		if (n == 1)
-			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", nd->port);
-		f = fopen(nd->conf, "w");
-		if (!f)
-			die(nd->conf, -errno);
-		/* Not pinned: the daemons and this process share the machine's cores. */
-		fprintf(f, "[node]\nid = %u\nlisten = 127.0.0.1:%u\npin = no\nlog_level = warn\n",
-			n, nd->port);
 		if (n == 1) {
-			fprintf(f, "loops = 1\n[mgmtd]\ndb = %s/mgmtd.db\n", g_dir);
+			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", c.port);
+			c.loops = "1";
+			c.mgmtd_db = db;
 		} else {
-			fprintf(f, "loops = %s\nmgmtd = %s\n", loops, g_mgmtd_ep);
+			c.loops = loops;
+			c.mgmtd = g_mgmtd_ep;
 			for (unsigned k = 0; k < g_chains; k++)
-				fprintf(f, "[target.%u]\npath = %s/t%u\ncapacity = %uM\n",
-					target_id(n, k), g_dir, target_id(n, k), cap_mib);
+				targets[k] = target_id(n, k);
+			c.ntargets = g_chains;
+			c.targets = targets;
+			c.target_dir = g_dir;
+			c.capacity = cap;
 		}
-		fclose(f);
+		rc = tp_conf_write(nd, &c);
+		if (rc != 0)
+			die(nd->conf, rc);
 	}
 }
 
 static void
 node_start(unsigned n)
 {
-	struct node *nd = &g_nodes[n];
-	int fd = open(nd->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	/* A benchmark killed half-way leaves no cluster behind (TP_PDEATHSIG). */
+	int rc = tp_proc_start(&g_nodes[n], g_daemon, TP_PDEATHSIG, NULL);
 
-	if (fd < 0)
-		die(nd->log, -errno);
-	nd->pid = fork();
-	if (nd->pid < 0)
-		die("fork", -errno);
-	if (nd->pid == 0) {
-		/* A benchmark killed half-way leaves no cluster behind. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(g_daemon, g_daemon, "-c", nd->conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
+	if (rc != 0)
+		die(g_nodes[n].log, rc);
 }
 
 static void
 check_alive(void)
 {
 	for (unsigned n = 1; n <= NNODES; n++) {
-		int st;
-
-		if (g_nodes[n].pid > 0 && waitpid(g_nodes[n].pid, &st, WNOHANG) == g_nodes[n].pid) {
-			g_nodes[n].pid = 0;
+		if (g_nodes[n].pid > 0 && tp_proc_check(&g_nodes[n]) != 0) {
 			fprintf(stderr, "bench_replicated: node %u exited; see %s\n", n,
 				g_nodes[n].log);
 			die("cluster", -ECHILD);
@@ -282,19 +206,13 @@ check_alive(void)
 static int
 create_chains(struct cfs_client *admin, uint32_t mgmtd_node)
 {
-	struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_CREATE_CHAINS), *resp = NULL;
+	char detail[512];
 	int rc;
 
-	if (!req)
-		return -ENOMEM;
-	RT_BODY(req, mgmtd_create_chains)->replicas = NSTORAGE;
-	RT_BODY(req, mgmtd_create_chains)->chains = g_chains;
-	rc = cfs_client_call(admin, CFS_ADDR(mgmtd_node, CFS_LOCAL_MGMTD), req, 10000, &resp);
-	if (rc != 0 && resp && RT_BODY(resp, mgmtd_create_chains_resp)->detail.len)
-		fprintf(stderr, "bench_replicated: create-chains: %.*s\n",
-			(int)RT_BODY(resp, mgmtd_create_chains_resp)->detail.len,
-			(const char *)RT_BODY(resp, mgmtd_create_chains_resp)->detail.p);
-	rt_msg_free(&resp);
+	rc = tp_create_chains(admin, CFS_ADDR(mgmtd_node, CFS_LOCAL_MGMTD), NSTORAGE, g_chains,
+			      10000, NULL, detail, sizeof(detail));
+	if (rc != 0 && detail[0])
+		fprintf(stderr, "bench_replicated: create-chains: %s\n", detail);
 	return rc;
 }
 
@@ -308,14 +226,7 @@ chains_ready(struct cfs_chunk_client *cc, uint32_t *ntargets)
 	if (!s)
 		return false;
 	*ntargets = s->ntargets;
-	ok = s->nchains == g_chains;
-	for (uint32_t i = 0; ok && i < s->nchains; i++) {
-		const struct cfs_route_chain *c = &s->chains[i];
-
-		ok = c->count == NSTORAGE;
-		for (uint32_t k = 0; ok && k < c->count; k++)
-			ok = c->members[k].state == CFS_TS_SERVING;
-	}
+	ok = tp_chains_serving(s, g_chains, NSTORAGE);
 	cfs_routing_snap_put(&s);
 	return ok;
 }
@@ -333,7 +244,7 @@ cluster_start(struct cfs_client *admin)
 	struct cfs_chunk_client *cc = NULL;
 	uint32_t mgmtd_node, ntargets = 0;
 	bool created = false;
-	double t0 = mono_s();
+	double t0 = tp_now_s();
 	int rc = -ETIMEDOUT;
 
 	write_configs();
@@ -342,7 +253,7 @@ cluster_start(struct cfs_client *admin)
 	rc = cfs_client_connect(admin, g_mgmtd_ep, &mgmtd_node);
 	if (rc != 0)
 		die("mgmtd endpoint", rc);
-	while (mono_s() - t0 < 120) {
+	while (tp_now_s() - t0 < 120) {
 		check_alive();
 		if (!cc && cfs_chunk_client_create(&o, &cc) != 0)
 			cc = NULL;
@@ -496,7 +407,7 @@ worker_run(void *arg)
 	while (atomic_load(&l->first_error) == 0) {
 		unsigned n = 0;
 
-		if (!l->count && mono_s() >= l->t_end)
+		if (!l->count && tp_now_s() >= l->t_end)
 			break;
 		for (; n < g_batch; n++) {
 			uint64_t i = atomic_fetch_add(&l->next, 1);
@@ -542,7 +453,7 @@ run_load(struct load *l)
 	atomic_store(&l->next, 0);
 	atomic_store(&l->done_bytes, 0);
 	atomic_store(&l->first_error, 0);
-	t0 = mono_s();
+	t0 = tp_now_s();
 	l->t_end = t0 + l->seconds;
 	for (unsigned t = 0; t < g_threads; t++) {
 		w[t].l = l;
@@ -557,7 +468,7 @@ run_load(struct load *l)
 		pthread_join(w[t].th, NULL);
 		free(w[t].rbuf);
 	}
-	el = mono_s() - t0;
+	el = tp_now_s() - t0;
 	if (atomic_load(&l->first_error) != 0)
 		die(l->kind == CFS_CHUNK_OP_WRITE ? "chunk writes" : "chunk reads",
 		    atomic_load(&l->first_error));
@@ -719,7 +630,7 @@ main(int argc, char **argv)
 	}
 	/* A fresh cluster every run: leftovers of an earlier one (its mgmtd database,
 	 * chains) would not match this run's targets. */
-	rm_rf(g_dir);
+	tp_rm_rf(g_dir);
 	if (mkdir(g_dir, 0755) != 0)
 		die(g_dir, -errno);
 	snprintf(g_fio_file, sizeof(g_fio_file), "%s/fio.data", g_dir);
@@ -732,11 +643,11 @@ main(int argc, char **argv)
 	       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth);
 	if (cfs_client_create(&ao, &admin) != 0)
 		die("client", -ENOMEM);
-	t0 = mono_s();
+	t0 = tp_now_s();
 	cc = cluster_start(admin);
 	printf("bench_replicated: cluster up (mgmtd %s, storage pids %d %d %d) in %.1f s\n",
 	       g_mgmtd_ep, (int)g_nodes[2].pid, (int)g_nodes[3].pid, (int)g_nodes[4].pid,
-	       mono_s() - t0);
+	       tp_now_s() - t0);
 
 	l.cc = cc;
 	if (posix_memalign((void **)&l.wbuf, 4096, CHUNK) != 0)
@@ -746,15 +657,15 @@ main(int argc, char **argv)
 
 	/* Data set: every chunk written once (the write rows then overwrite them, copy on
 	 * write); fio's file laid out once too. */
-	t0 = mono_s();
+	t0 = tp_now_s();
 	l.kind = CFS_CHUNK_OP_WRITE;
 	l.count = NCHUNKS;
 	run_load(&l);
 	printf("bench_replicated: %u MiB written (x3 replicas) in %.1f s\n", DATASET_MIB,
-	       mono_s() - t0);
-	t0 = mono_s();
+	       tp_now_s() - t0);
+	t0 = tp_now_s();
 	run_fio("write", 8, 0, 0, "write");
-	printf("bench_replicated: fio file ready in %.1f s\n", mono_s() - t0);
+	printf("bench_replicated: fio file ready in %.1f s\n", tp_now_s() - t0);
 	l.count = 0;
 	l.seconds = g_seconds;
 
@@ -867,7 +778,7 @@ main(int argc, char **argv)
 	cfs_client_destroy(&admin);
 	stop_all();
 	if (!keep)
-		rm_rf(g_dir);
+		tp_rm_rf(g_dir);
 	unlink(g_lock);
 	return 0;
 }

@@ -58,6 +58,7 @@
 #include "client/client.h"
 #include "client/targets.h"
 #include "disk/disk.h"
+#include "tests/proc.h"
 
 #define TARGET	    1
 #define NCHUNKS	    1024u /* 1 GiB data set, as fio's file */
@@ -69,17 +70,7 @@ static unsigned g_rounds = 3;
 static char g_dir[512];
 static char g_fio_file[600];
 static char g_tdir[600];
-static pid_t g_pid;
-static unsigned g_port;
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static struct tp_proc g_proc; /* the daemon: pid, port, conf, log */
 
 static int
 cmp_double(const void *a, const void *b)
@@ -103,8 +94,7 @@ static void
 die(const char *what, int rc)
 {
 	fprintf(stderr, "bench_storage: %s: %s\n", what, cfs_strerror(rc));
-	if (g_pid > 0)
-		kill(g_pid, SIGKILL);
+	tp_procs_kill(&g_proc, 1);
 	exit(1);
 }
 
@@ -113,53 +103,37 @@ die(const char *what, int rc)
 static void
 daemon_start(const char *daemon)
 {
-	char conf[600], log[600], line[512];
-	double t0 = mono_s();
-	FILE *f;
-	int fd;
+	static const char *const args[] = {"--log-level", "info", NULL};
+	static const uint32_t targets[] = {TARGET};
+	const char *loops = getenv("BENCH_STORAGE_LOOPS");
+	struct tp_conf c = {.id = 1,
+			    .loops = loops ? loops : "2",
+			    .log_level = "warn",
+			    .ntargets = 1,
+			    .targets = targets,
+			    .target_path = g_tdir,
+			    .capacity = "8G"};
+	int rc;
 
-	snprintf(conf, sizeof(conf), "%s/chainfsd.conf", g_dir);
-	snprintf(log, sizeof(log), "%s/chainfsd.log", g_dir);
-	f = fopen(conf, "w");
-	if (!f)
-		die(conf, -errno);
+	snprintf(g_proc.conf, sizeof(g_proc.conf), "%s/chainfsd.conf", g_dir);
+	snprintf(g_proc.log, sizeof(g_proc.log), "%s/chainfsd.log", g_dir);
 	/* Two loops, as a node runs them: the target on loop 1 (auto), and so
 	 * the connections too (chainfsd hands them to its targets' loops); loop
 	 * 0 accepts and runs the control actors. Not pinned: this process
 	 * shares the two cores. */
-	fprintf(f,
-		"[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = %s\npin = no\nlog_level = warn\n"
-		"[target.%d]\npath = %s/target\ncapacity = 8G\n",
-		getenv("BENCH_STORAGE_LOOPS") ? getenv("BENCH_STORAGE_LOOPS") : "2", TARGET, g_dir);
-	fclose(f);
-	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	g_pid = fork();
-	if (g_pid == 0) {
-		dup2(fd, 2);
-		execl(daemon, daemon, "-c", conf, "--log-level", "info", (char *)NULL);
-		_exit(127);
+	rc = tp_conf_write(&g_proc, &c);
+	if (rc != 0)
+		die(g_proc.conf, rc);
+	rc = tp_proc_start(&g_proc, daemon, TP_LOG_TRUNC | TP_STDERR_ONLY, args);
+	if (rc != 0)
+		die("fork", rc);
+	g_proc.port = 0;
+	rc = tp_proc_wait_serving(&g_proc, 60, 20);
+	if (rc == -ECHILD) {
+		fprintf(stderr, "bench_storage: %s exited; see %s\n", daemon, g_proc.log);
+		exit(1);
 	}
-	close(fd);
-	while (mono_s() - t0 < 60 && !g_port) {
-		int st;
-
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			g_pid = 0;
-			fprintf(stderr, "bench_storage: %s exited; see %s\n", daemon, log);
-			exit(1);
-		}
-		f = fopen(log, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, " port=");
-
-			if (p && strstr(line, ": serving"))
-				g_port = (unsigned)strtoul(p + 6, NULL, 10);
-		}
-		if (f)
-			fclose(f);
-		usleep(20000);
-	}
-	if (!g_port)
+	if (!g_proc.port)
 		die("chainfsd did not start", -ETIMEDOUT);
 }
 
@@ -183,9 +157,9 @@ cpu_snap(struct cpu_snap *out)
 	getrusage(RUSAGE_SELF, &ru);
 	out->client_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 			(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	if (g_pid <= 0)
+	if (g_proc.pid <= 0)
 		return;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_proc.pid);
 	d = opendir(path);
 	while (d && (e = readdir(d)) != NULL) {
 		unsigned long long ns = 0, v = 0;
@@ -193,13 +167,14 @@ cpu_snap(struct cpu_snap *out)
 
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)g_pid, e->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)g_proc.pid,
+			 e->d_name);
 		f = fopen(path, "r");
 		if (f && fscanf(f, "%llu", &ns) == 1)
 			out->daemon_s += (double)ns / 1e9;
 		if (f)
 			fclose(f);
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)g_pid, e->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)g_proc.pid, e->d_name);
 		f = fopen(path, "r");
 		while (f && fgets(line, sizeof(line), f)) {
 			if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
@@ -466,27 +441,6 @@ run_fio(const char *rw, uint32_t bs, unsigned depth, unsigned batch, unsigned fd
 
 /* ------------------------------------------------------------------ main */
 
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[1024];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
-
 static bool
 row_wanted(const char *name)
 {
@@ -578,7 +532,7 @@ main(int argc, char **argv)
 	} else {
 		daemon_start(daemon);
 		rc = cfs_client_create(&co, &c);
-		snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_port);
+		snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_proc.port);
 		if (rc == 0)
 			rc = cfs_client_connect(c, ep, &node);
 		if (rc == 0)
@@ -600,14 +554,14 @@ main(int argc, char **argv)
 	}
 	printf("bench_storage: dir=%s seconds=%.1f rounds=%u: preparing %u MiB for each\n", g_dir,
 	       g_seconds, g_rounds, DATASET_MIB);
-	t0 = mono_s();
+	t0 = tp_now_s();
 	target_stats(c, addr, &st0);
 	if (st0.chunks < NCHUNKS) {
 		struct job prep = jobs[3];
 
 		prep.count = 2 * NCHUNKS;
 		run_job(c, &prep);
-		printf("bench_storage: target data set ready in %.1f s\n", mono_s() - t0);
+		printf("bench_storage: target data set ready in %.1f s\n", tp_now_s() - t0);
 	}
 	{
 		/* One untimed pass of whole-chunk reads: after a (re)start the engine
@@ -616,18 +570,18 @@ main(int argc, char **argv)
 		struct job warm = jobs[0];
 
 		warm.count = NCHUNKS;
-		t0 = mono_s();
+		t0 = tp_now_s();
 		run_job(c, &warm);
-		printf("bench_storage: CRC tables warm in %.1f s\n", mono_s() - t0);
+		printf("bench_storage: CRC tables warm in %.1f s\n", tp_now_s() - t0);
 	}
 	{
 		struct stat sb;
 
 		if (stat(g_fio_file, &sb) != 0 || sb.st_size != (off_t)DATASET_MIB << 20) {
-			t0 = mono_s();
+			t0 = tp_now_s();
 			run_fio("write", CHUNK, 8, 0, 0, 0, "write"); /* lays out fio's file, */
 			run_fio("write", CHUNK, 8, 0, 0, 0, "write"); /* written twice as ours */
-			printf("bench_storage: fio file ready in %.1f s\n", mono_s() - t0);
+			printf("bench_storage: fio file ready in %.1f s\n", tp_now_s() - t0);
 		}
 	}
 
@@ -732,11 +686,8 @@ main(int argc, char **argv)
 
 	rt_buf_put(&jobs[3].payload);
 	cfs_client_destroy(&c);
-	if (g_pid > 0) {
-		kill(g_pid, SIGTERM);
-		waitpid(g_pid, NULL, 0);
-	}
+	tp_proc_signal(&g_proc, SIGTERM);
 	if (own_dir)
-		rm_rf(g_dir);
+		tp_rm_rf(g_dir);
 	return 0;
 }

@@ -3,7 +3,7 @@
 # directory, so it finds ./chainfsd.
 EXTRA_PROGRAMS += bench/bench_storage
 bench_bench_storage_SOURCES = bench/storage.c
-bench_bench_storage_LDADD = libcfs_actors.la libcfs_client.la libcfs_disk.la libcfs_net.la \
+bench_bench_storage_LDADD = libcfs_actors.la tests/libcfsproc.la libcfs_client.la libcfs_disk.la libcfs_net.la \
 	libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS) -lm
 
 .PHONY: bench-storage

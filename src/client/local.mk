@@ -10,5 +10,5 @@ check_PROGRAMS += tests/unit/test_chunk_client
 TESTS += tests/unit/test_chunk_client
 tests_unit_test_chunk_client_SOURCES = tests/unit/test_chunk_client.c
 tests_unit_test_chunk_client_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_chunk_client_LDADD = libcfs_client.la libcfs_disk.la libcfs_net.la \
+tests_unit_test_chunk_client_LDADD = tests/libcfsproc.la libcfs_client.la libcfs_disk.la libcfs_net.la \
 	libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS) $(TEST_LIBS)

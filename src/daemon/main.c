@@ -49,7 +49,7 @@ main(int argc, char **argv)
 	struct cfsd_config cfg;
 	struct cfsd_config_errors errs;
 	struct cfsd *d = NULL;
-	enum rt_log_level lvl;
+	enum rt_log_level lvl = RT_LOG_INFO;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "c:l:tVh", opts, NULL)) != -1) {

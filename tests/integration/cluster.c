@@ -36,11 +36,8 @@
  * time. Keep the data and logs with KEEP=1 (always kept on failure).
  */
 #define RT_LOG_SUBSYS "cluster"
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,9 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +59,7 @@
 #include "disk/disk.h"
 #include "net/net.h"
 #include "tests/lincheck.h"
+#include "tests/proc.h"
 
 #define NSTORAGE    3 /* storage nodes 2..4 */
 #define TPN	    2 /* targets per storage node: node n has n1, n2; chains = TPN */
@@ -82,21 +78,13 @@
 #define WATCHDOG_S  900 /* the whole program */
 #define VERIFY_TID  (NWRITERS + NREADERS)
 
-struct node {
-	unsigned id;
-	unsigned port;
-	pid_t pid;
-	char conf[300];
-	char log[300];
-};
-
 static char g_dir[256];
 static char g_mgmtd_ep[64];
 static const char *g_daemon;
-static struct node g_nodes[NNODES + 1]; /* by id; [0] unused */
-static struct cfs_client *g_admin;	/* raw calls: mgmtd, targets */
-static int g_failures;			/* all scenarios */
-static int g_scen_failures;		/* the current one */
+static struct tp_proc g_nodes[NNODES + 1]; /* by id; [0] unused */
+static struct cfs_client *g_admin;	   /* raw calls: mgmtd, targets */
+static int g_failures;			   /* all scenarios */
+static int g_scen_failures;		   /* the current one */
 /* CLUSTER_RELAXED_READS=1: reads skip CRAQ's question to the tail, which is not
  * linearizable; the checker must then fail the run (a test of the test). */
 static uint32_t g_read_flags;
@@ -119,14 +107,6 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
 }
 
 /* The bytes of a write: the token, then xorshift bytes seeded by it. */
@@ -159,54 +139,41 @@ token_of(const uint8_t *p, uint32_t len, uint64_t *token)
 
 /* ------------------------------------------------------------ processes */
 
-static unsigned
-free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	unsigned port = 0;
-
-	if (fd < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
 static int
 write_configs(void)
 {
-	for (unsigned n = 1; n <= NNODES; n++) {
-		struct node *nd = &g_nodes[n];
-		FILE *f;
+	char db[300];
+	int rc;
 
-		nd->id = n;
-		nd->port = free_port();
-		if (!nd->port)
+	snprintf(db, sizeof(db), "%s/mgmtd.db", g_dir);
+	for (unsigned n = 1; n <= NNODES; n++) {
+		struct tp_proc *nd = &g_nodes[n];
+		uint32_t targets[TPN];
+		struct tp_conf c = {.id = n, .port = tp_free_port()};
+
+		if (!c.port)
 			return -EADDRNOTAVAIL;
 		snprintf(nd->conf, sizeof(nd->conf), "%s/n%u.conf", g_dir, n);
 		snprintf(nd->log, sizeof(nd->log), "%s/n%u.log", g_dir, n);
-		if (n == 1)
-			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", nd->port);
-		f = fopen(nd->conf, "w");
-		if (!f)
-			return -errno;
-		fprintf(f, "[node]\nid = %u\nlisten = 127.0.0.1:%u\npin = no\n", n, nd->port);
 		if (n == 1) {
-			fprintf(f,
-				"loops = 1\n[mgmtd]\ndb = %s/mgmtd.db\nheartbeat_ms = %u\n"
-				"lease_ms = %u\n",
-				g_dir, HB_MS, LEASE_MS);
+			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", c.port);
+			c.loops = "1";
+			c.mgmtd_db = db;
+			c.heartbeat_ms = HB_MS;
+			c.lease_ms = LEASE_MS;
 		} else {
-			fprintf(f, "loops = 2\nmgmtd = %s\n", g_mgmtd_ep);
+			c.loops = "2";
+			c.mgmtd = g_mgmtd_ep;
 			for (unsigned t = 1; t <= TPN; t++)
-				fprintf(f, "[target.%u%u]\npath = %s/t%u%u\ncapacity = 256M\n", n,
-					t, g_dir, n, t);
+				targets[t - 1] = n * 10 + t; /* target.21 in t21 */
+			c.ntargets = TPN;
+			c.targets = targets;
+			c.target_dir = g_dir;
+			c.capacity = "256M";
 		}
-		fclose(f);
+		rc = tp_conf_write(nd, &c);
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -214,43 +181,14 @@ write_configs(void)
 static int
 node_start(unsigned n)
 {
-	struct node *nd = &g_nodes[n];
-	int fd = open(nd->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-	if (fd < 0)
-		return -errno;
-	nd->pid = fork();
-	if (nd->pid < 0) {
-		nd->pid = 0;
-		close(fd);
-		return -errno;
-	}
-	if (nd->pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(g_daemon, g_daemon, "-c", nd->conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
-	return 0;
+	return tp_proc_start(&g_nodes[n], g_daemon, 0, NULL);
 }
 
 /* Send sig; for KILL/TERM wait for the process to go. */
 static void
 node_signal(unsigned n, int sig)
 {
-	struct node *nd = &g_nodes[n];
-	int st;
-
-	if (nd->pid <= 0)
-		return;
-	if (sig == SIGTERM)
-		kill(nd->pid, SIGCONT);
-	kill(nd->pid, sig);
-	if (sig == SIGKILL || sig == SIGTERM) {
-		waitpid(nd->pid, &st, 0);
-		nd->pid = 0;
-	}
+	tp_proc_signal(&g_nodes[n], sig);
 }
 
 static void
@@ -264,10 +202,7 @@ static void
 on_watchdog(int sig)
 {
 	(void)sig;
-	for (unsigned n = 1; n <= NNODES; n++) {
-		if (g_nodes[n].pid > 0)
-			kill(g_nodes[n].pid, SIGKILL);
-	}
+	tp_procs_kill(&g_nodes[1], NNODES);
 	static const char msg[] = "cluster: FAIL: watchdog: the program hung; data kept\n";
 	if (write(2, msg, sizeof(msg) - 1) < 0)
 		_exit(1);
@@ -328,7 +263,7 @@ wait_routing(const char *desc, routing_pred_fn pred, const void *arg)
 		if (s && pred(s, arg))
 			return s;
 		cfs_routing_snap_put(&s);
-		sleep_ms(100);
+		tp_sleep_ms(100);
 	}
 	FAIL("waited %d s for: %s", GUARD_S, desc);
 	return NULL;
@@ -349,19 +284,7 @@ nodes_up(const struct cfs_routing_snap *s, const void *arg)
 static bool
 healthy(const struct cfs_routing_snap *s, const void *arg)
 {
-	if (!nodes_up(s, arg) || s->nchains == 0)
-		return false;
-	for (uint32_t i = 0; i < s->nchains; i++) {
-		const struct cfs_route_chain *c = &s->chains[i];
-
-		if (c->count != NSTORAGE)
-			return false;
-		for (uint32_t k = 0; k < c->count; k++) {
-			if (c->members[k].state != CFS_TS_SERVING)
-				return false;
-		}
-	}
-	return true;
+	return nodes_up(s, arg) && tp_chains_serving(s, 0, NSTORAGE);
 }
 
 /* Node *arg is down and none of its targets serves. */
@@ -420,18 +343,13 @@ routing_describe(const struct cfs_routing_snap *s, char *out, size_t n)
 static int
 create_chains(void)
 {
-	struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_CREATE_CHAINS), *resp = NULL;
+	unsigned created = 0;
 	int rc;
 
-	if (!req)
-		return -ENOMEM;
-	RT_BODY(req, mgmtd_create_chains)->replicas = NSTORAGE;
-	RT_BODY(req, mgmtd_create_chains)->chains = 0;
-	rc = mgmtd_call(req, &resp);
+	rc = tp_create_chains(g_admin, CFS_ADDR(1, CFS_LOCAL_MGMTD), NSTORAGE, 0, 2000, &created,
+			      NULL, 0);
 	if (rc == 0)
-		printf("cluster: created %u chain(s) of %u\n",
-		       RT_BODY(resp, mgmtd_create_chains_resp)->created, NSTORAGE);
-	rt_msg_free(&resp);
+		printf("cluster: created %u chain(s) of %u\n", created, NSTORAGE);
 	return rc;
 }
 
@@ -919,7 +837,7 @@ load_wait_acks(struct load *l, uint64_t n, bool after_fault)
 			     GUARD_S, n, after_fault ? " after the fault" : "");
 			return;
 		}
-		sleep_ms(20);
+		tp_sleep_ms(20);
 	}
 }
 
@@ -1165,7 +1083,7 @@ scenario_restart(unsigned n, const char *after)
 			break;
 		}
 		cfs_routing_snap_put(&s);
-		sleep_ms(50);
+		tp_sleep_ms(50);
 	}
 	s = wait_routing("chain healthy after the restart", healthy, NULL);
 	if (!s)
@@ -1202,7 +1120,7 @@ scenario_kill(unsigned pos, const char *role, uint64_t inode)
 	load_wait_acks(&l, 100, true);
 	printf("cluster: writes resumed %.1f s after the kill\n",
 	       (double)(now_ns() - t_fault) / 1e9);
-	sleep_ms(2000);
+	tp_sleep_ms(2000);
 	load_finish(&l);
 out:
 	scenario_end(name);
@@ -1357,7 +1275,7 @@ scenario_stop(void)
 			else
 				write_rc = rc;
 		}
-		sleep_ms(50);
+		tp_sleep_ms(50);
 	}
 	printf("cluster: scenario 5: %u raw reads with chain v%u: %u refused (ENOTSERVING %u, "
 	       "ESTALECHAIN %u, other %s), %u served the newest; %u raw writes refused "
@@ -1366,7 +1284,7 @@ scenario_stop(void)
 	       newest_served, wrote, write_rc ? cfs_errname(write_rc) : "-");
 	/* The history goes on: a little more load after the node is back. */
 	load_run(&l);
-	sleep_ms(1000);
+	tp_sleep_ms(1000);
 	load_finish(&l);
 	s = wait_routing("chain healthy after SIGCONT", healthy, NULL);
 	cfs_routing_snap_put(&s);
@@ -1403,7 +1321,7 @@ scenario_mgmtd(void)
 	s = wait_routing("mgmtd back, every node up", nodes_up, NULL);
 	cfs_routing_snap_put(&s);
 	load_wait_acks(&l, 500, true);
-	sleep_ms(2000);
+	tp_sleep_ms(2000);
 	load_finish(&l);
 	s = wait_routing("chain healthy after the mgmtd restart", healthy, NULL);
 	if (!s)
@@ -1421,27 +1339,6 @@ out:
 }
 
 /* ---------------------------------------------------------------- main */
-
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[600];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
 
 static int
 setup(void)
@@ -1534,7 +1431,7 @@ main(void)
 		return 1;
 	}
 	if (!getenv("KEEP"))
-		rm_rf(g_dir);
+		tp_rm_rf(g_dir);
 	printf("cluster: PASS\n");
 	return 0;
 }

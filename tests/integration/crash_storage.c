@@ -23,7 +23,6 @@
  * content may win; versions order them).
  */
 #define RT_LOG_SUBSYS "crash"
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -41,6 +40,7 @@
 #include "client/client.h"
 #include "client/targets.h"
 #include "disk/disk.h"
+#include "tests/proc.h"
 
 #define NWRITERS	  16
 #define OWN_CHUNKS	  8
@@ -54,11 +54,8 @@
 
 static char g_dir[256];
 static char g_tdir[300];
-static char g_conf[300];
-static char g_log[300];
 static const char *g_daemon;
-static pid_t g_pid;
-static unsigned g_port;
+static struct tp_proc g_daemon_proc; /* its pid, port, conf and log */
 static int g_failures;
 
 #define FAIL(...)                                                                                  \
@@ -67,23 +64,6 @@ static int g_failures;
 		fputc('\n', stderr);                                                               \
 		g_failures++;                                                                      \
 	} while (0)
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 /* xorshift content: the bytes of a write are a function of its seed. */
 static void
@@ -111,66 +91,35 @@ static int
 daemon_start(void)
 {
 	char line[512];
-	double t0 = now_s();
 	FILE *f;
-	int fd;
+	int rc;
 
-	fd = open(g_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return -errno;
-	g_pid = fork();
-	if (g_pid < 0)
-		return -errno;
-	if (g_pid == 0) {
-		dup2(fd, 2);
-		dup2(fd, 1);
-		execl(g_daemon, g_daemon, "-c", g_conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
+	rc = tp_proc_start(&g_daemon_proc, g_daemon, TP_LOG_TRUNC, NULL);
+	if (rc != 0)
+		return rc;
 	/* The daemon logs "port=N: serving" once every target is open. */
-	g_port = 0;
-	while (now_s() - t0 < 30) {
-		int st;
-
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			fprintf(stderr, "crash_storage: chainfsd exited at start; its log:\n");
-			f = fopen(g_log, "r");
-			while (f && fgets(line, sizeof(line), f))
-				fputs(line, stderr);
-			if (f)
-				fclose(f);
-			g_pid = 0;
-			return -ECHILD;
-		}
-		f = fopen(g_log, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, " port=");
-
-			if (p && strstr(line, ": serving"))
-				g_port = (unsigned)strtoul(p + 6, NULL, 10);
-		}
+	g_daemon_proc.port = 0;
+	rc = tp_proc_wait_serving(&g_daemon_proc, 30, 20);
+	if (rc == -ECHILD) {
+		fprintf(stderr, "crash_storage: chainfsd exited at start; its log:\n");
+		f = fopen(g_daemon_proc.log, "r");
+		while (f && fgets(line, sizeof(line), f))
+			fputs(line, stderr);
 		if (f)
 			fclose(f);
-		if (g_port)
-			return 0;
-		sleep_ms(20);
 	}
-	return -ETIMEDOUT;
+	if (rc == 0 && !g_daemon_proc.port)
+		rc = -ETIMEDOUT;
+	return rc;
 }
 
 static void
 daemon_kill(int sig)
 {
-	int st;
+	int st = tp_proc_signal(&g_daemon_proc, sig);
 
-	if (g_pid <= 0)
-		return;
-	kill(g_pid, sig);
-	waitpid(g_pid, &st, 0);
-	if (sig == SIGTERM && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+	if (sig == SIGTERM && st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
 		FAIL("chainfsd did not stop cleanly on SIGTERM (status 0x%x)", st);
-	g_pid = 0;
 }
 
 /* Open the target offline (the engine's crash recovery) and check slots. */
@@ -290,7 +239,7 @@ writer_main(void *arg)
 	cfs_addr_t addr;
 	int rc;
 
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_port);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_daemon_proc.port);
 	if (cfs_client_create(&o, &c) != 0 || cfs_client_connect(c, ep, &node) != 0 ||
 	    cfs_target_find(c, node, TARGET, &addr) != 0) {
 		FAIL("writer %u: cannot reach the target", w->idx);
@@ -450,7 +399,7 @@ verify(unsigned cycle)
 	char ep[64];
 	uint32_t node;
 
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_port);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_daemon_proc.port);
 	if (cfs_client_create(&o, &r.c) != 0 || cfs_client_connect(r.c, ep, &node) != 0 ||
 	    cfs_target_find(r.c, node, TARGET, &r.addr) != 0) {
 		FAIL("cycle %u: verifier cannot reach the target", cycle);
@@ -570,27 +519,6 @@ out:
 
 /* --------------------------------------------------------------- main */
 
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[600];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -600,7 +528,14 @@ main(int argc, char **argv)
 	struct writer w[NWRITERS];
 	pthread_t th[NWRITERS];
 	double write_s = argc > 1 ? atof(argv[1]) : 2.0;
-	FILE *f;
+	static const uint32_t targets[] = {TARGET};
+	struct tp_conf conf = {.id = 1,
+			       .loops = "2",
+			       .log_level = "info",
+			       .ntargets = 1,
+			       .targets = targets,
+			       .target_path = g_tdir,
+			       .capacity = "4G"};
 
 	snprintf(daemon_path, sizeof(daemon_path), "%s/chainfsd", builddir ? builddir : ".");
 	g_daemon = daemon_path;
@@ -618,14 +553,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(g_tdir, sizeof(g_tdir), "%s/target1", g_dir);
-	snprintf(g_conf, sizeof(g_conf), "%s/chainfsd.conf", g_dir);
-	snprintf(g_log, sizeof(g_log), "%s/chainfsd.log", g_dir);
-	f = fopen(g_conf, "w");
-	fprintf(f,
-		"[node]\nid = 1\nlisten = 127.0.0.1:0\nloops = 2\npin = no\nlog_level = info\n"
-		"[target.%d]\npath = %s\ncapacity = 4G\n",
-		TARGET, g_tdir);
-	fclose(f);
+	snprintf(g_daemon_proc.conf, sizeof(g_daemon_proc.conf), "%s/chainfsd.conf", g_dir);
+	snprintf(g_daemon_proc.log, sizeof(g_daemon_proc.log), "%s/chainfsd.log", g_dir);
+	if (tp_conf_write(&g_daemon_proc, &conf) != 0) {
+		perror(g_daemon_proc.conf);
+		return 1;
+	}
 	for (unsigned k = 0; k < SHARED_CHUNKS; k++)
 		g_shared[k] = calloc(MAX_SHARED_WRITES, sizeof(*g_shared[k]));
 
@@ -645,10 +578,10 @@ main(int argc, char **argv)
 			pthread_create(&th[i], NULL, writer_main, &w[i]);
 		}
 		/* Kill mid-way: after the writers have been acknowledged for a while. */
-		t0 = now_s();
-		while (now_s() - t0 < 30 &&
-		       (now_s() - t0 < write_s || atomic_load(&g_acks) - acks0 < 500))
-			sleep_ms(10);
+		t0 = tp_now_s();
+		while (tp_now_s() - t0 < 30 &&
+		       (tp_now_s() - t0 < write_s || atomic_load(&g_acks) - acks0 < 500))
+			tp_sleep_ms(10);
 		daemon_kill(SIGKILL);
 		for (unsigned i = 0; i < NWRITERS; i++)
 			pthread_join(th[i], NULL);
@@ -672,7 +605,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "crash_storage: %d failures; data kept in %s\n", g_failures, g_dir);
 		return 1;
 	}
-	rm_rf(g_dir);
+	tp_rm_rf(g_dir);
 	printf("crash_storage: PASS\n");
 	return 0;
 }

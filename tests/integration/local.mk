@@ -6,5 +6,5 @@
 check_PROGRAMS += tests/integration/crash_storage
 TESTS += tests/integration/crash_storage
 tests_integration_crash_storage_SOURCES = tests/integration/crash_storage.c
-tests_integration_crash_storage_LDADD = libcfs_client.la libcfs_disk.la libcfs_net.la \
+tests_integration_crash_storage_LDADD = tests/libcfsproc.la libcfs_client.la libcfs_disk.la libcfs_net.la \
 	libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS)

@@ -14,18 +14,14 @@
  * sets top_builddir) or ./chainfsd.
  */
 #include <check.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +30,7 @@
 #include "client/client.h"
 #include "client/routing.h"
 #include "client/targets.h"
+#include "tests/proc.h"
 
 #define NNODES	   4 /* node 1: mgmtd; 2..4: storage, two targets each */
 #define NCHAINS	   2u
@@ -42,71 +39,13 @@
 
 static struct {
 	char dir[256];
-	char conf[NNODES + 1][300];
-	char log[NNODES + 1][300];
 	char mgmtd[64];
-	pid_t pid[NNODES + 1];
+	struct tp_proc node[NNODES + 1]; /* by id; [0] unused */
 	const char *daemon;
 	bool up;
 } g;
 
 /* ----------------------------------------------------------------- helpers */
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[512];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
-
-/* A loopback port free right now (the daemon binds it a moment later). */
-static unsigned
-free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	unsigned port = 0;
-
-	if (fd < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
 
 static void
 fill(uint8_t *p, uint32_t n, uint64_t seed)
@@ -121,29 +60,15 @@ fill(uint8_t *p, uint32_t n, uint64_t seed)
 	}
 }
 
-static bool
-log_has(int n, const char *what)
-{
-	char line[1024];
-	bool found = false;
-	FILE *f = fopen(g.log[n], "r");
-
-	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, what) != NULL;
-	if (f)
-		fclose(f);
-	return found;
-}
-
 static void
 dump_logs(void)
 {
 	char line[1024];
 
 	for (int n = 1; n <= NNODES; n++) {
-		FILE *f = fopen(g.log[n], "r");
+		FILE *f = fopen(g.node[n].log, "r");
 
-		fprintf(stderr, "---- %s\n", g.log[n]);
+		fprintf(stderr, "---- %s\n", g.node[n].log);
 		while (f && fgets(line, sizeof(line), f))
 			fputs(line, stderr);
 		if (f)
@@ -154,29 +79,11 @@ dump_logs(void)
 static int
 node_start(int n)
 {
-	int fd = open(g.log[n], O_WRONLY | O_CREAT | O_APPEND, 0644);
-	double t0 = now_s();
+	struct tp_proc *p = &g.node[n];
 
-	if (fd < 0)
-		return -errno;
-	g.pid[n] = fork();
-	if (g.pid[n] < 0)
-		return -errno;
-	if (g.pid[n] == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(g.daemon, g.daemon, "-c", g.conf[n], (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
-	while (!log_has(n, ": serving")) {
-		int st;
-
-		if (waitpid(g.pid[n], &st, WNOHANG) == g.pid[n] || now_s() - t0 > GUARD_S) {
-			g.pid[n] = 0;
-			return -ECHILD;
-		}
-		sleep_ms(10);
+	if (tp_proc_start(p, g.daemon, 0, NULL) != 0 || tp_proc_wait_serving(p, GUARD_S, 10) != 0) {
+		p->pid = 0;
+		return -ECHILD;
 	}
 	return 0;
 }
@@ -184,21 +91,25 @@ node_start(int n)
 static void
 write_conf(int n, unsigned port, unsigned mport)
 {
-	FILE *f = fopen(g.conf[n], "w");
+	char mgmtd_db[300];
+	const uint32_t targets[] = {(uint32_t)n * 10 + 1, (uint32_t)n * 10 + 2};
+	struct tp_conf c = {.id = (unsigned)n, .port = n == 1 ? mport : port};
 
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "[node]\nid = %d\nlisten = 127.0.0.1:%u\nloops = %d\npin = no\n", n,
-		n == 1 ? mport : port, n == 1 ? 1 : 2);
+	snprintf(mgmtd_db, sizeof(mgmtd_db), "%s/mgmtd.db", g.dir);
 	if (n == 1) {
-		fprintf(f, "[mgmtd]\ndb = %s/mgmtd.db\nheartbeat_ms = 200\nlease_ms = 2000\n",
-			g.dir);
+		c.loops = "1";
+		c.mgmtd_db = mgmtd_db;
+		c.heartbeat_ms = 200;
+		c.lease_ms = 2000;
 	} else {
-		fprintf(f, "mgmtd = 127.0.0.1:%u\n", mport);
-		for (int t = 1; t <= 2; t++)
-			fprintf(f, "[target.%d%d]\npath = %s/t%d%d\ncapacity = 64M\n", n, t, g.dir,
-				n, t);
+		c.loops = "2";
+		c.mgmtd = g.mgmtd;
+		c.ntargets = 2;
+		c.targets = targets;
+		c.target_dir = g.dir;
+		c.capacity = "64M";
 	}
-	fclose(f);
+	ck_assert_int_eq(tp_conf_write(&g.node[n], &c), 0);
 }
 
 /* How many chains mgmtd's routing names (negative: the call failed). */
@@ -224,7 +135,7 @@ static int
 create_chains(void)
 {
 	struct cfs_client *c = NULL;
-	double t0 = now_s();
+	double t0 = tp_now_s();
 	uint32_t alias;
 	int rc;
 
@@ -233,20 +144,15 @@ create_chains(void)
 		return rc;
 	rc = cfs_client_connect(c, g.mgmtd, &alias);
 	while (rc == 0 && chains_known(c, alias) < (int)NCHAINS) {
-		struct rt_msg *req = rt_msg_new(CFS_MSG_MGMTD_CREATE_CHAINS), *resp = NULL;
-
-		if (!req) {
+		if (tp_create_chains(c, CFS_ADDR(alias, CFS_LOCAL_MGMTD), 3, NCHAINS, 5000, NULL,
+				     NULL, 0) == -ENOMEM) {
 			rc = -ENOMEM;
 			break;
 		}
-		RT_BODY(req, mgmtd_create_chains)->replicas = 3;
-		RT_BODY(req, mgmtd_create_chains)->chains = NCHAINS;
-		cfs_client_call(c, CFS_ADDR(alias, CFS_LOCAL_MGMTD), req, 5000, &resp);
-		rt_msg_free(&resp);
-		if (now_s() - t0 > GUARD_S)
+		if (tp_now_s() - t0 > GUARD_S)
 			rc = -ETIMEDOUT;
 		else
-			sleep_ms(50);
+			tp_sleep_ms(50);
 	}
 	cfs_client_destroy(&c);
 	return rc;
@@ -258,7 +164,7 @@ cluster_up(void)
 	const char *builddir = getenv("top_builddir");
 	const char *base = getenv("TMPDIR");
 	static char daemon[512];
-	unsigned mport = free_port();
+	unsigned mport = tp_free_port();
 
 	snprintf(daemon, sizeof(daemon), "%s/chainfsd", builddir ? builddir : ".");
 	g.daemon = daemon;
@@ -268,9 +174,9 @@ cluster_up(void)
 	ck_assert_ptr_nonnull(mkdtemp(g.dir));
 	snprintf(g.mgmtd, sizeof(g.mgmtd), "127.0.0.1:%u", mport);
 	for (int n = 1; n <= NNODES; n++) {
-		snprintf(g.conf[n], sizeof(g.conf[n]), "%s/n%d.conf", g.dir, n);
-		snprintf(g.log[n], sizeof(g.log[n]), "%s/n%d.log", g.dir, n);
-		write_conf(n, free_port(), mport);
+		snprintf(g.node[n].conf, sizeof(g.node[n].conf), "%s/n%d.conf", g.dir, n);
+		snprintf(g.node[n].log, sizeof(g.node[n].log), "%s/n%d.log", g.dir, n);
+		write_conf(n, tp_free_port(), mport);
 	}
 	for (int n = 1; n <= NNODES; n++) {
 		if (node_start(n) != 0) {
@@ -288,19 +194,9 @@ cluster_up(void)
 static void
 cluster_down(void)
 {
-	for (int n = 1; n <= NNODES; n++) {
-		if (g.pid[n] > 0)
-			kill(g.pid[n], SIGTERM);
-	}
-	for (int n = 1; n <= NNODES; n++) {
-		int st;
-
-		if (g.pid[n] > 0)
-			waitpid(g.pid[n], &st, 0);
-		g.pid[n] = 0;
-	}
+	tp_procs_stop(&g.node[1], NNODES);
 	if (g.up && !getenv("KEEP"))
-		rm_rf(g.dir);
+		tp_rm_rf(g.dir);
 	g.up = false;
 }
 
@@ -322,12 +218,12 @@ client_new_loops(unsigned loops)
 {
 	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .loops = loops};
 	struct cfs_chunk_client *c = NULL;
-	double t0 = now_s();
+	double t0 = tp_now_s();
 
 	ck_assert_int_eq(cfs_chunk_client_create(&o, &c), 0);
 	while (!chains_serving(c)) {
-		ck_assert_msg(now_s() - t0 < GUARD_S, "chains not serving");
-		sleep_ms(20);
+		ck_assert_msg(tp_now_s() - t0 < GUARD_S, "chains not serving");
+		tp_sleep_ms(20);
 	}
 	return c;
 }
@@ -813,7 +709,7 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
 	node = head_node(c, chain, &ver_before);
 	ck_assert_uint_ge(node, 2);
-	ck_assert(kill(g.pid[node], SIGKILL) == 0);
+	ck_assert(kill(g.node[node].pid, SIGKILL) == 0);
 
 	/* Reads right away: those spread to the dead head fail over to the
 	 * other replicas (unless routing already moved it away). */
