@@ -12,7 +12,7 @@ check_PROGRAMS += tests/unit/test_storage
 TESTS += tests/unit/test_storage
 tests_unit_test_storage_SOURCES = tests/unit/test_storage.c
 tests_unit_test_storage_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_storage_LDADD = libcfs_actors.la libcfs_client.la libcfs_disk.la \
+tests_unit_test_storage_LDADD = tests/libcfsproc.la libcfs_actors.la libcfs_client.la libcfs_disk.la \
 	libcfs_net.la libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS) $(TEST_LIBS)
 
 # CRAQ in the storage actor: three storage actors of one process fed chain
@@ -21,5 +21,5 @@ check_PROGRAMS += tests/unit/test_craq
 TESTS += tests/unit/test_craq
 tests_unit_test_craq_SOURCES = tests/unit/test_craq.c
 tests_unit_test_craq_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_craq_LDADD = libcfs_actors.la libcfs_client.la libcfs_disk.la \
+tests_unit_test_craq_LDADD = tests/libcfsproc.la libcfs_actors.la libcfs_client.la libcfs_disk.la \
 	libcfs_net.la libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS) $(TEST_LIBS)

@@ -297,6 +297,35 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 	return 0;
 }
 
+/*
+ * The size of the chunk a put writes: --chunk-size when given (*chunk_size not
+ * 0), else the existing chunk's, since a chunk keeps its size for life
+ * (query_rc and existing: the query's answer), else the default for a new one.
+ * @return 0; query_rc when the query failed otherwise; 2 (printed) when
+ *         offset + len do not fit.
+ */
+static int
+put_chunk_size(uint32_t *chunk_size, int query_rc, uint32_t existing, uint32_t offset,
+	       uint32_t len)
+{
+	if (*chunk_size == 0) {
+		if (query_rc == 0)
+			*chunk_size = existing;
+		else if (query_rc == -CFS_ENOCHUNK)
+			*chunk_size = CHUNK_DEFAULT_SIZE;
+		else
+			return query_rc;
+	}
+	if ((uint64_t)offset + len > *chunk_size) {
+		fprintf(stderr,
+			"chainfs: %" PRIu32 " bytes at offset %" PRIu32
+			" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
+			len, offset, *chunk_size);
+		return 2;
+	}
+	return 0;
+}
+
 /* A chunk's size class and length through the chunk client (any serving replica). */
 static int
 cluster_query(struct cfs_chunk_client *c, uint64_t chain, const struct cfs_id128 *id,
@@ -326,23 +355,15 @@ cluster_put(const struct cluster_opts *co, const struct cfs_id128 *id, const cha
 		goto out;
 	}
 	if (chunk_size == 0) {
-		/* A chunk keeps its size for life: reuse the existing one's. */
 		rc = cluster_query(c, co->chain, id, &op);
-		if (rc == 0)
-			chunk_size = op.out_chunk_size;
-		else if (rc == -CFS_ENOCHUNK)
-			chunk_size = CHUNK_DEFAULT_SIZE;
-		else
-			goto out_err;
+		rc = put_chunk_size(&chunk_size, rc, op.out_chunk_size, offset, len);
+	} else {
+		rc = put_chunk_size(&chunk_size, 0, 0, offset, len);
 	}
-	if ((uint64_t)offset + len > chunk_size) {
-		fprintf(stderr,
-			"chainfs: %" PRIu32 " bytes at offset %" PRIu32
-			" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
-			len, offset, chunk_size);
-		rc = 2;
+	if (rc < 0)
+		goto out_err;
+	if (rc != 0)
 		goto out;
-	}
 	op = (struct cfs_chunk_op){
 		.kind = CFS_CHUNK_OP_WRITE,
 		.chain_id = co->chain,
@@ -379,7 +400,7 @@ chunk_put(int argc, char **argv)
 	};
 	struct cluster_opts co = {0};
 	struct chunk_ctx x = {0};
-	struct cfs_chunk_query_resp q;
+	struct cfs_chunk_query_resp q = {0};
 	struct rt_msg *req = NULL, *resp = NULL;
 	struct rt_buf *buf = NULL;
 	uint32_t offset = 0, chunk_size = 0, len = 0;
@@ -426,23 +447,15 @@ chunk_put(int argc, char **argv)
 	if (rc != 0)
 		goto out;
 	if (chunk_size == 0) {
-		/* A chunk keeps its size for life: reuse the existing one's. */
 		rc = chunk_query(&x, &id, &q);
-		if (rc == 0)
-			chunk_size = q.chunk_size;
-		else if (rc == -CFS_ENOCHUNK)
-			chunk_size = CHUNK_DEFAULT_SIZE;
-		else
-			goto out_err;
+		rc = put_chunk_size(&chunk_size, rc, q.chunk_size, offset, len);
+	} else {
+		rc = put_chunk_size(&chunk_size, 0, 0, offset, len);
 	}
-	if ((uint64_t)offset + len > chunk_size) {
-		fprintf(stderr,
-			"chainfs: %" PRIu32 " bytes at offset %" PRIu32
-			" do not fit a chunk of %" PRIu32 " bytes (see --chunk-size)\n",
-			len, offset, chunk_size);
-		rc = 2;
+	if (rc < 0)
+		goto out_err;
+	if (rc != 0)
 		goto out;
-	}
 	/* A target in a chain refuses a stale chain version and names the current
 	 * one: a debugging tool may take it and try once more. */
 	for (uint32_t chain_ver = 0, tries = 0; tries < 2; tries++) {

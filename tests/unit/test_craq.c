@@ -26,6 +26,7 @@
 #include "client/client.h"
 #include "client/targets.h"
 #include "disk/disk.h"
+#include "tests/proc.h"
 
 #define NREP	   3u
 #define CHAIN_ID   9u
@@ -41,27 +42,6 @@ struct h {
 };
 
 /* ----------------------------------------------------------------- fixture */
-
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[512];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
 
 static void
 setup(void)
@@ -80,7 +60,7 @@ static void
 teardown(void)
 {
 	for (unsigned i = 0; i < NREP; i++)
-		rm_rf(g_dir[i]);
+		tp_rm_rf(g_dir[i]);
 }
 
 /* Target ids are 1..NREP; replica i is target i + 1 on loop i + 1. */

@@ -23,6 +23,7 @@
 #include "client/targets.h"
 #include "disk/disk.h"
 #include "net/wire.h"
+#include "tests/proc.h"
 
 #define TARGET 7u
 #define KIB    1024u
@@ -47,26 +48,6 @@ dir_make(void)
 	ck_assert_ptr_nonnull(mkdtemp(g_dir));
 }
 
-static void
-rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char p[512];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
 
 static int
 h_start_cfg(struct h *h, const struct stor_config *cfg)
@@ -115,7 +96,7 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_rf(g_dir);
+	tp_rm_rf(g_dir);
 }
 
 /* ------------------------------------------------------------ requests */
