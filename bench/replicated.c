@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/stats.h"
 #include "client/chunk_client.h"
 #include "client/client.h"
 #include "client/routing.h"
@@ -67,7 +68,7 @@
 #define INODE	    7
 #define MAX_THREADS 16
 #define MAX_BATCH   64
-#define MAX_ROUNDS  64
+#define MAX_ROUNDS  BENCH_MAX_ROUNDS
 
 static struct tp_proc g_nodes[NNODES + 1]; /* by node id; [0] unused */
 static uint32_t g_alias[NNODES + 1];	   /* the admin client's node ids for the storage nodes */
@@ -79,24 +80,6 @@ static const char *g_daemon;
 static unsigned g_chains = 6, g_threads = 2, g_batch = 16;
 static double g_seconds = 5.0;
 static unsigned g_rounds = 3;
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, unsigned n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static void
 stop_all(void)
@@ -564,19 +547,6 @@ perf_stop(pid_t pid)
 
 /* ------------------------------------------------------------------ main */
 
-static bool
-row_wanted(const char *name)
-{
-	const char *want = getenv("BENCH_REPL_ROWS");
-	size_t n = strlen(name);
-
-	for (const char *p = want; p && (p = strstr(p, name)) != NULL; p += n) {
-		if ((p == want || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-			return true;
-	}
-	return !want || !*want;
-}
-
 struct row {
 	double cand[MAX_ROUNDS], base[MAX_ROUNDS], extra[MAX_ROUNDS], batch[MAX_ROUNDS];
 	double dcpu[MAX_ROUNDS], ccpu[MAX_ROUNDS]; /* ms of CPU per MiB of client data */
@@ -674,7 +644,7 @@ main(int argc, char **argv)
 
 		struct counts k0, k1;
 
-		if (row_wanted("write_1m")) {
+		if (bench_row_wanted("BENCH_REPL_ROWS", "write_1m")) {
 			unsigned b;
 
 			counts_get(admin, &k0);
@@ -699,7 +669,7 @@ main(int argc, char **argv)
 			       r + 1, wr.cand[r], wr.base[r], b, wr.extra[r], wr.base[r] / 3,
 			       wr.dcpu[r], wr.ccpu[r], wr.waiting[r], load_avg());
 		}
-		if (row_wanted("read_1m")) {
+		if (bench_row_wanted("BENCH_REPL_ROWS", "read_1m")) {
 			pid_t perf = 0;
 
 			if (perf_file && r == 0)
@@ -728,8 +698,8 @@ main(int argc, char **argv)
 	}
 
 	{
-		double wc = median(wr.cand, g_rounds), wb = median(wr.base, g_rounds) / 3;
-		double rc = median(rd.cand, g_rounds), rb = median(rd.base, g_rounds);
+		double wc = bench_median(wr.cand, g_rounds), wb = bench_median(wr.base, g_rounds) / 3;
+		double rc = bench_median(rd.cand, g_rounds), rb = bench_median(rd.base, g_rounds);
 		char label[96];
 
 		double wq[MAX_ROUNDS], rq[MAX_ROUNDS];
@@ -742,33 +712,33 @@ main(int argc, char **argv)
 		}
 		printf("\n%-44s %10s %10s %10s %6s %9s %5s\n", "row (median of rounds)", "chainfs",
 		       "fio", "baseline", "ratio", "per-round", "goal");
-		if (row_wanted("write_1m")) {
+		if (bench_row_wanted("BENCH_REPL_ROWS", "write_1m")) {
 			snprintf(label, sizeof(label),
 				 "write_1m MiB/s x3 replicas (fdatasync/%.0f)",
-				 median(wr.batch, g_rounds));
+				 bench_median(wr.batch, g_rounds));
 			printf("%-44s %10.1f %10.1f %10.1f %6.2f %9.2f %5.2f\n", label, wc, wb * 3,
-			       wb, wb > 0 ? wc / wb : 0, median(wq, g_rounds), 0.8);
+			       wb, wb > 0 ? wc / wb : 0, bench_median(wq, g_rounds), 0.8);
 		}
-		if (row_wanted("read_1m"))
+		if (bench_row_wanted("BENCH_REPL_ROWS", "read_1m"))
 			printf("%-44s %10.1f %10.1f %10.1f %6.2f %9.2f %5.2f\n",
 			       "read_1m MiB/s spread over replicas", rc, rb, rb,
-			       rb > 0 ? rc / rb : 0, median(rq, g_rounds), 0.85);
+			       rb > 0 ? rc / rb : 0, bench_median(rq, g_rounds), 0.85);
 		printf("\n%-44s %10s %10s %10s\n", "CPU per MiB (median of rounds)", "daemons ms",
 		       "client ms", "cpu-wait");
-		if (row_wanted("write_1m"))
+		if (bench_row_wanted("BENCH_REPL_ROWS", "write_1m"))
 			printf("%-44s %10.2f %10.2f %10.2f\n", "write_1m",
-			       median(wr.dcpu, g_rounds), median(wr.ccpu, g_rounds),
-			       median(wr.waiting, g_rounds));
-		if (row_wanted("read_1m"))
-			printf("%-44s %10.2f %10.2f %10.2f\n", "read_1m", median(rd.dcpu, g_rounds),
-			       median(rd.ccpu, g_rounds), median(rd.waiting, g_rounds));
-		if (row_wanted("write_1m"))
+			       bench_median(wr.dcpu, g_rounds), bench_median(wr.ccpu, g_rounds),
+			       bench_median(wr.waiting, g_rounds));
+		if (bench_row_wanted("BENCH_REPL_ROWS", "read_1m"))
+			printf("%-44s %10.2f %10.2f %10.2f\n", "read_1m", bench_median(rd.dcpu, g_rounds),
+			       bench_median(rd.ccpu, g_rounds), bench_median(rd.waiting, g_rounds));
+		if (bench_row_wanted("BENCH_REPL_ROWS", "write_1m"))
 			printf("%-44s %10s %10.1f\n", "write_1m fio without syncs MiB/s", "-",
-			       median(wr.extra, g_rounds));
+			       bench_median(wr.extra, g_rounds));
 		printf("ratio:");
-		if (row_wanted("write_1m"))
+		if (bench_row_wanted("BENCH_REPL_ROWS", "write_1m"))
 			printf(" write_1m=%.2f", wb > 0 ? wc / wb : 0);
-		if (row_wanted("read_1m"))
+		if (bench_row_wanted("BENCH_REPL_ROWS", "read_1m"))
 			printf(" read_1m=%.2f", rb > 0 ? rc / rb : 0);
 		printf("\n");
 	}

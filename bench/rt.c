@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/stats.h"
 #include "actors/node/nodectl.h"
 #include "net/net.h"
 #include "net/wire.h"
@@ -39,21 +40,6 @@ mono_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, unsigned n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ------------------------------------------------- driver actor (candidate) */
@@ -453,10 +439,10 @@ struct row {
 static void
 print_row(struct row *r, double scale)
 {
-	double c = median(r->cand, g_rounds) / scale;
+	double c = bench_median(r->cand, g_rounds) / scale;
 
 	if (r->has_base) {
-		double b = median(r->base, g_rounds) / scale;
+		double b = bench_median(r->base, g_rounds) / scale;
 
 		printf("%-34s %14.0f %14.0f %8.2f  %s\n", r->name, c, b, c / b, r->unit);
 	} else {
@@ -566,11 +552,11 @@ main(int argc, char **argv)
 		print_row(&rows[i], 1);
 	print_row(&rows[4], 1 << 20);
 	printf("actor messages/s (2 per call): same loop %.0f, across loops %.0f\n",
-	       2 * median(rows[0].cand, g_rounds), 2 * median(rows[1].cand, g_rounds));
+	       2 * bench_median(rows[0].cand, g_rounds), 2 * bench_median(rows[1].cand, g_rounds));
 	printf("ratio: rpc_qd1=%.2f rpc_qd64=%.2f bulk_1m=%.2f\n",
-	       median(rows[2].cand, g_rounds) / median(rows[2].base, g_rounds),
-	       median(rows[3].cand, g_rounds) / median(rows[3].base, g_rounds),
-	       median(rows[4].cand, g_rounds) / median(rows[4].base, g_rounds));
+	       bench_median(rows[2].cand, g_rounds) / bench_median(rows[2].base, g_rounds),
+	       bench_median(rows[3].cand, g_rounds) / bench_median(rows[3].base, g_rounds),
+	       bench_median(rows[4].cand, g_rounds) / bench_median(rows[4].base, g_rounds));
 
 	rt_shutdown(crt);
 	rt_destroy(&crt);

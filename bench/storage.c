@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/stats.h"
 #include "actors/storage/storage.h"
 #include "client/client.h"
 #include "client/targets.h"
@@ -71,24 +72,6 @@ static char g_dir[512];
 static char g_fio_file[600];
 static char g_tdir[600];
 static struct tp_proc g_proc; /* the daemon: pid, port, conf, log */
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, unsigned n)
-{
-	double s[64];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static void
 die(const char *what, int rc)
@@ -441,19 +424,6 @@ run_fio(const char *rw, uint32_t bs, unsigned depth, unsigned batch, unsigned fd
 
 /* ------------------------------------------------------------------ main */
 
-static bool
-row_wanted(const char *name)
-{
-	const char *want = getenv("BENCH_STORAGE_ROWS");
-	size_t n = strlen(name);
-
-	for (const char *p = want; p && (p = strstr(p, name)) != NULL; p += n) {
-		if ((p == want || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-			return true;
-	}
-	return !want || !*want;
-}
-
 struct row {
 	const char *name;
 	const char *unit;
@@ -591,7 +561,7 @@ main(int argc, char **argv)
 			unsigned depth = j->window * j->batch;
 			double ops;
 
-			if (!row_wanted(rows[k].name))
+			if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 				continue;
 			j->seconds = g_seconds;
 			target_stats(c, addr, &st0);
@@ -644,14 +614,14 @@ main(int argc, char **argv)
 	printf("\n%-40s %12s %12s %7s %6s\n", "row (median of rounds)", "chainfs", "fio", "ratio",
 	       "goal");
 	for (unsigned k = 0; k < 4; k++) {
-		double cm = median(rows[k].cand, g_rounds), bm = median(rows[k].base, g_rounds);
+		double cm = bench_median(rows[k].cand, g_rounds), bm = bench_median(rows[k].base, g_rounds);
 		char label[64];
 
-		if (!row_wanted(rows[k].name))
+		if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 			continue;
 		if (k == 3)
 			snprintf(label, sizeof(label), "%s durable %s (fdatasync/%.0f)",
-				 rows[k].name, rows[k].unit, median(rows[k].batch, g_rounds));
+				 rows[k].name, rows[k].unit, bench_median(rows[k].batch, g_rounds));
 		else if (jobs[k].batch > 1)
 			snprintf(label, sizeof(label), "%s %s (batches of %u)", rows[k].name,
 				 rows[k].unit, jobs[k].batch);
@@ -663,22 +633,22 @@ main(int argc, char **argv)
 	printf("\n%-40s %12s %12s %12s\n", "CPU per I/O (median of rounds)", "daemon us",
 	       "client us", "daemon cs");
 	for (unsigned k = 0; k < 4; k++) {
-		if (!row_wanted(rows[k].name))
+		if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 			continue;
-		printf("%-40s %12.1f %12.1f %12.2f\n", rows[k].name, median(rows[k].dcpu, g_rounds),
-		       median(rows[k].ccpu, g_rounds), median(rows[k].dcs, g_rounds));
+		printf("%-40s %12.1f %12.1f %12.2f\n", rows[k].name, bench_median(rows[k].dcpu, g_rounds),
+		       bench_median(rows[k].ccpu, g_rounds), bench_median(rows[k].dcs, g_rounds));
 	}
-	if (row_wanted(rows[1].name))
+	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[1].name))
 		printf("%-40s %12s %12.1f %7s %6s\n", "randread_4k fio unbatched IOPS", "-",
-		       median(rows[1].extra, g_rounds), "-", "-");
-	if (row_wanted(rows[3].name))
+		       bench_median(rows[1].extra, g_rounds), "-", "-");
+	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[3].name))
 		printf("%-40s %12s %12.1f %7s %6s\n", "seqwrite_1m fio without syncs MiB/s", "-",
-		       median(rows[3].extra, g_rounds), "-", "-");
+		       bench_median(rows[3].extra, g_rounds), "-", "-");
 	printf("ratio:");
 	for (unsigned k = 0; k < 4; k++) {
-		double cm = median(rows[k].cand, g_rounds), bm = median(rows[k].base, g_rounds);
+		double cm = bench_median(rows[k].cand, g_rounds), bm = bench_median(rows[k].base, g_rounds);
 
-		if (!row_wanted(rows[k].name))
+		if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 			continue;
 		printf(" %s=%.2f", rows[k].name, bm > 0 ? cm / bm : 0);
 	}

@@ -297,6 +297,18 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 	return 0;
 }
 
+/* Where `chunk get` writes: the file at path, or standard output when path is
+ * NULL. NULL (the reason printed) when the file cannot be opened. */
+static FILE *
+output_open(const char *path)
+{
+	FILE *f = path ? fopen(path, "wb") : stdout;
+
+	if (!f)
+		fprintf(stderr, "chainfs: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
 /*
  * The size of the chunk a put writes: --chunk-size when given (*chunk_size not
  * 0), else the existing chunk's, since a chunk keeps its size for life
@@ -546,9 +558,8 @@ cluster_get(const struct cluster_opts *co, const struct cfs_id128 *id,
 	rc = cluster_op(c, &op);
 	if (rc != 0)
 		goto out_err;
-	f = g->output ? fopen(g->output, "wb") : stdout;
+	f = output_open(g->output);
 	if (!f) {
-		fprintf(stderr, "chainfs: %s: %s\n", g->output, strerror(errno));
 		rc = 1;
 		goto out;
 	}
@@ -710,9 +721,8 @@ chunk_get(int argc, char **argv)
 		rc = -CFS_ECHECKSUM;
 		goto out_err;
 	}
-	f = output ? fopen(output, "wb") : stdout;
+	f = output_open(output);
 	if (!f) {
-		fprintf(stderr, "chainfs: %s: %s\n", output, strerror(errno));
 		rc = 1;
 		goto out;
 	}

@@ -16,48 +16,8 @@
 # Waits poll with a hang guard; nothing asserts on time.
 set -eu
 
-B=${top_builddir:-.}
-CHAINFSD=$B/chainfsd
-CHAINFS=$B/chainfs
-[ -x "$CHAINFSD" ] && [ -x "$CHAINFS" ] || { echo "chunk_cli.sh: build chainfsd and chainfs first" >&2; exit 99; }
-
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/chainfs-chunk-cli.XXXXXX")
-GUARD=60
-PIDS=""
-
-cleanup() {
-	for p in $PIDS; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "chunk_cli.sh: kept $WORK"; fi
-}
-trap cleanup EXIT INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$WORK"/*.log; do
-		echo "---- $f (tail)" >&2
-		tail -n 15 "$f" >&2
-	done
-	exit 1
-}
-step() { echo "== $*"; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for() {
-	desc=$1
-	shift
-	i=0
-	while ! "$@" > /dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -le $((GUARD * 10)) ] || fail "waited ${GUARD}s for: $desc"
-		sleep 0.1
-	done
-}
+NAME=chunk-cli
+. "$(dirname "$0")/lib.sh"
 
 MGMTD=127.0.0.1:$(free_port)
 cat > "$WORK/n1.conf" <<EOF

@@ -4,3 +4,4 @@
 # $(top_builddir)/chainfsd and chainfs, which `make check` builds first.
 TESTS += tests/integration/mgmtd.sh
 dist_noinst_SCRIPTS += tests/integration/mgmtd.sh
+EXTRA_DIST += tests/integration/lib.sh

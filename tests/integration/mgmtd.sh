@@ -17,50 +17,14 @@
 #      they reconnect, and nodes, targets and chains are exactly as before.
 #
 # Waits poll for a state with a generous hang guard; nothing asserts on time.
-# Needs $top_builddir (make check sets it) or runs from the build directory.
+# Needs $top_builddir (make check sets it) or runs from the build directory
+# (tests/integration/lib.sh).
 set -eu
 
-B=${top_builddir:-.}
-CHAINFSD=$B/chainfsd
-CHAINFS=$B/chainfs
-[ -x "$CHAINFSD" ] && [ -x "$CHAINFS" ] || { echo "mgmtd.sh: build chainfsd and chainfs first" >&2; exit 99; }
-
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/chainfs-mgmtd.XXXXXX")
+NAME=mgmtd
+. "$(dirname "$0")/lib.sh"
 HB=200
 LEASE=2000
-GUARD=60	# seconds: a hang guard, not a performance bound
-PIDS=""
-
-cleanup() {
-	for p in $PIDS; do
-		kill -CONT "$p" 2>/dev/null || true
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${KEEP:-}" = "" ]; then
-		rm -rf "$WORK"
-	else
-		echo "mgmtd.sh: kept $WORK"
-	fi
-}
-trap cleanup EXIT INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$WORK"/*.log; do
-		echo "---- $f (tail)" >&2
-		tail -n 15 "$f" >&2
-	done
-	exit 1
-}
-
-step() { echo "== $*"; }
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 MPORT=$(free_port)
 MGMTD=127.0.0.1:$MPORT
@@ -101,18 +65,6 @@ start() {
 }
 
 pid() { cat "$WORK/n$1.pid"; }
-
-# wait_for DESC CMD...: rerun CMD until it succeeds, at most GUARD seconds.
-wait_for() {
-	desc=$1
-	shift
-	i=0
-	while ! "$@" > /dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -le $((GUARD * 10)) ] || fail "waited ${GUARD}s for: $desc"
-		sleep 0.1
-	done
-}
 
 admin() { "$CHAINFS" admin "$@"; }
 
