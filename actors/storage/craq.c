@@ -336,6 +336,19 @@ kind_name(const struct craq_op *op)
 /* The end of op at this replica: remember and answer, then start the chunk's
  * next queued mutation. info is the committed state on success (NULL for a
  * re-drive walk's op with nothing to do), or what to report with an error. */
+/* A queued mutation that will not run (the target stops): the client hears
+ * -CFS_ENOTSERVING and retries elsewhere; a re-drive's carrier is dropped. */
+static void
+refuse(struct craq_op *op)
+{
+	struct rt_msg *m = op->req; /* op lives in its arena */
+
+	if (op->synthetic)
+		rt_msg_free(&m);
+	else
+		rt_reply(m, -CFS_ENOTSERVING, NULL);
+}
+
 static void
 finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 {
@@ -379,6 +392,16 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 		answer(op, rc, rc == 0 || rc == -ESTALE ? info : NULL);
 	}
 	/* op is gone with its request. */
+	if (rc == -CFS_ECANCELED) {
+		/* Our actor is stopping: what waits behind op never starts. */
+		while (next) {
+			struct craq_op *after = q_pop(t, &next->chunk);
+
+			refuse(next);
+			next = after;
+		}
+		return;
+	}
 	if (next)
 		start(next);
 }
@@ -1223,8 +1246,10 @@ redrive_begin(struct stor_target *t)
 	t->redrive_started = false;
 	t->redrive_again = false;
 	/* Removes in doubt first: they are few, and in memory only. */
-	for (struct craq_doubt *d = t->doubt; d; d = d->next)
+	for (struct craq_doubt *d = t->doubt, *nx; d; d = nx) {
+		nx = d->next; /* a re-drive that ends at once frees d */
 		redrive_chunk(t, &d->id, 0);
+	}
 	redrive_walk(t);
 }
 
@@ -1304,12 +1329,8 @@ craq_fini(struct stor_target *t)
 			 * there; the waiting ones never started. */
 			while (op) {
 				struct craq_op *next = op->next;
-				struct rt_msg *m = op->req; /* op lives in its arena */
 
-				if (op->synthetic)
-					rt_msg_free(&m);
-				else
-					rt_reply(op->req, -CFS_ENOTSERVING, NULL);
+				refuse(op);
 				op = next;
 			}
 			t->q[b] = q->next;

@@ -352,7 +352,7 @@ cluster_put(const struct cluster_opts *co, const struct cfs_id128 *id, const cha
 	    uint32_t offset, uint32_t chunk_size)
 {
 	struct cfs_chunk_client *c = NULL;
-	struct cfs_chunk_op op;
+	struct cfs_chunk_op op = {0};
 	struct rt_buf *buf = NULL;
 	char ids[CFS_CHUNK_ID_STR];
 	uint32_t len = 0;
@@ -366,12 +366,8 @@ cluster_put(const struct cluster_opts *co, const struct cfs_id128 *id, const cha
 		rc = 1;
 		goto out;
 	}
-	if (chunk_size == 0) {
-		rc = cluster_query(c, co->chain, id, &op);
-		rc = put_chunk_size(&chunk_size, rc, op.out_chunk_size, offset, len);
-	} else {
-		rc = put_chunk_size(&chunk_size, 0, 0, offset, len);
-	}
+	rc = chunk_size ? 0 : cluster_query(c, co->chain, id, &op);
+	rc = put_chunk_size(&chunk_size, rc, op.out_chunk_size, offset, len);
 	if (rc < 0)
 		goto out_err;
 	if (rc != 0)
@@ -458,12 +454,8 @@ chunk_put(int argc, char **argv)
 	rc = slurp(argv[optind + 3], &buf, &len);
 	if (rc != 0)
 		goto out;
-	if (chunk_size == 0) {
-		rc = chunk_query(&x, &id, &q);
-		rc = put_chunk_size(&chunk_size, rc, q.chunk_size, offset, len);
-	} else {
-		rc = put_chunk_size(&chunk_size, 0, 0, offset, len);
-	}
+	rc = chunk_size ? 0 : chunk_query(&x, &id, &q);
+	rc = put_chunk_size(&chunk_size, rc, q.chunk_size, offset, len);
 	if (rc < 0)
 		goto out_err;
 	if (rc != 0)

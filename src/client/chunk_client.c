@@ -775,43 +775,22 @@ part_run(void *arg)
 		}
 	}
 	/*
-	 * Sending may finish ops (a failed send), and the batch may end with
-	 * the last one: decide everything from local state first. The ops sent
-	 * alone are those with target 0; read that before any send.
+	 * Sending may finish ops (a failed send), and the batch ends with the
+	 * last one. The ops that go alone are sent first: while a group is
+	 * unsent its ops are pending, so the batch (and ctx) outlives this walk;
+	 * after that only part_run's own groups, gchain and s are touched.
 	 */
-	{
-		struct op_ctx **alone = calloc(count, sizeof(*alone));
-		unsigned nalone = 0;
-
-		if (!alone) {
-			/* No memory to sort them: every op alone, groups dropped. */
-			for (unsigned k = 0; k < ngroups; k++)
-				free(groups[k]);
-			ngroups = 0;
-			free(groups);
-			free(gchain);
-			cfs_routing_snap_put(&s);
-			for (unsigned i = 0; i < count; i++)
-				ctx[i].op->target = 0;
-			for (unsigned i = 0; i < count; i++)
-				op_attempt(&ctx[i]);
-			return;
-		}
-		for (unsigned i = 0; i < count; i++) {
-			if (ctx[i].op->target == 0)
-				alone[nalone++] = &ctx[i];
-		}
-		for (unsigned k = 0; k < ngroups; k++) {
-			if (groups[k])
-				group_send(groups[k]->ctx[0], groups[k], gchain[k]);
-		}
-		free(groups);
-		free(gchain);
-		cfs_routing_snap_put(&s);
-		for (unsigned i = 0; i < nalone; i++)
-			op_attempt(alone[i]);
-		free(alone);
+	for (unsigned i = 0; i < count; i++) {
+		if (ctx[i].op->target == 0)
+			op_attempt(&ctx[i]);
 	}
+	for (unsigned k = 0; k < ngroups; k++) {
+		if (groups[k])
+			group_send(groups[k]->ctx[0], groups[k], gchain[k]);
+	}
+	free(groups);
+	free(gchain);
+	cfs_routing_snap_put(&s);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -923,7 +902,6 @@ cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n
 			for (unsigned i = 0; i < parts[k].count; i++) {
 				struct op_ctx *x = &parts[k].ctx[i];
 
-				rt_buf_put(&x->buf);
 				x->op->rc = prc;
 				if (__atomic_sub_fetch(&b.remaining, 1, __ATOMIC_ACQ_REL) == 0)
 					batch_wake(&b);
@@ -937,8 +915,8 @@ cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n
 	pthread_cond_destroy(&b.cv);
 	pthread_mutex_destroy(&b.mu);
 out:
+	/* Every payload buffer went back in op_finish, on the loop. */
 	for (unsigned i = 0; i < n; i++) {
-		rt_buf_put(&ctx[i].buf);
 		if (rc == 0 && ops[i].rc != 0)
 			rc = ops[i].rc;
 	}

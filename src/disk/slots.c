@@ -116,13 +116,6 @@ bits_reserve(struct disk_class *k, uint32_t nslots)
 	return 0;
 }
 
-void
-disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n)
-{
-	for (uint32_t s = first; s < first + n && s < k->nbits; s++)
-		k->stable[s / 64] |= 1ull << (s % 64);
-}
-
 static void
 map_set(uint64_t *map, uint32_t first, uint32_t n, bool on)
 {
@@ -132,6 +125,14 @@ map_set(uint64_t *map, uint32_t first, uint32_t n, bool on)
 		else
 			map[s / 64] &= ~(1ull << (s % 64));
 	}
+}
+
+void
+disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n)
+{
+	if (first >= k->nbits)
+		return;
+	map_set(k->stable, first, n < k->nbits - first ? n : k->nbits - first, true);
 }
 
 static uint32_t

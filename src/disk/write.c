@@ -303,7 +303,8 @@ block_len(uint32_t len, uint32_t i)
 /* New content in data[0, nv.len): its CRC table and CRC. base_tab (the
  * verified table of the base content, or NULL) lets blocks the update did
  * not touch keep their CRC, and op->ptab (the payload's, from the payload
- * check) gives those the payload fills whole: no second pass over either. */
+ * check) gives those the payload fills whole: no second pass over either.
+ * A whole-chunk write takes op->ptab itself. */
 static void
 build_crc(struct disk_op *op, const uint8_t *data, const uint32_t *base_tab)
 {
@@ -311,8 +312,17 @@ build_crc(struct disk_op *op, const uint8_t *data, const uint32_t *base_tab)
 	uint32_t nb = disk_nblocks(len);
 	uint32_t nb_base = disk_nblocks(op->base.len);
 	uint32_t pfirst = op->off / DISK_BLOCK, pnb = disk_nblocks(op->len);
-	uint32_t *tab = nb > 1 ? malloc((size_t)nb * sizeof(*tab)) : NULL;
+	uint32_t *tab;
 
+	/* The payload is the whole new content: its checked table and CRC are
+	 * the version's, handed over as they are. */
+	if (op->ptab != NULL && op->off == 0 && op->len == len) {
+		op->nv.crc = op->pcrc;
+		op->nv.bcrc = op->ptab;
+		op->ptab = NULL;
+		return;
+	}
+	tab = nb > 1 ? malloc((size_t)nb * sizeof(*tab)) : NULL;
 	if (tab == NULL || (base_tab == NULL && op->ptab == NULL)) {
 		op->nv.crc = disk_crc_blocks(data, len, tab);
 		op->nv.bcrc = tab;
@@ -333,12 +343,6 @@ build_crc(struct disk_op *op, const uint8_t *data, const uint32_t *base_tab)
 			tab[i] = op->ptab[i - pfirst];
 		else
 			tab[i] = same ? base_tab[i] : disk_crc32c(0, data + bs, block_len(len, i));
-	}
-	/* The payload is the whole new content: its checked CRC is the chunk's. */
-	if (op->ptab != NULL && op->off == 0 && op->len == len) {
-		op->nv.crc = op->pcrc;
-		op->nv.bcrc = tab;
-		return;
 	}
 	op->nv.crc = disk_crc_table_combine(tab, len);
 	op->nv.bcrc = tab;

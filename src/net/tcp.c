@@ -243,10 +243,6 @@ rx_parse(struct tcp_conn *c)
 			net_conn_close(nc, -ENOMEM);
 			return;
 		}
-		/* Payloads go to disk with O_DIRECT straight from this buffer, in
-		 * whole 4 KiB blocks: zero the tail so no stale bytes of an earlier
-		 * user of the pooled buffer reach a data file. */
-		memset(b->data + plen, 0, (((size_t)plen + 4095) & ~(size_t)4095) - plen);
 		take = c->rend - c->rpos;
 		if (take > plen)
 			take = (uint32_t)plen;

@@ -176,124 +176,6 @@ wr_uint(struct wr *w, uint64_t v)
 	w->b->len = (size_t)(put_uint(q, v) - w->b->p);
 }
 
-static AI void
-wr_int(struct wr *w, int64_t v)
-{
-	uint8_t *q;
-
-	if (v >= 0) {
-		wr_uint(w, (uint64_t)v);
-		return;
-	}
-	q = wr_room(w, 9);
-	if (q == NULL)
-		return;
-	if (v >= -32) {
-		q[0] = (uint8_t)(int8_t)v;
-		w->b->len += 1;
-	} else if (v >= INT8_MIN) {
-		q[0] = 0xd0;
-		q[1] = (uint8_t)(int8_t)v;
-		w->b->len += 2;
-	} else if (v >= INT16_MIN) {
-		q[0] = 0xd1;
-		store_be16(q + 1, (uint16_t)(int16_t)v);
-		w->b->len += 3;
-	} else if (v >= INT32_MIN) {
-		q[0] = 0xd2;
-		store_be32(q + 1, (uint32_t)(int32_t)v);
-		w->b->len += 5;
-	} else {
-		q[0] = 0xd3;
-		store_be64(q + 1, (uint64_t)v);
-		w->b->len += 9;
-	}
-}
-
-static AI void
-wr_bool(struct wr *w, bool v)
-{
-	uint8_t *q = wr_room(w, 1);
-
-	if (q == NULL)
-		return;
-	q[0] = v ? 0xc3 : 0xc2;
-	w->b->len += 1;
-}
-
-static AI void
-wr_array(struct wr *w, uint32_t n)
-{
-	uint8_t *q = wr_room(w, 5);
-
-	if (q == NULL)
-		return;
-	if (n <= 15) {
-		q[0] = (uint8_t)(0x90 | n);
-		w->b->len += 1;
-	} else if (n <= 0xffff) {
-		q[0] = 0xdc;
-		store_be16(q + 1, (uint16_t)n);
-		w->b->len += 3;
-	} else {
-		q[0] = 0xdd;
-		store_be32(q + 1, n);
-		w->b->len += 5;
-	}
-}
-
-/* str or bin: a header then the bytes. */
-static inline void
-wr_raw(struct wr *w, bool str, const uint8_t *p, uint32_t n)
-{
-	uint8_t *q;
-	size_t h;
-
-	if (n > 0 && p == NULL) {
-		if (w->err == 0)
-			w->err = -EINVAL;
-		return;
-	}
-	q = wr_room(w, (size_t)n + 5);
-	if (q == NULL)
-		return;
-	if (str && n <= 31) {
-		q[0] = (uint8_t)(0xa0 | n);
-		h = 1;
-	} else if (n <= 0xff) {
-		q[0] = str ? 0xd9 : 0xc4;
-		q[1] = (uint8_t)n;
-		h = 2;
-	} else if (n <= 0xffff) {
-		q[0] = str ? 0xda : 0xc5;
-		store_be16(q + 1, (uint16_t)n);
-		h = 3;
-	} else {
-		q[0] = str ? 0xdb : 0xc6;
-		store_be32(q + 1, n);
-		h = 5;
-	}
-	if (n > 0)
-		memcpy(q + h, p, n);
-	w->b->len += h + n;
-}
-
-/* ------------------------------------------------ unchecked writers */
-
-/*
- * The frame fast path: wire_encode reserves an upper bound of the body's size
- * once (room_body_<lc>, a constant for rows of fixed-size fields) and then
- * writes every item with these put_* functions, which check nothing. They
- * produce exactly the bytes of the checked wr_* writers (smallest formats),
- * which remain for the rare frame whose bound exceeds the header limit.
- */
-
-/* Bound of a field the room functions cannot honour (NULL bytes with a length,
- * NULL array with a count): far above any limit, and a sum of a few hundred of
- * them does not overflow. wire_encode then takes the checked path, which
- * returns the precise error. */
-#define ROOM_BAD ((size_t)1 << 48)
-
 static AI uint8_t *
 put_int(uint8_t *q, int64_t v)
 {
@@ -361,6 +243,70 @@ put_raw(uint8_t *q, bool str, const uint8_t *p, uint32_t n)
 		memcpy(q, p, n);
 	return q + n;
 }
+
+static AI void
+wr_int(struct wr *w, int64_t v)
+{
+	uint8_t *q = wr_room(w, 9);
+
+	if (q == NULL)
+		return;
+	w->b->len = (size_t)(put_int(q, v) - w->b->p);
+}
+
+static AI void
+wr_bool(struct wr *w, bool v)
+{
+	uint8_t *q = wr_room(w, 1);
+
+	if (q == NULL)
+		return;
+	q[0] = v ? 0xc3 : 0xc2;
+	w->b->len += 1;
+}
+
+static AI void
+wr_array(struct wr *w, uint32_t n)
+{
+	uint8_t *q = wr_room(w, 5);
+
+	if (q == NULL)
+		return;
+	w->b->len = (size_t)(put_array(q, n) - w->b->p);
+}
+
+/* str or bin: a header then the bytes. */
+static inline void
+wr_raw(struct wr *w, bool str, const uint8_t *p, uint32_t n)
+{
+	uint8_t *q;
+
+	if (n > 0 && p == NULL) {
+		if (w->err == 0)
+			w->err = -EINVAL;
+		return;
+	}
+	q = wr_room(w, (size_t)n + 5);
+	if (q == NULL)
+		return;
+	w->b->len = (size_t)(put_raw(q, str, p, n) - w->b->p);
+}
+
+/* ------------------------------------------------ unchecked writers */
+
+/*
+ * The frame fast path: wire_encode reserves an upper bound of the body's size
+ * once (room_body_<lc>, a constant for rows of fixed-size fields) and then
+ * writes every item with the put_* functions, which check nothing. They
+ * produce exactly the bytes of the checked wr_* writers (smallest formats),
+ * which remain for the rare frame whose bound exceeds the header limit.
+ */
+
+/* Bound of a field the room functions cannot honour (NULL bytes with a length,
+ * NULL array with a count): far above any limit, and a sum of a few hundred of
+ * them does not overflow. wire_encode then takes the checked path, which
+ * returns the precise error. */
+#define ROOM_BAD ((size_t)1 << 48)
 
 /* Per field type: the most bytes it can take (room_T) and its writer (put_T). */
 static AI size_t
@@ -1179,6 +1125,20 @@ wire_encode_body(struct wire_buf *out, unsigned type, const void *body)
 	return w.err;
 }
 
+/* The header array and its seven integers (at most HDR_FIXED_MAX bytes). */
+static AI uint8_t *
+put_hdr(uint8_t *q, const struct body_codec *c, const struct rt_msg *m, uint16_t flags)
+{
+	*q++ = (uint8_t)(0x90 | HDR_FIELDS);
+	*q++ = CFS_PROTO_VERSION; /* a positive fixint (asserted at the top) */
+	q = put_uint(q, c->code);
+	q = put_uint(q, m->req_id);
+	q = put_uint(q, m->src);
+	q = put_uint(q, m->dst);
+	q = put_uint(q, flags);
+	return put_uint(q, m->plen);
+}
+
 /* The checked encoder: for a frame whose bound exceeds the header limit (it
  * may still fit) or that holds a field put_* cannot write. */
 static int
@@ -1193,19 +1153,7 @@ encode_checked(struct wire_buf *out, const struct body_codec *c, const struct rt
 	/* The fixed part in one go: prefix, array header, seven integers. */
 	if (wr_room(&w, WIRE_PREFIX + HDR_FIXED_MAX) == NULL)
 		goto out_undo;
-	{
-		uint8_t *q = out->p + out->len + WIRE_PREFIX;
-
-		*q++ = (uint8_t)(0x90 | HDR_FIELDS);
-		q = put_uint(q, CFS_PROTO_VERSION);
-		q = put_uint(q, c->code);
-		q = put_uint(q, m->req_id);
-		q = put_uint(q, m->src);
-		q = put_uint(q, m->dst);
-		q = put_uint(q, flags);
-		q = put_uint(q, m->plen);
-		out->len = (size_t)(q - out->p);
-	}
+	out->len = (size_t)(put_hdr(out->p + out->len + WIRE_PREFIX, c, m, flags) - out->p);
 	c->enc(&w, m->body);
 	if (w.err != 0)
 		goto out_undo;
@@ -1251,14 +1199,7 @@ wire_encode(struct wire_buf *out, const struct rt_msg *m, const struct wire_limi
 		return -ENOMEM;
 	h = out->p + out->len;
 	q = h + WIRE_PREFIX;
-	*q++ = (uint8_t)(0x90 | HDR_FIELDS);
-	*q++ = CFS_PROTO_VERSION; /* a positive fixint: asserted below */
-	q = put_uint(q, c->code);
-	q = put_uint(q, m->req_id);
-	q = put_uint(q, m->src);
-	q = put_uint(q, m->dst);
-	q = put_uint(q, flags);
-	q = put_uint(q, m->plen);
+	q = put_hdr(q, c, m, flags);
 	q = c->put(q, m->body);
 	hdr = (size_t)(q - h) - WIRE_PREFIX;
 	if (hdr > lim->max_hdr)
@@ -1339,35 +1280,6 @@ read_hdr(struct wire_rd *rd, struct hdr_fields *h)
 	return read_hdr_fields(rd, h);
 }
 
-/* Wire code -> dense type without the binary search of cfs_msg_from_code: a
- * table by request code (proto.def asserts each code below CODE_DIRECT). */
-#define CODE_DIRECT 0x1000u
-_Static_assert(CFS_MSG__COUNT <= 256, "g_req_of_code holds types in a byte");
-#define CFS_STRUCT(lc, fields)
-#define CFS_RPC(UC, lc, code, req, resp)                                                           \
-	_Static_assert((code) < CODE_DIRECT, #lc ": raise CODE_DIRECT in wire.c");
-#include "chainfs/proto.def"
-#undef CFS_RPC
-#define CFS_RPC(UC, lc, code, req, resp) [(code)] = CFS_MSG_##UC,
-static const uint8_t g_req_of_code[CODE_DIRECT] = {
-#include "chainfs/proto.def"
-};
-#undef CFS_RPC
-#undef CFS_STRUCT
-
-static inline unsigned
-type_of_code(uint64_t code)
-{
-	unsigned t;
-
-	if ((code & ~(uint64_t)CFS_WIRE_RESP) >= CODE_DIRECT)
-		return CFS_MSG_NONE;
-	t = g_req_of_code[code & ~(uint64_t)CFS_WIRE_RESP];
-	if (t == CFS_MSG_NONE)
-		return CFS_MSG_NONE;
-	return code & CFS_WIRE_RESP ? cfs_msg_resp_of(t) : t;
-}
-
 int
 wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
 	    struct rt_msg **out, uint64_t *plen)
@@ -1393,7 +1305,7 @@ wire_decode(const uint8_t *hdr, uint32_t hdr_len, const struct wire_limits *lim,
 		return rc;
 	if (h.version != CFS_PROTO_VERSION)
 		return -CFS_EPROTO;
-	type = type_of_code(h.code);
+	type = h.code <= UINT16_MAX ? cfs_msg_from_code((uint16_t)h.code) : CFS_MSG_NONE;
 	if (type == CFS_MSG_NONE)
 		return -CFS_EPROTO;
 	if (h.plen > max_payload)

@@ -51,7 +51,7 @@ rt_loop_push(struct rt_loop *dst, struct rt_msg *m)
 	/* From inside a running loop, wake at the end of the iteration: by then
 	 * the whole batch is in the inbox and the receiver drains it in one go
 	 * (cross-core wake-ups dominate on pinned loops, virtual machines most). */
-	if (cur && cur->in_run && cur->rt == dst->rt) {
+	if (cur && cur->defer_wakes && cur->rt == dst->rt) {
 		cur->wake_mask |= 1ull << dst->index;
 		return;
 	}
@@ -164,6 +164,17 @@ loop_on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
 	else
 		ev_idle_stop(ev, &loop->idle);
 	loop_send_wakes(loop);
+	loop->defer_wakes = false;
+}
+
+/* First callback after each poll (highest priority): the iteration's handlers
+ * run from here on, and their cross-loop wakes go out together in prepare. */
+static void
+loop_on_check(struct ev_loop *ev, ev_check *w, int revents)
+{
+	struct rt_loop *loop = w->data;
+
+	loop->defer_wakes = loop->in_run;
 }
 
 static void
@@ -208,9 +219,11 @@ loop_shutdown(struct rt_loop *loop)
 	while ((m = rt_msgq_pop(&loop->runq)) != NULL)
 		rt_msg_free(&m);
 	loop_send_wakes(loop);
+	loop->defer_wakes = false;
 	loop->in_run = false;
 	ev_async_stop(loop->ev, &loop->wake);
 	ev_prepare_stop(loop->ev, &loop->prepare);
+	ev_check_stop(loop->ev, &loop->check);
 	ev_idle_stop(loop->ev, &loop->idle);
 	ev_break(loop->ev, EVBREAK_ALL);
 }
@@ -343,6 +356,10 @@ loop_create(struct rt *rt, unsigned index, struct rt_loop **out)
 	ev_prepare_start(loop->ev, &loop->prepare);
 	ev_idle_init(&loop->idle, loop_on_idle);
 	loop->idle.data = loop;
+	ev_check_init(&loop->check, loop_on_check);
+	ev_set_priority(&loop->check, EV_MAXPRI);
+	loop->check.data = loop;
+	ev_check_start(loop->ev, &loop->check);
 	*out = loop;
 	return 0;
 }

@@ -268,6 +268,7 @@ struct rt_loop {
 	ev_async wake;	    /* inbox non-empty, or shutdown */
 	ev_prepare prepare; /* run queue, reaping, flush hooks */
 	ev_idle idle;	    /* keeps the poll non-blocking while work remains */
+	ev_check check;	    /* after each poll: cross-loop wakes may be deferred */
 
 	struct rt_mpsc inbox;
 	struct rt_msgq runq;
@@ -293,6 +294,11 @@ struct rt_loop {
 
 	bool in_run;	    /* this loop's own thread is inside ev_run */
 	uint64_t wake_mask; /* loops to wake at the end of this iteration */
+	/* From the poll until the rt prepare watcher has sent wake_mask: a push
+	 * to another loop may wait for that send. After it (the disk engine's
+	 * lower-priority prepare watcher, say) a push wakes at once, or the wake
+	 * would sit in wake_mask while this loop blocks. */
+	bool defer_wakes;
 
 	_Atomic uint64_t handled;
 	_Atomic uint64_t wakeups;
