@@ -26,6 +26,8 @@
  * BENCH_REPL_LOOPS (storage node loops, default 2), BENCH_REPL_CLIENT_LOOPS (default 1),
  * BENCH_REPL_ROWS=write_1m,read_1m (only those rows), BENCH_REPL_PERF=FILE (perf record
  * -g on the three storage daemons during the first read row, into FILE).
+ * BENCH_NET picks the network (bench/net.h: by default a private namespace whose loopback
+ * has BIG TCP).
  * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build directory).
  * Prints a table and a last line "ratio: write_1m=X read_1m=Y" (ratios of the medians; the
  * table also shows the median of the rounds' own ratios). Each chainfs row also gets
@@ -53,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/net.h"
 #include "bench/stats.h"
 #include "client/chunk_client.h"
 #include "client/client.h"
@@ -607,6 +610,7 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	rt_log_set_level(RT_LOG_ERR);
+	printf("bench_replicated: %s\n", bench_net_setup());
 
 	printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
 	       "%u threads x batches of %u (%u in flight)\n",

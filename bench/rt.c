@@ -7,7 +7,8 @@
  *      minimal raw libev ping-pong exchanging frames of the same size;
  *   3. 1 MiB payload throughput over one connection, against a raw socket
  *      sender/receiver pair.
- * Candidate and baseline alternate for ROUNDS rounds; medians are compared.
+ * Candidate and baseline alternate for ROUNDS rounds; medians are compared,
+ * on the network BENCH_NET picks (bench/net.h; both sides on the same one).
  * Prints a table and a last line "ratio: name=value ...".
  */
 #define RT_LOG_SUBSYS "bench"
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/net.h"
 #include "bench/stats.h"
 #include "actors/node/nodectl.h"
 #include "net/net.h"
@@ -484,6 +486,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	rt_log_set_level(RT_LOG_WARN);
+	printf("bench_rt: %s\n", bench_net_setup());
 
 	/* In-process: a driver on loop 0 calls nodectl actors on loops 0 and 1. */
 	rt_create(&lcfg, &lrt);

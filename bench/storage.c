@@ -24,7 +24,8 @@
  * BENCH_STORAGE_ROWS=seqread_1m,randread_4k,... runs only those rows (for
  * profiling one of them); BENCH_STORAGE_INPROC=1 runs the target in this
  * process instead of a chainfsd (no TCP: what the transport costs);
- * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2).
+ * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2); BENCH_NET picks the network
+ * (bench/net.h: by default a private namespace whose loopback has BIG TCP).
  * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build
  * directory). Prints a table and a last line "ratio: name=value ...".
  * Each chainfs row also gets its CPU cost per I/O: the daemon's (all its
@@ -54,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/net.h"
 #include "bench/stats.h"
 #include "actors/storage/storage.h"
 #include "client/client.h"
@@ -485,6 +487,7 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	rt_log_set_level(RT_LOG_ERR);
+	printf("bench_storage: %s\n", bench_net_setup());
 
 	if (inproc) {
 		/* The target in this process, on the client runtime's second loop:
