@@ -1083,6 +1083,87 @@ START_TEST(test_rt_buf_returns_to_its_pool_when_put_on_other_thread)
 }
 END_TEST
 
+struct slabop {
+	struct rt_buf *b[3];
+	uint64_t allocated, released, cached;
+};
+
+static void
+do_slab_get(void *arg)
+{
+	struct slabop *o = arg;
+	struct rt_buf_pool *pool = &rt_loop_current()->pool;
+
+	o->b[0] = rt_buf_get(65536);
+	o->b[1] = rt_buf_get(65536);
+	o->b[2] = rt_buf_get((size_t)4 << 20);
+	o->allocated = pool->allocated;
+	o->released = pool->released;
+	o->cached = pool->cached;
+}
+
+static void
+do_slab_put(void *arg)
+{
+	struct slabop *o = arg;
+	struct rt_buf_pool *pool = &rt_loop_current()->pool;
+
+	for (int i = 0; i < 3; i++)
+		rt_buf_put(&o->b[i]);
+	o->allocated = pool->allocated;
+	o->released = pool->released;
+	o->cached = pool->cached;
+}
+
+START_TEST(test_rt_buf_shares_a_2m_slab_when_64k_or_more)
+{
+	struct rt *rt = start_rt(1, 1, NULL, NULL);
+	struct slabop o = {0};
+	uintptr_t a, b;
+
+	run_on(rt_loop_at(rt, 0), do_slab_get, &o);
+	a = (uintptr_t)o.b[0]->data;
+	b = (uintptr_t)o.b[1]->data;
+	/* Two pieces of one 2 MiB-aligned slab; the slab's other 30 are cached. */
+	ck_assert_uint_eq(o.b[0]->cap, 65536);
+	ck_assert_uint_ne(a, b);
+	ck_assert_uint_eq(a >> 21, b >> 21);
+	ck_assert_uint_eq(a % 65536, 0);
+	ck_assert_uint_eq(b % 65536, 0);
+	/* 4 MiB: its own memory, on a 2 MiB boundary. */
+	ck_assert_uint_eq((uintptr_t)o.b[2]->data % ((size_t)2 << 20), 0);
+	ck_assert_uint_eq(o.allocated, 32 + 1);
+	ck_assert_uint_eq(o.cached, 30);
+	ck_assert_uint_eq(o.released, 0);
+	run_on(rt_loop_at(rt, 0), do_slab_put, &o);
+	ck_assert_uint_eq(o.cached, 33);
+	ck_assert_uint_eq(o.released, 0);
+	rt_destroy(&rt); /* frees the slab once its last piece goes (valgrind checks) */
+}
+END_TEST
+
+START_TEST(test_rt_buf_slab_pieces_are_released_when_pool_cap_is_small)
+{
+	struct rt_config cfg = {.loops = 1, .node_id = 1, .buf_pool_max_bytes = 65536};
+	struct slabop o = {0};
+	struct rt *rt;
+
+	ck_assert_int_eq(rt_create(&cfg, &rt), 0);
+	ck_assert_int_eq(rt_start(rt, false), 0);
+	run_on(rt_loop_at(rt, 0), do_slab_get, &o);
+	/* Room for one cached 64 KiB piece: 30 of the slab's 31 spares went back,
+	 * and the second get took the one kept. */
+	ck_assert_uint_eq(o.allocated, 33);
+	ck_assert_uint_eq(o.cached, 0);
+	ck_assert_uint_eq(o.released, 30);
+	run_on(rt_loop_at(rt, 0), do_slab_put, &o);
+	/* Over the cap again: one piece stays cached, the other two buffers go. */
+	ck_assert_uint_eq(o.cached, 1);
+	ck_assert_uint_eq(o.released, 32);
+	rt_destroy(&rt);
+}
+END_TEST
+
 /* --------------------------------------------------------------- messages */
 
 static bool
@@ -2084,6 +2165,8 @@ main(void)
 	add_case(s, "foreach", test_rt_loop_foreach_actor_lists_live_actors_when_asked, 0);
 	add_case(s, "buf_aligned", test_rt_buf_is_aligned_when_off_loop, 0);
 	add_case(s, "buf_pool", test_rt_buf_returns_to_its_pool_when_put_on_other_thread, 0);
+	add_case(s, "buf_slab", test_rt_buf_shares_a_2m_slab_when_64k_or_more, 0);
+	add_case(s, "buf_slab_cap", test_rt_buf_slab_pieces_are_released_when_pool_cap_is_small, 0);
 	add_case(s, "msg", test_rt_msg_arena_and_iov_work_when_off_loop, 0);
 	add_case(s, "msg_reuse", test_rt_msg_reused_as_new_when_freed_on_loop, 0);
 	add_case(s, "proto", test_cfs_msg_tables_round_trip_when_every_type, 0);
