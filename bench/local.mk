@@ -1,7 +1,7 @@
 # Benchmarks: built by `make bench`, never part of `make check`.
 EXTRA_PROGRAMS += bench/bench_rt
 bench_bench_rt_SOURCES = bench/rt.c bench/stats.c bench/stats.h bench/net.c bench/net.h
-bench_bench_rt_LDADD = libcfs_actors.la libcfs_net.la libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS)
+bench_bench_rt_LDADD = libcfs_actors.la tests/libcfsproc.la libcfs_client.la libcfs_net.la libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS)
 CLEANFILES += $(EXTRA_PROGRAMS)
 
 BENCH_SECONDS ?= 2

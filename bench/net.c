@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * bench/net.c: the benchmarks' private network namespace (see net.h). Loopback
- * is brought up with SIOCSIFFLAGS and BIG TCP is set with one RTM_NEWLINK
- * request, so no tool (ip) is needed. Why BIG TCP: every 64 KiB segment costs
+ * is brought up as the test harness does (tp_lo_up) and BIG TCP is set with one
+ * RTM_NEWLINK request, so no tool (ip) is needed. Why BIG TCP: every 64 KiB segment costs
  * the sender a trip through loopback's transmit and the receiver's TCP stack;
  * with 512 KiB segments a 1 MiB payload costs two trips instead of sixteen, and
  * on this machine loopback TCP moves about twice the bytes per CPU second.
@@ -17,11 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench/net.h"
+#include "tests/proc.h"
 
 /* Linux 6.3 attributes, missing from older headers: the IPv4 limits (IPv4 keeps
  * 64 KiB unless these are raised as well). */
@@ -30,28 +30,6 @@
 #define BIG_TCP_SIZE		     524280u /* the kernel's largest, 512 KiB - 8 */
 
 static char g_desc[256];
-
-static int
-lo_up(void)
-{
-	struct ifreq ifr = {0};
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
-		rc = -errno;
-		goto out;
-	}
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
-		rc = -errno;
-out:
-	close(fd);
-	return rc;
-}
 
 static void
 put_u32_attr(char *buf, size_t *len, unsigned short type, unsigned v)
@@ -131,7 +109,7 @@ bench_net_setup(void)
 			 strerror(errno));
 		return g_desc;
 	}
-	rc = lo_up();
+	rc = tp_lo_up();
 	if (rc != 0) {
 		fprintf(stderr, "bench: cannot bring loopback up in the private namespace: %s\n",
 			strerror(-rc));

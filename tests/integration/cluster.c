@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * CRAQ with real processes (issue 4): one chainfsd running mgmtd (node 1) and
- * three storage nodes (2, 3, 4; two targets each: n1, n2) on loopback, two
+ * three storage nodes (2, 3, 4; two targets each: n1, n2), each node a host of
+ * its own (tests/proc.h hosts mode: node n listens on 10.99.0.n in its own
+ * network namespace; loopback when namespaces cannot be made), two
  * chains of three (keys alternate between them), 16 writer threads and 4
  * reader threads going through the chunk client (src/client/chunk_client.h,
  * retries inside it) while this driver injects faults. Every operation is
@@ -22,7 +24,10 @@
  *      chunk_read / chunk_write sent straight to it);
  *   6. kill -9 and restart mgmtd under load: every write still succeeds and
  *      chains and targets are as before;
- *   7. (each scenario) the history is linearizable.
+ *   7. (each scenario) the history is linearizable;
+ *   8. hosts mode only: 5 again, with the head's link cut (ip link set down)
+ *      instead of SIGSTOP: the node runs on and must stop serving on its own
+ *      when its lease lapses.
  *
  * A value is a 64-bit token unique to one write, stored in the first 8 bytes
  * of the 4 KiB chunk; the remaining bytes are a function of the token, so a
@@ -149,14 +154,17 @@ write_configs(void)
 	for (unsigned n = 1; n <= NNODES; n++) {
 		struct tp_proc *nd = &g_nodes[n];
 		uint32_t targets[TPN];
-		struct tp_conf c = {.id = n, .port = tp_free_port()};
+		struct tp_conf c = {.id = n,
+				    .port = tp_hosts_on() ? TP_HOST_PORT : tp_free_port(),
+				    .host = tp_host_addr(n)};
 
 		if (!c.port)
 			return -EADDRNOTAVAIL;
+		nd->host = n; /* hosts mode: node n is host n */
 		snprintf(nd->conf, sizeof(nd->conf), "%s/n%u.conf", g_dir, n);
 		snprintf(nd->log, sizeof(nd->log), "%s/n%u.log", g_dir, n);
 		if (n == 1) {
-			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "127.0.0.1:%u", c.port);
+			snprintf(g_mgmtd_ep, sizeof(g_mgmtd_ep), "%s:%u", c.host, c.port);
 			c.loops = "1";
 			c.mgmtd_db = db;
 			c.heartbeat_ms = HB_MS;
@@ -203,6 +211,7 @@ on_watchdog(int sig)
 {
 	(void)sig;
 	tp_procs_kill(&g_nodes[1], NNODES);
+	tp_hosts_abort(); /* _exit below runs no atexit handler */
 	static const char msg[] = "cluster: FAIL: watchdog: the program hung; data kept\n";
 	if (write(2, msg, sizeof(msg) - 1) < 0)
 		_exit(1);
@@ -1189,12 +1198,34 @@ raw_write(cfs_addr_t addr, uint32_t target, uint64_t chain_id, uint32_t chain_ve
 	return rc;
 }
 
-/* 5: SIGSTOP the head past its lease; it must not act on its old chain version. */
+/* The head's fault of scenarios 5 and 8: stopped, or cut from the network. */
 static void
-scenario_stop(void)
+head_fault(unsigned n, bool link, bool on)
 {
-	const char *name = "5. SIGSTOP the head past its lease, write, SIGCONT: no stale "
-			   "acknowledgement, no stale read";
+	int rc;
+
+	if (!link) {
+		node_signal(n, on ? SIGSTOP : SIGCONT);
+		return;
+	}
+	rc = tp_host_link(n, !on);
+	if (rc != 0)
+		FAIL("link of host %u %s: %s", n, on ? "down" : "up", cfs_errname(rc));
+}
+
+/*
+ * 5: SIGSTOP the head past its lease; it must not act on its old chain version.
+ * 8 (link): the same with the head's link cut instead (hosts mode): the node runs
+ * on, cannot heartbeat, and must stop on its own when its lease lapses.
+ */
+static void
+scenario_stop(bool link)
+{
+	const char *name = link ? "8. cut the head's link past its lease, write, restore it: no "
+				  "stale acknowledgement, no stale read"
+				: "5. SIGSTOP the head past its lease, write, SIGCONT: no stale "
+				  "acknowledgement, no stale read";
+	const char *tag = link ? "scenario 8" : "scenario 5";
 	struct cfs_routing_snap *s = NULL;
 	struct cfs_route_member head;
 	uint64_t chain_id, newest[NKEYS], t0;
@@ -1213,13 +1244,14 @@ scenario_stop(void)
 	old_ver = s->chains[0].chain_ver;
 	n = head.node_id;
 	cfs_routing_snap_put(&s);
-	if (load_start(&l, "scenario 5", 5, true) != 0)
+	if (load_start(&l, tag, link ? 8 : 5, true) != 0)
 		goto out;
 	load_wait_acks(&l, 500, false);
 	/* Everything written so far is what the stopped node may still hold. */
-	node_signal(n, SIGSTOP);
+	head_fault(n, link, true);
 	load_mark_fault(&l);
-	printf("cluster: SIGSTOP node %u (head, target %u, chain v%u)\n", n, head.target, old_ver);
+	printf("cluster: %s node %u (head, target %u, chain v%u)\n",
+	       link ? "link down:" : "SIGSTOP", n, head.target, old_ver);
 	s = wait_routing("stopped node marked down", node_down, &n);
 	cfs_routing_snap_put(&s);
 	atomic_store(&l.acks_after_fault, 0); /* count the writes made since it is down */
@@ -1230,7 +1262,7 @@ scenario_stop(void)
 		if (read_token(&l, key, VERIFY_TID, &newest[key]) != 0)
 			newest[key] = UINT64_MAX; /* unknown: any served value fails below */
 	}
-	node_signal(n, SIGCONT);
+	head_fault(n, link, false);
 	/* Right away, and for ~3 s while it learns the new routing: old chain
 	 * version, straight to it. */
 	t0 = now_ns();
@@ -1256,9 +1288,9 @@ scenario_stop(void)
 				continue;
 			}
 			if (token != newest[key])
-				FAIL("scenario 5: node %u served key %u token %016" PRIx64
+				FAIL("%s: node %u served key %u token %016" PRIx64
 				     " under chain v%u; newest is %016" PRIx64,
-				     n, key, token, old_ver, newest[key]);
+				     tag, n, key, token, old_ver, newest[key]);
 			else
 				newest_served++;
 		}
@@ -1269,26 +1301,29 @@ scenario_stop(void)
 			int rc = raw_write(head.addr, head.target, chain_id, old_ver, &id, token);
 
 			if (rc == 0)
-				FAIL("scenario 5: node %u acknowledged a write under its old chain "
+				FAIL("%s: node %u acknowledged a write under its old chain "
 				     "v%u (key %u)",
-				     n, old_ver, key);
+				     tag, n, old_ver, key);
 			else
 				write_rc = rc;
 		}
 		tp_sleep_ms(50);
 	}
-	printf("cluster: scenario 5: %u raw reads with chain v%u: %u refused (ENOTSERVING %u, "
+	printf("cluster: %s: %u raw reads with chain v%u: %u refused (ENOTSERVING %u, "
 	       "ESTALECHAIN %u, other %s), %u served the newest; %u raw writes refused "
 	       "(last: %s)\n",
-	       probes, old_ver, refused, notserving, stale, other_rc ? cfs_errname(other_rc) : "-",
-	       newest_served, wrote, write_rc ? cfs_errname(write_rc) : "-");
+	       tag, probes, old_ver, refused, notserving, stale,
+	       other_rc ? cfs_errname(other_rc) : "-", newest_served, wrote,
+	       write_rc ? cfs_errname(write_rc) : "-");
 	/* The history goes on: a little more load after the node is back. */
 	load_run(&l);
 	tp_sleep_ms(1000);
 	load_finish(&l);
-	s = wait_routing("chain healthy after SIGCONT", healthy, NULL);
+	s = wait_routing(link ? "chain healthy after the link is back"
+			      : "chain healthy after SIGCONT",
+			 healthy, NULL);
 	cfs_routing_snap_put(&s);
-	compare_replicas("scenario 5");
+	compare_replicas(tag);
 out:
 	scenario_end(name);
 }
@@ -1359,7 +1394,7 @@ setup(void)
 		return rc;
 	}
 	for (unsigned n = 1; n <= NNODES; n++) {
-		snprintf(ep, sizeof(ep), "127.0.0.1:%u", g_nodes[n].port);
+		snprintf(ep, sizeof(ep), "%s:%u", tp_host_addr(n), g_nodes[n].port);
 		rc = net_add_peer(cfs_client_net(g_admin), n, ep);
 		if (rc == 0)
 			rc = node_start(n);
@@ -1400,6 +1435,11 @@ main(void)
 		return 77;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Before any thread: it moves this process into a network namespace of its own. */
+	if (tp_hosts_init(NNODES) < 0) {
+		fprintf(stderr, "cluster: FAIL: CFS_TEST_HOSTS=1 and no hosts\n");
+		return 1;
+	}
 	if (getenv("CLUSTER_RELAXED_READS") && atoi(getenv("CLUSTER_RELAXED_READS")))
 		g_read_flags = CFS_CHUNK_F_RELAXED;
 	rt_log_set_level(RT_LOG_ERR);
@@ -1418,8 +1458,12 @@ main(void)
 		scenario_kill(0, "head", 2);
 		scenario_kill(NSTORAGE - 1, "tail", 3);
 		scenario_kill(1, "middle", 4);
-		scenario_stop();
+		scenario_stop(false);
 		scenario_mgmtd();
+		if (tp_hosts_on())
+			scenario_stop(true);
+		else
+			printf("SKIP: 8. cut the head's link (hosts mode only)\n");
 	}
 	if (g_failures)
 		dump_logs();
