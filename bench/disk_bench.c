@@ -414,7 +414,8 @@ cmd_populate(void)
 	}
 	sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN", NULL, NULL, NULL);
 	sqlite3_prepare_v2(db,
-			   "INSERT OR REPLACE INTO chunks VALUES (?,4096,0,1,?,4096,12345,0,0,0,0)",
+			   "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver, "
+			   "pslot, plen, pcrc) VALUES (?,4096,0,1,?,4096,12345,0,0,0,0)",
 			   -1, &st, NULL);
 	for (uint64_t i = 0; i < g.count; i++) {
 		struct cfs_id128 id = mkid(i);

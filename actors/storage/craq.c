@@ -17,6 +17,12 @@
  * reference). The tail commits and answers; each replica checks the answer is
  * its own version (length and CRC too), commits, and answers its predecessor.
  *
+ * The memory of client requests is a RAM ring backed by the engine: every
+ * version is stored with the client_req that made it (durably, in its index
+ * row), and a request the ring does not know is looked up there
+ * (dd_from_engine), so a restart or an eviction does not make a retry apply
+ * twice while the chunk still holds the version the request made.
+ *
  * Failed forwards never drop anything: the tail may have committed the
  * version already. The replica keeps it pending and answers a retryable
  * error; the head re-drives the leftover pending version (whole, at the same
@@ -70,6 +76,7 @@ struct craq_op {
 	uint32_t plen;	   /* its length and CRC: what the successor must answer */
 	uint32_t pcrc;
 	uint32_t csize; /* the chunk's size, for a whole copy */
+	uint64_t rreq;	/* re-drive: the request that made the version (engine), 0: unknown */
 	struct disk_read rd;
 };
 
@@ -228,6 +235,38 @@ dd_set_done(struct stor_dedup *d, const struct disk_chunk_info *info)
 	d->ver = info->ver;
 	d->len = info->len;
 	d->crc = info->crc;
+}
+
+/*
+ * The ring does not know client_req on chunk (the target restarted, or 4096
+ * newer requests pushed it out): the engine stores with each version the
+ * request that made it, durably, so it refills the ring. The committed
+ * version made by client_req gives a done entry (its answer); a pending one
+ * the entry of a stored, unfinished request, which head_step re-drives and
+ * then answers. NULL: neither version is the request's (it never stored
+ * here, or the chunk was written again since: applied as new).
+ */
+static struct stor_dedup *
+dd_from_engine(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chunk)
+{
+	struct disk_chunk_info info;
+	struct stor_dedup *d;
+
+	if (disk_query(t->dt, chunk, &info) != 0)
+		return NULL;
+	if (info.ver != 0 && info.req == client_req) {
+		d = dd_claim(t, client_req, chunk);
+		dd_set_done(d, &info);
+		return d;
+	}
+	if (info.pver != 0 && info.preq == client_req) {
+		d = dd_claim(t, client_req, chunk);
+		d->ver = info.pver;
+		d->len = info.plen;
+		d->crc = info.pcrc;
+		return d;
+	}
+	return NULL;
 }
 
 static void
@@ -419,8 +458,12 @@ committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 		return;
 	}
 	/* A leftover version is committed everywhere on the path now: its
-	 * request's retry gets this answer. Then the op's own work. */
-	d = dd_find_ver(op->t, &op->chunk, op->ver);
+	 * request's retry gets this answer (from the ring when it is there,
+	 * else from the engine, which stored the request with the version).
+	 * Then the op's own work. */
+	d = op->rreq ? dd_find(op->t, op->rreq, &op->chunk) : NULL;
+	if (!d || d->done || d->ver != op->ver)
+		d = dd_find_ver(op->t, &op->chunk, op->ver);
 	if (d)
 		dd_set_done(d, info);
 	op->redrive = false;
@@ -544,6 +587,42 @@ chain_moved(const struct craq_op *op)
 	return op->chain_ver != c->chain_ver || c->pos < 0 || c->succ < 0;
 }
 
+/* The one builder of whole-version chunk_writes (here and resync.c), so a
+ * copy, a re-drive and a forward to a syncing successor carry the same
+ * fields, the request id included. */
+int
+stor_whole_msg(const struct stor_whole *w, struct rt_msg **out)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
+	struct cfs_chunk_write *f;
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	f = RT_BODY(m, chunk_write);
+	f->target = w->target;
+	f->chain_id = w->chain_id;
+	f->chain_ver = w->chain_ver;
+	f->chunk = w->chunk;
+	f->offset = 0;
+	f->len = w->data ? w->data->len : 0;
+	f->crc = w->crc;
+	f->chunk_size = w->chunk_size;
+	f->update_ver = w->ver;
+	f->client_req = w->client_req;
+	f->flags = STOR_CW_F_FORWARD | w->flags;
+	if (f->len) {
+		rc = rt_msg_add_iov(m, w->data->buf, w->data->off, w->data->len);
+		if (rc != 0) {
+			rt_msg_free(&m);
+			return rc;
+		}
+	}
+	*out = m;
+	return 0;
+}
+
 /* Send the whole content of our version op->ver (data NULL: empty) to the
  * successor: as a resync copy when it is syncing, else as a whole forwarded
  * write it stores pending and forwards on. */
@@ -552,7 +631,6 @@ send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
 {
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
-	struct cfs_chunk_write *f;
 	struct stor_dedup *d;
 	struct rt_msg *m = NULL;
 	int rc = 0;
@@ -560,32 +638,29 @@ send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
 	if (chain_moved(op))
 		rc = -CFS_ESTALECHAIN;
 	if (rc == 0) {
-		m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
-		rc = m ? 0 : -ENOMEM;
-	}
-	if (rc == 0) {
-		f = RT_BODY(m, chunk_write);
-		f->target = c->members[c->succ].target;
-		f->chain_id = op->chain_id;
-		f->chain_ver = op->chain_ver;
-		f->chunk = op->chunk;
-		f->offset = 0;
-		f->len = data ? data->len : 0;
-		f->crc = crc;
-		f->chunk_size = op->csize;
-		f->update_ver = op->ver;
-		/* The successors remember the request the version belongs to. */
+		struct stor_whole w = {
+			.target = c->members[c->succ].target,
+			.chain_id = op->chain_id,
+			.chain_ver = op->chain_ver,
+			.chunk = op->chunk,
+			.chunk_size = op->csize,
+			.ver = op->ver,
+			.client_req = op->client_req,
+			.crc = crc,
+			.flags = c->members[c->succ].public_state == CFS_TS_SYNCING
+					 ? STOR_CW_F_SYNC
+					 : STOR_CW_F_WHOLE,
+			.data = data,
+		};
+
+		/* The successors remember (durably) the request the version
+		 * belongs to: a re-driven one's is the engine's record, or the
+		 * ring's for a version stored before the engine kept it. */
 		if (op->redrive) {
-			d = dd_find_ver(t, &op->chunk, op->ver);
-			f->client_req = d ? d->client_req : 0;
-		} else {
-			f->client_req = op->client_req;
+			d = op->rreq ? NULL : dd_find_ver(t, &op->chunk, op->ver);
+			w.client_req = op->rreq ? op->rreq : d ? d->client_req : 0;
 		}
-		f->flags = STOR_CW_F_FORWARD |
-			   (c->members[c->succ].public_state == CFS_TS_SYNCING ? STOR_CW_F_SYNC
-									       : STOR_CW_F_WHOLE);
-		if (data && data->len)
-			rc = rt_msg_add_iov(m, data->buf, data->off, data->len);
+		rc = stor_whole_msg(&w, &m);
 	}
 	if (rc == 0)
 		rc = rt_call(t->self, c->members[c->succ].addr, m, 0, forwarded, op);
@@ -771,7 +846,8 @@ store(struct craq_op *op, uint64_t ver, unsigned flags)
 	int rc;
 
 	if (op->kind == CRAQ_TRUNCATE) {
-		rc = disk_truncate(op->t->dt, &op->chunk, op->tlen, ver, flags, stored, op);
+		rc = disk_truncate(op->t->dt, &op->chunk, op->tlen, ver, flags, op->client_req,
+				   stored, op);
 	} else {
 		dw = stor_disk_write_of(op->req, ver, flags);
 		rc = disk_write(op->t->dt, &dw, stored, op);
@@ -911,6 +987,7 @@ redrive(struct craq_op *op, const struct disk_chunk_info *info)
 	op->ver = info->pver;
 	op->plen = info->plen;
 	op->pcrc = info->pcrc;
+	op->rreq = info->preq;
 	op->csize = info->chunk_size;
 	if (!op->tail) {
 		forward_whole(op);
@@ -1036,6 +1113,8 @@ remembered(struct stor_target *t, struct craq_op *op)
 	if (op->client_req == 0)
 		return false;
 	d = dd_find(t, op->client_req, &op->chunk);
+	if (!d && op->kind != CRAQ_REMOVE)
+		d = dd_from_engine(t, op->client_req, &op->chunk);
 	if (d && d->done) {
 		struct disk_chunk_info info = {.ver = d->ver, .len = d->len, .crc = d->crc};
 

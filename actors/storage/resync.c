@@ -155,27 +155,26 @@ send_copy(struct stor_target *t, const struct disk_chunk_info *info, uint64_t ve
 	  const struct rt_iov *data)
 {
 	struct stor_sync *s = &t->sync;
-	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_WRITE);
-	struct cfs_chunk_write *w;
-	int rc = -ENOMEM;
+	/* The request that made the version goes along: the syncing target
+	 * stores it with the copy, so a client's retry that reaches it as head
+	 * later is answered, not applied again (craq.c, dd_from_engine). */
+	const struct stor_whole w = {
+		.target = s->dst,
+		.chain_id = t->chain.chain_id,
+		.chain_ver = s->chain_ver,
+		.chunk = info->id,
+		.chunk_size = info->chunk_size,
+		.ver = ver,
+		.client_req = ver == info->ver ? info->req : 0,
+		.crc = crc,
+		.flags = STOR_CW_F_SYNC,
+		.data = data,
+	};
+	struct rt_msg *m = NULL;
+	int rc = stor_whole_msg(&w, &m);
 
-	if (!m)
+	if (rc != 0)
 		goto out_stop;
-	w = RT_BODY(m, chunk_write);
-	w->target = s->dst;
-	w->chain_id = t->chain.chain_id;
-	w->chain_ver = s->chain_ver;
-	w->chunk = info->id;
-	w->len = data ? data->len : 0;
-	w->crc = crc;
-	w->chunk_size = info->chunk_size;
-	w->update_ver = ver;
-	w->flags = STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
-	if (data && data->len) {
-		rc = rt_msg_add_iov(m, data->buf, data->off, data->len);
-		if (rc != 0)
-			goto out_msg;
-	}
 	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, copied, NULL);
 	if (rc != 0)
 		goto out_msg;

@@ -58,7 +58,9 @@ struct stor_chain {
  * replica the write passed (forwarded writes carry client_req), so that a head
  * after failover knows it too: the version stored for it here, pending or done
  * (committed here: ver, len, crc are the answer). A retry is answered, or its
- * pending version re-driven, instead of applied again. */
+ * pending version re-driven, instead of applied again. The ring is a cache:
+ * the engine stores each version's client_req durably, and a request the
+ * ring lacks is looked up there (craq.c, dd_from_engine). */
 struct stor_dedup {
 	uint64_t client_req; /* 0: free (it may still be linked in a bucket) */
 	struct cfs_id128 chunk;
@@ -226,7 +228,8 @@ bool craq_removing(struct stor_target *t, const struct cfs_id128 *id);
 
 /* The engine write a chunk_write request asks for: its chunk, range, payload
  * (borrowed from req, which must outlive the write) and CRC, at update
- * version ver with DISK_W_* flags. */
+ * version ver with DISK_W_* flags; the engine stores its client_req with the
+ * version (the durable half of the exactly-once memory, craq.c). */
 static inline struct disk_write
 stor_disk_write_of(const struct rt_msg *req, uint64_t ver, unsigned flags)
 {
@@ -242,8 +245,32 @@ stor_disk_write_of(const struct rt_msg *req, uint64_t ver, unsigned flags)
 		.crc = w->crc,
 		.ver = ver,
 		.flags = flags,
+		.req = w->client_req,
 	};
 }
+
+/* One whole version of a chunk, sent as a forwarded chunk_write: a resync
+ * copy (resync.c), a re-drive of a leftover pending version, or a mutation
+ * forwarded to a syncing successor as the whole new content (craq.c). */
+struct stor_whole {
+	uint32_t target; /* the receiver (our successor on the write path) */
+	uint64_t chain_id;
+	uint32_t chain_ver;
+	struct cfs_id128 chunk;
+	uint32_t chunk_size;
+	uint64_t ver;		   /* the version, installed at that number */
+	uint64_t client_req;	   /* the request that made it (the receiver stores it), 0: none */
+	uint32_t crc;		   /* CRC32C of the content */
+	uint32_t flags;		   /* STOR_CW_F_SYNC or STOR_CW_F_WHOLE; FORWARD is added */
+	const struct rt_iov *data; /* the content, by reference; NULL: empty */
+};
+
+/**
+ * Build the chunk_write message of a whole version (craq.c): offset 0,
+ * length and payload = the content (its buffer referenced, not copied).
+ * @return 0 and *out, -ENOMEM (nothing to free).
+ */
+int stor_whole_msg(const struct stor_whole *w, struct rt_msg **out);
 
 /** Set up and tear down the resync retry timer (resync.c). */
 void stor_sync_init(struct stor_target *t);

@@ -256,8 +256,8 @@ stor_on_chunk_truncate(struct rt_actor *self, struct rt_msg *req)
 	op = mut_new(t, req);
 	if (!op)
 		return refuse(t, "truncate", &m->chunk, -ENOMEM);
-	rc = disk_truncate(t->dt, &m->chunk, m->len, m->update_ver, DISK_W_COMMIT, truncate_done,
-			   op);
+	rc = disk_truncate(t->dt, &m->chunk, m->len, m->update_ver, DISK_W_COMMIT, m->client_req,
+			   truncate_done, op);
 	if (rc != 0)
 		return refuse(t, "truncate", &m->chunk, rc);
 	return 0;

@@ -175,16 +175,20 @@ int disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o,
  */
 void disk_target_close(struct disk_target **pt);
 
-/* What the engine knows about a chunk: committed and pending versions. */
+/* What the engine knows about a chunk: committed and pending versions, and
+ * the request that made each (the caller's id, stored durably with the
+ * version: CRAQ's exactly-once memory survives restarts through it). */
 struct disk_chunk_info {
 	struct cfs_id128 id;
 	uint32_t chunk_size;
 	uint64_t ver;  /* committed version, 0: none */
 	uint32_t len;  /* committed length */
 	uint32_t crc;  /* CRC32C of the committed content */
+	uint64_t req;  /* request that made the committed version, 0: none known */
 	uint64_t pver; /* pending version, 0: none */
 	uint32_t plen;
 	uint32_t pcrc;
+	uint64_t preq; /* request that made the pending version, 0: none known */
 };
 
 /** Completion of a mutation. info (state after the operation) is valid only
@@ -212,6 +216,8 @@ struct disk_write {
 	uint32_t crc;	/* CRC32C of the len payload bytes, checked first */
 	uint64_t ver;	/* update version; 0: committed + 1 */
 	unsigned flags; /* DISK_W_* */
+	uint64_t req;	/* the caller's request id, stored with the new version (0: none);
+			   disk_commit carries it from pending to committed */
 };
 
 /**
@@ -241,16 +247,17 @@ int disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn c
 
 /**
  * Truncate (or extend with zeros) to len bytes, copy-on-write like a write of
- * version ver (0: next) with the same flags and version rules.
+ * version ver (0: next) with the same flags and version rules; req is stored
+ * with the new version like disk_write's w->req.
  * Returned at once: -CFS_ENOCHUNK (unknown chunk), -EINVAL (len > chunk_size),
  * -CFS_ENOTSERVING, -ENOMEM. Through cb: as disk_write.
  */
 int disk_truncate(struct disk_target *t, const struct cfs_id128 *id, uint32_t len, uint64_t ver,
-		  unsigned flags, disk_done_fn cb, void *cb_arg);
+		  unsigned flags, uint64_t req, disk_done_fn cb, void *cb_arg);
 
 /**
- * Commit pending version ver: it becomes the committed one and the old
- * committed slot is freed. Committing the version already committed is a
+ * Commit pending version ver: it becomes the committed one (with its request
+ * id) and the old committed slot is freed. Committing the version already committed is a
  * no-op success. Returned at once: -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM.
  * Through cb: -CFS_ENOCHUNK (removed meanwhile), -ESTALE (ver older than the
  * committed or pending one), -ERANGE (no such pending version), -EIO.

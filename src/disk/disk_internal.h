@@ -51,6 +51,7 @@ struct disk_ver {
 	uint32_t slot; /* DISK_NOSLOT when len == 0 */
 	uint32_t len;
 	uint32_t crc;
+	uint64_t req;	/* the request that made it (disk_write.req), 0: none */
 	uint32_t *bcrc; /* per-4KiB CRCs, NULL when not in memory (or len <= 4 KiB) */
 };
 
@@ -120,6 +121,7 @@ struct disk_row {
 	uint32_t slot, len, crc;
 	uint64_t pver;
 	uint32_t pslot, plen, pcrc;
+	uint64_t req, preq; /* the requests that made the versions (0: none) */
 };
 
 struct disk_index {
@@ -305,6 +307,7 @@ struct disk_op {
 	unsigned flags;
 	int rc;
 	uint64_t ver;
+	uint64_t req; /* write, truncate: stored with the new version */
 	uint32_t chunk_size, off, len;
 	unsigned iovcnt;
 	struct rt_iov *iov;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The durable index of a target: one SQLite database (WAL, synchronous=FULL)
- * with one row per chunk holding both its committed and its pending version,
- * and a meta table recording the format and the class table the slots were
- * cut with. The helper thread owns the connection after open; loading runs
- * on the opening thread before the helper starts. Slot allocation is not
- * stored: it is whatever the rows reference.
+ * with one row per chunk holding both its committed and its pending version
+ * (each with the id of the request that made it), and a meta table recording
+ * the format and the class table the slots were cut with. The helper thread
+ * owns the connection after open; loading runs on the opening thread before
+ * the helper starts. Slot allocation is not stored: it is whatever the rows
+ * reference. Indexes of older builds gain the columns added since (migrate).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,8 +24,15 @@ static const char schema[] =
 	" csize INTEGER NOT NULL, cls INTEGER NOT NULL,"
 	" ver INTEGER NOT NULL, slot INTEGER NOT NULL, len INTEGER NOT NULL, crc INTEGER NOT NULL,"
 	" pver INTEGER NOT NULL, pslot INTEGER NOT NULL, plen INTEGER NOT NULL,"
-	" pcrc INTEGER NOT NULL"
+	" pcrc INTEGER NOT NULL,"
+	" req INTEGER NOT NULL DEFAULT 0, preq INTEGER NOT NULL DEFAULT 0"
 	") WITHOUT ROWID;";
+
+/* Columns added after the first format, with what an existing row gets. */
+static const char *const added_cols[][2] = {
+	{"req", "ALTER TABLE chunks ADD COLUMN req INTEGER NOT NULL DEFAULT 0"},
+	{"preq", "ALTER TABLE chunks ADD COLUMN preq INTEGER NOT NULL DEFAULT 0"},
+};
 
 static int
 sql_err(sqlite3 *db, int src, const char *what)
@@ -103,6 +111,41 @@ check_meta(sqlite3 *db)
 	return rc;
 }
 
+/*
+ * Bring an index made by an older build up to the current columns: the
+ * request ids of the versions (CRAQ's durable exactly-once memory) came later.
+ * Its rows get 0 (no request known), which is what they meant. The format
+ * number stays: the columns only add, and the statements name every column.
+ */
+static int
+migrate(sqlite3 *db)
+{
+	bool have[sizeof(added_cols) / sizeof(added_cols[0])] = {false};
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src;
+
+	src = sqlite3_prepare_v2(db, "PRAGMA table_info(chunks)", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare table_info");
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+
+		for (size_t i = 0; name != NULL && i < sizeof(have) / sizeof(have[0]); i++)
+			if (strcmp(name, added_cols[i][0]) == 0)
+				have[i] = true;
+	}
+	if (src != SQLITE_DONE)
+		rc = sql_err(db, src, "table_info");
+	sqlite3_finalize(st);
+	for (size_t i = 0; rc == 0 && i < sizeof(have) / sizeof(have[0]); i++) {
+		if (have[i])
+			continue;
+		RT_INFO("index: adding column %s", added_cols[i][0]);
+		rc = exec(db, added_cols[i][1]);
+	}
+	return rc;
+}
+
 static int
 prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
@@ -141,10 +184,13 @@ disk_index_open(struct disk_index *ix, const char *path)
 	rc = check_meta(ix->db);
 	if (rc != 0)
 		goto out_close;
+	rc = migrate(ix->db);
+	if (rc != 0)
+		goto out_close;
 	if ((rc = prepare(
 		     ix->db,
 		     "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver,"
-		     " pslot, plen, pcrc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+		     " pslot, plen, pcrc, req, preq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		     &ix->upsert)) != 0 ||
 	    (rc = prepare(ix->db, "DELETE FROM chunks WHERE id = ?", &ix->del)) != 0 ||
 	    (rc = prepare(ix->db, "BEGIN", &ix->begin)) != 0 ||
@@ -179,7 +225,7 @@ disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *
 
 	src = sqlite3_prepare_v2(
 		db,
-		"SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc"
+		"SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc, req, preq"
 		" FROM chunks ORDER BY id",
 		-1, &st, NULL);
 	if (src != SQLITE_OK)
@@ -205,6 +251,8 @@ disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *
 		r.pslot = (uint32_t)sqlite3_column_int64(st, 8);
 		r.plen = (uint32_t)sqlite3_column_int64(st, 9);
 		r.pcrc = (uint32_t)sqlite3_column_int64(st, 10);
+		r.req = (uint64_t)sqlite3_column_int64(st, 11);
+		r.preq = (uint64_t)sqlite3_column_int64(st, 12);
 		rc = fn(&r, arg);
 		if (rc != 0)
 			break;
@@ -247,6 +295,8 @@ disk_index_put(struct disk_index *ix, const struct disk_row *r)
 		sqlite3_bind_int64(st, 9, r->pslot);
 		sqlite3_bind_int64(st, 10, r->plen);
 		sqlite3_bind_int64(st, 11, r->pcrc);
+		sqlite3_bind_int64(st, 12, (int64_t)r->req);
+		sqlite3_bind_int64(st, 13, (int64_t)r->preq);
 	}
 	return step_reset(ix->db, st, r->del ? "delete" : "upsert");
 }

@@ -204,6 +204,8 @@ disk_chunk_info(const struct disk_chunk *c, struct disk_chunk_info *out)
 	out->pver = c->pend.ver;
 	out->plen = c->pend.len;
 	out->pcrc = c->pend.crc;
+	out->req = c->cur.req;
+	out->preq = c->pend.req;
 }
 
 int
@@ -322,9 +324,10 @@ load_row(const struct disk_row *r, void *arg)
 		return -ENOMEM;
 	c->chunk_size = r->chunk_size;
 	c->cls = r->cls;
-	c->cur = (struct disk_ver){.ver = r->ver, .slot = r->slot, .len = r->len, .crc = r->crc};
-	c->pend =
-		(struct disk_ver){.ver = r->pver, .slot = r->pslot, .len = r->plen, .crc = r->pcrc};
+	c->cur = (struct disk_ver){
+		.ver = r->ver, .slot = r->slot, .len = r->len, .crc = r->crc, .req = r->req};
+	c->pend = (struct disk_ver){
+		.ver = r->pver, .slot = r->pslot, .len = r->plen, .crc = r->pcrc, .req = r->preq};
 	if (c->cur.len == 0)
 		c->cur.slot = DISK_NOSLOT;
 	if (c->pend.len == 0)
@@ -599,13 +602,14 @@ check_space(struct check_ctx *x)
 }
 
 static bool
-ver_eq(const struct disk_ver *v, uint64_t ver, uint32_t slot, uint32_t len, uint32_t crc)
+ver_eq(const struct disk_ver *v, uint64_t ver, uint32_t slot, uint32_t len, uint32_t crc,
+       uint64_t req)
 {
 	if (v->ver != ver)
 		return false;
 	if (ver == 0)
 		return true;
-	return v->len == len && v->crc == crc && (len == 0 || v->slot == slot);
+	return v->len == len && v->crc == crc && v->req == req && (len == 0 || v->slot == slot);
 }
 
 static int
@@ -621,8 +625,8 @@ check_row(const struct disk_row *r, void *arg)
 	check_ref(x, r->cls, r->pver, r->pslot, r->plen);
 	c = disk_cmap_find(&x->t->map, &r->id);
 	if (c == NULL || c->chunk_size != r->chunk_size || c->cls != r->cls ||
-	    !ver_eq(&c->cur, r->ver, r->slot, r->len, r->crc) ||
-	    !ver_eq(&c->pend, r->pver, r->pslot, r->plen, r->pcrc)) {
+	    !ver_eq(&c->cur, r->ver, r->slot, r->len, r->crc, r->req) ||
+	    !ver_eq(&c->pend, r->pver, r->pslot, r->plen, r->pcrc, r->preq)) {
 		x->out->mismatched++;
 		problem(x, "row %02x%02x%02x%02x... ver=%lu pver=%lu differs from memory",
 			r->id.b[0], r->id.b[1], r->id.b[2], r->id.b[3], (unsigned long)r->ver,

@@ -228,6 +228,8 @@ op_sync(struct disk_op *op, bool wrote_data)
 	r->pslot = pend->slot;
 	r->plen = pend->len;
 	r->pcrc = pend->crc;
+	r->req = cur->ver != 0 ? cur->req : 0;
+	r->preq = pend->ver != 0 ? pend->req : 0;
 	op->si.kind = DISK_SI_ROW;
 	op->si.rc = 0;
 	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC &&
@@ -512,6 +514,7 @@ plan_update(struct disk_op *op)
 		op->action = DISK_A_SET_PENDING;
 	}
 	op->nv.ver = u;
+	op->nv.req = op->req;
 	op->cls = (uint8_t)disk_class_of(op->chunk_size);
 	op->base = c->cur;
 	op->base.bcrc = NULL; /* the cache may drop it; the merge recomputes */
@@ -672,6 +675,7 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 	op->kind = DISK_OP_WRITE;
 	op->flags = w->flags;
 	op->ver = w->ver;
+	op->req = w->req;
 	op->chunk_size = w->chunk_size;
 	op->off = w->off;
 	op->len = w->len;
@@ -689,7 +693,7 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 /* Common submission of the operations that need an existing chunk. */
 static int
 submit_simple(struct disk_target *t, const struct cfs_id128 *id, uint8_t kind, uint64_t ver,
-	      uint32_t len, unsigned flags, disk_done_fn cb, void *cb_arg)
+	      uint32_t len, unsigned flags, uint64_t req, disk_done_fn cb, void *cb_arg)
 {
 	struct disk_chunk *c;
 	struct disk_op *op;
@@ -708,6 +712,7 @@ submit_simple(struct disk_target *t, const struct cfs_id128 *id, uint8_t kind, u
 	op->ver = ver;
 	op->len = len;
 	op->flags = flags;
+	op->req = req;
 	op->cb = cb;
 	op->cb_arg = cb_arg;
 	op_enqueue(op, c);
@@ -716,29 +721,29 @@ submit_simple(struct disk_target *t, const struct cfs_id128 *id, uint8_t kind, u
 
 int
 disk_truncate(struct disk_target *t, const struct cfs_id128 *id, uint32_t len, uint64_t ver,
-	      unsigned flags, disk_done_fn cb, void *cb_arg)
+	      unsigned flags, uint64_t req, disk_done_fn cb, void *cb_arg)
 {
 	if ((flags & DISK_W_FORCE) && ver == 0)
 		return -EINVAL;
-	return submit_simple(t, id, DISK_OP_TRUNCATE, ver, len, flags, cb, cb_arg);
+	return submit_simple(t, id, DISK_OP_TRUNCATE, ver, len, flags, req, cb, cb_arg);
 }
 
 int
 disk_commit(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, disk_done_fn cb,
 	    void *cb_arg)
 {
-	return submit_simple(t, id, DISK_OP_COMMIT, ver, 0, 0, cb, cb_arg);
+	return submit_simple(t, id, DISK_OP_COMMIT, ver, 0, 0, 0, cb, cb_arg);
 }
 
 int
 disk_abort(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, disk_done_fn cb,
 	   void *cb_arg)
 {
-	return submit_simple(t, id, DISK_OP_ABORT, ver, 0, 0, cb, cb_arg);
+	return submit_simple(t, id, DISK_OP_ABORT, ver, 0, 0, 0, cb, cb_arg);
 }
 
 int
 disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb, void *cb_arg)
 {
-	return submit_simple(t, id, DISK_OP_REMOVE, 0, 0, 0, cb, cb_arg);
+	return submit_simple(t, id, DISK_OP_REMOVE, 0, 0, 0, 0, cb, cb_arg);
 }

@@ -9,8 +9,9 @@
  * non-head, exactly-once retries (also across failover: stand-in actors play
  * a middle that dies after the tail committed, or a successor that never
  * answers), the re-drive of versions and removes left behind by failed
- * attempts, resync (copies and leftover removal) and the per-chunk
- * serialization at the head.
+ * attempts, exactly-once retries after every replica restarted (the engine's
+ * record of each version's request), resync (copies and leftover removal)
+ * and the per-chunk serialization at the head.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1132,6 +1133,130 @@ START_TEST(test_craq_retry_answered_by_new_head_when_head_died_after_commit)
 }
 END_TEST
 
+/* ------------------------------------------------- exactly-once across restarts */
+
+/* Stop every replica and start them again on the same directories: the
+ * rings of remembered requests are gone, the engines' records are not. */
+static void
+h_restart(struct h *h)
+{
+	h_stop(h);
+	h_start(h);
+}
+
+START_TEST(test_craq_retry_gets_same_version_when_targets_restarted_after_commit)
+{
+	static const unsigned order[NREP] = {1, 2, 0};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 40, 4096, 1, 900, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_int_eq(do_truncate(&h, 0, 40, 1000, 901, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_write(&h, 0, 41, 8192, 2, 902, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+
+	/* The answers were lost; every replica restarts before the retries. */
+	h_restart(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_truncate(&h, 0, 40, 1000, 901, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_write(&h, 0, 41, 8192, 9, 902, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	for (unsigned i = 0; i < NREP; i++) {
+		expect_version(&h, i, 41, 1, 8192, 2);
+		ck_assert_uint_eq(query(&h, i, 40).committed, 2);
+		ck_assert_uint_eq(query(&h, i, 40).pending, 0);
+	}
+
+	/* Restarted again, and the head is gone: the middle, now head, knows
+	 * the request from the forwarded write it stored. */
+	h_restart(&h);
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	ck_assert_int_eq(do_write(&h, 1, 41, 8192, 8, 902, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 1, 41, 1, 8192, 2);
+	expect_version(&h, 2, 41, 1, 8192, 2);
+	/* Another request is a new version. */
+	ck_assert_int_eq(do_write(&h, 1, 41, 8192, 3, 903, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 1, 41, 2, 8192, 3);
+	expect_version(&h, 2, 41, 2, 8192, 3);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_retry_redrives_pending_version_when_targets_restarted)
+{
+	static const unsigned order[NREP] = {2, 1, 0};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t bad[NREP], good[NREP];
+	uint64_t ver = 0;
+	int rc;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 42, 4096, 1, 0, &ver, NULL), 0);
+	/* The middle believes in a tail that does not exist: request 910 stays
+	 * pending (version 2) at head and middle. */
+	bad[0] = h.addr[0];
+	bad[1] = h.addr[1];
+	bad[2] = h.addr[2] + 0x50;
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, bad, k_serving);
+	ck_assert_int_ne(do_write(&h, 0, 42, 4096, 2, 910, &ver, NULL), 0);
+	ck_assert_uint_eq(query(&h, 0, 42).pending, 2);
+	ck_assert_uint_eq(query(&h, 1, 42).pending, 2);
+
+	/* Everything restarts; the middle still has the bad routing, so the
+	 * head's re-drives (its walk, and the client's retry) fail: the retry
+	 * finds its pending version through the engine, re-drives it, and a
+	 * new version is never made. */
+	h_restart(&h);
+	for (unsigned i = 0; i < NREP; i++)
+		good[i] = h.addr[i];
+	bad[0] = h.addr[0];
+	bad[1] = h.addr[1];
+	bad[2] = h.addr[2] + 0x50;
+	h.chain_ver = 1;
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, bad, k_serving);
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	ck_assert_int_ne(do_write(&h, 0, 42, 4096, 3, 910, &ver, NULL), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_uint_eq(query(&h, i, 42).committed, 1);
+		ck_assert_uint_eq(query(&h, i, 42).pending, 2);
+	}
+	ck_assert_uint_eq(query(&h, 2, 42).committed, 1);
+
+	/* Repaired: the retry gets version 2, the first attempt's content. */
+	route_default(&h);
+	while ((rc = do_write(&h, 0, 42, 4096, 4, 910, &ver, NULL)) == -CFS_EBUSY)
+		usleep(1000);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(ver, 2);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 42, 2, 4096, 2);
+
+	/* The whole copy the head re-drove named the request: the tail, head
+	 * after another restart and failover, answers the retry too. */
+	h_restart(&h);
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	ck_assert_int_eq(do_write(&h, 2, 42, 4096, 5, 910, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_version(&h, 2, 42, 2, 4096, 2);
+	ck_assert_int_eq(do_write(&h, 2, 42, 4096, 6, 911, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 3);
+	expect_version(&h, 1, 42, 3, 4096, 6);
+	h_stop(&h);
+}
+END_TEST
+
 /* ------------------------------------------------------------- resync */
 
 /* A stand-in mgmtd that records the sync_done it gets. */
@@ -1198,7 +1323,7 @@ START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
 	route(&h, 1, now_ns(&h) + LEASE_NS, k_order, two, 2);
 	ck_assert_int_eq(do_write(&h, 0, 20, 8192, 1, 0, NULL, NULL), 0);
 	ck_assert_int_eq(call(&h, 0, write_req_at(&h, 0, 20, 4096, 4096, 2, 0), NULL), 0);
-	ck_assert_int_eq(do_write(&h, 0, 21, 4096, 3, 0, NULL, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 21, 4096, 3, 960, NULL, NULL), 0);
 	ck_assert_int_eq(do_write(&h, 0, 24, 8192, 4, 0, NULL, NULL), 0);
 
 	/* Replica 2 joins as syncing, no mgmtd known yet: no walk, but new
@@ -1227,6 +1352,18 @@ START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
 		expect_same(&h, 1, 2, c);
 	}
 	g_mgmtd = 0;
+	/* The copies named the requests that made the versions: replica 2, made
+	 * head alone, answers a retry of one instead of applying it again. */
+	{
+		static const unsigned order2[NREP] = {2, 0, 1};
+		static const uint32_t alone[NREP] = {CFS_TS_SERVING, CFS_TS_OFFLINE,
+						     CFS_TS_OFFLINE};
+
+		route(&h, 4, now_ns(&h) + LEASE_NS, order2, alone, NREP);
+		ck_assert_int_eq(do_write(&h, 2, 21, 4096, 7, 960, &ver, NULL), 0);
+		ck_assert_uint_eq(ver, 1);
+		expect_version(&h, 2, 21, 1, 4096, 3);
+	}
 	h_stop(&h);
 }
 END_TEST
@@ -1477,6 +1614,8 @@ craq_suite(void)
 	ADD(test_craq_pending_version_redriven_as_copy_when_successor_syncing);
 	ADD(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_middle);
 	ADD(test_craq_retry_answered_by_new_head_when_head_died_after_commit);
+	ADD(test_craq_retry_gets_same_version_when_targets_restarted_after_commit);
+	ADD(test_craq_retry_redrives_pending_version_when_targets_restarted);
 	ADD(test_craq_truncate_reaches_every_replica_when_chain_of_three);
 	ADD(test_craq_remove_reaches_every_replica_when_chain_of_three);
 	ADD(test_craq_remove_redriven_before_next_write_when_answer_lost);

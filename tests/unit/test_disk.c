@@ -2,7 +2,8 @@
 /*
  * Unit tests of the chunk engine (src/disk) on real files: CRC32C, round
  * trips in every size class, partial writes, versions (pending, commit,
- * abort, force), copy-on-write, reopen, capacity and ENOSPC, corrupted data
+ * abort, force), the request ids stored with versions, an index made by an
+ * older build (migration), copy-on-write, reopen, capacity and ENOSPC, corrupted data
  * files, bad arguments, list paging, group commit under concurrent writes,
  * and a crash test that SIGKILLs a writer child at random moments and checks
  * every acknowledged write after reopening.
@@ -29,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "disk/disk.h"
 
@@ -179,10 +182,12 @@ payload(const uint8_t *data, uint32_t len, uint32_t skew)
 	return b;
 }
 
-/* Submit a write; returns the immediate rc (the callback fills *r later). */
+/* Submit a write made by request req; returns the immediate rc (the
+ * callback fills *r later). */
 static int
-write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
-	    const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags, struct res *r)
+write_async_req(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
+		const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags, uint64_t req,
+		struct res *r)
 {
 	uint32_t skew = (off + len) % 3 == 0 || len > DISK_MAX_CHUNK - 8 ? 0 : 7;
 	struct rt_buf *b = payload(data, len, skew);
@@ -197,6 +202,7 @@ write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t
 		.crc = disk_crc32c(0, data, len),
 		.ver = ver,
 		.flags = flags,
+		.req = req,
 	};
 	int rc;
 
@@ -204,6 +210,30 @@ write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t
 	rc = disk_write(t, &w, done_cb, r);
 	rt_buf_put(&b); /* the engine holds its own reference */
 	return rc;
+}
+
+static int
+write_async(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
+	    const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags, struct res *r)
+{
+	return write_async_req(t, id, csize, off, data, len, ver, flags, 0, r);
+}
+
+static int
+write_req_sync(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t off,
+	       const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags, uint64_t req,
+	       struct disk_chunk_info *info)
+{
+	struct res r;
+	int rc = write_async_req(t, id, csize, off, data, len, ver, flags, req, &r);
+
+	if (rc != 0)
+		return rc;
+	ck_assert_int_eq(r.done, 0); /* never called back inside the call */
+	run_until(&r.done);
+	if (info)
+		*info = r.info;
+	return r.rc;
 }
 
 static int
@@ -305,16 +335,25 @@ remove_sync(struct disk_target *t, struct cfs_id128 id)
 }
 
 static int
-truncate_sync(struct disk_target *t, struct cfs_id128 id, uint32_t len, uint64_t ver,
-	      unsigned flags)
+truncate_req_sync(struct disk_target *t, struct cfs_id128 id, uint32_t len, uint64_t ver,
+		  unsigned flags, uint64_t req, struct disk_chunk_info *info)
 {
 	struct res r = {0};
-	int rc = disk_truncate(t, &id, len, ver, flags, done_cb, &r);
+	int rc = disk_truncate(t, &id, len, ver, flags, req, done_cb, &r);
 
 	if (rc != 0)
 		return rc;
 	run_until(&r.done);
+	if (info)
+		*info = r.info;
 	return r.rc;
+}
+
+static int
+truncate_sync(struct disk_target *t, struct cfs_id128 id, uint32_t len, uint64_t ver,
+	      unsigned flags)
+{
+	return truncate_req_sync(t, id, len, ver, flags, 0, NULL);
 }
 
 /* ------------------------------------------------------------------- CRC */
@@ -799,6 +838,8 @@ assert_info_eq(const struct disk_chunk_info *a, const struct disk_chunk_info *b)
 	ck_assert_uint_eq(a->pver, b->pver);
 	ck_assert_uint_eq(a->plen, b->plen);
 	ck_assert_uint_eq(a->pcrc, b->pcrc);
+	ck_assert_uint_eq(a->req, b->req);
+	ck_assert_uint_eq(a->preq, b->preq);
 }
 
 START_TEST(test_disk_reopen_restores_everything_when_closed)
@@ -851,6 +892,147 @@ START_TEST(test_disk_reopen_restores_everything_when_closed)
 	}
 	disk_target_close(&t);
 	free(data);
+}
+END_TEST
+
+/* The request ids stored with the versions: both, as each version moves
+ * (commit, abort, force, truncate), and after a reopen. */
+static void
+expect_reqs(struct disk_target *t, struct cfs_id128 id, uint64_t ver, uint64_t req, uint64_t pver,
+	    uint64_t preq)
+{
+	struct disk_chunk_info info;
+
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.ver, ver);
+	ck_assert_uint_eq(info.req, req);
+	ck_assert_uint_eq(info.pver, pver);
+	ck_assert_uint_eq(info.preq, preq);
+}
+
+START_TEST(test_disk_request_ids_follow_versions_when_committed_and_reopened)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(8, 1);
+	struct disk_chunk_info info;
+	uint8_t a[6000];
+
+	fill(a, sizeof(a), 3);
+	ck_assert_int_eq(write_req_sync(t, id, 16384, 0, a, sizeof(a), 0, DISK_W_COMMIT, 11, &info),
+			 0);
+	ck_assert_uint_eq(info.req, 11);
+	ck_assert_uint_eq(info.preq, 0);
+	ck_assert_int_eq(write_req_sync(t, id, 16384, 100, a, 50, 0, 0, 12, &info), 0);
+	ck_assert_uint_eq(info.req, 11);
+	ck_assert_uint_eq(info.preq, 12);
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, id, 1, 11, 2, 12);
+	/* commit carries the pending version's request along */
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
+	expect_reqs(t, id, 2, 12, 0, 0);
+	/* truncate stores its own; abort drops it with the version */
+	ck_assert_int_eq(truncate_req_sync(t, id, 10, 0, 0, 13, &info), 0);
+	ck_assert_uint_eq(info.preq, 13);
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 0), 0);
+	expect_reqs(t, id, 2, 12, 0, 0);
+	ck_assert_int_eq(truncate_req_sync(t, id, 10, 0, DISK_W_COMMIT, 14, NULL), 0);
+	expect_reqs(t, id, 3, 14, 0, 0);
+	/* a pending version written again at the same number takes the new
+	 * request; a forced install (resync copy) stores the one it names */
+	ck_assert_int_eq(write_req_sync(t, id, 16384, 0, a, 10, 4, 0, 15, NULL), 0);
+	ck_assert_int_eq(write_req_sync(t, id, 16384, 0, a, 20, 4, 0, 16, NULL), 0);
+	expect_reqs(t, id, 3, 14, 4, 16);
+	ck_assert_int_eq(write_req_sync(t, id, 16384, 0, a, sizeof(a), 9,
+					DISK_W_FORCE | DISK_W_REPLACE, 17, NULL),
+			 0);
+	expect_reqs(t, id, 9, 17, 0, 0);
+	/* request ids use all 64 bits */
+	ck_assert_int_eq(write_req_sync(t, mkid(8, 2), 4096, 0, a, 100, 0, 0, UINT64_MAX, NULL), 0);
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, id, 9, 17, 0, 0);
+	expect_reqs(t, mkid(8, 2), 0, 0, 1, UINT64_MAX);
+	assert_content(t, id, 0, a, sizeof(a));
+	disk_target_close(&t);
+}
+END_TEST
+
+/* How many columns the chunks table of target directory sub has. */
+static int
+index_columns(const char *sub)
+{
+	char path[700];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s/index.db", g_dir, sub);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA table_info(chunks)", -1, &st, NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n++;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
+{
+	static const char old_schema[] =
+		"BEGIN;"
+		"CREATE TABLE old ("
+		" id BLOB PRIMARY KEY NOT NULL,"
+		" csize INTEGER NOT NULL, cls INTEGER NOT NULL,"
+		" ver INTEGER NOT NULL, slot INTEGER NOT NULL, len INTEGER NOT NULL,"
+		" crc INTEGER NOT NULL,"
+		" pver INTEGER NOT NULL, pslot INTEGER NOT NULL, plen INTEGER NOT NULL,"
+		" pcrc INTEGER NOT NULL"
+		") WITHOUT ROWID;"
+		"INSERT INTO old SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen,"
+		" pcrc FROM chunks;"
+		"DROP TABLE chunks;"
+		"ALTER TABLE old RENAME TO chunks;"
+		"COMMIT;";
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 a = mkid(9, 1), b = mkid(9, 2);
+	char path[700];
+	uint8_t data[5000];
+	sqlite3 *db = NULL;
+
+	/* Chunks written, then the table rewritten the way builds before the
+	 * request ids made it (a committed chunk, a pending one). */
+	fill(data, sizeof(data), 4);
+	ck_assert_int_eq(
+		write_req_sync(t, a, 16384, 0, data, sizeof(data), 0, DISK_W_COMMIT, 31, NULL), 0);
+	ck_assert_int_eq(write_req_sync(t, b, 4096, 0, data, 300, 0, 0, 32, NULL), 0);
+	disk_target_close(&t);
+	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, old_schema, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(index_columns("t"), 11);
+
+	/* It opens, its chunks are there with no request known, and it stores
+	 * requests from now on. */
+	t = open_t("t", 64ull << 20);
+	ck_assert_int_eq(index_columns("t"), 13);
+	assert_consistent(t);
+	expect_reqs(t, a, 1, 0, 0, 0);
+	expect_reqs(t, b, 0, 0, 1, 0);
+	assert_content(t, a, 0, data, sizeof(data));
+	assert_content(t, b, DISK_R_PENDING, data, 300);
+	ck_assert_int_eq(write_req_sync(t, a, 16384, 0, data, 10, 0, 0, 33, NULL), 0);
+	ck_assert_int_eq(simple_sync(disk_commit, t, b, 1), 0);
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, a, 1, 0, 2, 33);
+	expect_reqs(t, b, 1, 0, 0, 0);
+	disk_target_close(&t);
 }
 END_TEST
 
@@ -2016,6 +2198,8 @@ disk_suite(void)
 		{"pending_new", test_disk_new_chunk_unreadable_when_only_pending},
 		{"cow_reads", test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it},
 		{"reopen", test_disk_reopen_restores_everything_when_closed},
+		{"reqs", test_disk_request_ids_follow_versions_when_committed_and_reopened},
+		{"old_index", test_disk_old_index_opens_and_gains_request_ids_when_columns_missing},
 		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
 		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
