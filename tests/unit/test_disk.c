@@ -241,16 +241,7 @@ write_sync(struct disk_target *t, struct cfs_id128 id, uint32_t csize, uint32_t 
 	   const uint8_t *data, uint32_t len, uint64_t ver, unsigned flags,
 	   struct disk_chunk_info *info)
 {
-	struct res r;
-	int rc = write_async(t, id, csize, off, data, len, ver, flags, &r);
-
-	if (rc != 0)
-		return rc;
-	ck_assert_int_eq(r.done, 0); /* never called back inside the call */
-	run_until(&r.done);
-	if (info)
-		*info = r.info;
-	return r.rc;
+	return write_req_sync(t, id, csize, off, data, len, ver, flags, 0, info);
 }
 
 struct rres {
