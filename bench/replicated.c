@@ -26,6 +26,9 @@
  * BENCH_REPL_LOOPS (storage node loops, default 2), BENCH_REPL_CLIENT_LOOPS (default 1),
  * BENCH_REPL_ROWS=write_1m,read_1m (only those rows), BENCH_REPL_PERF=FILE (perf record
  * -g on the three storage daemons during the first read row, into FILE).
+ * BENCH_REPL_READ=lend (default: the read row takes the bytes in buffers the client lends,
+ * CFS_CHUNK_F_LEND, as a KV-cache get that hands them on would) or copy (into the caller's
+ * buffers, one more copy per byte).
  * BENCH_NET picks the network (bench/net.h: by default a private namespace whose loopback
  * has BIG TCP).
  * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build directory).
@@ -81,6 +84,8 @@ static char g_lock[600]; /* DIR.lock, held for the run */
 static char g_mgmtd_ep[64];
 static const char *g_daemon;
 static unsigned g_chains = 6, g_threads = 2, g_batch = 16;
+/* Reads into buffers the client lends (CFS_CHUNK_F_LEND, no copy), else into ours. */
+static bool g_lend = true;
 static double g_seconds = 5.0;
 static unsigned g_rounds = 3;
 
@@ -409,7 +414,9 @@ worker_run(void *arg)
 				.offset = 0,
 				.len = CHUNK,
 				.data = l->kind == CFS_CHUNK_OP_WRITE ? l->wbuf
+					: g_lend		      ? NULL
 								      : w->rbuf + (size_t)n * CHUNK,
+				.flags = l->kind == CFS_CHUNK_OP_READ && g_lend ? CFS_CHUNK_F_LEND : 0,
 			};
 		}
 		if (n == 0)
@@ -417,6 +424,8 @@ worker_run(void *arg)
 		cfs_chunk_batch(l->cc, ops, n);
 		for (unsigned k = 0; k < n; k++) {
 			int expected = 0;
+
+			cfs_chunk_op_release(&ops[k]);
 
 			if (ops[k].rc == 0 &&
 			    (l->kind != CFS_CHUNK_OP_READ || ops[k].out_len == CHUNK))
@@ -579,6 +588,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 	snprintf(g_dir, sizeof(g_dir), "%s", argc > 3 ? argv[3] : "/var/tmp/chainfs-bench-repl");
+	if (getenv("BENCH_REPL_READ") && strcmp(getenv("BENCH_REPL_READ"), "lend") != 0) {
+		if (strcmp(getenv("BENCH_REPL_READ"), "copy") != 0)
+			die("BENCH_REPL_READ: expected lend or copy", -EINVAL);
+		g_lend = false;
+	}
 	g_chains = env_uint("BENCH_REPL_CHAINS", 6, 1, 64);
 	g_threads = env_uint("BENCH_REPL_THREADS", 2, 1, MAX_THREADS);
 	g_batch = env_uint("BENCH_REPL_BATCH", 16, 1, MAX_BATCH);
@@ -613,8 +627,9 @@ main(int argc, char **argv)
 	printf("bench_replicated: %s\n", bench_net_setup());
 
 	printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
-	       "%u threads x batches of %u (%u in flight)\n",
-	       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth);
+	       "%u threads x batches of %u (%u in flight), reads %s\n",
+	       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth,
+	       g_lend ? "into lent buffers" : "copied into ours");
 	if (cfs_client_create(&ao, &admin) != 0)
 		die("client", -ENOMEM);
 	t0 = tp_now_s();

@@ -277,12 +277,8 @@ make_req(struct job *j)
 		w->crc = j->payload_crc;
 		return m;
 	}
-	m = rt_msg_new(CFS_MSG_CHUNK_READ);
-	if (!m)
+	if (cfs_chunk_read_msg(TARGET, 0, 0, NULL, j->batch, &m) != 0)
 		CFS_PANIC("bench: out of memory");
-	RT_BODY(m, chunk_read)->target = TARGET;
-	RT_BODY(m, chunk_read)->ios = rt_msg_alloc(m, j->batch * sizeof(struct cfs_chunk_io));
-	RT_BODY(m, chunk_read)->ios_count = j->batch;
 	for (unsigned i = 0; i < j->batch; i++) {
 		struct cfs_chunk_io *io = &RT_BODY(m, chunk_read)->ios[i];
 

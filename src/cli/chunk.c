@@ -9,7 +9,8 @@
  *   cluster  --mgmtd ADDR --chain ID: the chunk client (src/client/chunk_client.c)
  *            with routing from mgmtd: writes go to the chain's head, reads to a
  *            serving replica (--replica N picks one), with retries across a
- *            failover.
+ *            failover; list asks one member (the head, or --replica N) directly
+ *            after looking it up in the routing, with no retries.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -21,6 +22,7 @@
 
 #include "cli/cli.h"
 #include "client/chunk_client.h"
+#include "client/routing.h"
 #include "client/targets.h"
 #include "disk/disk.h"
 
@@ -665,25 +667,11 @@ chunk_get(int argc, char **argv)
 		len = q.len > offset ? q.len - offset : 0;
 	}
 	for (uint32_t chain_ver = 0, tries = 0; tries < 2; tries++) {
-		req = rt_msg_new(CFS_MSG_CHUNK_READ);
-		if (!req) {
-			rc = -ENOMEM;
+		const struct cfs_chunk_io io = {.chunk = id, .offset = offset, .len = len};
+
+		rc = cfs_chunk_read_msg(x.target, 0, chain_ver, &io, 1, &req);
+		if (rc != 0)
 			goto out_err;
-		}
-		RT_BODY(req, chunk_read)->target = x.target;
-		RT_BODY(req, chunk_read)->chain_ver = chain_ver;
-		RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
-		if (!RT_BODY(req, chunk_read)->ios) {
-			rt_msg_free(&req);
-			rc = -ENOMEM;
-			goto out_err;
-		}
-		RT_BODY(req, chunk_read)->ios_count = 1;
-		RT_BODY(req, chunk_read)->ios[0] = (struct cfs_chunk_io){
-			.chunk = id,
-			.offset = offset,
-			.len = len,
-		};
 		rc = cfs_client_call(x.c, x.addr, req, 0, &resp);
 		/* As for put: take the chain version a chained target names. */
 		if (rc != -CFS_ESTALECHAIN || !resp ||
@@ -875,19 +863,89 @@ id_next(struct cfs_id128 *id)
 	return false;
 }
 
+/*
+ * list --mgmtd ADDR --chain ID: a chain's chunks are listed from one member,
+ * as chunk_list has no chain fields: the head (it holds every write first),
+ * or the replica-th serving member (0: the head), counted as get --replica
+ * counts. Yields that member's node endpoint (malloc'd) and target id.
+ * 0; 1 (reason printed).
+ */
+static int
+cluster_member(const struct cluster_opts *co, bool have_replica, uint32_t replica, char **endpoint,
+	       uint32_t *target)
+{
+	struct cfs_chunk_client *c = cluster_open(co);
+	struct cfs_routing_snap *s = NULL;
+	const struct cfs_route_chain *ch;
+	const struct cfs_route_node *node;
+	int m, rc = 1;
+
+	if (!c)
+		return 1;
+	s = cfs_chunk_client_routing(c);
+	ch = s ? cfs_routing_chain(s, co->chain) : NULL;
+	if (!ch) {
+		fprintf(stderr, "chainfs: mgmtd at %s has no chain %" PRIu64 "\n", co->mgmtd,
+			co->chain);
+		goto out;
+	}
+	if (have_replica) {
+		m = cfs_route_chain_tail(ch);
+		if (m < 0 || replica > (uint32_t)m) {
+			fprintf(stderr,
+				"chainfs: chain %" PRIu64 " has %d serving replica(s), no replica "
+				"%" PRIu32 "\n",
+				co->chain, m + 1, replica);
+			goto out;
+		}
+		m = (int)replica;
+	} else {
+		m = cfs_route_chain_head(ch);
+		if (m < 0) {
+			fprintf(stderr, "chainfs: chain %" PRIu64 " has no serving head\n",
+				co->chain);
+			goto out;
+		}
+	}
+	node = cfs_routing_node(s, ch->members[m].node_id);
+	if (!node || !node->endpoint) {
+		fprintf(stderr, "chainfs: routing names no endpoint for node %" PRIu32 "\n",
+			ch->members[m].node_id);
+		goto out;
+	}
+	*endpoint = strdup(node->endpoint);
+	if (!*endpoint) {
+		cli_error("chunk list", -ENOMEM);
+		goto out;
+	}
+	*target = ch->members[m].target;
+	if (g_cli.verbose)
+		fprintf(stderr, "chainfs: chain %" PRIu64 ": listing target %" PRIu32 " on %s\n",
+			co->chain, *target, *endpoint);
+	rc = 0;
+out:
+	cfs_routing_snap_put(&s);
+	cfs_chunk_client_destroy(&c);
+	return rc;
+}
+
 static int
 chunk_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"begin", required_argument, NULL, 'b'},
 		{"limit", required_argument, NULL, 'n'},
+		{"replica", required_argument, NULL, 'r'},
+		CLUSTER_LONG_OPTS,
 		{NULL, 0, NULL, 0},
 	};
+	struct cluster_opts co = {0};
 	struct chunk_ctx x = {0};
 	struct cfs_id128 begin = {{0}};
 	uint64_t limit = UINT64_MAX, shown = 0;
-	bool more = true;
-	char *end;
+	uint32_t replica = 0;
+	bool more = true, have_replica = false;
+	char *end, *endpoint = NULL, target[16];
 	int opt, rc = 0;
 
 	while ((opt = getopt_long(argc, argv, "b:n:", opts, NULL)) != -1) {
@@ -899,16 +957,41 @@ chunk_list(int argc, char **argv)
 		case 'n':
 			errno = 0;
 			limit = strtoull(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg)
+			if (errno != 0 || *end != '\0' || end == optarg || *optarg == '-')
 				goto usage;
+			break;
+		case 'r':
+			if (parse_u32_size(optarg, &replica) != 0)
+				goto usage;
+			have_replica = true;
+			break;
+		case 'M':
+		case 'C':
+			if (cluster_opt(&co, opt, optarg) != 0)
+				return 2;
 			break;
 		default:
 			goto usage;
 		}
 	}
-	if (argc - optind != 2)
+	if (cluster_check(&co) != 0 || argc - optind != (co.mgmtd ? 0 : 2))
 		goto usage;
-	rc = chunk_open(&x, argv[optind], argv[optind + 1]);
+	if (have_replica && !co.mgmtd) {
+		fprintf(stderr, "chainfs: --replica needs --mgmtd and --chain\n");
+		return 2;
+	}
+	if (co.mgmtd) {
+		uint32_t t;
+
+		rc = cluster_member(&co, have_replica, replica, &endpoint, &t);
+		if (rc != 0)
+			return rc;
+		snprintf(target, sizeof(target), "%" PRIu32, t);
+		rc = chunk_open(&x, endpoint, target);
+	} else {
+		rc = chunk_open(&x, argv[optind], argv[optind + 1]);
+	}
+	free(endpoint);
 	if (rc != 0)
 		return rc;
 	printf("%-32s %10s %10s %10s %10s\n", "CHUNK", "LEN", "CRC", "COMMITTED", "PENDING");
@@ -951,7 +1034,9 @@ chunk_list(int argc, char **argv)
 	cfs_client_destroy(&x.c);
 	return rc == 0 ? 0 : 1;
 usage:
-	fprintf(stderr, "usage: chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n");
+	fprintf(stderr, "usage: chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n"
+			"       chainfs chunk list --mgmtd ADDR --chain ID [--replica N] "
+			"[--begin CHUNKID] [--limit N]\n");
 	return 2;
 }
 
@@ -964,12 +1049,13 @@ chunk_usage(FILE *f)
 		"                         [--replica N] [--relaxed]\n"
 		"       chainfs chunk stat WHERE CHUNKID\n"
 		"       chainfs chunk rm WHERE CHUNKID\n"
-		"       chainfs chunk list ADDR TARGET [--begin CHUNKID] [--limit N]\n"
+		"       chainfs chunk list WHERE [--begin CHUNKID] [--limit N] [--replica N]\n"
 		"WHERE: ADDR TARGET             one node's target, directly\n"
 		"       --mgmtd ADDR --chain ID  a chain, through mgmtd's routing: writes to\n"
 		"                                its head, reads from a serving replica,\n"
 		"                                retried across failover\n"
-		"--replica N (cluster): read from the chain's N-th serving replica (0: head)\n"
+		"--replica N (cluster): read or list from the chain's N-th serving replica\n"
+		"                       (0: head; list without it: the head)\n"
 		"--relaxed (cluster): serve a replica's committed version without asking the tail\n"
 		"CHUNKID: 32 hex digits or INODE:INDEX\n");
 }

@@ -121,6 +121,7 @@ struct op_ctx {
 	struct rt_actor *self;
 	struct rt_timer timer;
 	struct rt_buf *buf;  /* write: the payload, copied once, kept across retries */
+	uint32_t crc;	     /* write: its CRC32C, computed once with the copy */
 	uint64_t client_req; /* mutations: the same for every retry */
 	uint64_t deadline_ns;
 	uint64_t nochain_since_ns; /* 0, or when routing first lacked the chain */
@@ -297,6 +298,45 @@ op_failed(struct op_ctx *x, int rc, uint32_t named_ver)
 
 /* Copy one read result's bytes (payload [off, off+len) of resp) into the op
  * and check them end to end. */
+/* A lent read: the caller gets a reference on the buffer the bytes arrived in
+ * (the transport received the payload into one, so they are contiguous), after
+ * the same end-to-end CRC check as a copied read. */
+static int
+read_lend(struct op_ctx *x, const struct rt_msg *resp, uint32_t off,
+	  const struct cfs_chunk_io_result *r)
+{
+	struct cfs_chunk_op *op = x->op;
+	const struct rt_iov *v = resp->iov;
+	const uint8_t *p;
+
+	for (uint32_t i = 0; i < resp->iovcnt && off >= v->len; i++, v++)
+		off -= v->len;
+	if (r->len && (v == resp->iov + resp->iovcnt || (uint64_t)off + r->len > v->len))
+		return -CFS_EPROTO; /* no segment, or the bytes straddle two */
+	p = r->len ? v->buf->data + v->off + off : NULL;
+	if (disk_crc32c(0, p, r->len) != r->crc)
+		return -CFS_ECHECKSUM;
+	if (r->len) {
+		rt_buf_ref(v->buf);
+		op->out_lent = v->buf;
+	}
+	op->out_data = p;
+	op->out_len = r->len;
+	op->out_crc = r->crc;
+	op->version = r->version;
+	return 0;
+}
+
+void
+cfs_chunk_op_release(struct cfs_chunk_op *op)
+{
+	struct rt_buf *b = op->out_lent;
+
+	rt_buf_put(&b);
+	op->out_lent = NULL;
+	op->out_data = NULL;
+}
+
 static int
 read_take(struct op_ctx *x, const struct rt_msg *resp, uint32_t off,
 	  const struct cfs_chunk_io_result *r)
@@ -306,6 +346,8 @@ read_take(struct op_ctx *x, const struct rt_msg *resp, uint32_t off,
 
 	if (r->len > op->len || (uint64_t)off + r->len > resp->plen)
 		return -CFS_EPROTO;
+	if (op->flags & CFS_CHUNK_F_LEND)
+		return read_lend(x, resp, off, r);
 	rc = rt_msg_payload_copy(resp, off, op->data, r->len);
 	if (rc != 0)
 		return -CFS_EPROTO;
@@ -436,8 +478,8 @@ op_msg(struct op_ctx *x, const struct cfs_route_chain *ch, const struct cfs_rout
 
 		if (!x->buf)
 			return -ENOMEM; /* part_run could not copy the payload */
-		rc = cfs_chunk_write_msg(m->target, &op->chunk, op->chunk_size, op->offset, x->buf,
-					 0, op->len, &req);
+		rc = cfs_chunk_write_msg_crc(m->target, &op->chunk, op->chunk_size, op->offset,
+					     x->buf, 0, op->len, x->crc, &req);
 		if (rc != 0)
 			return rc;
 		w = RT_BODY(req, chunk_write);
@@ -447,23 +489,12 @@ op_msg(struct op_ctx *x, const struct cfs_route_chain *ch, const struct cfs_rout
 		break;
 	}
 	case CFS_CHUNK_OP_READ: {
-		struct cfs_chunk_read *r;
-
-		req = rt_msg_new(CFS_MSG_CHUNK_READ);
-		if (!req)
-			return -ENOMEM;
-		r = RT_BODY(req, chunk_read);
-		r->target = m->target;
-		r->chain_id = ch->chain_id;
-		r->chain_ver = ch->chain_ver;
-		r->ios = rt_msg_alloc(req, sizeof(*r->ios));
-		if (!r->ios) {
-			rt_msg_free(&req);
-			return -ENOMEM;
-		}
-		r->ios_count = 1;
-		r->ios[0] = (struct cfs_chunk_io){
+		const struct cfs_chunk_io io = {
 			.chunk = op->chunk, .offset = op->offset, .len = op->len};
+
+		rc = cfs_chunk_read_msg(m->target, ch->chain_id, ch->chain_ver, &io, 1, &req);
+		if (rc != 0)
+			return rc;
 		if (op->flags & CFS_CHUNK_F_RELAXED)
 			req->flags |= RT_MSG_F_RELAXED;
 		break;
@@ -644,19 +675,12 @@ group_send(struct op_ctx *x0, struct read_group *g, const struct cfs_route_chain
 {
 	struct cfs_chunk_read *r;
 	struct rt_msg *req;
-	int rc = -ENOMEM;
+	int rc;
 
-	req = rt_msg_new(CFS_MSG_CHUNK_READ);
-	if (!req)
+	rc = cfs_chunk_read_msg(g->target, ch->chain_id, ch->chain_ver, NULL, g->count, &req);
+	if (rc != 0)
 		goto out_fail;
 	r = RT_BODY(req, chunk_read);
-	r->target = g->target;
-	r->chain_id = ch->chain_id;
-	r->chain_ver = ch->chain_ver;
-	r->ios = rt_msg_alloc(req, g->count * sizeof(*r->ios));
-	if (!r->ios)
-		goto out_free;
-	r->ios_count = g->count;
 	for (uint32_t i = 0; i < g->count; i++) {
 		const struct cfs_chunk_op *op = g->ctx[i]->op;
 
@@ -670,7 +694,6 @@ group_send(struct op_ctx *x0, struct read_group *g, const struct cfs_route_chain
 	rc = rt_call(x0->self, g->addr, req, attempt_timeout(x0), on_read_group_done, g);
 	if (rc == 0)
 		return;
-out_free:
 	rt_msg_free(&req);
 out_fail:
 	group_unsent(g, rc);
@@ -705,8 +728,8 @@ part_run(void *arg)
 		/* The payload is copied here, on the loop, into a buffer of the
 		 * loop's pool: off a loop rt_buf_get mallocs fresh pages, and their
 		 * faults cost more than the copy itself (about a fifth of the client's
-		 * CPU on 1 MiB writes). One copy per operation, shared by its retries.
-		 * No buffer: op_msg fails the write with -ENOMEM. */
+		 * CPU on 1 MiB writes). One copy and one CRC32C per operation, shared
+		 * by its retries. No buffer: op_msg fails the write with -ENOMEM. */
 		if (ctx[i].op->kind == CFS_CHUNK_OP_WRITE) {
 			struct cfs_chunk_op *op = ctx[i].op;
 
@@ -715,6 +738,7 @@ part_run(void *arg)
 				if (op->len)
 					memcpy(ctx[i].buf->data, op->data, op->len);
 				ctx[i].buf->len = op->len;
+				ctx[i].crc = disk_crc32c(0, ctx[i].buf->data, op->len);
 			}
 		}
 	}
@@ -812,7 +836,9 @@ op_check(const struct cfs_chunk_op *op)
 			return -EINVAL;
 		return 0;
 	case CFS_CHUNK_OP_READ:
-		if ((uint64_t)op->offset + op->len > DISK_MAX_CHUNK || (op->len && !op->data))
+		if ((uint64_t)op->offset + op->len > DISK_MAX_CHUNK)
+			return -EINVAL;
+		if ((op->flags & CFS_CHUNK_F_LEND) ? op->data != NULL : (op->len && !op->data))
 			return -EINVAL;
 		return 0;
 	case CFS_CHUNK_OP_TRUNCATE:
@@ -855,6 +881,8 @@ cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n
 		op->rc = 0;
 		op->out_len = 0;
 		op->out_crc = 0;
+		op->out_data = NULL;
+		op->out_lent = NULL;
 		op->version = 0;
 		op->target = 0;
 		op->attempts = 0;

@@ -75,6 +75,11 @@ enum {
 	/* read: from this replica only (index into the chain's serving members);
 	 * with `replica` below. For tests and `chainfs chunk get --replica`. */
 	CFS_CHUNK_F_REPLICA = 1u << 1,
+	/* read: with data NULL; on success out_data points at the bytes inside
+	 * the buffer they arrived in, lent to the caller until
+	 * cfs_chunk_op_release(), which must come before the op is reused and
+	 * before the client is destroyed. Saves the copy into caller memory. */
+	CFS_CHUNK_F_LEND = 1u << 2,
 };
 
 /* One operation and, after the call, its outcome. */
@@ -98,7 +103,13 @@ struct cfs_chunk_op {
 	uint32_t attempts; /* attempts made (1 when the first succeeded) */
 	uint64_t pending;  /* query: the pending version (0: none) */
 	uint32_t out_chunk_size; /* query: the chunk's size class bound */
+	const void *out_data;	 /* read with CFS_CHUNK_F_LEND: the out_len bytes read */
+	void *out_lent;		 /* ... and the buffer holding them (cfs_chunk_op_release) */
 };
+
+/** Give back the buffer a CFS_CHUNK_F_LEND read lent (any thread; no-op when none):
+ *  out_data and out_lent become NULL. */
+void cfs_chunk_op_release(struct cfs_chunk_op *op);
 
 /* Counters since create (read racily; for tests and benchmarks). */
 struct cfs_chunk_client_stats {

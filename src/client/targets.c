@@ -181,6 +181,17 @@ cfs_chunk_write_msg(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_
 		    uint32_t offset, struct rt_buf *buf, uint32_t boff, uint32_t len,
 		    struct rt_msg **out)
 {
+	if ((uint64_t)boff + len > buf->cap)
+		return -EINVAL;
+	return cfs_chunk_write_msg_crc(target, id, chunk_size, offset, buf, boff, len,
+				       disk_crc32c(0, buf->data + boff, len), out);
+}
+
+int
+cfs_chunk_write_msg_crc(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_size,
+			uint32_t offset, struct rt_buf *buf, uint32_t boff, uint32_t len,
+			uint32_t crc, struct rt_msg **out)
+{
 	struct cfs_chunk_write *w;
 	struct rt_msg *m;
 	int rc;
@@ -196,7 +207,7 @@ cfs_chunk_write_msg(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_
 	w->offset = offset;
 	w->len = len;
 	w->chunk_size = chunk_size;
-	w->crc = disk_crc32c(0, buf->data + boff, len);
+	w->crc = crc;
 	if (len > 0) {
 		rc = rt_msg_add_iov(m, buf, boff, len);
 		if (rc != 0) {
@@ -204,6 +215,33 @@ cfs_chunk_write_msg(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_
 			return rc;
 		}
 	}
+	*out = m;
+	return 0;
+}
+
+int
+cfs_chunk_read_msg(uint32_t target, uint64_t chain_id, uint32_t chain_ver,
+		   const struct cfs_chunk_io *ios, uint32_t n, struct rt_msg **out)
+{
+	struct cfs_chunk_read *r;
+	struct rt_msg *m;
+
+	m = rt_msg_new(CFS_MSG_CHUNK_READ);
+	if (!m)
+		return -ENOMEM;
+	r = RT_BODY(m, chunk_read);
+	r->target = target;
+	r->chain_id = chain_id;
+	r->chain_ver = chain_ver;
+	/* Size 0 still gives a pointer, so an empty table is a valid (refused) request. */
+	r->ios = rt_msg_alloc(m, (size_t)n * sizeof(*r->ios));
+	if (!r->ios) {
+		rt_msg_free(&m);
+		return -ENOMEM;
+	}
+	r->ios_count = n;
+	if (ios && n > 0)
+		memcpy(r->ios, ios, (size_t)n * sizeof(*r->ios));
 	*out = m;
 	return 0;
 }

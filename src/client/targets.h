@@ -3,9 +3,11 @@
  * Reaching storage targets from a client: find a node's targets through its
  * `status` (actors of kind "storage", tag = target id), name chunks (16-byte
  * ids from (inode, index) or 32 hex digits), and build chunk_write requests
- * with their payload CRC32C. Shared by the CLI, the tests and the benchmark;
- * until chains and routing exist (next issue) this is how a client finds a
- * target.
+ * with their payload CRC32C and chunk_read requests with their io table.
+ * Shared by the chunk client, the CLI, the tests and the benchmarks: the
+ * chunk client reaches targets through routing (routing.h) and builds its
+ * requests here; tools that address one node directly also find its targets
+ * here.
  */
 #ifndef CFS_CLIENT_TARGETS_H
 #define CFS_CLIENT_TARGETS_H
@@ -59,5 +61,28 @@ void cfs_chunk_id_format(const struct cfs_id128 *id, char out[CFS_CHUNK_ID_STR])
 int cfs_chunk_write_msg(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_size,
 			uint32_t offset, struct rt_buf *buf, uint32_t boff, uint32_t len,
 			struct rt_msg **out);
+
+/**
+ * cfs_chunk_write_msg with the payload's CRC32C given by the caller, for a
+ * caller that sends the same payload several times (retries) and computes it
+ * once. crc must be disk_crc32c(0, buf->data + boff, len): the target refuses
+ * a mismatch with -CFS_ECHECKSUM.
+ * @return 0 and *out; -EINVAL (range outside buf), -ENOMEM.
+ */
+int cfs_chunk_write_msg_crc(uint32_t target, const struct cfs_id128 *id, uint32_t chunk_size,
+			    uint32_t offset, struct rt_buf *buf, uint32_t boff, uint32_t len,
+			    uint32_t crc, struct rt_msg **out);
+
+/**
+ * A new chunk_read request for `target` with `n` ranges in its io table
+ * (allocated in the message's arena). When `ios` is non-NULL the n ranges are
+ * copied from it; when NULL they are zeroed for the caller to fill through
+ * RT_BODY(*out, chunk_read)->ios. chain_id/chain_ver as for any chained
+ * request (0 = unchained); the body's flags and the message flags are 0.
+ * n is not checked against the target's limit: the target refuses too many.
+ * @return 0 and *out; -ENOMEM.
+ */
+int cfs_chunk_read_msg(uint32_t target, uint64_t chain_id, uint32_t chain_ver,
+		       const struct cfs_chunk_io *ios, uint32_t n, struct rt_msg **out);
 
 #endif

@@ -481,17 +481,22 @@ rd_int_slow(struct wire_rd *rd, int64_t min, int64_t max, int64_t *out)
 	return wire_rd_int_range(rd, min, max, out);
 }
 
-static AI int
-rd_uint(struct wire_rd *rd, uint64_t max, uint64_t *out)
+/*
+ * One integer in a format senders use (positive fixint, uint8..64), the
+ * cursor in a register: the one unsigned decoder of this file, under the
+ * header reader, the body fast path and rd_uint. false: anything else,
+ * including too few bytes; the callers then go to the generic reader.
+ */
+static AI bool
+get_uint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
 {
-	const uint8_t *p = rd->p;
-	size_t left = wire_rd_left(rd);
+	const uint8_t *p = *pp;
 	uint64_t v;
 	unsigned n;
 
-	if (left >= 9) {
-		/* Room for the largest format: load 8 bytes and shift the unused
-		 * ones out, no switch on the width. */
+	if (__builtin_expect(end - p >= 9, 1)) {
+		/* Room for the widest format: one load, the unused bytes shifted
+		 * out, no switch on the width. */
 		if (p[0] <= 0x7f) {
 			v = p[0];
 			n = 0;
@@ -499,18 +504,46 @@ rd_uint(struct wire_rd *rd, uint64_t max, uint64_t *out)
 			n = 1u << (p[0] & 3);
 			v = wire_load_be64(p + 1) >> (64 - 8 * n);
 		} else {
-			return rd_uint_slow(rd, max, out);
+			return false;
 		}
-	} else if (left > 0 && p[0] <= 0x7f) {
+	} else if (p == end) {
+		return false;
+	} else if (p[0] <= 0x7f) {
 		v = p[0];
 		n = 0;
+	} else if ((p[0] & 0xfc) != 0xcc) {
+		return false;
 	} else {
-		return rd_uint_slow(rd, max, out);
+		/* The last bytes of the buffer: only as many as the format has. */
+		n = 1u << (p[0] & 3);
+		if (end - p < 1 + (ptrdiff_t)n)
+			return false;
+		if (n == 1)
+			v = p[1];
+		else if (n == 2)
+			v = wire_load_be16(p + 1);
+		else if (n == 4)
+			v = wire_load_be32(p + 1);
+		else
+			v = wire_load_be64(p + 1);
 	}
+	*out = v;
+	*pp = p + 1 + n;
+	return true;
+}
+
+static AI int
+rd_uint(struct wire_rd *rd, uint64_t max, uint64_t *out)
+{
+	const uint8_t *p = rd->p;
+	uint64_t v;
+
+	if (!get_uint(&p, rd->end, &v))
+		return rd_uint_slow(rd, max, out);
 	if (v > max)
 		return -CFS_EPROTO;
 	*out = v;
-	rd->p = p + 1 + n;
+	rd->p = p;
 	return 0;
 }
 
@@ -870,42 +903,6 @@ enum {
 #undef A
 #undef F
 
-/* One header integer in a format senders use (positive fixint, uint8..64),
- * the cursor in a register. false: anything else, including too few bytes. */
-static AI bool
-hdr_uint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
-{
-	const uint8_t *p = *pp;
-	unsigned n;
-
-	if (p == end)
-		return false;
-	if (p[0] <= 0x7f) {
-		*out = p[0];
-		*pp = p + 1;
-		return true;
-	}
-	if ((p[0] & 0xfc) != 0xcc)
-		return false;
-	n = 1u << (p[0] & 3);
-	if (end - p >= 9) {
-		/* Room for the widest format: one load, the unused bytes shifted out. */
-		*out = wire_load_be64(p + 1) >> (64 - 8 * n);
-	} else if (end - p < 1 + (ptrdiff_t)n) {
-		return false;
-	} else if (n == 1) {
-		*out = p[1];
-	} else if (n == 2) {
-		*out = wire_load_be16(p + 1);
-	} else if (n == 4) {
-		*out = wire_load_be32(p + 1);
-	} else {
-		*out = wire_load_be64(p + 1);
-	}
-	*pp = p + 1 + n;
-	return true;
-}
-
 /*
  * Body fast path of the decoder: a body of exactly our field count, all of
  * them integers, booleans or ids in the formats senders use, read in
@@ -920,7 +917,7 @@ fast_uint(const uint8_t **pp, const uint8_t *end, uint64_t max, uint64_t *out)
 {
 	uint64_t v;
 
-	if (!hdr_uint(pp, end, &v))
+	if (!get_uint(pp, end, &v))
 		return false;
 	if (v > max)
 		return false;
@@ -1270,10 +1267,10 @@ read_hdr(struct wire_rd *rd, struct hdr_fields *h)
 	const uint8_t *p = rd->p, *end = rd->end;
 
 	if (p != end && p[0] == (0x90 | HDR_FIELDS) && (p++, true) &&
-	    hdr_uint(&p, end, &h->version) && hdr_uint(&p, end, &h->code) &&
-	    hdr_uint(&p, end, &h->req_id) && hdr_uint(&p, end, &h->src) &&
-	    hdr_uint(&p, end, &h->dst) && hdr_uint(&p, end, &h->flags) &&
-	    hdr_uint(&p, end, &h->plen) && h->code <= UINT16_MAX && h->flags <= UINT16_MAX) {
+	    get_uint(&p, end, &h->version) && get_uint(&p, end, &h->code) &&
+	    get_uint(&p, end, &h->req_id) && get_uint(&p, end, &h->src) &&
+	    get_uint(&p, end, &h->dst) && get_uint(&p, end, &h->flags) &&
+	    get_uint(&p, end, &h->plen) && h->code <= UINT16_MAX && h->flags <= UINT16_MAX) {
 		rd->p = p;
 		return 0;
 	}

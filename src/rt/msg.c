@@ -81,8 +81,14 @@ struct rt_arena_chunk {
 	_Alignas(16) unsigned char data[];
 };
 
-/* Body sizes rounded up to 16, by dense type (CFS_MSG_NONE: 0). A copy of
- * proto.c's table in the form the allocator wants, generated the same way. */
+/*
+ * Body sizes rounded up to 16, by dense type (CFS_MSG_NONE: 0). Generated
+ * from proto.def like proto.c's size table, so the two cannot disagree; it is
+ * not derived from cfs_msg_body_size() because rt_msg_new is a leaf on the RPC
+ * hot path (see there) and that call in another file would make it save
+ * registers and round up on every message, and proto.c keeps its table
+ * private, with unrounded sizes.
+ */
 #define CFS_STRUCT(lc, fields)
 #define CFS_RPC(UC, lc, code, req, resp)                                                           \
 	[CFS_MSG_##UC] = (sizeof(struct cfs_##lc) + 15u) & ~15u,                                   \

@@ -6,12 +6,14 @@
 # target each), one chain of three replicas.
 #
 #   1. cluster mode (--mgmtd ADDR --chain ID): put, get (whole, --offset/--len,
-#      each --replica, --relaxed), stat, rm (gone from every replica); usage
-#      errors exit 2;
+#      each --replica, --relaxed), stat, list (the head, each --replica, an
+#      out-of-range --replica), rm (gone from every replica); usage errors
+#      exit 2;
 #   2. direct mode (ADDR TARGET) still works on a chained target and sees
 #      what cluster mode wrote, on every replica;
 #   3. kill -9 the chain's head node: cluster put and get still succeed
-#      (the client retries until mgmtd moves the chain on).
+#      (the client retries until mgmtd moves the chain on), and cluster list
+#      asks the new head.
 #
 # Waits poll with a hang guard; nothing asserts on time.
 set -eu
@@ -82,6 +84,38 @@ dd if="$WORK/in" bs=1000 skip=1 count=5 2>/dev/null | cmp - "$WORK/part" || fail
 out=$("$CHAINFS" chunk stat $C 9:0) || fail "cluster stat"
 echo "$out" | grep -q "^len *300000$" || fail "stat: $out"
 echo "$out" | grep -q "^committed *1$" || fail "stat: $out"
+# list: the head by default, then each serving replica; all see 9:0 committed.
+ID90=00000000000000090000000000000000
+# shellcheck disable=SC2086
+out=$("$CHAINFS" -v chunk list $C 2>"$WORK/list.err") || fail "cluster list: $(cat "$WORK/list.err")"
+echo "$out"
+echo "$out" | grep -Eq "^$ID90 +300000 0x[0-9a-f]{8} +1 +0$" || fail "cluster list: $out"
+head_target=$("$CHAINFS" admin chains "$MGMTD" | awk -v c="$CHAIN" '$1 == c { for (i = 3; i <= NF; i++) if ($i ~ /@/) { split($i, a, "@"); print a[1]; exit } }')
+grep -q "listing target $head_target on " "$WORK/list.err" ||
+	fail "cluster list did not ask the head (target $head_target): $(cat "$WORK/list.err")"
+for r in 0 1 2; do
+	# shellcheck disable=SC2086
+	out=$("$CHAINFS" -v chunk list $C --replica $r 2>"$WORK/list.err.$r") || fail "list --replica $r"
+	echo "$out" | grep -Eq "^$ID90 +300000 0x[0-9a-f]{8} +1 +0$" || fail "list --replica $r: $out"
+done
+# The three replicas are three different targets.
+n=$(sed -n 's/.*listing target \([0-9]*\) on .*/\1/p' "$WORK"/list.err.? | sort -u | wc -l)
+[ "$n" -eq 3 ] || fail "list --replica 0..2 asked $n distinct targets, expected 3"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk list $C --replica 0 --limit 0 | grep -q "^CHUNK" || fail "list --limit 0"
+rc=0
+# shellcheck disable=SC2086
+out=$("$CHAINFS" chunk list $C --replica 3 2>&1) || rc=$?
+[ $rc -eq 1 ] || fail "list --replica 3 of 3: exit $rc, expected 1"
+echo "$out" | grep -q "no replica 3" || fail "unclear error for list --replica 3: $out"
+rc=0; "$CHAINFS" chunk list --chain "$CHAIN" 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "list --chain without --mgmtd: exit $rc, expected 2"
+rc=0; "$CHAINFS" chunk list "$ADDR2" 21 --replica 1 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "list --replica in direct mode: exit $rc, expected 2"
+rc=0
+# shellcheck disable=SC2086
+"$CHAINFS" chunk list $C "$ADDR2" 21 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "list with both --mgmtd and ADDR TARGET: exit $rc, expected 2"
 # shellcheck disable=SC2086
 "$CHAINFS" chunk put $C 9:5 "$WORK/in" > /dev/null || fail "cluster put 9:5"
 # shellcheck disable=SC2086
@@ -120,5 +154,11 @@ echo "$out" | grep -q "version=2 len=300000" || fail "put after failover said: $
 # shellcheck disable=SC2086
 "$CHAINFS" chunk get $C 9:0 --len 70000 -o "$WORK/out2" || fail "cluster get after the head died"
 cmp "$WORK/in2" "$WORK/out2" || fail "get after failover returned other bytes"
+# shellcheck disable=SC2086
+out=$("$CHAINFS" -v chunk list $C 2>"$WORK/list.err") || fail "cluster list after the head died"
+echo "$out" | grep -Eq "^$ID90 +300000 0x[0-9a-f]{8} +2 +0$" || fail "list after failover: $out"
+dead_addr=$(eval "printf %s \"\$ADDR$head_node\"")
+grep -q "listing target [0-9]* on " "$WORK/list.err" || fail "list after failover: $(cat "$WORK/list.err")"
+grep -q " on $dead_addr\$" "$WORK/list.err" && fail "list after failover asked the dead head at $dead_addr"
 "$CHAINFS" admin chains "$MGMTD"
 echo "PASS"

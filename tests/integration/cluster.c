@@ -1141,20 +1141,14 @@ static int
 raw_read(cfs_addr_t addr, uint32_t target, uint64_t chain_id, uint32_t chain_ver,
 	 const struct cfs_id128 *id, uint64_t *token, uint32_t *cur_ver)
 {
-	struct rt_msg *req = rt_msg_new(CFS_MSG_CHUNK_READ), *resp = NULL;
+	const struct cfs_chunk_io io = {.chunk = *id, .offset = 0, .len = CHUNK_LEN};
+	struct rt_msg *req = NULL, *resp = NULL;
 	const struct cfs_chunk_read_resp *r;
 	uint8_t buf[CHUNK_LEN];
 	int rc;
 
-	if (!req)
+	if (cfs_chunk_read_msg(target, chain_id, chain_ver, &io, 1, &req) != 0)
 		return -ENOMEM;
-	RT_BODY(req, chunk_read)->target = target;
-	RT_BODY(req, chunk_read)->chain_id = chain_id;
-	RT_BODY(req, chunk_read)->chain_ver = chain_ver;
-	RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
-	RT_BODY(req, chunk_read)->ios_count = 1;
-	RT_BODY(req, chunk_read)->ios[0] =
-		(struct cfs_chunk_io){.chunk = *id, .offset = 0, .len = CHUNK_LEN};
 	rc = cfs_client_call(g_admin, addr, req, 2000, &resp);
 	if (resp)
 		*cur_ver = RT_BODY(resp, chunk_read_resp)->chain_ver;

@@ -337,6 +337,7 @@ read_chunk(struct reader *r, const struct cfs_id128 *id, uint64_t *ver, uint8_t 
 {
 	struct rt_msg *req, *resp = NULL;
 	struct cfs_chunk_query_resp q;
+	struct cfs_chunk_io io;
 	const struct cfs_chunk_read_resp *rr;
 	uint32_t crc = 0;
 	int rc;
@@ -354,12 +355,10 @@ read_chunk(struct reader *r, const struct cfs_id128 *id, uint64_t *ver, uint8_t 
 	if (q.pending != 0)
 		FAIL("a chunk has pending version %" PRIu64 " with no chains", q.pending);
 
-	req = rt_msg_new(CFS_MSG_CHUNK_READ);
-	RT_BODY(req, chunk_read)->target = TARGET;
-	RT_BODY(req, chunk_read)->ios = rt_msg_alloc(req, sizeof(struct cfs_chunk_io));
-	RT_BODY(req, chunk_read)->ios_count = 1;
-	RT_BODY(req, chunk_read)->ios[0] =
-		(struct cfs_chunk_io){.chunk = *id, .offset = 0, .len = q.chunk_size};
+	io = (struct cfs_chunk_io){.chunk = *id, .offset = 0, .len = q.chunk_size};
+	rc = cfs_chunk_read_msg(TARGET, 0, 0, &io, 1, &req);
+	if (rc != 0)
+		return rc;
 	rc = cfs_client_call(r->c, r->addr, req, 0, &resp);
 	if (rc != 0)
 		goto out;

@@ -30,6 +30,7 @@
 #include "client/client.h"
 #include "client/routing.h"
 #include "client/targets.h"
+#include "disk/disk.h"
 #include "tests/proc.h"
 
 #define NNODES	   4 /* node 1: mgmtd; 2..4: storage, two targets each */
@@ -346,6 +347,59 @@ START_TEST(test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined)
 	}
 	free(data);
 	free(back);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_chunk_client_lends_its_buffers_when_read_asks_to)
+{
+	enum { N = 8, LEN = 30000 };
+	struct cfs_chunk_client *c = client_new();
+	struct cfs_chunk_op ops[N];
+	uint8_t *data = malloc((size_t)N * LEN);
+	uint64_t chain = chain_id(c, 0);
+	static uint8_t dst[16];
+
+	for (unsigned i = 0; i < N; i++) {
+		fill(data + (size_t)i * LEN, LEN, 200 + i);
+		ops[i] = (struct cfs_chunk_op){
+			.kind = CFS_CHUNK_OP_WRITE,
+			.chain_id = chain,
+			.chunk = cfs_chunk_id(12, i),
+			.chunk_size = CHUNK_SIZE,
+			.len = LEN - 1000 * i,
+			.data = data + (size_t)i * LEN,
+		};
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	/* Reads of one replica arrive in one payload: each op gets its own bytes
+	 * in it, checked, and a reference that outlives the batch. */
+	for (unsigned i = 0; i < N; i++) {
+		ops[i].kind = CFS_CHUNK_OP_READ;
+		ops[i].len = LEN;
+		ops[i].data = NULL;
+		ops[i].flags = CFS_CHUNK_F_LEND;
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_int_eq(ops[i].rc, 0);
+		ck_assert_uint_eq(ops[i].out_len, LEN - 1000 * i);
+		ck_assert_ptr_nonnull(ops[i].out_data);
+		ck_assert_ptr_nonnull(ops[i].out_lent);
+		ck_assert_mem_eq(ops[i].out_data, data + (size_t)i * LEN, ops[i].out_len);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		cfs_chunk_op_release(&ops[i]);
+		ck_assert_ptr_null(ops[i].out_data);
+		ck_assert_ptr_null(ops[i].out_lent);
+		cfs_chunk_op_release(&ops[i]); /* nothing held: a no-op */
+	}
+	/* Lending and a destination together: refused before sending. */
+	ops[0].data = dst;
+	ck_assert_int_eq(cfs_chunk_batch(c, ops, 1), -EINVAL);
+	ck_assert_uint_eq(ops[0].attempts, 0);
+	ck_assert_ptr_null(ops[0].out_lent);
+	free(data);
 	cfs_chunk_client_destroy(&c);
 }
 END_TEST
@@ -766,11 +820,104 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 }
 END_TEST
 
+/* ------------------------------------------------- request builders */
+
+START_TEST(test_chunk_read_msg_builds_io_table_when_ranges_given_or_null)
+{
+	const struct cfs_chunk_io ios[3] = {
+		{.chunk = cfs_chunk_id(1, 0), .offset = 0, .len = 4096},
+		{.chunk = cfs_chunk_id(1, 7), .offset = 512, .len = 1},
+		{.chunk = cfs_chunk_id(2, 1), .offset = 65536, .len = 0},
+	};
+	const struct cfs_chunk_read *r;
+	struct rt_msg *m = NULL;
+
+	ck_assert_int_eq(cfs_chunk_read_msg(21, 9, 4, ios, 3, &m), 0);
+	ck_assert_uint_eq(m->type, CFS_MSG_CHUNK_READ);
+	ck_assert_uint_eq(m->flags, 0);
+	ck_assert_uint_eq(m->iovcnt, 0);
+	r = RT_BODY(m, chunk_read);
+	ck_assert_uint_eq(r->target, 21);
+	ck_assert_uint_eq(r->chain_id, 9);
+	ck_assert_uint_eq(r->chain_ver, 4);
+	ck_assert_uint_eq(r->flags, 0);
+	ck_assert_uint_eq(r->ios_count, 3);
+	ck_assert_ptr_ne(r->ios, ios); /* copied into the message */
+	ck_assert_mem_eq(r->ios, ios, sizeof(ios));
+	rt_msg_free(&m);
+
+	/* NULL: a zeroed table of n for the caller to fill. */
+	ck_assert_int_eq(cfs_chunk_read_msg(5, 0, 0, NULL, 2, &m), 0);
+	r = RT_BODY(m, chunk_read);
+	ck_assert_uint_eq(r->ios_count, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_uint_eq(r->ios[i].offset, 0);
+		ck_assert_uint_eq(r->ios[i].len, 0);
+		for (unsigned b = 0; b < 16; b++)
+			ck_assert_uint_eq(r->ios[i].chunk.b[b], 0);
+	}
+	rt_msg_free(&m);
+
+	/* An empty table is built (the target refuses it, not the builder). */
+	ck_assert_int_eq(cfs_chunk_read_msg(5, 0, 0, ios, 0, &m), 0);
+	ck_assert_uint_eq(RT_BODY(m, chunk_read)->ios_count, 0);
+	ck_assert_ptr_nonnull(RT_BODY(m, chunk_read)->ios);
+	rt_msg_free(&m);
+}
+END_TEST
+
+START_TEST(test_chunk_write_msg_crc_carries_given_crc_when_precomputed)
+{
+	struct cfs_id128 id = cfs_chunk_id(3, 4);
+	struct rt_buf *b = rt_buf_get(8192);
+	struct rt_msg *a = NULL, *c = NULL;
+	uint32_t crc;
+
+	ck_assert_ptr_nonnull(b);
+	for (unsigned i = 0; i < 8192; i++)
+		b->data[i] = (uint8_t)(i * 7 + 1);
+	b->len = 8192;
+	crc = disk_crc32c(0, b->data + 100, 5000);
+
+	/* The computing builder and the given-CRC one build the same request. */
+	ck_assert_int_eq(cfs_chunk_write_msg(31, &id, 65536, 300, b, 100, 5000, &a), 0);
+	ck_assert_int_eq(cfs_chunk_write_msg_crc(31, &id, 65536, 300, b, 100, 5000, crc, &c), 0);
+	ck_assert_uint_eq(RT_BODY(a, chunk_write)->crc, crc);
+	ck_assert_mem_eq(RT_BODY(a, chunk_write), RT_BODY(c, chunk_write),
+			 sizeof(struct cfs_chunk_write));
+	ck_assert_uint_eq(a->plen, 5000);
+	ck_assert_uint_eq(c->plen, 5000);
+	ck_assert_uint_eq(c->iovcnt, 1);
+	ck_assert_ptr_eq(c->iov[0].buf, b); /* by reference, no copy */
+	ck_assert_uint_eq(c->iov[0].off, 100);
+	rt_msg_free(&c);
+
+	/* The given CRC is what goes out, right or wrong: it is not recomputed. */
+	ck_assert_int_eq(cfs_chunk_write_msg_crc(31, &id, 65536, 300, b, 100, 5000, ~crc, &c), 0);
+	ck_assert_uint_eq(RT_BODY(c, chunk_write)->crc, ~crc);
+	rt_msg_free(&c);
+
+	c = NULL;
+	/* Past the buffer's end (its capacity, which the pool may round up). */
+	ck_assert_int_eq(
+		cfs_chunk_write_msg_crc(31, &id, 65536, 0, b, (uint32_t)b->cap - 10, 500, crc, &c),
+		-EINVAL);
+	ck_assert_ptr_null(c);
+	rt_msg_free(&a);
+	rt_buf_put(&b);
+}
+END_TEST
+
 static Suite *
 chunk_client_suite(void)
 {
 	Suite *s = suite_create("chunk_client");
 	TCase *tc;
+
+	tc = tcase_create("requests");
+	tcase_add_test(tc, test_chunk_read_msg_builds_io_table_when_ranges_given_or_null);
+	tcase_add_test(tc, test_chunk_write_msg_crc_carries_given_crc_when_precomputed);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cluster");
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
@@ -778,6 +925,7 @@ chunk_client_suite(void)
 	tcase_add_test(tc, test_chunk_client_put_get_round_trip_when_chain_serving);
 	tcase_add_test(tc, test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined);
 	tcase_add_test(tc, test_chunk_client_reads_each_replica_when_replica_flag_set);
+	tcase_add_test(tc, test_chunk_client_lends_its_buffers_when_read_asks_to);
 	tcase_add_test(tc, test_chunk_client_refuses_without_sending_when_input_bad);
 	tcase_add_test(tc, test_chunk_client_serves_16_threads_when_they_share_it);
 	tcase_add_test(tc, test_chunk_client_follows_chain_when_its_version_moves);

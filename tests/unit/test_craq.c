@@ -234,17 +234,12 @@ static int
 do_read(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t flags, int *item,
 	uint64_t *ver, uint8_t *out)
 {
-	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_READ), *resp = NULL;
-	struct cfs_chunk_read *r = RT_BODY(m, chunk_read);
+	const struct cfs_chunk_io io = {.chunk = cfs_chunk_id(1, chunk), .len = len};
+	struct rt_msg *m = NULL, *resp = NULL;
 	const struct cfs_chunk_read_resp *rr;
 	int rc;
 
-	r->target = rep + 1;
-	r->chain_id = CHAIN_ID;
-	r->chain_ver = h->chain_ver;
-	r->ios = rt_msg_alloc(m, sizeof(*r->ios));
-	r->ios_count = 1;
-	r->ios[0] = (struct cfs_chunk_io){.chunk = cfs_chunk_id(1, chunk), .len = len};
+	ck_assert_int_eq(cfs_chunk_read_msg(rep + 1, CHAIN_ID, h->chain_ver, &io, 1, &m), 0);
 	m->flags |= flags;
 	rc = call(h, rep, m, &resp);
 	if (rc != 0) {

@@ -164,12 +164,9 @@ do_write(struct h *h, uint64_t chunk, uint32_t chunk_size, uint32_t off, uint32_
 static struct rt_msg *
 read_req(unsigned n)
 {
-	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_READ);
-	struct cfs_chunk_read *r = RT_BODY(m, chunk_read);
+	struct rt_msg *m = NULL;
 
-	r->target = TARGET;
-	r->ios = rt_msg_alloc(m, n * sizeof(*r->ios));
-	r->ios_count = n;
+	ck_assert_int_eq(cfs_chunk_read_msg(TARGET, 0, 0, NULL, n, &m), 0);
 	return m;
 }
 

@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +406,58 @@ START_TEST(test_wire_decode_accepts_wide_int_formats_when_header_and_body)
 		ck_assert_uint_eq(RT_BODY(m, ping_resp)->sent_ns, 9);
 		ck_assert_uint_eq(RT_BODY(m, ping_resp)->node_id, 3);
 		rt_msg_free(&m);
+	}
+}
+END_TEST
+
+/*
+ * The unsigned formats in the last bytes of a header, where the decoder cannot
+ * load 8 bytes past the tag: a ping (its body takes the fast path) and a
+ * target_stats_resp (a str field: the generic path), each ending with a u64 in
+ * uint8..uint64. Whole, the value comes back; one byte short, -CFS_EPROTO.
+ */
+START_TEST(test_wire_decode_reads_uint_formats_when_last_bytes_of_header)
+{
+	static const uint64_t vals[] = {200, 60000, 4000000000u, UINT64_C(1) << 40, UINT64_MAX};
+	struct rt_msg *m;
+	struct fb f;
+	int rc;
+
+	for (unsigned i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		for (int cut = 0; cut < 2; cut++) {
+			fb_begin(&f, CFS_MSG_PING);
+			msgpack_pack_array(&f.pk, 1);
+			msgpack_pack_uint64(&f.pk, vals[i]);
+			f.sb.size -= (size_t)cut;
+			rc = fb_end(&f, &m);
+			if (cut) {
+				ck_assert_msg(rc == -CFS_EPROTO, "ping %" PRIu64 " cut: %d",
+					      vals[i], rc);
+			} else {
+				ck_assert_msg(rc == 0, "ping %" PRIu64 ": %d", vals[i], rc);
+				ck_assert_uint_eq(RT_BODY(m, ping)->sent_ns, vals[i]);
+				rt_msg_free(&m);
+			}
+
+			fb_begin(&f, CFS_MSG_TARGET_STATS_RESP);
+			msgpack_pack_array(&f.pk, 17);
+			msgpack_pack_int32(&f.pk, 0);
+			msgpack_pack_uint32(&f.pk, 1);
+			fb_str(&f, "/t");
+			for (int k = 0; k < 13; k++)
+				msgpack_pack_uint64(&f.pk, 0);
+			msgpack_pack_uint64(&f.pk, vals[i]);
+			f.sb.size -= (size_t)cut;
+			rc = fb_end(&f, &m);
+			if (cut) {
+				ck_assert_msg(rc == -CFS_EPROTO, "target_stats_resp %" PRIu64 " cut: %d",
+					      vals[i], rc);
+			} else {
+				ck_assert_int_eq(rc, 0);
+				ck_assert_uint_eq(RT_BODY(m, target_stats_resp)->rejected, vals[i]);
+				rt_msg_free(&m);
+			}
+		}
 	}
 }
 END_TEST
@@ -1575,6 +1628,7 @@ wire_suite(void)
 	tcase_add_loop_test(tc, test_wire_frame_matches_packer_and_checked_body_when_any_type, 1,
 			    CFS_MSG__COUNT);
 	tcase_add_test(tc, test_wire_decode_accepts_wide_int_formats_when_header_and_body);
+	tcase_add_test(tc, test_wire_decode_reads_uint_formats_when_last_bytes_of_header);
 	tcase_add_loop_test(tc, test_wire_body_roundtrip_preserves_fields_when_bare_body, 1,
 			    CFS_MSG__COUNT);
 	suite_add_tcase(s, tc);
