@@ -131,6 +131,8 @@ struct disk_index {
 	sqlite3_stmt *begin;
 	sqlite3_stmt *commit;
 	sqlite3_stmt *rollback;
+	int reserve_fd;	    /* <index>.reserve, or -1 (none: no fallocate here) */
+	bool reserve_spent; /* given back to the file system for the index */
 };
 
 /* Open or create path's index; -CFS_ECONFIG on a foreign format, -EIO. */
@@ -144,6 +146,12 @@ int disk_index_put(struct disk_index *ix, const struct disk_row *r);
 /* Commit; on error rolls back. -ENOSPC (SQLITE_FULL), -EIO. */
 int disk_index_commit(struct disk_index *ix);
 void disk_index_rollback(struct disk_index *ix);
+/* The index's reserve (index.c): room held back on the file system so that
+ * the index can still record removals when data filled it. Spend: give it
+ * back (-ENOSPC when there is none left to give). Restore: take it again
+ * (0 when held or unsupported; -ENOSPC while the file system has no room). */
+int disk_index_reserve_spend(struct disk_index *ix);
+int disk_index_reserve_restore(struct disk_index *ix);
 
 /* ------------------------------------------------------------------- sync.c */
 

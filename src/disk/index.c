@@ -8,14 +8,34 @@
  * the helper starts. Slot allocation is not stored: it is whatever the rows
  * reference. Indexes of older builds gain the columns added since (migrate).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* fallocate */
+#endif
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define RT_LOG_SUBSYS "disk"
 #include "disk/disk_internal.h"
 
 #define INDEX_FORMAT 1
+
+/*
+ * The reserve: INDEX_RESERVE bytes allocated to <index>.reserve. Data grows
+ * until the file system is full, and then the index could not record a removal
+ * either (its WAL has to grow for the transaction), so nothing could make room
+ * from inside the target. When a commit fails with ENOSPC the helper thread
+ * gives the reserve back and commits again; while it is spent, each commit is
+ * followed by a RESTART checkpoint, so the WAL is rewritten from its start
+ * instead of growing. Data growth takes the reserve back first and fails with
+ * ENOSPC while it cannot (slots.c then releases free slots of other classes,
+ * as for any ENOSPC), so data never eats the index's room.
+ */
+#define INDEX_RESERVE (1u << 20)
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL);"
@@ -155,11 +175,63 @@ prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 }
 
 int
+disk_index_reserve_restore(struct disk_index *ix)
+{
+	int rc;
+
+	if (ix->reserve_fd < 0 || !ix->reserve_spent)
+		return 0;
+	if (fallocate(ix->reserve_fd, 0, 0, INDEX_RESERVE) != 0) {
+		rc = -errno;
+		if (rc == -EOPNOTSUPP) {
+			/* Nothing to hold room with: no reserve, as before. */
+			close(ix->reserve_fd);
+			ix->reserve_fd = -1;
+			return 0;
+		}
+		(void)ftruncate(ix->reserve_fd, 0); /* give back what it got */
+		return rc;
+	}
+	ix->reserve_spent = false;
+	return 0;
+}
+
+int
+disk_index_reserve_spend(struct disk_index *ix)
+{
+	if (ix->reserve_fd < 0 || ix->reserve_spent)
+		return -ENOSPC;
+	if (ftruncate(ix->reserve_fd, 0) != 0)
+		return -errno;
+	ix->reserve_spent = true;
+	return 0;
+}
+
+static void
+reserve_open(struct disk_index *ix, const char *path)
+{
+	char rpath[PATH_MAX];
+	int rc;
+
+	snprintf(rpath, sizeof(rpath), "%s.reserve", path);
+	ix->reserve_fd = open(rpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (ix->reserve_fd < 0) {
+		RT_WARN("%s: %s: the index has no reserve", rpath, strerror(errno));
+		return;
+	}
+	ix->reserve_spent = true;
+	rc = disk_index_reserve_restore(ix);
+	if (rc != 0)
+		RT_WARN("%s: %s: the index reserve waits for room", rpath, strerror(-rc));
+}
+
+int
 disk_index_open(struct disk_index *ix, const char *path)
 {
 	int src, rc;
 
 	memset(ix, 0, sizeof(*ix));
+	ix->reserve_fd = -1;
 	src = sqlite3_open_v2(path, &ix->db,
 			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			      NULL);
@@ -197,6 +269,7 @@ disk_index_open(struct disk_index *ix, const char *path)
 	    (rc = prepare(ix->db, "COMMIT", &ix->commit)) != 0 ||
 	    (rc = prepare(ix->db, "ROLLBACK", &ix->rollback)) != 0)
 		goto out_close;
+	reserve_open(ix, path);
 	return 0;
 out_close:
 	disk_index_close(ix);
@@ -213,7 +286,10 @@ disk_index_close(struct disk_index *ix)
 	sqlite3_finalize(ix->rollback);
 	if (ix->db != NULL)
 		sqlite3_close(ix->db);
+	if (ix->reserve_fd >= 0)
+		close(ix->reserve_fd);
 	memset(ix, 0, sizeof(*ix));
+	ix->reserve_fd = -1;
 }
 
 int
@@ -308,6 +384,9 @@ disk_index_commit(struct disk_index *ix)
 
 	if (rc != 0)
 		disk_index_rollback(ix);
+	else if (ix->reserve_spent)
+		(void)sqlite3_wal_checkpoint_v2(ix->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL,
+						NULL);
 	return rc;
 }
 

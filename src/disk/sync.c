@@ -74,8 +74,10 @@ static int
 do_grow(struct disk_target *t, struct disk_sitem *si)
 {
 	int fd = t->cls[si->cls].fd;
-	int rc = 0;
+	int rc = disk_index_reserve_restore(&t->ix); /* the index's room first */
 
+	if (rc != 0)
+		return rc;
 	if (fallocate(fd, 0, (off_t)si->off, (off_t)si->len) != 0) {
 		rc = -errno;
 		if (rc == -EOPNOTSUPP) /* no fallocate: size now, blocks on first write */
@@ -92,6 +94,22 @@ mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One transaction with the batch's rows; rolled back on error. */
+static int
+index_apply(struct disk_target *t, struct disk_sitem *batch)
+{
+	int rc = disk_index_begin(&t->ix);
+
+	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next)
+		if (si->kind == DISK_SI_ROW && si->rc == 0)
+			rc = disk_index_put(&t->ix, &si->row);
+	if (rc == 0)
+		rc = disk_index_commit(&t->ix);
+	else
+		disk_index_rollback(&t->ix);
+	return rc;
 }
 
 /* Durably apply the rows of a batch: data first, index after, so an index
@@ -118,14 +136,14 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 	}
 	t1 = mono_ns();
 	if (rc == 0)
-		rc = disk_index_begin(&t->ix);
-	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next)
-		if (si->kind == DISK_SI_ROW && si->rc == 0)
-			rc = disk_index_put(&t->ix, &si->row);
-	if (rc == 0)
-		rc = disk_index_commit(&t->ix);
-	else
-		disk_index_rollback(&t->ix);
+		rc = index_apply(t, batch);
+	/* The file system is full: the index gets its reserve (index.c) and the
+	 * batch, removals that make room among it, goes in after all. */
+	if (rc == -ENOSPC && disk_index_reserve_spend(&t->ix) == 0) {
+		RT_WARN("target=%u: file system full: the index used its reserve; data "
+			"space waits until the reserve is back", t->id);
+		rc = index_apply(t, batch);
+	}
 	/* One failure fails the whole transaction: every row of it reports it. */
 	for (struct disk_sitem *si = batch; si != NULL; si = si->next)
 		if (si->kind == DISK_SI_ROW && si->rc == 0)

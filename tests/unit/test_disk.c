@@ -2113,11 +2113,11 @@ START_TEST(test_disk_space_accounting_holds_when_killed_while_space_moves)
 END_TEST
 
 /* The file system itself full (capacity far above its size): the write that
- * meets ENOSPC fails alone, what is stored reads back, reads go on. Once the
- * file system has a little room again (another file goes; the index needs
- * some to record removals), removals work and a 1 MiB write fits: its growth
- * meets ENOSPC from the file system, and free slots of the 64 KiB class are
- * released to make room there. Needs a small file system supporting
+ * meets ENOSPC fails alone, what is stored reads back, reads go on. With the
+ * file system still full, removals work (the index spends its reserve) and
+ * then a 1 MiB write fits: its growth meets ENOSPC from the file system, and
+ * free slots of the 64 KiB class are released to make room for the reserve
+ * and the new extent. Needs a small file system supporting
  * O_DIRECT (tmpfs on Linux >= 6.6, a small ext4 image):
  * CFS_TEST_SMALLFS=<its mount point>; without it the test has nothing to do. */
 START_TEST(test_disk_write_fails_alone_when_file_system_full)
@@ -2126,7 +2126,8 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 	struct disk_target_opts o;
 	struct disk_target *t = NULL;
 	bool ok[256] = {false}, ok2[1] = {false};
-	char path[600], filler[640];
+	char path[600], filler[640], topup[640];
+	static uint8_t block[4096];
 	uint8_t *zeros = calloc(1, 512 << 10);
 	int n, rc, fd;
 
@@ -2153,13 +2154,22 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 	sl_check(t, 6, 0, 64 << 10, 256, ok);
 	assert_consistent(t);
 
-	ck_assert_int_eq(unlink(filler), 0);
-	for (int k = 0, freed = 0; k < 256 && freed < 20; k++) {
-		if (!ok[k])
+	/* Whatever room a growth step left goes too: nothing at all is free. */
+	snprintf(topup, sizeof(topup), "%s/cfs-topup-%d", fs, (int)getpid());
+	fd = open(topup, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	while (write(fd, block, sizeof(block)) == (ssize_t)sizeof(block))
+		;
+	ck_assert_int_eq(errno, ENOSPC);
+	fsync(fd);
+	close(fd);
+	/* Still full: removals go in all the same (the index's reserve), all
+	 * but two of the stored chunks. */
+	for (int k = 0, kept = 0; k < 256; k++) {
+		if (!ok[k] || kept++ < 2)
 			continue;
 		ck_assert_int_eq(remove_sync(t, mkid(6, (uint64_t)k)), 0);
 		ok[k] = false;
-		freed++;
 	}
 	n = sl_fill(t, 7, 0, 1 << 20, 1, ok2, &rc);
 	ck_assert_msg(n == 1, "1 MiB write after removals: %d", rc);
@@ -2167,6 +2177,14 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 	sl_check(t, 6, 0, 64 << 10, 256, ok);
 	assert_consistent(t);
 	disk_target_close(&t);
+	/* Reopened on the full file system: what was stored is there. */
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	sl_check(t, 7, 0, 1 << 20, 1, ok2);
+	sl_check(t, 6, 0, 64 << 10, 256, ok);
+	assert_consistent(t);
+	disk_target_close(&t);
+	ck_assert_int_eq(unlink(filler), 0);
+	ck_assert_int_eq(unlink(topup), 0);
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
