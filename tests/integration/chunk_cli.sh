@@ -1,9 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# `chainfs chunk` in both of its modes against real processes on loopback:
-# one chainfsd running mgmtd (node 1) and three storage nodes (2, 3, 4; one
-# target each), one chain of three replicas.
+# `chainfs chunk` in both of its modes against real processes: one chainfsd
+# running mgmtd (node 1) and three storage nodes (2, 3, 4; one target each),
+# one chain of three replicas. Each node runs on a host of its own (node k in
+# network namespace cfs<pid>n<k> at 10.98.0.k:7400, lib.sh; loopback when
+# namespaces cannot be made or CFS_TEST_HOSTS=0); the chainfs commands run in
+# the driver.
 #
 #   1. cluster mode (--mgmtd ADDR --chain ID): put, get (whole, --offset/--len,
 #      each --replica, --relaxed), stat, list (the head, each --replica, an
@@ -19,9 +22,10 @@
 set -eu
 
 NAME=chunk-cli
+HOSTS=4
 . "$(dirname "$0")/lib.sh"
 
-MGMTD=127.0.0.1:$(free_port)
+MGMTD=$(host_listen 1)
 cat > "$WORK/n1.conf" <<EOF
 [node]
 id = 1
@@ -34,7 +38,7 @@ heartbeat_ms = 200
 lease_ms = 2000
 EOF
 for n in 2 3 4; do
-	eval "ADDR$n=127.0.0.1:$(free_port)"
+	eval "ADDR$n=$(host_listen $n)"
 	eval "addr=\$ADDR$n"
 	cat > "$WORK/n$n.conf" <<EOF
 [node]
@@ -49,9 +53,8 @@ capacity = 64M
 EOF
 done
 for n in 1 2 3 4; do
-	"$CHAINFSD" -c "$WORK/n$n.conf" >> "$WORK/n$n.log" 2>&1 &
-	echo $! > "$WORK/n$n.pid"
-	PIDS="$PIDS $!"
+	host_start $n "$WORK/n$n.log" "$CHAINFSD" -c "$WORK/n$n.conf"
+	echo "$HOST_PID" > "$WORK/n$n.pid"	# chainfsd's own: kill -9 below must reach it
 done
 
 targets3() { [ "$("$CHAINFS" admin targets "$MGMTD" | awk 'NR > 1' | wc -l)" -eq 3 ]; }

@@ -1,9 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# Cluster membership with real processes on loopback: one chainfsd running
-# mgmtd (node 1) and three storage nodes (2, 3, 4; one target each), all
-# separate chainfsd processes, driven with the chainfs command.
+# Cluster membership with real processes: one chainfsd running mgmtd (node 1)
+# and three storage nodes (2, 3, 4; one target each), all separate chainfsd
+# processes, each on a host of its own (node k in network namespace
+# cfs<pid>n<k> at 10.98.0.k:7400, lib.sh; loopback when namespaces cannot be
+# made or CFS_TEST_HOSTS=0), driven with the chainfs command from the driver.
 #
 #   1. every node registers and heartbeats; its target shows up;
 #   2. create-chains --replicas 3 builds one chain over three distinct nodes;
@@ -22,12 +24,12 @@
 set -eu
 
 NAME=mgmtd
+HOSTS=4
 . "$(dirname "$0")/lib.sh"
 HB=200
 LEASE=2000
 
-MPORT=$(free_port)
-MGMTD=127.0.0.1:$MPORT
+MGMTD=$(host_listen 1)
 
 write_configs() {
 	cat > "$WORK/n1.conf" <<EOF
@@ -42,11 +44,11 @@ heartbeat_ms = $HB
 lease_ms = $LEASE
 EOF
 	for n in 2 3 4; do
-		port=$(free_port)
+		listen=$(host_listen $n)
 		cat > "$WORK/n$n.conf" <<EOF
 [node]
 id = $n
-listen = 127.0.0.1:$port
+listen = $listen
 loops = 2
 pin = no
 mgmtd = $MGMTD
@@ -57,11 +59,11 @@ EOF
 	done
 }
 
-# start N: run node N in the background; its pid goes to $WORK/nN.pid.
+# start N: run node N on its host in the background; its pid (chainfsd's
+# own, which SIGSTOP and kill -9 below must reach) goes to $WORK/nN.pid.
 start() {
-	"$CHAINFSD" -c "$WORK/n$1.conf" >> "$WORK/n$1.log" 2>&1 &
-	echo $! > "$WORK/n$1.pid"
-	PIDS="$PIDS $!"
+	host_start "$1" "$WORK/n$1.log" "$CHAINFSD" -c "$WORK/n$1.conf"
+	echo "$HOST_PID" > "$WORK/n$1.pid"
 }
 
 pid() { cat "$WORK/n$1.pid"; }
