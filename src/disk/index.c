@@ -31,7 +31,8 @@
  * from inside the target. When a commit fails with ENOSPC the helper thread
  * gives the reserve back and commits again; while it is spent, each commit is
  * followed by a RESTART checkpoint, so the WAL is rewritten from its start
- * instead of growing. Data growth takes the reserve back first and fails with
+ * instead of growing. It is taken back after any later commit once there is
+ * room (sync.c), and data growth takes it back first and fails with
  * ENOSPC while it cannot (slots.c then releases free slots of other classes,
  * as for any ENOSPC), so data never eats the index's room.
  */

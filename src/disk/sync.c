@@ -135,15 +135,22 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 		}
 	}
 	t1 = mono_ns();
-	if (rc == 0)
+	if (rc == 0) {
 		rc = index_apply(t, batch);
-	/* The file system is full: the index gets its reserve (index.c) and the
-	 * batch, removals that make room among it, goes in after all. */
-	if (rc == -ENOSPC && disk_index_reserve_spend(&t->ix) == 0) {
-		RT_WARN("target=%u: file system full: the index used its reserve; data "
-			"space waits until the reserve is back", t->id);
-		rc = index_apply(t, batch);
+		/* The file system is full: the index gets its reserve (index.c)
+		 * and the batch, removals that make room among it, goes in after
+		 * all. (Only here: a failed data sync must fail the batch.) */
+		if (rc == -ENOSPC && disk_index_reserve_spend(&t->ix) == 0) {
+			RT_WARN("target=%u: file system full: the index used its reserve; "
+				"data space waits until the reserve is back",
+				t->id);
+			rc = index_apply(t, batch);
+		}
 	}
+	/* Spent, the reserve comes back as soon as there is room again (not only
+	 * when data grows: writes into freed slots never do). */
+	if (rc == 0 && t->ix.reserve_spent && disk_index_reserve_restore(&t->ix) == 0)
+		RT_INFO("target=%u: the index reserve is back", t->id);
 	/* One failure fails the whole transaction: every row of it reports it. */
 	for (struct disk_sitem *si = batch; si != NULL; si = si->next)
 		if (si->kind == DISK_SI_ROW && si->rc == 0)

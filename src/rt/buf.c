@@ -16,8 +16,11 @@
  * written. Buffers under
  * 2 MiB are carved from 2 MiB slabs, all pieces of one slab of one class: the
  * first allocation of a class makes a slab and caches its other pieces, and the
- * slab's memory goes back to the system when its last piece is released. With
- * huge pages disabled the same layout simply runs on 4 KiB pages.
+ * slab's memory goes back to the system when its last piece is released (a
+ * piece released before its siblings gives its pages back with MADV_DONTNEED,
+ * so the pool's cap bounds memory held, not only buffers cached). Pools capped
+ * below 2 MiB get no slabs. With huge pages disabled the same layout simply
+ * runs on 4 KiB pages.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -129,7 +132,9 @@ buf_alloc(struct rt_buf_pool *pool, unsigned cls)
 	struct buf_hdr *h;
 	void *data;
 
-	if (pool && cap >= HUGE_MIN_SIZE && cap < HUGE_SIZE)
+	/* Slabs only for pools that may cache one: a slab's pieces beyond the cap
+	 * would be released as soon as it is made. */
+	if (pool && cap >= HUGE_MIN_SIZE && cap < HUGE_SIZE && pool->max_bytes >= HUGE_SIZE)
 		return slab_alloc(pool, cls);
 	if (pool && cap >= HUGE_SIZE)
 		data = huge_mem(cap);
@@ -158,6 +163,10 @@ buf_release(struct rt_buf *b)
 	} else if (__atomic_sub_fetch(&slab->live, 1, __ATOMIC_ACQ_REL) == 0) {
 		free(slab->mem);
 		free(slab);
+	} else {
+		/* Its siblings keep the slab mapped: give the piece's memory back
+		 * now, or a pool over its cap would still hold every slab. */
+		(void)madvise(b->data, b->cap, MADV_DONTNEED);
 	}
 	free(h);
 }
