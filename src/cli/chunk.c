@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -299,16 +300,30 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 	return 0;
 }
 
-/* Where `chunk get` writes: the file at path, or standard output when path is
- * NULL. NULL (the reason printed) when the file cannot be opened. */
-static FILE *
-output_open(const char *path)
+/*
+ * What `chunk get` writes: n byte ranges into the file at path, or to standard
+ * output when path is NULL.
+ * @return 0; -EIO when a write failed (for the caller to report); 1 when the
+ *         file cannot be opened (the reason printed).
+ */
+static int
+output_write(const char *path, const struct iovec *v, unsigned n)
 {
 	FILE *f = path ? fopen(path, "wb") : stdout;
+	int rc = 0;
 
-	if (!f)
+	if (!f) {
 		fprintf(stderr, "chainfs: %s: %s\n", path, strerror(errno));
-	return f;
+		return 1;
+	}
+	for (unsigned i = 0; i < n && rc == 0; i++)
+		if (v[i].iov_len && fwrite(v[i].iov_base, 1, v[i].iov_len, f) != v[i].iov_len)
+			rc = -EIO;
+	if (fflush(f) != 0)
+		rc = -EIO;
+	if (f != stdout)
+		fclose(f);
+	return rc;
 }
 
 /*
@@ -499,12 +514,6 @@ usage:
 	return 2;
 }
 
-static int
-write_all(FILE *f, const uint8_t *p, uint32_t n)
-{
-	return fwrite(p, 1, n, f) == n ? 0 : -EIO;
-}
-
 struct cluster_get {
 	uint32_t offset, len;
 	bool have_len;
@@ -519,8 +528,7 @@ cluster_get(const struct cluster_opts *co, const struct cfs_id128 *id,
 	struct cfs_chunk_client *c = NULL;
 	struct cfs_chunk_op op;
 	uint32_t len = g->len;
-	uint8_t *data = NULL;
-	FILE *f = NULL;
+	struct iovec v;
 	int rc;
 
 	c = cluster_open(co);
@@ -532,44 +540,30 @@ cluster_get(const struct cluster_opts *co, const struct cfs_id128 *id,
 			goto out_err;
 		len = op.out_len > g->offset ? op.out_len - g->offset : 0;
 	}
-	data = malloc(len ? len : 1);
-	if (!data) {
-		rc = -ENOMEM;
-		goto out_err;
-	}
 	/* The client checks the CRC32C of the bytes that arrived against the
-	 * replica's, and tries another replica on a mismatch. */
+	 * replica's, and tries another replica on a mismatch; the bytes are
+	 * written from the buffer they arrived in. */
 	op = (struct cfs_chunk_op){
 		.kind = CFS_CHUNK_OP_READ,
 		.chain_id = co->chain,
 		.chunk = *id,
 		.offset = g->offset,
 		.len = len,
-		.data = data,
-		.flags = g->flags,
+		.flags = g->flags | CFS_CHUNK_F_LEND,
 		.replica = g->replica,
 	};
 	rc = cluster_op(c, &op);
 	if (rc != 0)
 		goto out_err;
-	f = output_open(g->output);
-	if (!f) {
-		rc = 1;
+	v = (struct iovec){.iov_base = (void *)op.out_data, .iov_len = op.out_len};
+	rc = output_write(g->output, &v, 1);
+	cfs_chunk_op_release(&op);
+	if (rc >= 0) /* done, or the output could not be opened (said) */
 		goto out;
-	}
-	rc = write_all(f, data, op.out_len);
-	if (fflush(f) != 0)
-		rc = -EIO;
-	if (rc != 0)
-		goto out_err;
-	goto out;
 out_err:
 	cli_error("chunk get", rc);
 	rc = 1;
 out:
-	if (f && f != stdout)
-		fclose(f);
-	free(data);
 	cfs_chunk_client_destroy(&c);
 	return rc;
 }
@@ -595,7 +589,7 @@ chunk_get(int argc, char **argv)
 	uint32_t offset = 0, len = 0, crc = 0;
 	bool have_len = false;
 	struct cfs_id128 id;
-	FILE *f = NULL;
+	struct iovec v[8]; /* a received payload is one segment (net/tcp.c) */
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "O:l:o:", opts, NULL)) != -1) {
@@ -701,24 +695,20 @@ chunk_get(int argc, char **argv)
 		rc = -CFS_ECHECKSUM;
 		goto out_err;
 	}
-	f = output_open(output);
-	if (!f) {
-		rc = 1;
-		goto out;
-	}
-	for (uint32_t i = 0; i < resp->iovcnt && rc == 0; i++)
-		rc = write_all(f, resp->iov[i].buf->data + resp->iov[i].off, resp->iov[i].len);
-	if (fflush(f) != 0)
-		rc = -EIO;
-	if (rc != 0)
+	if (resp->iovcnt > sizeof(v) / sizeof(v[0])) {
+		rc = -CFS_EPROTO;
 		goto out_err;
-	goto out;
+	}
+	for (uint32_t i = 0; i < resp->iovcnt; i++)
+		v[i] = (struct iovec){.iov_base = resp->iov[i].buf->data + resp->iov[i].off,
+				      .iov_len = resp->iov[i].len};
+	rc = output_write(output, v, resp->iovcnt);
+	if (rc >= 0) /* done, or the output could not be opened (said) */
+		goto out;
 out_err:
 	cli_error("chunk get", rc);
 	rc = 1;
 out:
-	if (f && f != stdout)
-		fclose(f);
 	rt_msg_free(&resp);
 	cfs_client_destroy(&x.c);
 	return rc;

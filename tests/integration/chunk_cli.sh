@@ -75,6 +75,11 @@ echo "$out" | grep -q "version=1 len=300000" || fail "put said: $out"
 # shellcheck disable=SC2086
 "$CHAINFS" chunk get $C 9:0 -o "$WORK/out" || fail "cluster get"
 cmp "$WORK/in" "$WORK/out" || fail "cluster get returned other bytes"
+# An output that cannot be opened: exit 1 and the reason.
+rc=0
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 -o "$WORK/no/such/dir" 2> "$WORK/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "No such file" "$WORK/err" || fail "get into a missing directory: rc=$rc $(cat "$WORK/err")"
 for r in 0 1 2; do
 	# shellcheck disable=SC2086
 	"$CHAINFS" chunk get $C 9:0 --replica $r > "$WORK/out.$r" || fail "get --replica $r"
