@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/fio.h"
 #include "bench/net.h"
 #include "bench/stats.h"
 #include "client/chunk_client.h"
@@ -478,49 +479,17 @@ run_load(struct load *l)
 static double
 run_fio(const char *rw, unsigned depth, unsigned fdatasync_n, double seconds, const char *dir)
 {
-	char cmd[1024], *out = NULL, *p;
-	size_t cap = 0, n = 0;
-	double bw = -1;
-	char timing[64] = "";
-	FILE *f;
+	char args[1024];
+	double bw;
 
-	/* seconds 0: one pass over the file (laying it out). */
-	if (seconds > 0)
-		snprintf(timing, sizeof(timing), "--time_based --runtime=%.0f", ceil(seconds));
-	snprintf(cmd, sizeof(cmd),
-		 "fio --name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
-		 "--ioengine=libaio --direct=1 %s --fdatasync=%u --output-format=json 2>/dev/null",
-		 g_fio_file, DATASET_MIB, rw, CHUNK, depth, timing, fdatasync_n);
-	f = popen(cmd, "r");
-	if (!f)
-		die("popen fio", -errno);
-	for (;;) {
-		size_t k;
-
-		if (n + 4096 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			out = realloc(out, cap);
-			if (!out)
-				die("fio output", -ENOMEM);
-		}
-		k = fread(out + n, 1, cap - n - 1, f);
-		if (k == 0)
-			break;
-		n += k;
-	}
-	out[n] = '\0';
-	pclose(f);
-	/* "read" : { ... "bw_bytes" : N ... } in the job's section. */
-	snprintf(cmd, sizeof(cmd), "\"%s\" : {", dir);
-	p = strstr(out, "\"jobs\"");
-	p = p ? strstr(p, cmd) : NULL;
-	p = p ? strstr(p, "\"bw_bytes\" : ") : NULL;
-	if (p)
-		bw = strtod(p + 13, NULL) / (1 << 20);
-	free(out);
+	snprintf(args, sizeof(args),
+		 "--name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
+		 "--ioengine=libaio --direct=1 --fdatasync=%u",
+		 g_fio_file, DATASET_MIB, rw, CHUNK, depth, fdatasync_n);
+	bw = bench_fio(args, seconds, dir, "bw_bytes");
 	if (bw < 0)
-		die("cannot parse fio output (is fio installed?)", -EINVAL);
-	return bw;
+		die("cannot run fio or parse its output (is fio installed?)", -EINVAL);
+	return bw / (1 << 20);
 }
 
 /* --------------------------------------------------------------- perf */

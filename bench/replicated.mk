@@ -3,7 +3,7 @@
 # driven by the chunk client; `make bench-replicated` runs it from the build
 # directory, so it finds ./chainfsd. Never part of `make check`.
 EXTRA_PROGRAMS += bench/bench_replicated
-bench_bench_replicated_SOURCES = bench/replicated.c bench/stats.c bench/stats.h bench/net.c bench/net.h
+bench_bench_replicated_SOURCES = bench/replicated.c bench/stats.c bench/stats.h bench/net.c bench/net.h bench/fio.c bench/fio.h
 bench_bench_replicated_LDADD = tests/libcfsproc.la libcfs_client.la libcfs_disk.la libcfs_net.la \
 	libcfs_wire.la libcfs_rt.la $(CFS_ALL_LIBS) -lm
 

@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/fio.h"
 #include "bench/net.h"
 #include "bench/stats.h"
 #include "actors/storage/storage.h"
@@ -376,47 +377,17 @@ static double
 run_fio(const char *rw, uint32_t bs, unsigned depth, unsigned batch, unsigned fdatasync_n,
 	double seconds, const char *dir)
 {
-	char cmd[1024], *out = NULL, *p;
-	size_t cap = 0, n = 0;
-	double iops = -1;
-	char timing[64] = "";
-	FILE *f;
+	char args[1024];
+	double iops;
 
-	/* seconds 0: one pass over the file (laying it out). */
-	if (seconds > 0)
-		snprintf(timing, sizeof(timing), "--time_based --runtime=%.0f", ceil(seconds));
-	snprintf(cmd, sizeof(cmd),
-		 "fio --name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
-		 "--ioengine=libaio --direct=1 %s --randrepeat=0 --norandommap "
-		 "--iodepth_batch_submit=%u --iodepth_batch_complete_max=%u "
-		 "--fdatasync=%u --output-format=json 2>/dev/null",
-		 g_fio_file, DATASET_MIB, rw, bs, depth, timing, batch, batch, fdatasync_n);
-	f = popen(cmd, "r");
-	if (!f)
-		die("popen fio", -errno);
-	for (;;) {
-		if (n + 4096 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			out = realloc(out, cap);
-		}
-		size_t k = fread(out + n, 1, cap - n - 1, f);
-
-		if (k == 0)
-			break;
-		n += k;
-	}
-	out[n] = '\0';
-	pclose(f);
-	/* "read" : { ... "iops" : N ... } in the job's section. */
-	snprintf(cmd, sizeof(cmd), "\"%s\" : {", dir);
-	p = strstr(out, "\"jobs\"");
-	p = p ? strstr(p, cmd) : NULL;
-	p = p ? strstr(p, "\"iops\" : ") : NULL;
-	if (p)
-		iops = strtod(p + 9, NULL);
-	free(out);
+	snprintf(args, sizeof(args),
+		 "--name=b --filename=%s --size=%uM --rw=%s --bs=%u --iodepth=%u "
+		 "--ioengine=libaio --direct=1 --randrepeat=0 --norandommap "
+		 "--iodepth_batch_submit=%u --iodepth_batch_complete_max=%u --fdatasync=%u",
+		 g_fio_file, DATASET_MIB, rw, bs, depth, batch, batch, fdatasync_n);
+	iops = bench_fio(args, seconds, dir, "iops");
 	if (iops < 0)
-		die("cannot parse fio output (is fio installed?)", -EINVAL);
+		die("cannot run fio or parse its output (is fio installed?)", -EINVAL);
 	return iops;
 }
 
