@@ -101,6 +101,10 @@ int tp_host_link(unsigned k, bool up);
  *  (for a watchdog that _exit()s). Later tp_hosts_* calls see loopback mode. */
 void tp_hosts_abort(void);
 
+/** Test content: n xorshift bytes that are a function of seed only, so a reader
+ *  can tell exactly which write it sees. */
+void tp_fill(uint8_t *p, uint32_t n, uint64_t seed);
+
 /** Remove path and everything below it; errors are ignored (best effort). */
 void tp_rm_rf(const char *path);
 

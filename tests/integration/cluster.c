@@ -118,15 +118,8 @@ now_ns(void)
 static void
 fill(uint8_t *p, uint64_t token)
 {
-	uint64_t x = token * 0x9e3779b97f4a7c15ull + 1;
-
 	memcpy(p, &token, 8);
-	for (uint32_t i = 8; i < CHUNK_LEN; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = (uint8_t)(x >> 24);
-	}
+	tp_fill(p + 8, CHUNK_LEN - 8, token);
 }
 
 /* The token of a chunk's bytes; false when they are not fill(token)'s. */

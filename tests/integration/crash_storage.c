@@ -65,20 +65,6 @@ static int g_failures;
 		g_failures++;                                                                      \
 	} while (0)
 
-/* xorshift content: the bytes of a write are a function of its seed. */
-static void
-fill(uint8_t *p, uint32_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-
-	for (uint32_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = (uint8_t)(x >> 24);
-	}
-}
-
 static uint32_t
 shared_len(unsigned k)
 {
@@ -170,7 +156,7 @@ struct own_chunk {
 	uint32_t next_len;
 };
 
-/* A write to a shared chunk: its content is fill(seed) of shared_len bytes. */
+/* A write to a shared chunk: its content is tp_fill(seed) of shared_len bytes. */
 struct shared_write {
 	uint64_t seed;
 	uint64_t ver; /* 0: no answer (in flight at the kill) */
@@ -260,7 +246,7 @@ writer_main(void *arg)
 				off = 0;
 				len = OWN_SIZE;
 			}
-			fill(buf, len, rnd(w));
+			tp_fill(buf, len, rnd(w));
 			memcpy(oc->next, oc->cur, OWN_SIZE);
 			if (off > oc->len)
 				memset(oc->next + oc->len, 0, off - oc->len);
@@ -300,7 +286,7 @@ writer_main(void *arg)
 			pthread_mutex_unlock(&g_shared_mu);
 			if (slot >= MAX_SHARED_WRITES)
 				break;
-			fill(buf, shared_len(k), seed);
+			tp_fill(buf, shared_len(k), seed);
 			w->writes++;
 			rc = send_write(c, addr, &id, SHARED_SIZE, 0, buf, shared_len(k), &ver);
 			if (rc == 0) {
@@ -480,7 +466,7 @@ verify(unsigned cycle)
 		/* Which write is it? The acknowledged one with that version, or, above
 		 * every acknowledged version, one whose answer was lost. */
 		if (ver == g_shared_base_ver[k] && g_shared_base_seed[k]) {
-			fill(want, shared_len(k), g_shared_base_seed[k]);
+			tp_fill(want, shared_len(k), g_shared_base_seed[k]);
 			found = memcmp(got, want, shared_len(k)) == 0;
 			seed = g_shared_base_seed[k];
 		}
@@ -489,7 +475,7 @@ verify(unsigned cycle)
 
 			if (sw->ver != ver && !(sw->ver == 0 && ver > max_acked))
 				continue;
-			fill(want, shared_len(k), sw->seed);
+			tp_fill(want, shared_len(k), sw->seed);
 			if (memcmp(got, want, shared_len(k)) == 0) {
 				found = true;
 				seed = sw->seed;

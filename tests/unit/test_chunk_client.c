@@ -49,19 +49,6 @@ static struct {
 /* ----------------------------------------------------------------- helpers */
 
 static void
-fill(uint8_t *p, uint32_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-
-	for (uint32_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = (uint8_t)(x >> 24);
-	}
-}
-
-static void
 dump_logs(void)
 {
 	char line[1024];
@@ -255,7 +242,7 @@ START_TEST(test_chunk_client_put_get_round_trip_when_chain_serving)
 	uint32_t len = 100000, got = 0;
 	uint8_t *data = malloc(len), *back = malloc(len);
 
-	fill(data, len, 1);
+	tp_fill(data, len, 1);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, len, &v1), 0);
 	ck_assert_uint_gt(v1, 0);
 	ck_assert_int_eq(cfs_chunk_get(c, chain, &id, 0, back, len, 0, &got, &rv), 0);
@@ -263,7 +250,7 @@ START_TEST(test_chunk_client_put_get_round_trip_when_chain_serving)
 	ck_assert_uint_eq(rv, v1);
 	ck_assert_mem_eq(back, data, len);
 	/* A partial overwrite makes the next version; a read past the end is short. */
-	fill(data, 1000, 2);
+	tp_fill(data, 1000, 2);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 5000, data, 1000, &v2), 0);
 	ck_assert_uint_eq(v2, v1 + 1);
 	ck_assert_int_eq(cfs_chunk_get(c, chain, &id, 5000, back, len, 0, &got, &rv), 0);
@@ -297,7 +284,7 @@ START_TEST(test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined)
 
 		per_chain[ch == chains[1]]++;
 		ck_assert(ch == chains[0] || ch == chains[1]);
-		fill(data + (size_t)i * LEN, LEN, 100 + i);
+		tp_fill(data + (size_t)i * LEN, LEN, 100 + i);
 		ops[i] = (struct cfs_chunk_op){
 			.kind = CFS_CHUNK_OP_WRITE,
 			.chain_id = ch,
@@ -361,7 +348,7 @@ START_TEST(test_chunk_client_lends_its_buffers_when_read_asks_to)
 	static uint8_t dst[16];
 
 	for (unsigned i = 0; i < N; i++) {
-		fill(data + (size_t)i * LEN, LEN, 200 + i);
+		tp_fill(data + (size_t)i * LEN, LEN, 200 + i);
 		ops[i] = (struct cfs_chunk_op){
 			.kind = CFS_CHUNK_OP_WRITE,
 			.chain_id = chain,
@@ -414,7 +401,7 @@ START_TEST(test_chunk_client_reads_each_replica_when_replica_flag_set)
 	uint8_t data[4096], back[4096];
 	struct cfs_chunk_op op;
 
-	fill(data, sizeof(data), 3);
+	tp_fill(data, sizeof(data), 3);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, sizeof(data), NULL), 0);
 	for (uint32_t r = 0; r < 3; r++) {
 		memset(back, 0, sizeof(back));
@@ -496,7 +483,7 @@ START_TEST(test_chunk_client_truncates_and_removes_when_chain_replicates_them)
 	uint8_t data[10000], back[10000];
 	struct cfs_chunk_op op;
 
-	fill(data, sizeof(data), 6);
+	tp_fill(data, sizeof(data), 6);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, sizeof(data), &v), 0);
 	op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_TRUNCATE,
 				   .chain_id = chain,
@@ -572,7 +559,7 @@ START_TEST(test_chunk_client_follows_chain_when_its_version_moves)
 
 	cfs_routing_snap_put(&s);
 	for (unsigned i = 0; i < N; i++) {
-		fill(data[i], LEN, 800 + i);
+		tp_fill(data[i], LEN, 800 + i);
 		ops[i] = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_WRITE,
 					       .chain_id = chain,
 					       .chunk = cfs_chunk_id(8, i),
@@ -586,7 +573,7 @@ START_TEST(test_chunk_client_follows_chain_when_its_version_moves)
 	 * retried against the new head. */
 	ck_assert_int_eq(offline_target(head, false), 0);
 	for (unsigned i = 0; i < N; i++)
-		fill(data[i], LEN, 900 + i);
+		tp_fill(data[i], LEN, 900 + i);
 	ck_assert_int_eq(cfs_chunk_batch(c, ops, N), 0);
 	for (unsigned i = 0; i < N; i++) {
 		ck_assert_uint_eq(ops[i].version, 2);
@@ -645,7 +632,7 @@ START_TEST(test_chunk_client_reads_a_good_replica_when_others_fail_checksum)
 	struct cfs_chunk_op op;
 
 	cfs_routing_snap_put(&s);
-	fill(data, sizeof(data), 11);
+	tp_fill(data, sizeof(data), 11);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, 16384, 0, data, sizeof(data), NULL), 0);
 	/* Two replicas hold bad bytes: a read finds the third, whichever it
 	 * tries first. */
@@ -697,7 +684,7 @@ worker_main(void *arg)
 		uint64_t chain = cfs_chunk_client_place(w->c, w->n, r % 4, 0);
 		uint32_t got = 0;
 
-		fill(data, TLEN, (uint64_t)w->n << 16 | r);
+		tp_fill(data, TLEN, (uint64_t)w->n << 16 | r);
 		if (cfs_chunk_put(w->c, chain, &id, CHUNK_SIZE, 0, data, TLEN, NULL) != 0 ||
 		    cfs_chunk_get(w->c, chain, &id, 0, back, TLEN, 0, &got, NULL) != 0 ||
 		    got != TLEN || memcmp(back, data, TLEN) != 0)
@@ -747,10 +734,10 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 	struct cfs_chunk_op ops[N];
 	uint32_t node, attempts = 0, got = 0;
 
-	fill(data, LEN, 5);
+	tp_fill(data, LEN, 5);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, LEN, NULL), 0);
 	for (unsigned i = 0; i < N; i++) {
-		fill(many[i], LEN, 600 + i);
+		tp_fill(many[i], LEN, 600 + i);
 		ops[i] = (struct cfs_chunk_op){
 			.kind = CFS_CHUNK_OP_WRITE,
 			.chain_id = chain,
@@ -783,7 +770,7 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 	 * lease, 2 s); the client retries through that. */
 	attempts = 0;
 	for (unsigned i = 0; i < N; i++) {
-		fill(many[i], LEN, 700 + i);
+		tp_fill(many[i], LEN, 700 + i);
 		ops[i].kind = CFS_CHUNK_OP_WRITE;
 		ops[i].data = many[i];
 	}
@@ -792,7 +779,7 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 		attempts += ops[i].attempts;
 		ck_assert_uint_eq(ops[i].version, 2);
 	}
-	fill(data, LEN, 6);
+	tp_fill(data, LEN, 6);
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, LEN, &v), 0);
 	ck_assert_uint_eq(v, 2);
 	ck_assert_uint_ne(head_node(c, chain, &ver_after), node);

@@ -170,19 +170,6 @@ route_default(struct h *h)
 	route(h, 1, now_ns(h) + LEASE_NS, k_order, k_serving, NREP);
 }
 
-static void
-fill(uint8_t *p, uint32_t n, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (uint32_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
-
 static struct rt_msg *write_req_at(struct h *h, unsigned rep, uint64_t chunk, uint32_t off,
 				   uint32_t len, uint32_t seed, uint64_t client_req);
 
@@ -203,7 +190,7 @@ write_req_at(struct h *h, unsigned rep, uint64_t chunk, uint32_t off, uint32_t l
 	struct rt_msg *m;
 
 	ck_assert_ptr_nonnull(b);
-	fill(b->data, len, seed);
+	tp_fill(b->data, len, seed);
 	ck_assert_int_eq(cfs_chunk_write_msg(rep + 1, &id, CHUNK_SIZE, off, b, 0, len, &m), 0);
 	rt_buf_put(&b);
 	w = RT_BODY(m, chunk_write);
@@ -333,7 +320,7 @@ START_TEST(test_craq_write_reaches_every_replica_when_chain_of_three)
 	h_start(&h);
 	route_default(&h);
 	for (uint32_t round = 1; round <= 3; round++) {
-		fill(want, sizeof(want), 100 + round);
+		tp_fill(want, sizeof(want), 100 + round);
 		ck_assert_int_eq(do_write(&h, 0, 5, sizeof(want), 100 + round, 0, &ver, NULL), 0);
 		ck_assert_uint_eq(ver, round);
 		for (unsigned i = 0; i < NREP; i++) {
@@ -485,7 +472,7 @@ START_TEST(test_craq_duplicate_client_req_not_applied_twice_when_retried)
 	ck_assert_int_eq(do_write(&h, 0, 11, 4096, 2, 77, &v2, NULL), 0);
 	ck_assert_uint_eq(v1, 1);
 	ck_assert_uint_eq(v2, 1);
-	fill(want, sizeof(want), 1);
+	tp_fill(want, sizeof(want), 1);
 	for (unsigned i = 0; i < NREP; i++) {
 		ck_assert_uint_eq(query(&h, i, 11).committed, 1);
 		ck_assert_int_eq(do_read(&h, i, 11, sizeof(got), 0, &item, &rver, got), 0);
@@ -662,8 +649,8 @@ START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
 
 	h_start(&h);
 	route_default(&h);
-	fill(v1, sizeof(v1), 1);
-	fill(v2, sizeof(v2), 2);
+	tp_fill(v1, sizeof(v1), 1);
+	tp_fill(v2, sizeof(v2), 2);
 	ck_assert_int_eq(do_write(&h, 0, 12, sizeof(v1), 1, 0, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 1);
 
@@ -789,7 +776,7 @@ START_TEST(test_craq_write_kept_pending_when_successor_fails)
 	ck_assert_uint_eq(ver, 2);
 	ck_assert_int_eq(do_write(&h, 0, 14, 4096, 4, 500, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 2);
-	fill(want, sizeof(want), 2);
+	tp_fill(want, sizeof(want), 2);
 	for (unsigned i = 0; i < NREP; i++) {
 		struct cfs_chunk_query_resp q = query(&h, i, 14);
 
@@ -942,7 +929,7 @@ expect_version(struct h *h, unsigned rep, uint64_t chunk, uint64_t ver, uint32_t
 	static uint8_t want[CHUNK_SIZE];
 	struct cfs_chunk_query_resp q = query(h, rep, chunk);
 
-	fill(want, len, seed);
+	tp_fill(want, len, seed);
 	ck_assert_uint_eq(q.committed, ver);
 	ck_assert_uint_eq(q.pending, 0);
 	ck_assert_uint_eq(q.len, len);
@@ -1465,7 +1452,7 @@ START_TEST(test_craq_truncate_reaches_every_replica_when_chain_of_three)
 	/* A retry is answered, not applied again. */
 	ck_assert_int_eq(do_truncate(&h, 0, 40, 100, 900, &ver), 0);
 	ck_assert_uint_eq(ver, 2);
-	fill(want, 8192, 1);
+	tp_fill(want, 8192, 1);
 	for (unsigned i = 0; i < NREP; i++) {
 		struct cfs_chunk_query_resp q = query(&h, i, 40);
 

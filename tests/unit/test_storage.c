@@ -101,19 +101,6 @@ teardown(void)
 
 /* ------------------------------------------------------------ requests */
 
-static void
-fill(uint8_t *p, uint32_t n, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (uint32_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
-
 static struct cfs_id128
 id_of(uint64_t n)
 {
@@ -129,7 +116,7 @@ write_req(uint64_t chunk, uint32_t chunk_size, uint32_t off, uint32_t len, uint3
 	struct rt_msg *m;
 
 	ck_assert_ptr_nonnull(b);
-	fill(b->data, len, seed);
+	tp_fill(b->data, len, seed);
 	ck_assert_int_eq(cfs_chunk_write_msg(TARGET, &id, chunk_size, off, b, 0, len, &m), 0);
 	rt_buf_put(&b);
 	return m;
@@ -271,7 +258,7 @@ START_TEST(test_storage_write_read_round_trip_when_valid)
 		struct cfs_chunk_query_resp q;
 		uint64_t ver = 0;
 
-		fill(want, len, 10 + i);
+		tp_fill(want, len, 10 + i);
 		ck_assert_int_eq(do_write(&h, 10 + i, sizes[i], 0, len, 10 + i, &ver), 0);
 		ck_assert_uint_eq(ver, 1);
 		expect_bytes(&h, 10 + i, 0, len, want);
@@ -296,7 +283,7 @@ START_TEST(test_storage_write_response_names_new_state_when_overwritten)
 
 	h_start(&h);
 	ck_assert_int_eq(call(&h, write_req(1, 64 * KIB, 0, 8192, 1), &resp), 0);
-	fill(want, 8192, 1);
+	tp_fill(want, 8192, 1);
 	ck_assert_uint_eq(RT_BODY(resp, chunk_write_resp)->version, 1);
 	ck_assert_uint_eq(RT_BODY(resp, chunk_write_resp)->len, 8192);
 	ck_assert_uint_eq(RT_BODY(resp, chunk_write_resp)->crc, disk_crc32c(0, want, 8192));
@@ -319,14 +306,14 @@ START_TEST(test_storage_partial_write_merges_when_offset_inside_chunk)
 	struct h h;
 
 	h_start(&h);
-	fill(want, 200000, 3);
+	tp_fill(want, 200000, 3);
 	ck_assert_int_eq(do_write(&h, 3, 1 * MIB, 0, 200000, 3, &ver), 0);
 	/* Overlapping the end and extending the chunk, not block aligned. */
-	fill(want + 150001, 100000, 4);
+	tp_fill(want + 150001, 100000, 4);
 	ck_assert_int_eq(do_write(&h, 3, 1 * MIB, 150001, 100000, 4, &ver), 0);
 	ck_assert_uint_eq(ver, 2);
 	/* A write past the end leaves a hole of zeros. */
-	fill(want + 290000, 10000, 5);
+	tp_fill(want + 290000, 10000, 5);
 	ck_assert_int_eq(do_write(&h, 3, 1 * MIB, 290000, 10000, 5, &ver), 0);
 	ck_assert_uint_eq(ver, 3);
 	ck_assert_int_eq(do_query(&h, 3, &q), 0);
@@ -351,7 +338,7 @@ START_TEST(test_storage_read_batch_answers_each_io_when_many_ios)
 	h_start(&h);
 	for (unsigned c = 0; c < 4; c++) {
 		want[c] = malloc(256 * KIB);
-		fill(want[c], 256 * KIB, 100 + c);
+		tp_fill(want[c], 256 * KIB, 100 + c);
 		ck_assert_int_eq(do_write(&h, 100 + c, 256 * KIB, 0, 256 * KIB, 100 + c, NULL), 0);
 	}
 	req = read_req(N);
@@ -409,7 +396,7 @@ START_TEST(test_storage_read_returns_short_when_past_end)
 	struct h h;
 
 	h_start(&h);
-	fill(want, 5000, 9);
+	tp_fill(want, 5000, 9);
 	ck_assert_int_eq(do_write(&h, 9, 64 * KIB, 0, 5000, 9, NULL), 0);
 	ck_assert_int_eq(do_read(&h, 9, 4000, 8192, &item, NULL, &got), 0);
 	ck_assert_int_eq(item, 0);
@@ -514,7 +501,7 @@ START_TEST(test_storage_concurrent_writes_all_durable_when_pipelined)
 		uint8_t want[5 * 4096];
 
 		for (unsigned k = 0; k < 5; k++)
-			fill(want + k * 4096, 4096, c + 40 * k);
+			tp_fill(want + k * 4096, 4096, c + 40 * k);
 		expect_bytes(&h, 1000 + c, 0, sizeof(want), want);
 	}
 	ck_assert_int_eq(do_stats(&h, &st), 0);
@@ -579,7 +566,7 @@ START_TEST(test_storage_truncate_shortens_and_extends_when_present)
 	struct h h;
 
 	h_start(&h);
-	fill(want, 20000, 8);
+	tp_fill(want, 20000, 8);
 	ck_assert_int_eq(do_write(&h, 8, 64 * KIB, 0, 20000, 8, NULL), 0);
 	ck_assert_int_eq(call(&h, truncate_req(8, 7000, 0), &resp), 0);
 	ck_assert_uint_eq(RT_BODY(resp, chunk_truncate_resp)->version, 2);
@@ -741,7 +728,7 @@ START_TEST(test_storage_write_refused_when_crc_mismatch)
 	{
 		uint8_t want[4096];
 
-		fill(want, 4096, 2);
+		tp_fill(want, 4096, 2);
 		expect_bytes(&h, 1, 0, 4096, want);
 	}
 	ck_assert_int_eq(do_stats(&h, &st), 0);
@@ -954,7 +941,7 @@ START_TEST(test_storage_full_target_refuses_writes_when_capacity_reached)
 	ck_assert_int_eq(do_write(&h, 9999, 16 * KIB, 0, 16384, 1, NULL), -ENOSPC);
 	/* Every earlier chunk reads back intact; reads keep being served. */
 	for (unsigned i = 0; i < ok; i++) {
-		fill(want, sizeof(want), i);
+		tp_fill(want, sizeof(want), i);
 		expect_bytes(&h, 5000 + i, 0, sizeof(want), want);
 	}
 	ck_assert_int_eq(do_read(&h, 9999, 0, 4096, &item, NULL, NULL), 0);
@@ -1021,7 +1008,7 @@ START_TEST(test_storage_read_fails_checksum_when_data_file_byte_flipped)
 	struct h h;
 
 	h_start(&h);
-	fill(want, sizeof(want), 42);
+	tp_fill(want, sizeof(want), 42);
 	ck_assert_int_eq(do_write(&h, 42, 64 * KIB, 0, sizeof(want), 42, NULL), 0);
 	ck_assert_int_eq(do_write(&h, 43, 64 * KIB, 0, 4096, 43, NULL), 0);
 	h_stop(&h);
@@ -1040,7 +1027,7 @@ START_TEST(test_storage_read_fails_checksum_when_data_file_byte_flipped)
 	{
 		uint8_t w43[4096];
 
-		fill(w43, 4096, 43);
+		tp_fill(w43, 4096, 43);
 		expect_bytes(&h, 43, 0, 4096, w43);
 	}
 	ck_assert_int_eq(do_stats(&h, &st), 0);
@@ -1071,7 +1058,7 @@ START_TEST(test_storage_chunks_survive_when_target_restarts)
 	for (unsigned i = 1; i < 20; i++) {
 		uint8_t *want = malloc(1000 * (i + 1));
 
-		fill(want, 1000 * (i + 1), i);
+		tp_fill(want, 1000 * (i + 1), i);
 		expect_bytes(&h, 300 + i, 0, 1000 * (i + 1), want);
 		free(want);
 	}
@@ -1079,8 +1066,8 @@ START_TEST(test_storage_chunks_survive_when_target_restarts)
 		uint8_t want[1000];
 		struct cfs_chunk_query_resp q;
 
-		fill(want, 1000, 0);
-		fill(want + 100, 50, 99);
+		tp_fill(want, 1000, 0);
+		tp_fill(want + 100, 50, 99);
 		expect_bytes(&h, 300, 0, 1000, want);
 		ck_assert_int_eq(do_query(&h, 300, &q), 0);
 		ck_assert_uint_eq(q.committed, 2);
