@@ -25,36 +25,9 @@ NAME=chunk-cli
 HOSTS=4
 . "$(dirname "$0")/lib.sh"
 
-MGMTD=$(host_listen 1)
-cat > "$WORK/n1.conf" <<EOF
-[node]
-id = 1
-listen = $MGMTD
-loops = 1
-pin = no
-[mgmtd]
-db = $WORK/mgmtd.db
-heartbeat_ms = 200
-lease_ms = 2000
-EOF
-for n in 2 3 4; do
-	eval "ADDR$n=$(host_listen $n)"
-	eval "addr=\$ADDR$n"
-	cat > "$WORK/n$n.conf" <<EOF
-[node]
-id = $n
-listen = $addr
-loops = 2
-pin = no
-mgmtd = $MGMTD
-[target.${n}1]
-path = $WORK/t$n
-capacity = 64M
-EOF
-done
+cluster_configs
 for n in 1 2 3 4; do
-	host_start $n "$WORK/n$n.log" "$CHAINFSD" -c "$WORK/n$n.conf"
-	echo "$HOST_PID" > "$WORK/n$n.pid"	# chainfsd's own: kill -9 below must reach it
+	start_node $n
 done
 
 targets3() { [ "$("$CHAINFS" admin targets "$MGMTD" | awk 'NR > 1' | wc -l)" -eq 3 ]; }

@@ -245,3 +245,46 @@ wait_for() {
 		sleep 0.1
 	done
 }
+
+# cluster_configs: $WORK/n1.conf .. n4.conf for the shell tests' cluster: node
+# 1 runs mgmtd (heartbeat 200 ms, lease 2 s), nodes 2..4 one 64 MiB target
+# each (target k1 on node k). Sets ADDR1..ADDR4 (each node's listen endpoint,
+# chosen once: on loopback host_listen picks a new port each call) and MGMTD.
+cluster_configs() {
+	for n in 1 2 3 4; do
+		eval "ADDR$n=$(host_listen $n)"
+	done
+	MGMTD=$ADDR1
+	cat > "$WORK/n1.conf" <<EOF
+[node]
+id = 1
+listen = $MGMTD
+loops = 1
+pin = no
+[mgmtd]
+db = $WORK/mgmtd.db
+heartbeat_ms = 200
+lease_ms = 2000
+EOF
+	for n in 2 3 4; do
+		eval "addr=\$ADDR$n"
+		cat > "$WORK/n$n.conf" <<EOF
+[node]
+id = $n
+listen = $addr
+loops = 2
+pin = no
+mgmtd = $MGMTD
+[target.${n}1]
+path = $WORK/t$n
+capacity = 64M
+EOF
+	done
+}
+
+# start_node N: run node N on its host in the background; its pid (chainfsd's
+# own, which SIGSTOP and kill -9 must reach) goes to $WORK/nN.pid.
+start_node() {
+	host_start "$1" "$WORK/n$1.log" "$CHAINFSD" -c "$WORK/n$1.conf"
+	echo "$HOST_PID" > "$WORK/n$1.pid"
+}

@@ -26,45 +26,6 @@ set -eu
 NAME=mgmtd
 HOSTS=4
 . "$(dirname "$0")/lib.sh"
-HB=200
-LEASE=2000
-
-MGMTD=$(host_listen 1)
-
-write_configs() {
-	cat > "$WORK/n1.conf" <<EOF
-[node]
-id = 1
-listen = $MGMTD
-loops = 1
-pin = no
-[mgmtd]
-db = $WORK/mgmtd.db
-heartbeat_ms = $HB
-lease_ms = $LEASE
-EOF
-	for n in 2 3 4; do
-		listen=$(host_listen $n)
-		cat > "$WORK/n$n.conf" <<EOF
-[node]
-id = $n
-listen = $listen
-loops = 2
-pin = no
-mgmtd = $MGMTD
-[target.${n}1]
-path = $WORK/t$n
-capacity = 64M
-EOF
-	done
-}
-
-# start N: run node N on its host in the background; its pid (chainfsd's
-# own, which SIGSTOP and kill -9 below must reach) goes to $WORK/nN.pid.
-start() {
-	host_start "$1" "$WORK/n$1.log" "$CHAINFSD" -c "$WORK/n$1.conf"
-	echo "$HOST_PID" > "$WORK/n$1.pid"
-}
 
 pid() { cat "$WORK/n$1.pid"; }
 
@@ -89,8 +50,8 @@ snapshot() {
 	admin nodes "$MGMTD" | awk 'NR > 3 { print $1, $2, $3, $7 }'
 }
 
-write_configs
-for n in 1 2 3 4; do start $n; done
+cluster_configs
+for n in 1 2 3 4; do start_node $n; done
 
 step "1. registration and heartbeats"
 wait_for "4 nodes up" nodes_up 4
@@ -146,7 +107,7 @@ before=$(snapshot)
 for how in TERM KILL; do
 	kill -"$how" "$(pid 1)"
 	wait "$(pid 1)" 2>/dev/null || true
-	start 1
+	start_node 1
 	wait_for "mgmtd answers after SIGKILL/TERM" nodes_up 4
 	after=$(snapshot)
 	[ "$before" = "$after" ] || fail "state changed across a restart (SIG$how):
