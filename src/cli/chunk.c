@@ -688,20 +688,20 @@ chunk_get(int argc, char **argv)
 		rc = -CFS_EPROTO;
 		goto out_err;
 	}
-	/* End to end: the bytes that arrived are the bytes the target checked. */
-	for (uint32_t i = 0; i < resp->iovcnt; i++)
-		crc = disk_crc32c(crc, resp->iov[i].buf->data + resp->iov[i].off, resp->iov[i].len);
-	if (crc != r->results[0].crc) {
-		rc = -CFS_ECHECKSUM;
-		goto out_err;
-	}
 	if (resp->iovcnt > sizeof(v) / sizeof(v[0])) {
 		rc = -CFS_EPROTO;
 		goto out_err;
 	}
-	for (uint32_t i = 0; i < resp->iovcnt; i++)
+	/* End to end: the bytes that arrived are the bytes the target checked. */
+	for (uint32_t i = 0; i < resp->iovcnt; i++) {
 		v[i] = (struct iovec){.iov_base = resp->iov[i].buf->data + resp->iov[i].off,
 				      .iov_len = resp->iov[i].len};
+		crc = disk_crc32c(crc, v[i].iov_base, v[i].iov_len);
+	}
+	if (crc != r->results[0].crc) {
+		rc = -CFS_ECHECKSUM;
+		goto out_err;
+	}
 	rc = output_write(output, v, resp->iovcnt);
 	if (rc >= 0) /* done, or the output could not be opened (said) */
 		goto out;
