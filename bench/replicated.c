@@ -9,14 +9,14 @@
  * (libaio, direct=1) on a file in DIR, alternating chainfs and fio for ROUNDS rounds and
  * comparing medians:
  *
- *   write_1m  1 MiB chunk writes (chunk_size 1 MiB), T threads each keeping a batch of B
- *             writes in flight (cfs_chunk_batch), MiB/s of client data acknowledged (each
+ *   write_1m  1 MiB chunk writes (chunk_size 1 MiB), T x B of them kept in flight (a
+ *             window, see below), MiB/s of client data acknowledged (each
  *             write lands on three targets of the same disk). Baseline: fio sequential
  *             1 MiB writes at iodepth T*B with --fdatasync=N, N = the writes per group
  *             commit the targets just did (their target_stats), as bench_storage does;
  *             ratio = chainfs / (fio / 3), goal 0.8. fio without syncs is printed too.
- *   read_1m   1 MiB whole-chunk reads of the written chunks, T threads x batches of B,
- *             spread over the serving replicas by the client (its default); baseline fio
+ *   read_1m   1 MiB whole-chunk reads of the written chunks, T x B in flight, spread
+ *             over the serving replicas by the client (its default); baseline fio
  *             sequential 1 MiB reads at iodepth T*B; ratio = chainfs / fio, goal 0.85.
  *
  * Usage: bench_replicated [SECONDS [ROUNDS [DIR]]]; DIR defaults to
@@ -26,6 +26,10 @@
  * BENCH_REPL_LOOPS (storage node loops, default 2), BENCH_REPL_CLIENT_LOOPS (default 1),
  * BENCH_REPL_ROWS=write_1m,read_1m (only those rows), BENCH_REPL_PERF=FILE (perf record
  * -g on the three storage daemons during the first read row, into FILE).
+ * BENCH_REPL_SUBMIT=window (default: T x B single-op submissions, cfs_chunk_submit, each
+ * refilled from its own completion callback, so the window stays full as fio keeps its
+ * iodepth) or batch (T threads, each waiting for a whole batch of B, cfs_chunk_batch,
+ * before the next: the slowest op of a batch holds the other B - 1 slots empty).
  * BENCH_REPL_READ=lend (default: the read row takes the bytes in buffers the client lends,
  * CFS_CHUNK_F_LEND, as a KV-cache get that hands them on would) or copy (into the caller's
  * buffers, one more copy per byte).
@@ -87,6 +91,7 @@ static const char *g_daemon;
 static unsigned g_chains = 6, g_threads = 2, g_batch = 16;
 /* Reads into buffers the client lends (CFS_CHUNK_F_LEND, no copy), else into ours. */
 static bool g_lend = true;
+static bool g_window = true; /* BENCH_REPL_SUBMIT=window (cfs_chunk_submit) or batch */
 static double g_seconds = 5.0;
 static unsigned g_rounds = 3;
 
@@ -383,6 +388,38 @@ struct load {
 	double mib;	/* acknowledged in the last run */
 };
 
+/* Op i of the load: chunk i % NCHUNKS of the file, on its chain. dst: a read's
+ * destination when it copies (NULL when the client lends). */
+static void
+load_op(struct load *l, uint64_t i, uint8_t *dst, struct cfs_chunk_op *op)
+{
+	i %= NCHUNKS;
+	*op = (struct cfs_chunk_op){
+		.kind = l->kind,
+		.chain_id = cfs_chunk_client_place(l->cc, 0, i, g_chains),
+		.chunk = cfs_chunk_id(INODE, i),
+		.chunk_size = CHUNK,
+		.offset = 0,
+		.len = CHUNK,
+		.data = l->kind == CFS_CHUNK_OP_WRITE ? l->wbuf : g_lend ? NULL : dst,
+		.flags = l->kind == CFS_CHUNK_OP_READ && g_lend ? CFS_CHUNK_F_LEND : 0,
+	};
+}
+
+/* One ended op: count its bytes or keep the first error. */
+static void
+load_op_ended(struct load *l, struct cfs_chunk_op *op)
+{
+	int expected = 0;
+	bool ok = op->rc == 0 && (l->kind != CFS_CHUNK_OP_READ || op->out_len == CHUNK);
+
+	cfs_chunk_op_release(op);
+	if (ok)
+		atomic_fetch_add(&l->done_bytes, CHUNK);
+	else
+		atomic_compare_exchange_strong(&l->first_error, &expected, op->rc ? op->rc : -EIO);
+}
+
 struct worker {
 	struct load *l;
 	uint8_t *rbuf; /* reads: g_batch chunks */
@@ -406,37 +443,97 @@ worker_run(void *arg)
 
 			if (l->count && i >= l->count)
 				break;
-			i %= NCHUNKS;
-			ops[n] = (struct cfs_chunk_op){
-				.kind = l->kind,
-				.chain_id = cfs_chunk_client_place(l->cc, 0, i, g_chains),
-				.chunk = cfs_chunk_id(INODE, i),
-				.chunk_size = CHUNK,
-				.offset = 0,
-				.len = CHUNK,
-				.data = l->kind == CFS_CHUNK_OP_WRITE ? l->wbuf
-					: g_lend		      ? NULL
-								      : w->rbuf + (size_t)n * CHUNK,
-				.flags = l->kind == CFS_CHUNK_OP_READ && g_lend ? CFS_CHUNK_F_LEND : 0,
-			};
+			load_op(l, i, w->rbuf ? w->rbuf + (size_t)n * CHUNK : NULL, &ops[n]);
 		}
 		if (n == 0)
 			break;
 		cfs_chunk_batch(l->cc, ops, n);
-		for (unsigned k = 0; k < n; k++) {
-			int expected = 0;
-
-			cfs_chunk_op_release(&ops[k]);
-
-			if (ops[k].rc == 0 &&
-			    (l->kind != CFS_CHUNK_OP_READ || ops[k].out_len == CHUNK))
-				atomic_fetch_add(&l->done_bytes, CHUNK);
-			else
-				atomic_compare_exchange_strong(&l->first_error, &expected,
-							       ops[k].rc ? ops[k].rc : -EIO);
-		}
+		for (unsigned k = 0; k < n; k++)
+			load_op_ended(l, &ops[k]);
 	}
 	return NULL;
+}
+
+/*
+ * Window mode: T x B slots of one op each, every slot refilled from its own
+ * completion callback (cfs_chunk_submit), so T x B operations stay in flight
+ * all the time, as fio keeps its iodepth; batch mode waits for the slowest op
+ * of each batch before the next.
+ */
+struct slot {
+	struct load *l;
+	struct cfs_chunk_op op;
+	uint8_t *rbuf; /* a read's destination when it copies */
+};
+
+static _Atomic unsigned g_slots_active;
+static pthread_mutex_t g_slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_slots_cv = PTHREAD_COND_INITIALIZER;
+static void slot_done(void *arg, struct cfs_chunk_op *ops, unsigned n);
+
+/* A slot stops: the last one wakes run_window. */
+static void
+slot_stop(void)
+{
+	if (atomic_fetch_sub(&g_slots_active, 1) != 1)
+		return;
+	pthread_mutex_lock(&g_slots_mu);
+	pthread_cond_signal(&g_slots_cv);
+	pthread_mutex_unlock(&g_slots_mu);
+}
+
+static bool
+slot_start(struct slot *sl)
+{
+	struct load *l = sl->l;
+	uint64_t i;
+
+	if (atomic_load(&l->first_error) != 0 || (!l->count && tp_now_s() >= l->t_end))
+		return false;
+	i = atomic_fetch_add(&l->next, 1);
+	if (l->count && i >= l->count)
+		return false;
+	load_op(l, i, sl->rbuf, &sl->op);
+	return cfs_chunk_submit(l->cc, &sl->op, 1, slot_done, sl) == 0;
+}
+
+static void
+slot_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
+{
+	struct slot *sl = arg;
+
+	(void)n;
+	load_op_ended(sl->l, ops);
+	if (!slot_start(sl))
+		slot_stop();
+}
+
+static void
+run_window(struct load *l)
+{
+	unsigned nslots = g_threads * g_batch;
+	struct slot *slots = calloc(nslots, sizeof(*slots));
+
+	if (!slots)
+		die("slots", -ENOMEM);
+	for (unsigned k = 0; k < nslots; k++) {
+		slots[k].l = l;
+		if (l->kind == CFS_CHUNK_OP_READ && !g_lend &&
+		    posix_memalign((void **)&slots[k].rbuf, 4096, CHUNK) != 0)
+			die("read buffers", -ENOMEM);
+	}
+	atomic_store(&g_slots_active, nslots);
+	for (unsigned k = 0; k < nslots; k++) {
+		if (!slot_start(&slots[k]))
+			slot_stop();
+	}
+	pthread_mutex_lock(&g_slots_mu);
+	while (atomic_load(&g_slots_active) > 0)
+		pthread_cond_wait(&g_slots_cv, &g_slots_mu);
+	pthread_mutex_unlock(&g_slots_mu);
+	for (unsigned k = 0; k < nslots; k++)
+		free(slots[k].rbuf);
+	free(slots);
 }
 
 /* Run the load on g_threads threads; MiB/s acknowledged. */
@@ -451,6 +548,10 @@ run_load(struct load *l)
 	atomic_store(&l->first_error, 0);
 	t0 = tp_now_s();
 	l->t_end = t0 + l->seconds;
+	if (g_window) {
+		run_window(l);
+		goto ended;
+	}
 	for (unsigned t = 0; t < g_threads; t++) {
 		w[t].l = l;
 		w[t].rbuf = NULL;
@@ -464,6 +565,7 @@ run_load(struct load *l)
 		pthread_join(w[t].th, NULL);
 		free(w[t].rbuf);
 	}
+ended:
 	el = tp_now_s() - t0;
 	if (atomic_load(&l->first_error) != 0)
 		die(l->kind == CFS_CHUNK_OP_WRITE ? "chunk writes" : "chunk reads",
@@ -562,6 +664,11 @@ main(int argc, char **argv)
 			die("BENCH_REPL_READ: expected lend or copy", -EINVAL);
 		g_lend = false;
 	}
+	if (getenv("BENCH_REPL_SUBMIT") && strcmp(getenv("BENCH_REPL_SUBMIT"), "window") != 0) {
+		if (strcmp(getenv("BENCH_REPL_SUBMIT"), "batch") != 0)
+			die("BENCH_REPL_SUBMIT: expected window or batch", -EINVAL);
+		g_window = false;
+	}
 	g_chains = env_uint("BENCH_REPL_CHAINS", 6, 1, 64);
 	g_threads = env_uint("BENCH_REPL_THREADS", 2, 1, MAX_THREADS);
 	g_batch = env_uint("BENCH_REPL_BATCH", 16, 1, MAX_BATCH);
@@ -595,10 +702,16 @@ main(int argc, char **argv)
 	rt_log_set_level(RT_LOG_ERR);
 	printf("bench_replicated: %s\n", bench_net_setup());
 
-	printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
-	       "%u threads x batches of %u (%u in flight), reads %s\n",
-	       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth,
-	       g_lend ? "into lent buffers" : "copied into ours");
+	if (g_window)
+		printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
+		       "a window of %u operations kept full (cfs_chunk_submit), reads %s\n",
+		       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, depth,
+		       g_lend ? "into lent buffers" : "copied into ours");
+	else
+		printf("bench_replicated: dir=%s seconds=%.1f rounds=%u chains=%u x %u replicas, "
+		       "%u threads x batches of %u (%u in flight), reads %s\n",
+		       g_dir, g_seconds, g_rounds, g_chains, NSTORAGE, g_threads, g_batch, depth,
+		       g_lend ? "into lent buffers" : "copied into ours");
 	if (cfs_client_create(&ao, &admin) != 0)
 		die("client", -ENOMEM);
 	t0 = tp_now_s();

@@ -106,12 +106,19 @@ static const struct rt_actor_kind cc_kind = {
 
 /* ---------------------------------------------------------------- batch */
 
+/* The operations of one cfs_chunk_batch (a waiting caller: mu, cv, done) or
+ * one cfs_chunk_submit (end_fn, and the batch owns its memory: struct
+ * async_batch). */
 struct batch {
 	struct cfs_chunk_client *c;
 	int remaining; /* atomic: operations not finished */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool done;
+	cfs_chunk_done_fn end_fn; /* NULL: a caller waits on cv */
+	void *end_arg;
+	struct cfs_chunk_op *ops;
+	unsigned n;
 };
 
 /* One operation's retry state, on its part's loop. */
@@ -128,6 +135,7 @@ struct op_ctx {
 	uint64_t hash;		   /* of the chunk id: spreads reads over replicas */
 	uint32_t want_chain_ver;   /* ESTALECHAIN named it: wait for routing to reach it */
 	uint32_t backoffs;	   /* backoffs so far (the exponent) */
+	uint32_t sent;		   /* attempts whose request left (rt_call took it) */
 	uint32_t fast_tries;	   /* read: replicas tried without a backoff in a row */
 	uint32_t bad_crc;	   /* read: replicas that answered ECHECKSUM */
 	uint32_t nserving;	   /* read: serving replicas at the last attempt */
@@ -162,8 +170,21 @@ batch_wake(struct batch *b)
 	pthread_mutex_unlock(&b->mu);
 }
 
-/* The operation ends with rc. The last one wakes the caller, which frees x
- * and the batch: touch neither after this call. */
+/* The last operation of b ended: wake the caller, or run the submitter's
+ * callback and free the batch (async_batch: b is its first member). */
+static void
+batch_end(struct batch *b)
+{
+	if (!b->end_fn) {
+		batch_wake(b);
+		return;
+	}
+	b->end_fn(b->end_arg, b->ops, b->n);
+	free(b);
+}
+
+/* The operation ends with rc. The last one ends the batch, which frees x and
+ * the batch: touch neither after this call. */
 static void
 op_finish(struct op_ctx *x, int rc)
 {
@@ -175,7 +196,7 @@ op_finish(struct op_ctx *x, int rc)
 	if (rc != 0)
 		STAT_ADD(b->c, failed, 1);
 	if (__atomic_sub_fetch(&b->remaining, 1, __ATOMIC_ACQ_REL) == 0)
-		batch_wake(b);
+		batch_end(b);
 }
 
 static bool
@@ -273,6 +294,17 @@ op_failed(struct op_ctx *x, int rc, uint32_t named_ver)
 			return;
 		}
 		op_retry_in(x, 0);
+		return;
+	}
+	if (rc == -CFS_ENOCHUNK && x->op->kind == CFS_CHUNK_OP_REMOVE && x->sent > 1) {
+		/* An earlier attempt of this remove left and failed in a way that
+		 * may have applied it (its tombstone committed, the answer lost):
+		 * "no such chunk" now is most likely our own remove. The removed
+		 * version went to that lost answer: 0, unknown. (The window left:
+		 * another client re-created and removed the chunk in between;
+		 * actors/storage/README.md.) */
+		x->op->version = 0;
+		op_finish(x, 0);
 		return;
 	}
 	if (!retryable(rc)) {
@@ -644,6 +676,8 @@ op_attempt(struct op_ctx *x)
 			     x);
 		if (rc != 0)
 			rt_msg_free(&req);
+		else
+			x->sent++;
 	}
 	cfs_routing_snap_put(&s);
 	if (rc != 0)
@@ -853,26 +887,16 @@ op_check(const struct cfs_chunk_op *op)
 	return -EINVAL;
 }
 
-int
-cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n)
+/* Reset the outcome of ops[0, n), check each, and fill ctx with the valid
+ * ones, packed at the front in order, belonging to b. Runs on the calling
+ * thread: checks and ids (payloads are copied on the loop, in part_run).
+ * Returns how many are valid. */
+static unsigned
+batch_prepare(struct batch *b, struct cfs_chunk_op *ops, unsigned n, struct op_ctx *ctx)
 {
-	struct batch b = {.c = c};
-	struct op_ctx *ctx = NULL;
-	struct part parts[RT_MAX_LOOPS];
-	unsigned nparts, nvalid = 0;
-	int rc = 0;
+	struct cfs_chunk_client *c = b->c;
+	unsigned nvalid = 0;
 
-	if (n == 0)
-		return 0;
-	ctx = calloc(n, sizeof(*ctx));
-	if (!ctx) {
-		for (unsigned i = 0; i < n; i++)
-			ops[i].rc = -ENOMEM;
-		return -ENOMEM;
-	}
-	/* Prepare on the calling thread: checks and ids (payloads are copied on
-	 * the loop, in part_run). The valid ops are packed at the front of ctx,
-	 * in order. */
 	for (unsigned i = 0; i < n; i++) {
 		struct cfs_chunk_op *op = &ops[i];
 		struct op_ctx *x = &ctx[nvalid];
@@ -892,7 +916,7 @@ cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n
 		if (op->rc != 0)
 			continue;
 		memset(x, 0, sizeof(*x));
-		x->b = &b;
+		x->b = b;
 		x->op = op;
 		memcpy(w, op->chunk.b, sizeof(w));
 		x->hash = cfs_mix64(cfs_mix64(w[0]) ^ w[1]);
@@ -905,37 +929,72 @@ cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n
 				c->client_id | __atomic_add_fetch(&c->counter, 1, __ATOMIC_RELAXED);
 		nvalid++;
 	}
+	return nvalid;
+}
+
+/*
+ * Hand ctx[0, nvalid) to the client's loops: contiguous parts, at least 8 ops
+ * each, at most one per loop. Once the last part is posted the batch may end
+ * (and an async one be freed) on a loop thread at any moment: nothing of b or
+ * parts is touched after that.
+ */
+static void
+batch_launch(struct batch *b, struct op_ctx *ctx, unsigned nvalid, struct part *parts)
+{
+	struct cfs_chunk_client *c = b->c;
+	struct rt *rt = cfs_client_rt(c->cl);
+	unsigned nparts = (nvalid + 7) / 8;
+
+	if (nparts > c->nloops)
+		nparts = c->nloops;
+	b->remaining = (int)nvalid;
+	STAT_ADD(c, ops, nvalid);
+	for (unsigned k = 0, first = 0; k < nparts; k++) {
+		unsigned cnt = nvalid / nparts + (k < nvalid % nparts ? 1 : 0);
+
+		parts[k] = (struct part){.b = b, .ctx = ctx + first, .count = cnt, .loop = k};
+		first += cnt;
+	}
+	for (unsigned k = 0; k < nparts; k++) {
+		struct op_ctx *pctx = parts[k].ctx;
+		unsigned count = parts[k].count;
+		int prc = rt_loop_post(rt_loop_at(rt, parts[k].loop), part_run, &parts[k]);
+
+		if (prc == 0)
+			continue;
+		/* That loop never runs them: end them here. Only the last part's
+		 * last op can end the batch, and nothing is touched after it. */
+		for (unsigned i = 0; i < count; i++) {
+			pctx[i].op->rc = prc;
+			if (__atomic_sub_fetch(&b->remaining, 1, __ATOMIC_ACQ_REL) == 0)
+				batch_end(b);
+		}
+	}
+}
+
+int
+cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n)
+{
+	struct batch b = {.c = c};
+	struct op_ctx *ctx = NULL;
+	struct part parts[RT_MAX_LOOPS];
+	unsigned nvalid;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	ctx = calloc(n, sizeof(*ctx));
+	if (!ctx) {
+		for (unsigned i = 0; i < n; i++)
+			ops[i].rc = -ENOMEM;
+		return -ENOMEM;
+	}
+	nvalid = batch_prepare(&b, ops, n, ctx);
 	if (nvalid == 0)
 		goto out;
 	pthread_mutex_init(&b.mu, NULL);
 	pthread_cond_init(&b.cv, NULL);
-	b.remaining = (int)nvalid;
-	STAT_ADD(c, ops, nvalid);
-	/* Contiguous parts, at least 8 ops each, at most one per loop. */
-	nparts = (nvalid + 7) / 8;
-	if (nparts > c->nloops)
-		nparts = c->nloops;
-	for (unsigned k = 0, first = 0; k < nparts; k++) {
-		unsigned cnt = nvalid / nparts + (k < nvalid % nparts ? 1 : 0);
-
-		parts[k] = (struct part){.b = &b, .ctx = ctx + first, .count = cnt, .loop = k};
-		first += cnt;
-	}
-	for (unsigned k = 0; k < nparts; k++) {
-		int prc = rt_loop_post(rt_loop_at(cfs_client_rt(c->cl), parts[k].loop), part_run,
-				       &parts[k]);
-
-		if (prc != 0) {
-			/* That loop never runs them: end them here. */
-			for (unsigned i = 0; i < parts[k].count; i++) {
-				struct op_ctx *x = &parts[k].ctx[i];
-
-				x->op->rc = prc;
-				if (__atomic_sub_fetch(&b.remaining, 1, __ATOMIC_ACQ_REL) == 0)
-					batch_wake(&b);
-			}
-		}
-	}
+	batch_launch(&b, ctx, nvalid, parts);
 	pthread_mutex_lock(&b.mu);
 	while (!b.done)
 		pthread_cond_wait(&b.cv, &b.mu);
@@ -949,6 +1008,49 @@ out:
 			rc = ops[i].rc;
 	}
 	free(ctx);
+	return rc;
+}
+
+/* An async batch: one allocation, freed by batch_end after its callback. */
+struct async_batch {
+	struct batch b; /* first: batch_end frees through it */
+	struct part parts[RT_MAX_LOOPS];
+	struct op_ctx ctx[];
+};
+
+/* A submission whose every op failed its checks: the callback still runs on a
+ * loop, never inside cfs_chunk_submit. */
+static void
+async_none(void *arg)
+{
+	batch_end(arg);
+}
+
+int
+cfs_chunk_submit(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n,
+		 cfs_chunk_done_fn done, void *arg)
+{
+	struct async_batch *a;
+	unsigned nvalid;
+	int rc;
+
+	if (n == 0 || !done)
+		return -EINVAL;
+	a = calloc(1, sizeof(*a) + (size_t)n * sizeof(a->ctx[0]));
+	if (!a) {
+		for (unsigned i = 0; i < n; i++)
+			ops[i].rc = -ENOMEM;
+		return -ENOMEM;
+	}
+	a->b = (struct batch){.c = c, .end_fn = done, .end_arg = arg, .ops = ops, .n = n};
+	nvalid = batch_prepare(&a->b, ops, n, a->ctx);
+	if (nvalid > 0) {
+		batch_launch(&a->b, a->ctx, nvalid, a->parts);
+		return 0;
+	}
+	rc = rt_loop_post(rt_loop_at(cfs_client_rt(c->cl), 0), async_none, a);
+	if (rc != 0)
+		free(a);
 	return rc;
 }
 

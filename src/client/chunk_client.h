@@ -98,7 +98,8 @@ struct cfs_chunk_op {
 	int rc;		   /* 0 or negative errno / -CFS_E* after the last attempt */
 	uint32_t out_len;  /* read: bytes read (short at the chunk's end); others: chunk length */
 	uint32_t out_crc;  /* CRC32C of the chunk (write, truncate, query, read of a whole chunk) */
-	uint64_t version;  /* committed version written / read / removed */
+	uint64_t version;  /* committed version written / read / removed (remove: 0
+			      when a retry found the chunk gone, see cfs_chunk_batch) */
 	uint32_t target;   /* the target that answered the last attempt */
 	uint32_t attempts; /* attempts made (1 when the first succeeded) */
 	uint64_t pending;  /* query: the pending version (0: none) */
@@ -133,11 +134,37 @@ void cfs_chunk_client_stats(struct cfs_chunk_client *c, struct cfs_chunk_client_
  * -CFS_ENOCHUNK, -ENOSPC, -CFS_ECHECKSUM (a read tries every serving replica
  * first), -CFS_ENOCHAIN (the chain stayed unknown to routing for 2 s),
  * -CFS_ENOTSERVING for CFS_CHUNK_F_REPLICA beyond the serving members.
+ * A remove answered -CFS_ENOCHUNK on a retry (an earlier attempt was sent and
+ * may have removed the chunk, its answer lost) succeeds with version 0; on
+ * its first attempt it fails with -CFS_ENOCHUNK.
  * Query answers the committed version in `version`, plus `pending` and
  * `out_chunk_size`.
  * @return 0 when every op succeeded, else the first failed op's rc.
  */
 int cfs_chunk_batch(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n);
+
+/**
+ * The end of a cfs_chunk_submit: every op of ops[0, n) has ended (its rc and
+ * outcome are set). Runs on one of the client's loop threads, once. It may
+ * submit more (cfs_chunk_submit) and release lent buffers; it must not block,
+ * call cfs_chunk_batch or destroy the client.
+ */
+typedef void (*cfs_chunk_done_fn)(void *arg, struct cfs_chunk_op *ops, unsigned n);
+
+/**
+ * Start n operations and return at once: the asynchronous form of
+ * cfs_chunk_batch, with the same per-op semantics (checks, retries, rc). done
+ * runs when all have ended, never inside this call. ops stays the caller's and
+ * must stay valid, and untouched, until then. Any thread, a client loop (a
+ * done callback) included. Destroy the client only after every submission's
+ * done has run.
+ * @return 0: done will run exactly once (also when every op failed its
+ *         checks); -EINVAL: n is 0 or done NULL (done never runs); -ENOMEM:
+ *         nothing started, every op's rc is -ENOMEM, done never runs; another
+ *         error from posting to a loop (shutting down): done never runs.
+ */
+int cfs_chunk_submit(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned n,
+		     cfs_chunk_done_fn done, void *arg);
 
 /** One write; see cfs_chunk_batch. *version (may be NULL) = the version written. */
 int cfs_chunk_put(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id128 *chunk,

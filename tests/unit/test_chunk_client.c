@@ -5,8 +5,11 @@
  * each, separate processes on loopback ports, two chains of three replicas
  * built with MGMTD_CREATE_CHAINS. Covers the put/get round trip, a pipelined
  * batch of 64 writes and 64 reads over both chains, reads from each replica,
- * queries, input refused before anything is sent, and a kill -9 of a chain's
- * head node during which puts and gets still succeed by retrying.
+ * queries, asynchronous submission (cfs_chunk_submit) keeping a window of
+ * operations full from its callbacks, input refused before anything is sent,
+ * a remove whose retry finds the chunk gone (success: the lost first
+ * attempt's doing), and a kill -9 of a chain's head node during which puts
+ * and gets still succeed by retrying.
  *
  * The cluster is started once per TCase (unchecked fixture, in the parent);
  * each test (forked, CK_FORK) makes its own client. Waits poll with a hang
@@ -520,6 +523,67 @@ START_TEST(test_chunk_client_truncates_and_removes_when_chain_replicates_them)
 }
 END_TEST
 
+struct remove_job {
+	struct cfs_chunk_client *c;
+	struct cfs_chunk_op op;
+	int rc;
+};
+
+static void *
+remove_thread(void *arg)
+{
+	struct remove_job *j = arg;
+
+	j->rc = cfs_chunk_batch(j->c, &j->op, 1);
+	return NULL;
+}
+
+static uint32_t head_node(struct cfs_chunk_client *c, uint64_t chain, uint64_t *routing_ver);
+
+START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
+{
+	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .timeout_ms = 200};
+	struct cfs_chunk_client *c = client_new(), *fast = NULL;
+	struct cfs_chunk_client_stats st;
+	struct remove_job j = {0};
+	uint64_t chain = chain_id(c, 1), rv;
+	double t0 = tp_now_s();
+	pthread_t th;
+	uint32_t node;
+
+	/* A first attempt that finds no chunk: final, -CFS_ENOCHUNK. */
+	j.op = (struct cfs_chunk_op){
+		.kind = CFS_CHUNK_OP_REMOVE, .chain_id = chain, .chunk = cfs_chunk_id(8, 1)};
+	ck_assert_int_eq(cfs_chunk_batch(c, &j.op, 1), -CFS_ENOCHUNK);
+	ck_assert_uint_eq(j.op.attempts, 1);
+
+	/* The head stops: the first attempt times out (it may still be applied
+	 * when the head goes on: its answer is lost), the retry finds no chunk,
+	 * which is then most likely the first attempt's doing: success. */
+	ck_assert_int_eq(cfs_chunk_client_create(&o, &fast), 0);
+	node = head_node(c, chain, &rv);
+	ck_assert_uint_ge(node, 2);
+	j.c = fast;
+	j.op = (struct cfs_chunk_op){
+		.kind = CFS_CHUNK_OP_REMOVE, .chain_id = chain, .chunk = cfs_chunk_id(8, 2)};
+	ck_assert(kill(g.node[node].pid, SIGSTOP) == 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, remove_thread, &j), 0);
+	do {
+		ck_assert_msg(tp_now_s() - t0 < GUARD_S, "no retry");
+		tp_sleep_ms(20);
+		cfs_chunk_client_stats(fast, &st);
+	} while (st.retries == 0);
+	ck_assert(kill(g.node[node].pid, SIGCONT) == 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(j.rc, 0);
+	ck_assert_int_eq(j.op.rc, 0);
+	ck_assert_uint_ge(j.op.attempts, 2);
+	ck_assert_uint_eq(j.op.version, 0); /* answered to the lost attempt */
+	cfs_chunk_client_destroy(&fast);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
 /* MGMTD_OFFLINE_TARGET (undo: back online) of `target`. */
 static int
 offline_target(uint32_t target, bool undo)
@@ -708,6 +772,159 @@ START_TEST(test_chunk_client_serves_16_threads_when_they_share_it)
 		ck_assert_int_eq(w[i].failures, 0);
 	}
 	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* cfs_chunk_submit: a window of W slots, each refilled from its own done
+ * callback, until TOTAL ops have run; every callback checks its op. */
+enum { AW = 8, ATOTAL = 96, ALEN = 30000 };
+
+struct async_run {
+	struct cfs_chunk_client *c;
+	enum cfs_chunk_op_kind kind;
+	struct cfs_chunk_op ops[AW];
+	uint8_t *data; /* ATOTAL * ALEN: what op i writes */
+	uint8_t *back; /* AW * ALEN: each slot's read destination */
+	unsigned next; /* atomic: the next op index to start */
+	unsigned ended;
+	unsigned failures;
+	unsigned active;
+	bool on_caller; /* a callback ran on the submitting thread */
+	pthread_t caller;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static void async_slot_start(struct async_run *r, unsigned slot, unsigned i);
+
+static void
+async_slot_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
+{
+	struct async_run *r = arg;
+	unsigned slot = (unsigned)(ops - r->ops), i = (unsigned)ops[0].chunk.b[15];
+	bool ok = n == 1 && ops[0].rc == 0 && ops[0].out_len == ALEN - i;
+	unsigned next;
+
+	if (ok && r->kind == CFS_CHUNK_OP_READ)
+		ok = memcmp(r->back + (size_t)slot * ALEN, r->data + (size_t)i * ALEN, ALEN - i) == 0;
+	if (pthread_equal(pthread_self(), r->caller))
+		r->on_caller = true;
+	if (!ok)
+		__atomic_add_fetch(&r->failures, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&r->ended, 1, __ATOMIC_RELAXED);
+	next = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+	if (next < ATOTAL) {
+		async_slot_start(r, slot, next);
+		return;
+	}
+	pthread_mutex_lock(&r->mu);
+	r->active--;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void
+async_slot_start(struct async_run *r, unsigned slot, unsigned i)
+{
+	struct cfs_chunk_op *op = &r->ops[slot];
+
+	*op = (struct cfs_chunk_op){
+		.kind = r->kind,
+		.chain_id = cfs_chunk_client_place(r->c, 5, i, 0),
+		.chunk = cfs_chunk_id(30, i),
+		.chunk_size = CHUNK_SIZE,
+		.len = r->kind == CFS_CHUNK_OP_WRITE ? ALEN - i : ALEN,
+		.data = r->kind == CFS_CHUNK_OP_WRITE ? r->data + (size_t)i * ALEN
+						      : r->back + (size_t)slot * ALEN,
+	};
+	/* The op index rides in the id's last byte (cfs_chunk_id: the chunk
+	 * index big-endian in the second half; ATOTAL < 256). */
+	if (cfs_chunk_submit(r->c, op, 1, async_slot_done, r) != 0) {
+		__atomic_add_fetch(&r->failures, 1, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&r->mu);
+		r->active--;
+		pthread_cond_signal(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+	}
+}
+
+static void
+async_run_all(struct async_run *r, enum cfs_chunk_op_kind kind)
+{
+	double t0 = tp_now_s();
+
+	r->kind = kind;
+	r->next = AW;
+	r->ended = 0;
+	r->active = AW;
+	for (unsigned slot = 0; slot < AW; slot++)
+		async_slot_start(r, slot, slot);
+	pthread_mutex_lock(&r->mu);
+	while (r->active > 0) {
+		pthread_mutex_unlock(&r->mu);
+		ck_assert_msg(tp_now_s() - t0 < GUARD_S, "async window did not drain");
+		tp_sleep_ms(5);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	ck_assert_uint_eq(r->failures, 0);
+	ck_assert_uint_eq(__atomic_load_n(&r->ended, __ATOMIC_RELAXED), ATOTAL);
+}
+
+static void
+async_count_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
+{
+	unsigned *calls = arg;
+
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(ops[0].rc, -EINVAL);
+	ck_assert_int_eq(ops[1].rc, -EINVAL);
+	__atomic_add_fetch(calls, 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(test_chunk_client_submit_refills_its_window_when_callbacks_resubmit)
+{
+	struct async_run *r = calloc(1, sizeof(*r));
+	struct cfs_chunk_op bad[2] = {
+		{.kind = CFS_CHUNK_OP_READ, .chain_id = 1, .len = 10}, /* zero chunk id */
+		{.kind = CFS_CHUNK_OP_WRITE, .chain_id = 1, .chunk = cfs_chunk_id(1, 1)}, /* no data */
+	};
+	unsigned calls = 0;
+	double t0;
+
+	r->c = client_new_loops(2);
+	r->caller = pthread_self();
+	r->data = malloc((size_t)ATOTAL * ALEN);
+	r->back = malloc((size_t)AW * ALEN);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	ck_assert_uint_eq(cfs_chunk_id(30, 77).b[15], 77);
+	for (unsigned i = 0; i < ATOTAL; i++)
+		tp_fill(r->data + (size_t)i * ALEN, ALEN, 300 + i);
+
+	async_run_all(r, CFS_CHUNK_OP_WRITE);
+	async_run_all(r, CFS_CHUNK_OP_READ);
+	ck_assert(!r->on_caller);
+
+	/* Bad arguments: refused, no callback. */
+	ck_assert_int_eq(cfs_chunk_submit(r->c, bad, 0, async_count_done, &calls), -EINVAL);
+	ck_assert_int_eq(cfs_chunk_submit(r->c, bad, 2, NULL, NULL), -EINVAL);
+	/* Every op failing its checks still ends with one callback, on a loop. */
+	ck_assert_int_eq(cfs_chunk_submit(r->c, bad, 2, async_count_done, &calls), 0);
+	t0 = tp_now_s();
+	while (__atomic_load_n(&calls, __ATOMIC_ACQUIRE) == 0) {
+		ck_assert_msg(tp_now_s() - t0 < GUARD_S, "no callback");
+		tp_sleep_ms(2);
+	}
+	tp_sleep_ms(50);
+	ck_assert_uint_eq(__atomic_load_n(&calls, __ATOMIC_ACQUIRE), 1);
+
+	cfs_chunk_client_destroy(&r->c);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r->data);
+	free(r->back);
+	free(r);
 }
 END_TEST
 
@@ -915,9 +1132,11 @@ chunk_client_suite(void)
 	tcase_add_test(tc, test_chunk_client_lends_its_buffers_when_read_asks_to);
 	tcase_add_test(tc, test_chunk_client_refuses_without_sending_when_input_bad);
 	tcase_add_test(tc, test_chunk_client_serves_16_threads_when_they_share_it);
+	tcase_add_test(tc, test_chunk_client_submit_refills_its_window_when_callbacks_resubmit);
 	tcase_add_test(tc, test_chunk_client_follows_chain_when_its_version_moves);
 	tcase_add_test(tc, test_chunk_client_reads_a_good_replica_when_others_fail_checksum);
 	tcase_add_test(tc, test_chunk_client_truncates_and_removes_when_chain_replicates_them);
+	tcase_add_test(tc, test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone);
 	/* Last: it leaves the cluster one node short. */
 	tcase_add_test(tc, test_chunk_client_retries_until_served_when_head_killed);
 	suite_add_tcase(s, tc);
