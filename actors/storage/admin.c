@@ -41,6 +41,7 @@ stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req)
 	r->committed = info.ver;
 	r->pending = info.pver;
 	r->chunk_size = info.chunk_size;
+	r->ptomb = info.ptomb;
 	rt_reply(req, 0, resp);
 	return 0;
 }
@@ -88,6 +89,7 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 			.crc = info[i].crc,
 			.committed = info[i].ver,
 			.pending = info[i].pver,
+			.ptomb = info[i].ptomb,
 		};
 	}
 	r->chunks_count = (uint32_t)n;

@@ -29,12 +29,34 @@
  * version) before the chunk's next mutation, when a client retries, and by
  * itself when routing makes it head or changes its chain. A replica holding
  * that version committed already answers it again (idempotent), so a version
- * is applied at most once and never carries two contents.
+ * is applied at most once and never carries two contents. A successor holding
+ * a newer committed version answers -ESTALE; the replica then takes that
+ * version from it over its pending one (reconcile) and answers -CFS_EBUSY.
  *
- * A remove has no pending form in the engine: it goes down the chain first,
- * the tail removes, and each replica removes when the answer passes it. A
- * replica whose forward of a remove failed keeps the chunk and remembers the
- * remove "in doubt" (in memory): it is re-driven like a pending version.
+ * A remove is an update version like a write: the head stores a pending
+ * tombstone at committed + 1 (disk_tombstone, with the client_req), forwards
+ * it as a chunk_remove with update_ver = that version, every replica stores it
+ * pending, the tail removes the chunk (commits the tombstone at once), and
+ * each replica commits (removes) as the answer passes it; the head answers the
+ * removed version (tombstone - 1). A leftover pending tombstone is re-driven
+ * exactly like a leftover pending write (op->tomb: it travels as a forwarded
+ * chunk_remove instead of a whole chunk_write). At a replica other than the
+ * head, a forwarded tombstone u meets:
+ *  - no chunk at all: it removed the chunk already (an earlier attempt got
+ *    this far) or never had it: success, so the sender commits;
+ *  - a committed version >= u: -ESTALE (as for a write);
+ *  - a pending tombstone u: kept, forwarded (or committed at the tail);
+ *  - anything else: stored like a write of u (pending; at the tail removed,
+ *    or stored pending and committed when an older pending u is in the way).
+ * A replica holding a pending tombstone u treats everything else as it would
+ * a pending write u: a forwarded write of u replaces it (the head made u a
+ * write: it never had the tombstone), of another version -EBUSY/-ESTALE (the
+ * engine's rules; the head re-drives its leftover first, so this needs two
+ * heads); a resync copy (only ever sent to the tail, which never keeps a
+ * tombstone pending) installs the committed version over it; chunk_query and
+ * chunk_list report it (pending = u, ptomb), and a read at a non-tail
+ * replica asks the tail as for any pending version: the tail's "no chunk"
+ * means removed.
  *
  * Every replica queues a chunk's mutations the same way, so a resync copy or
  * removal (STOR_CW_F_SYNC, resync.c) and a forwarded mutation of one chunk
@@ -70,13 +92,14 @@ struct craq_op {
 	bool retry;	   /* head: a retried client_req, maybe with a version here */
 	bool busy;	   /* head: we set dd->busy (and clear it when done) */
 	bool redrive;	   /* head: re-driving the chunk's leftover pending version */
-	bool rm_redrive;   /* head: re-driving the chunk's remove in doubt */
+	bool tomb;	   /* the version in the chain is a tombstone (a remove) */
 	bool commit_after; /* tail: stored pending (one was there), commit it next */
 	uint64_t ver;	   /* the version in the chain now (pending unless tail) */
 	uint32_t plen;	   /* its length and CRC: what the successor must answer */
 	uint32_t pcrc;
 	uint32_t csize; /* the chunk's size, for a whole copy */
 	uint64_t rreq;	/* re-drive: the request that made the version (engine), 0: unknown */
+	uint64_t newer; /* reconcile: the successor's newer committed version */
 	struct disk_read rd;
 };
 
@@ -87,16 +110,9 @@ struct craq_q {
 	struct craq_op *first, *last;
 };
 
-/* A remove whose forward failed: the chunk may be gone further down. */
-struct craq_doubt {
-	struct craq_doubt *next;
-	struct cfs_id128 id;
-	uint64_t client_req;
-	uint64_t ver; /* the version it removes */
-};
-
 static void start(struct craq_op *op);
 static void head_step(struct craq_op *op);
+static void reconcile(struct craq_op *op, uint64_t newer);
 static void redrive_failed(struct stor_target *t, int rc);
 static void redrive_succeeded(struct stor_target *t);
 
@@ -279,45 +295,6 @@ dd_set_stored(struct craq_op *op)
 	}
 }
 
-/* -------------------------------------------------------- removes in doubt */
-
-static struct craq_doubt **
-doubt_slot(struct stor_target *t, const struct cfs_id128 *id)
-{
-	struct craq_doubt **pd = &t->doubt;
-
-	while (*pd && memcmp(&(*pd)->id, id, sizeof(*id)) != 0)
-		pd = &(*pd)->next;
-	return pd;
-}
-
-bool
-craq_removing(struct stor_target *t, const struct cfs_id128 *id)
-{
-	const struct craq_q *q = *q_slot(t, id);
-
-	if (q && q->first && q->first->kind == CRAQ_REMOVE)
-		return true;
-	return *doubt_slot(t, id) != NULL;
-}
-
-/* Remember op's remove as in doubt; false when we cannot (no memory). */
-static bool
-doubt_add(struct craq_op *op)
-{
-	struct craq_doubt **pd = doubt_slot(op->t, &op->chunk);
-
-	if (!*pd) {
-		*pd = calloc(1, sizeof(**pd));
-		if (!*pd)
-			return false;
-		(*pd)->id = op->chunk;
-	}
-	(*pd)->client_req = op->client_req;
-	(*pd)->ver = op->ver;
-	return true;
-}
-
 /* ---------------------------------------------------------------- answer */
 
 /* info: the committed state to report (a success, or -ESTALE: what we hold
@@ -393,7 +370,14 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 {
 	struct stor_target *t = op->t;
 	struct craq_op *next = NULL;
+	struct disk_chunk_info gone;
 
+	/* A tombstone done: the chunk is gone, the answer is the version it
+	 * removed (the engine's info after a removal names no version). */
+	if (rc == 0 && op->tomb) {
+		gone = (struct disk_chunk_info){.id = op->chunk, .ver = op->ver - 1};
+		info = &gone;
+	}
 	/* Canceled: our actor is stopping, which the node logs itself. */
 	if (rc != 0 && rc != -CFS_ECANCELED)
 		stor_log_fail(t, kind_name(op), &op->chunk, rc);
@@ -402,20 +386,10 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 			dd_set_done(op->dd, info);
 		else if (rc != 0 && op->dd->ver == 0 && (op->busy || !op->dd->busy))
 			op->dd->client_req = 0; /* nothing applied: a retry runs again */
-		/* Otherwise our version stays pending here (or our remove in
-		 * doubt): a retry re-drives it. */
+		/* Otherwise our version stays pending here: a retry re-drives
+		 * it. */
 		if (op->busy)
 			op->dd->busy = false;
-	}
-	if (rc == 0 && (op->flags & STOR_CW_F_FORWARD) && t->doubt) {
-		/* The head got past a remove we hold in doubt (it re-drove it,
-		 * or this is it): never re-drive it later over newer content. */
-		struct craq_doubt **pd = doubt_slot(t, &op->chunk), *d = *pd;
-
-		if (d) {
-			*pd = d->next;
-			free(d);
-		}
 	}
 	if (op->queued)
 		next = q_pop(t, &op->chunk);
@@ -451,8 +425,15 @@ static void
 committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 {
 	struct craq_op *op = cb_arg;
+	struct disk_chunk_info gone;
 	struct stor_dedup *d;
 
+	if (op->tomb && (rc == 0 || rc == -CFS_ENOCHUNK)) {
+		/* Removed (or gone already): the answer names the removed version. */
+		rc = 0;
+		gone = (struct disk_chunk_info){.id = op->chunk, .ver = op->ver - 1};
+		info = &gone;
+	}
 	if (rc != 0 || !op->redrive) {
 		finish(op, rc, info);
 		return;
@@ -467,6 +448,7 @@ committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	if (d)
 		dd_set_done(d, info);
 	op->redrive = false;
+	op->tomb = false;
 	head_step(op);
 }
 
@@ -479,14 +461,6 @@ fwd_failed(struct craq_op *op, int rc)
 {
 	if (op->chain_ver != op->t->chain.chain_ver)
 		rc = -CFS_ESTALECHAIN;
-	if (op->kind == CRAQ_REMOVE && !(op->flags & STOR_CW_F_SYNC) && !op->rm_redrive) {
-		/* Maybe removed further down: remove it again before anything
-		 * else touches the chunk. */
-		if (!doubt_add(op))
-			rc = -ENOMEM;
-		else if (dd_ours(op->dd, op))
-			op->dd->ver = op->ver ? op->ver : 1; /* kept: its retry re-drives */
-	}
 	finish(op, rc, NULL);
 }
 
@@ -495,31 +469,14 @@ removed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 {
 	struct craq_op *op = cb_arg;
 	struct disk_chunk_info done = {.id = op->chunk, .ver = op->ver};
-	struct craq_doubt **pd, *dt;
-	struct stor_dedup *d;
 
 	(void)info;
 	if (rc == -CFS_ENOCHUNK)
-		rc = 0; /* gone already (an earlier attempt got this far) */
-	if (rc != 0 || !op->rm_redrive) {
-		finish(op, rc, &done);
-		return;
-	}
-	/* The remove in doubt is done everywhere on the path now. */
-	pd = doubt_slot(op->t, &op->chunk);
-	if (*pd) {
-		dt = *pd;
-		done.ver = dt->ver;
-		d = dt->client_req ? dd_find(op->t, dt->client_req, &op->chunk) : NULL;
-		if (d && !d->done)
-			dd_set_done(d, &done);
-		*pd = dt->next;
-		free(dt);
-	}
-	op->rm_redrive = false;
-	head_step(op);
+		rc = 0; /* gone already */
+	finish(op, rc, &done);
 }
 
+/* A resync removal (the predecessor lacks the chunk): at once, both versions. */
 static void
 remove_here(struct craq_op *op)
 {
@@ -538,11 +495,20 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	char id[STOR_ID_STR];
 
 	(void)self;
-	if (op->kind == CRAQ_REMOVE || op->rm_redrive) {
-		if (rc == 0)
-			remove_here(op);
-		else
+	if (op->tomb) {
+		if (rc == -ESTALE && resp && resp->type == CFS_MSG_CHUNK_REMOVE_RESP &&
+		    RT_BODY(resp, chunk_remove_resp)->version > op->ver) {
+			reconcile(op, RT_BODY(resp, chunk_remove_resp)->version);
+			return;
+		}
+		if (rc != 0) {
 			fwd_failed(op, rc);
+			return;
+		}
+		/* Removed further down (or never there): remove here. */
+		rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
+		if (rc != 0)
+			committed(op, rc, NULL);
 		return;
 	}
 	if (resp && resp->type == CFS_MSG_CHUNK_WRITE_RESP) {
@@ -562,13 +528,11 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 			" crc %08" PRIx32 " for our v%" PRIu64 " len %" PRIu32 " crc %08" PRIx32,
 			op->t->id, id, ver, len, crc, op->ver, op->plen, op->pcrc);
 		rc = -EIO;
-	} else if (rc == -ESTALE && resp) {
+	} else if (rc == -ESTALE && resp && ver > op->ver) {
 		/* It committed a newer version than the one we hold pending: ours
-		 * lost somewhere; reported, never committed. */
-		stor_id_str(&op->chunk, id);
-		RT_WARN("target=%" PRIu32 " chunk=%s: successor holds v%" PRIu64
-			", newer than our pending v%" PRIu64,
-			op->t->id, id, ver, op->ver);
+		 * lost somewhere; take the successor's. */
+		reconcile(op, ver);
+		return;
 	}
 	if (rc != 0) {
 		fwd_failed(op, rc);
@@ -585,6 +549,161 @@ chain_moved(const struct craq_op *op)
 	const struct stor_chain *c = &op->t->chain;
 
 	return op->chain_ver != c->chain_ver || c->pos < 0 || c->succ < 0;
+}
+
+/* ------------------------------------------- a successor ahead of us */
+
+/*
+ * Our successor answered -ESTALE: it holds a committed version newer than the
+ * version u we hold pending. Ours lost somewhere (a replica that missed
+ * mutations while serving, two heads at once): what the chain beyond us
+ * committed is the chunk's history, so we take it. Read the successor's
+ * committed version (a relaxed read: exactly its committed one), install it
+ * as committed (DISK_W_FORCE | DISK_W_REPLACE: our pending u is dropped), and
+ * forget that u was stored for its request (it never took effect: a retry
+ * applies it as new). Then a head's re-drive goes on with the op's own work;
+ * anything else answers -CFS_EBUSY (retryable: the client's retry or the
+ * predecessor's re-drive meets the reconciled state, and a predecessor
+ * holding u pending reconciles from us the same way). Any failure on the way
+ * reports -ESTALE as before, nothing changed.
+ */
+static void
+reconcile_failed(struct craq_op *op, int rc, const char *what)
+{
+	char id[STOR_ID_STR];
+
+	stor_id_str(&op->chunk, id);
+	RT_WARN("target=%" PRIu32 " chunk=%s: successor holds v%" PRIu64
+		", newer than our pending v%" PRIu64 "; taking it failed (%s): %s",
+		op->t->id, id, op->newer, op->ver, what, cfs_errname(rc));
+	fwd_failed(op, -ESTALE);
+}
+
+/* The request that made the pending version op->ver dropped here: its memory
+ * no longer says "stored" (NULL: none known). */
+static struct stor_dedup *
+dropped_dd(struct craq_op *op)
+{
+	struct stor_dedup *d = NULL;
+
+	if (!op->redrive)
+		return dd_ours(op->dd, op) ? op->dd : NULL;
+	if (op->rreq)
+		d = dd_find(op->t, op->rreq, &op->chunk);
+	if (!d || d->done || d->ver != op->ver)
+		d = dd_find_ver(op->t, &op->chunk, op->ver);
+	return d;
+}
+
+static void
+reconciled(void *cb_arg, int rc, const struct disk_chunk_info *info)
+{
+	struct craq_op *op = cb_arg;
+	struct stor_dedup *d;
+	char id[STOR_ID_STR];
+
+	if (rc != 0) {
+		reconcile_failed(op, rc, "install");
+		return;
+	}
+	stor_id_str(&op->chunk, id);
+	RT_WARN("target=%" PRIu32 " chunk=%s: took v%" PRIu64 " from our successor over our"
+		" pending v%" PRIu64 " (dropped)",
+		op->t->id, id, info->ver, op->ver);
+	d = dropped_dd(op);
+	if (d && !d->done && d->ver == op->ver) {
+		d->ver = 0;
+		if (!d->busy)
+			d->client_req = 0; /* nothing of it here: a retry applies it */
+	}
+	op->tomb = false;
+	if (op->redrive) {
+		op->redrive = false;
+		head_step(op);
+		return;
+	}
+	finish(op, -CFS_EBUSY, NULL);
+}
+
+static void
+reconcile_read(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct craq_op *op = cb_arg;
+	const struct cfs_chunk_read_resp *rr = resp ? RT_BODY(resp, chunk_read_resp) : NULL;
+	const struct cfs_chunk_io_result *res = NULL;
+	struct disk_write dw;
+
+	(void)self;
+	if (rc == 0 && (!rr || rr->results_count != 1))
+		rc = -CFS_EPROTO;
+	if (rc == 0) {
+		res = &rr->results[0];
+		rc = res->rc;
+	}
+	if (rc == 0 && (res->version <= op->ver || resp->plen != res->len))
+		rc = -EIO; /* not newer after all, or the bytes do not match */
+	if (rc != 0) {
+		reconcile_failed(op, rc, "read");
+		return;
+	}
+	dw = (struct disk_write){
+		.id = op->chunk,
+		.chunk_size = op->csize,
+		.len = res->len,
+		.iov = resp->iov,
+		.iovcnt = resp->iovcnt,
+		.crc = res->crc,
+		.ver = res->version,
+		.flags = DISK_W_FORCE | DISK_W_REPLACE,
+	};
+	/* The engine takes its own references to the payload buffers. */
+	rc = disk_write(op->t->dt, &dw, reconciled, op);
+	if (rc != 0)
+		reconcile_failed(op, rc, "install");
+}
+
+static void
+reconcile(struct craq_op *op, uint64_t newer)
+{
+	struct stor_target *t = op->t;
+	const struct stor_chain *c = &t->chain;
+	struct disk_chunk_info info;
+	struct cfs_chunk_read *r;
+	struct cfs_chunk_io *io;
+	struct rt_msg *m;
+	int rc;
+
+	op->newer = newer;
+	if (chain_moved(op)) {
+		fwd_failed(op, -CFS_ESTALECHAIN);
+		return;
+	}
+	rc = disk_query(t->dt, &op->chunk, &info);
+	if (rc != 0) {
+		reconcile_failed(op, rc, "query");
+		return;
+	}
+	op->csize = info.chunk_size;
+	m = rt_msg_new(CFS_MSG_CHUNK_READ);
+	io = m ? rt_msg_alloc(m, sizeof(*io)) : NULL;
+	if (!io) {
+		rt_msg_free(&m);
+		reconcile_failed(op, -ENOMEM, "read");
+		return;
+	}
+	*io = (struct cfs_chunk_io){.chunk = op->chunk, .len = op->csize};
+	r = RT_BODY(m, chunk_read);
+	r->target = c->members[c->succ].target;
+	r->chain_id = op->chain_id;
+	r->chain_ver = op->chain_ver;
+	r->ios = io;
+	r->ios_count = 1;
+	m->flags |= RT_MSG_F_RELAXED;
+	rc = rt_call(t->self, c->members[c->succ].addr, m, 0, reconcile_read, op);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		reconcile_failed(op, rc, "read");
+	}
 }
 
 /* The one builder of whole-version chunk_writes (here and resync.c), so a
@@ -623,6 +742,22 @@ stor_whole_msg(const struct stor_whole *w, struct rt_msg **out)
 	return 0;
 }
 
+/* The request a forwarded version names, which the successors remember
+ * (durably): the op's own, or for a re-driven leftover the engine's record
+ * (or the ring's, for a version stored before the engine kept it). */
+static uint64_t
+fwd_req(struct craq_op *op)
+{
+	struct stor_dedup *d;
+
+	if (!op->redrive)
+		return op->client_req;
+	if (op->rreq)
+		return op->rreq;
+	d = dd_find_ver(op->t, &op->chunk, op->ver);
+	return d ? d->client_req : 0;
+}
+
 /* Send the whole content of our version op->ver (data NULL: empty) to the
  * successor: as a resync copy when it is syncing, else as a whole forwarded
  * write it stores pending and forwards on. */
@@ -631,7 +766,6 @@ send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
 {
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
-	struct stor_dedup *d;
 	struct rt_msg *m = NULL;
 	int rc = 0;
 
@@ -653,13 +787,7 @@ send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
 			.data = data,
 		};
 
-		/* The successors remember (durably) the request the version
-		 * belongs to: a re-driven one's is the engine's record, or the
-		 * ring's for a version stored before the engine kept it. */
-		if (op->redrive) {
-			d = op->rreq ? NULL : dd_find_ver(t, &op->chunk, op->ver);
-			w.client_req = op->rreq ? op->rreq : d ? d->client_req : 0;
-		}
+		w.client_req = fwd_req(op);
 		rc = stor_whole_msg(&w, &m);
 	}
 	if (rc == 0)
@@ -711,13 +839,16 @@ forward_whole(struct craq_op *op)
 		finish(op, rc, NULL);
 }
 
-/* The forwarded form of op's request (not a write: those copy theirs). */
+/* The forwarded form of op's request (not a write: those copy theirs), or of
+ * the tombstone op carries. */
 static struct rt_msg *
 fwd_msg(struct craq_op *op, uint32_t target)
 {
 	struct rt_msg *m;
 
-	if (op->kind == CRAQ_REMOVE || op->rm_redrive) {
+	if (op->tomb) {
+		/* A tombstone (ours, or a leftover re-driven): update_ver is its
+		 * version, the removed one + 1. */
 		struct cfs_chunk_remove *r;
 
 		m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
@@ -729,14 +860,8 @@ fwd_msg(struct craq_op *op, uint32_t target)
 		r->chain_ver = op->chain_ver;
 		r->chunk = op->chunk;
 		r->update_ver = op->ver;
-		r->client_req = op->client_req;
+		r->client_req = fwd_req(op);
 		r->flags = STOR_CW_F_FORWARD;
-		if (op->rm_redrive) {
-			struct craq_doubt *d = *doubt_slot(op->t, &op->chunk);
-
-			r->client_req = d ? d->client_req : 0;
-			r->update_ver = d ? d->ver : 0;
-		}
 		return m;
 	}
 	m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
@@ -771,12 +896,14 @@ forward(struct craq_op *op)
 		fwd_failed(op, -CFS_ESTALECHAIN);
 		return;
 	}
-	if (op->kind != CRAQ_REMOVE && !op->rm_redrive &&
-	    c->members[c->succ].public_state == CFS_TS_SYNCING) {
+	/* A tombstone goes as it is, also to a syncing successor: it has no
+	 * content for a whole copy to carry, and one that lacks the chunk
+	 * answers it as done. */
+	if (!op->tomb && c->members[c->succ].public_state == CFS_TS_SYNCING) {
 		forward_whole(op);
 		return;
 	}
-	if (op->kind != CRAQ_WRITE || op->rm_redrive) {
+	if (op->kind != CRAQ_WRITE || op->tomb) {
 		m = fwd_msg(op, c->members[c->succ].target);
 		if (!m) {
 			fwd_failed(op, -ENOMEM);
@@ -821,9 +948,15 @@ stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
 		finish(op, rc, NULL);
 		return;
 	}
-	op->ver = info->pver ? info->pver : info->ver;
-	op->plen = info->pver ? info->plen : info->len;
-	op->pcrc = info->pver ? info->pcrc : info->crc;
+	if (op->tomb) {
+		/* op->ver was chosen before (a removal leaves no version to
+		 * report); nothing to compare but the version. */
+		op->plen = op->pcrc = 0;
+	} else {
+		op->ver = info->pver ? info->pver : info->ver;
+		op->plen = info->pver ? info->plen : info->len;
+		op->pcrc = info->pver ? info->pcrc : info->crc;
+	}
 	dd_set_stored(op);
 	if (op->tail) {
 		if (!op->commit_after) {
@@ -838,14 +971,17 @@ stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	forward(op);
 }
 
-/* Store op's write or truncate at version ver (0: next) with flags. */
+/* Store op's write, truncate or tombstone at version ver (0: next) with
+ * flags. */
 static void
 store(struct craq_op *op, uint64_t ver, unsigned flags)
 {
 	struct disk_write dw;
 	int rc;
 
-	if (op->kind == CRAQ_TRUNCATE) {
+	if (op->tomb) {
+		rc = disk_tombstone(op->t->dt, &op->chunk, ver, flags, op->client_req, stored, op);
+	} else if (op->kind == CRAQ_TRUNCATE) {
 		rc = disk_truncate(op->t->dt, &op->chunk, op->tlen, ver, flags, op->client_req,
 				   stored, op);
 	} else {
@@ -904,10 +1040,56 @@ start_sync_copy(struct craq_op *op)
 		finish(op, rc, NULL);
 }
 
+/* A forwarded tombstone of version u = op->ver (top of the file). */
+static void
+start_forwarded_tomb(struct craq_op *op)
+{
+	struct stor_target *t = op->t;
+	struct disk_chunk_info info = {0};
+	unsigned flags = 0;
+	int rc;
+
+	op->tomb = true;
+	rc = disk_query(t->dt, &op->chunk, &info);
+	if (rc == -CFS_ENOCHUNK) {
+		/* Removed here already (an earlier attempt got this far), or never
+		 * here: the remove is committed as far as we are concerned. */
+		dd_set_stored(op);
+		finish(op, 0, NULL);
+		return;
+	}
+	if (rc != 0) {
+		finish(op, rc, NULL);
+		return;
+	}
+	if (info.ver >= op->ver) {
+		op->tomb = false; /* the answer is what we hold */
+		finish(op, -ESTALE, &info);
+		return;
+	}
+	if (info.pver == op->ver && info.ptomb) {
+		/* Stored by an earlier attempt: keep it. */
+		dd_set_stored(op);
+		if (!op->tail) {
+			forward(op);
+			return;
+		}
+		rc = disk_commit(t->dt, &op->chunk, op->ver, committed, op);
+		if (rc != 0)
+			committed(op, rc, NULL);
+		return;
+	}
+	if (op->tail && info.pver != 0)
+		op->commit_after = true; /* a committing tombstone would find it busy */
+	else if (op->tail)
+		flags = DISK_W_COMMIT;
+	store(op, op->ver, flags);
+}
+
 /*
  * A forwarded mutation of version u = update_ver at a replica other than the
- * head. A remove goes on down first (the tail removes; we remove when its
- * answer passes us). For a write or truncate, what we hold decides:
+ * head. A tombstone (chunk_remove): see the top of the file. For a write or
+ * truncate, what we hold decides:
  *  - u committed here already: an earlier attempt got this far (the answer was
  *    lost on the way back). Answer what we hold; the sender checks that it is
  *    the same length and CRC as its own version before committing, so two
@@ -930,10 +1112,7 @@ start_forwarded(struct craq_op *op)
 	int rc;
 
 	if (op->kind == CRAQ_REMOVE) {
-		if (op->tail)
-			remove_here(op);
-		else
-			forward(op);
+		start_forwarded_tomb(op);
 		return;
 	}
 	if (whole && w->offset != 0) {
@@ -984,26 +1163,30 @@ redrive(struct craq_op *op, const struct disk_chunk_info *info)
 	int rc;
 
 	op->redrive = true;
+	op->tomb = info->ptomb;
 	op->ver = info->pver;
 	op->plen = info->plen;
 	op->pcrc = info->pcrc;
 	op->rreq = info->preq;
 	op->csize = info->chunk_size;
 	if (!op->tail) {
-		forward_whole(op);
+		if (op->tomb)
+			forward(op); /* a tombstone has no content: the remove itself */
+		else
+			forward_whole(op);
 		return;
 	}
 	/* We alone are the chain now. */
 	rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
 	if (rc != 0)
-		finish(op, rc, NULL);
+		committed(op, rc, NULL);
 }
 
 /*
- * Head, first of its chunk's queue: a leftover pending version or remove in
- * doubt is re-driven first (and this step runs again); then a retry is
- * answered if its version got committed meanwhile, and anything else applied
- * as a new version.
+ * Head, first of its chunk's queue: a leftover pending version (a write's, a
+ * truncate's or a tombstone) is re-driven first (and this step runs again);
+ * then a retry is answered if its version got committed meanwhile, and
+ * anything else applied as a new version (a remove: a pending tombstone).
  */
 static void
 head_step(struct craq_op *op)
@@ -1022,14 +1205,6 @@ head_step(struct craq_op *op)
 	rc = disk_query(t->dt, &op->chunk, &info);
 	if (rc == 0 && info.pver != 0) {
 		redrive(op, &info);
-		return;
-	}
-	if (*doubt_slot(t, &op->chunk)) {
-		op->rm_redrive = true;
-		if (op->tail)
-			remove_here(op);
-		else
-			forward(op);
 		return;
 	}
 	if (op->synthetic) {
@@ -1074,11 +1249,13 @@ head_step(struct craq_op *op)
 			finish(op, rc, NULL);
 			return;
 		}
-		op->ver = info.ver; /* the version it drops, answered */
-		if (op->tail)
-			remove_here(op);
-		else
-			forward(op);
+		/* A pending tombstone at the next version (the answer names
+		 * the version it removes, this one - 1); a tail alone removes
+		 * at once. */
+		op->tomb = true;
+		op->ver = info.ver + 1;
+		op->csize = info.chunk_size;
+		store(op, op->ver, op->tail ? DISK_W_COMMIT : 0);
 		return;
 	}
 }
@@ -1113,7 +1290,7 @@ remembered(struct stor_target *t, struct craq_op *op)
 	if (op->client_req == 0)
 		return false;
 	d = dd_find(t, op->client_req, &op->chunk);
-	if (!d && op->kind != CRAQ_REMOVE)
+	if (!d)
 		d = dd_from_engine(t, op->client_req, &op->chunk);
 	if (d && d->done) {
 		struct disk_chunk_info info = {.ver = d->ver, .len = d->len, .crc = d->crc};
@@ -1187,9 +1364,9 @@ craq_mutate(struct stor_target *t, struct rt_msg *req, enum craq_kind kind)
 	op->t = t;
 	op_fill(op, req, kind);
 	if (op->flags & STOR_CW_F_FORWARD) {
-		/* The head serialized it and chose its version (a remove names
-		 * the version it drops, 0 for none). */
-		if (op->ver == 0 && kind != CRAQ_REMOVE) {
+		/* The head serialized it and chose its version (a resync
+		 * removal names the version it drops, 0 for none). */
+		if (op->ver == 0 && !(kind == CRAQ_REMOVE && (op->flags & STOR_CW_F_SYNC))) {
 			t->rejected++;
 			finish(op, -EINVAL, NULL);
 			return;
@@ -1324,11 +1501,6 @@ redrive_begin(struct stor_target *t)
 	t->redrive_walking = true;
 	t->redrive_started = false;
 	t->redrive_again = false;
-	/* Removes in doubt first: they are few, and in memory only. */
-	for (struct craq_doubt *d = t->doubt, *nx; d; d = nx) {
-		nx = d->next; /* a re-drive that ends at once frees d */
-		redrive_chunk(t, &d->id, 0);
-	}
 	redrive_walk(t);
 }
 
@@ -1415,12 +1587,6 @@ craq_fini(struct stor_target *t)
 			t->q[b] = q->next;
 			free(q);
 		}
-	}
-	while (t->doubt) {
-		struct craq_doubt *d = t->doubt;
-
-		t->doubt = d->next;
-		free(d);
 	}
 	free(t->dedup);
 	free(t->dedup_hash);

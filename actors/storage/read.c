@@ -16,10 +16,11 @@
  * version here is clean and served at once; for one with a pending version
  * (a write is going down the chain) the tail is asked which version it has
  * committed (chunk_query), and that version is served, committed or pending,
- * both kept by the engine. A chunk with a remove under way is asked about the
- * same way: the tail removes first, so its "no such chunk" is the answer once
- * the remove has passed it. The tail itself and RT_MSG_F_RELAXED reads serve
- * the local committed version without asking.
+ * both kept by the engine. A remove under way is a pending version too (a
+ * tombstone: craq.c stores it before forwarding it), so it is asked about the
+ * same way: the tail's "no such chunk" is the answer once the remove has
+ * passed it. The tail itself and RT_MSG_F_RELAXED reads serve the local
+ * committed version without asking.
  */
 #define RT_LOG_SUBSYS "storage"
 #include "actors/storage/storage_internal.h"
@@ -168,10 +169,8 @@ read_ask_tail(struct stor_read *rd)
 
 		a->rd = rd;
 		/* Clean (or unknown: the engine says so) unless a version is
-		 * pending or a remove is under way: the tail, which removes first,
-		 * may no longer hold the chunk. */
-		if (!craq_removing(t, &rd->dr[k].id) &&
-		    (disk_query(t->dt, &rd->dr[k].id, &info) != 0 || info.pver == 0))
+		 * pending here (a remove under way is a pending tombstone). */
+		if (disk_query(t->dt, &rd->dr[k].id, &info) != 0 || info.pver == 0)
 			continue;
 		a->asked = true;
 		q = rt_msg_new(CFS_MSG_CHUNK_QUERY);

@@ -221,8 +221,12 @@ copy_chunk(struct stor_target *t)
 		sync_stop(t, rc, "query");
 		return;
 	}
-	if (info->ver == 0) {
-		/* Only a first version in flight: the forwarded write brings it. */
+	if (info->ver == 0 || info->ptomb) {
+		/* Only a first version in flight: the forwarded write brings it.
+		 * A remove in flight (pending tombstone): the forwarded tombstone
+		 * removes the chunk there, and a copy of the committed version
+		 * could land after it and bring the chunk back; the tombstone is
+		 * never dropped (the head re-drives it until it commits). */
 		s->i++;
 		sync_step(t);
 		return;
@@ -337,6 +341,7 @@ listed(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 			.id = r->chunks[k].chunk,
 			.ver = r->chunks[k].committed,
 			.pver = r->chunks[k].pending,
+			.ptomb = r->chunks[k].ptomb,
 		};
 	}
 	if (s->n > 0)

@@ -25,7 +25,7 @@
 #define STOR_LIST_DEFAULT 1024u
 #define STOR_LIST_MAX	  8192u
 #define STOR_RESULT_WIRE  32u /* chunk_io_result: array(4) i32 u32 u32 u64 */
-#define STOR_META_WIRE	  48u /* chunk_meta: array(5) bin(16) u32 u32 u64 u64 */
+#define STOR_META_WIRE	  48u /* chunk_meta: array(6) bin(16) u32 u32 u64 u64 bool */
 #define STOR_HDR_SLACK	  256u
 
 /* Longest chain a target keeps (members beyond it are refused as a routing
@@ -74,7 +74,6 @@ struct stor_dedup {
 };
 
 struct craq_q;
-struct craq_doubt;
 
 /* Chunks a resync walk lists at a time. */
 #define STOR_SYNC_PAGE 64u
@@ -111,8 +110,6 @@ struct stor_target {
 	struct stor_dedup *dedup;
 	uint32_t *dedup_hash; /* STOR_DEDUP_SLOTS buckets: first slot + 1, 0: empty */
 	uint32_t dedup_next;
-	/* removes whose forward failed: maybe applied further down (craq.c) */
-	struct craq_doubt *doubt;
 	struct stor_sync sync;
 	/* Head: the walk that re-drives versions left pending by failed attempts
 	 * (craq.c), started when routing makes us head or changes our chain;
@@ -207,24 +204,19 @@ enum craq_kind {
  * Take a checked chunk_write, chunk_truncate or chunk_remove (kind) in
  * cluster mode: the head queues it behind the chunk's mutation in flight (if
  * any), answers a retried client_req from memory or re-drives what its first
- * attempt left; every replica stores it pending, forwards it to its successor
- * and commits when the answer comes back (a remove: applied by the tail first,
- * then by each replica as the answer passes); the tail commits at once.
+ * attempt left; every replica stores it pending (a remove: a pending
+ * tombstone), forwards it to its successor and commits when the answer comes
+ * back (committing a tombstone removes the chunk); the tail commits at once.
  * Answers req itself (always): besides the engine's errors, -CFS_EBUSY (the
  * same client_req is still in the chain), -CFS_ESTALECHAIN (the chain changed
  * meanwhile), the successor's error or -ETIMEDOUT, -EIO (the successor holds
  * other content under the version), -ESTALE (forwarded: we hold a newer
- * version; the response names it).
+ * version; the response names it), -CFS_EBUSY too after taking a successor's
+ * newer committed version over ours (its -ESTALE: reconciled, retry).
  */
 void craq_mutate(struct stor_target *t, struct rt_msg *req, enum craq_kind kind);
 /** craq_mutate(t, req, CRAQ_WRITE). */
 void craq_write(struct stor_target *t, struct rt_msg *req);
-/**
- * Whether a remove of chunk id is under way here: in the chain (tail first, so
- * the chunk may already be gone further down) or left in doubt by a failed
- * forward. A read must then ask the tail, as for a pending version (read.c).
- */
-bool craq_removing(struct stor_target *t, const struct cfs_id128 *id);
 
 /* The engine write a chunk_write request asks for: its chunk, range, payload
  * (borrowed from req, which must outlive the write) and CRC, at update

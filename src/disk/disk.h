@@ -189,6 +189,8 @@ struct disk_chunk_info {
 	uint32_t plen;
 	uint32_t pcrc;
 	uint64_t preq; /* request that made the pending version, 0: none known */
+	bool ptomb;    /* the pending version is a tombstone (a pending remove:
+			  plen 0, nothing to read; committing it removes the chunk) */
 };
 
 /** Completion of a mutation. info (state after the operation) is valid only
@@ -257,10 +259,12 @@ int disk_truncate(struct disk_target *t, const struct cfs_id128 *id, uint32_t le
 
 /**
  * Commit pending version ver: it becomes the committed one (with its request
- * id) and the old committed slot is freed. Committing the version already committed is a
- * no-op success. Returned at once: -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM.
- * Through cb: -CFS_ENOCHUNK (removed meanwhile), -ESTALE (ver older than the
- * committed or pending one), -ERANGE (no such pending version), -EIO.
+ * id) and the old committed slot is freed; a pending tombstone removes the
+ * chunk instead (cb's info then names the chunk only, ver 0). Committing the
+ * version already committed is a no-op success. Returned at once:
+ * -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK (removed
+ * meanwhile), -ESTALE (ver older than the committed or pending one), -ERANGE
+ * (no such pending version), -EIO.
  */
 int disk_commit(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, disk_done_fn cb,
 		void *cb_arg);
@@ -274,10 +278,30 @@ int disk_abort(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, 
 	       void *cb_arg);
 
 /**
- * Remove a chunk (both versions). Returned at once: -CFS_ENOCHUNK,
- * -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK, -EIO.
+ * Remove a chunk (both versions) at once, whatever its versions: the
+ * standalone target and resync's removal of leftovers. Returned at once:
+ * -CFS_ENOCHUNK, -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK, -EIO.
  */
 int disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb, void *cb_arg);
+
+/**
+ * A remove as an update version (chain replication): store a tombstone as
+ * version ver (0: committed + 1) of an existing chunk, with the caller's
+ * request id req. Without DISK_W_COMMIT the tombstone is the pending version:
+ * no slot, length 0, durable (group commit) before cb, reported in
+ * disk_chunk_info.ptomb and preq; readers still see the committed version
+ * (DISK_R_PENDING on it: -CFS_ENOCHUNK); disk_commit(ver) removes the chunk
+ * (the committed slot is freed once that is durable, the row is gone) and
+ * disk_abort drops it like any pending version. With DISK_W_COMMIT the chunk
+ * is removed at once (a chain's tail). Same version rules as a pending or a
+ * committing disk_write (-EBUSY, -ESTALE, -ERANGE). The info given to cb after
+ * a committed tombstone names the chunk only (ver and pver 0): it is gone.
+ * Returned at once: -CFS_ENOCHUNK, -EINVAL (flags other than DISK_W_COMMIT),
+ * -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK (removed meanwhile),
+ * -EBUSY, -ESTALE, -ERANGE, -EIO.
+ */
+int disk_tombstone(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, unsigned flags,
+		   uint64_t req, disk_done_fn cb, void *cb_arg);
 
 enum {
 	DISK_R_PENDING = 1u << 0, /* read the pending version (error if none) */

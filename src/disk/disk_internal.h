@@ -51,6 +51,9 @@ struct disk_ver {
 	uint32_t slot; /* DISK_NOSLOT when len == 0 */
 	uint32_t len;
 	uint32_t crc;
+	bool tomb;	/* a tombstone (pending remove): no slot, length 0; only ever
+			   the pending version: committing it removes the chunk (in
+			   the padding before req: entries do not grow) */
 	uint64_t req;	/* the request that made it (disk_write.req), 0: none */
 	uint32_t *bcrc; /* per-4KiB CRCs, NULL when not in memory (or len <= 4 KiB) */
 };
@@ -122,6 +125,7 @@ struct disk_row {
 	uint64_t pver;
 	uint32_t pslot, plen, pcrc;
 	uint64_t req, preq; /* the requests that made the versions (0: none) */
+	bool ptomb;	    /* the pending version is a tombstone */
 };
 
 struct disk_index {
@@ -291,6 +295,7 @@ enum disk_op_kind {
 	DISK_OP_COMMIT,
 	DISK_OP_ABORT,
 	DISK_OP_REMOVE,
+	DISK_OP_TOMB, /* a remove as a version (disk_tombstone) */
 };
 
 /* What a mutation does to the in-memory entry once durable. */

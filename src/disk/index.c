@@ -2,7 +2,8 @@
 /*
  * The durable index of a target: one SQLite database (WAL, synchronous=FULL)
  * with one row per chunk holding both its committed and its pending version
- * (each with the id of the request that made it), and a meta table recording
+ * (each with the id of the request that made it; the pending one may be a
+ * tombstone: a pending remove), and a meta table recording
  * the format and the class table the slots were cut with. The helper thread
  * owns the connection after open; loading runs on the opening thread before
  * the helper starts. Slot allocation is not stored: it is whatever the rows
@@ -46,13 +47,15 @@ static const char schema[] =
 	" ver INTEGER NOT NULL, slot INTEGER NOT NULL, len INTEGER NOT NULL, crc INTEGER NOT NULL,"
 	" pver INTEGER NOT NULL, pslot INTEGER NOT NULL, plen INTEGER NOT NULL,"
 	" pcrc INTEGER NOT NULL,"
-	" req INTEGER NOT NULL DEFAULT 0, preq INTEGER NOT NULL DEFAULT 0"
+	" req INTEGER NOT NULL DEFAULT 0, preq INTEGER NOT NULL DEFAULT 0,"
+	" ptomb INTEGER NOT NULL DEFAULT 0"
 	") WITHOUT ROWID;";
 
 /* Columns added after the first format, with what an existing row gets. */
 static const char *const added_cols[][2] = {
 	{"req", "ALTER TABLE chunks ADD COLUMN req INTEGER NOT NULL DEFAULT 0"},
 	{"preq", "ALTER TABLE chunks ADD COLUMN preq INTEGER NOT NULL DEFAULT 0"},
+	{"ptomb", "ALTER TABLE chunks ADD COLUMN ptomb INTEGER NOT NULL DEFAULT 0"},
 };
 
 static int
@@ -134,8 +137,9 @@ check_meta(sqlite3 *db)
 
 /*
  * Bring an index made by an older build up to the current columns: the
- * request ids of the versions (CRAQ's durable exactly-once memory) came later.
- * Its rows get 0 (no request known), which is what they meant. The format
+ * request ids of the versions (CRAQ's durable exactly-once memory) came later,
+ * then the tombstone flag of the pending version (a pending remove). Its rows
+ * get 0 (no request known, no tombstone), which is what they meant. The format
  * number stays: the columns only add, and the statements name every column.
  */
 static int
@@ -263,7 +267,7 @@ disk_index_open(struct disk_index *ix, const char *path)
 	if ((rc = prepare(
 		     ix->db,
 		     "INSERT OR REPLACE INTO chunks (id, csize, cls, ver, slot, len, crc, pver,"
-		     " pslot, plen, pcrc, req, preq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		     " pslot, plen, pcrc, req, preq, ptomb) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		     &ix->upsert)) != 0 ||
 	    (rc = prepare(ix->db, "DELETE FROM chunks WHERE id = ?", &ix->del)) != 0 ||
 	    (rc = prepare(ix->db, "BEGIN", &ix->begin)) != 0 ||
@@ -302,7 +306,8 @@ disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *
 
 	src = sqlite3_prepare_v2(
 		db,
-		"SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc, req, preq"
+		"SELECT id, csize, cls, ver, slot, len, crc, pver, pslot, plen, pcrc, req, preq,"
+		" ptomb"
 		" FROM chunks ORDER BY id",
 		-1, &st, NULL);
 	if (src != SQLITE_OK)
@@ -330,6 +335,7 @@ disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_row *
 		r.pcrc = (uint32_t)sqlite3_column_int64(st, 10);
 		r.req = (uint64_t)sqlite3_column_int64(st, 11);
 		r.preq = (uint64_t)sqlite3_column_int64(st, 12);
+		r.ptomb = sqlite3_column_int(st, 13) != 0;
 		rc = fn(&r, arg);
 		if (rc != 0)
 			break;
@@ -374,6 +380,7 @@ disk_index_put(struct disk_index *ix, const struct disk_row *r)
 		sqlite3_bind_int64(st, 11, r->pcrc);
 		sqlite3_bind_int64(st, 12, (int64_t)r->req);
 		sqlite3_bind_int64(st, 13, (int64_t)r->preq);
+		sqlite3_bind_int(st, 14, r->ptomb ? 1 : 0);
 	}
 	return step_reset(ix->db, st, r->del ? "delete" : "upsert");
 }

@@ -209,7 +209,9 @@ item_start(struct rbatch *rb, struct ritem *it)
 		goto out_noent;
 	it->pending = (r->flags & DISK_R_PENDING) != 0;
 	v = it->pending ? &c->pend : &c->cur;
-	if (v->ver == 0)
+	/* A pending tombstone is a remove under way: as that version the chunk
+	 * does not exist. */
+	if (v->ver == 0 || v->tomb)
 		goto out_noent;
 	if ((uint64_t)r->off + r->len > c->chunk_size) {
 		r->rc = -EINVAL;

@@ -206,6 +206,7 @@ disk_chunk_info(const struct disk_chunk *c, struct disk_chunk_info *out)
 	out->pcrc = c->pend.crc;
 	out->req = c->cur.req;
 	out->preq = c->pend.req;
+	out->ptomb = c->pend.ver != 0 && c->pend.tomb;
 }
 
 int
@@ -309,7 +310,8 @@ load_row(const struct disk_row *r, void *arg)
 	int rc;
 
 	if (r->chunk_size == 0 || r->chunk_size > DISK_MAX_CHUNK ||
-	    disk_class_of(r->chunk_size) != r->cls || (r->ver == 0 && r->pver == 0)) {
+	    disk_class_of(r->chunk_size) != r->cls || (r->ver == 0 && r->pver == 0) ||
+	    (r->ptomb && r->plen != 0)) {
 		RT_ERRLOG("%s: malformed index row (size %u class %u)", t->path, r->chunk_size,
 			  r->cls);
 		return -EIO;
@@ -327,7 +329,13 @@ load_row(const struct disk_row *r, void *arg)
 	c->cur = (struct disk_ver){
 		.ver = r->ver, .slot = r->slot, .len = r->len, .crc = r->crc, .req = r->req};
 	c->pend = (struct disk_ver){
-		.ver = r->pver, .slot = r->pslot, .len = r->plen, .crc = r->pcrc, .req = r->preq};
+		.ver = r->pver,
+		.slot = r->pslot,
+		.len = r->plen,
+		.crc = r->pcrc,
+		.req = r->preq,
+		.tomb = r->pver != 0 && r->ptomb,
+	};
 	if (c->cur.len == 0)
 		c->cur.slot = DISK_NOSLOT;
 	if (c->pend.len == 0)
@@ -626,7 +634,8 @@ check_row(const struct disk_row *r, void *arg)
 	c = disk_cmap_find(&x->t->map, &r->id);
 	if (c == NULL || c->chunk_size != r->chunk_size || c->cls != r->cls ||
 	    !ver_eq(&c->cur, r->ver, r->slot, r->len, r->crc, r->req) ||
-	    !ver_eq(&c->pend, r->pver, r->pslot, r->plen, r->pcrc, r->preq)) {
+	    !ver_eq(&c->pend, r->pver, r->pslot, r->plen, r->pcrc, r->preq) ||
+	    (r->pver != 0 && c->pend.tomb != r->ptomb)) {
 		x->out->mismatched++;
 		problem(x, "row %02x%02x%02x%02x... ver=%lu pver=%lu differs from memory",
 			r->id.b[0], r->id.b[1], r->id.b[2], r->id.b[3], (unsigned long)r->ver,

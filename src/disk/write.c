@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Mutations of a target: write, truncate, commit, abort, remove. Each is a
+ * Mutations of a target: write, truncate, tombstone, commit, abort, remove.
+ * Each is a
  * struct disk_op that runs alone on its chunk (later ones wait in the chunk's
  * queue, reads never wait) through these steps:
  *
@@ -15,6 +16,13 @@
  *
  * Every completion, also an early error, goes through the target's mailbox,
  * so a callback never runs inside the call that submitted its operation.
+ *
+ * A tombstone (disk_tombstone) is a remove as a version, for chain
+ * replication: planned like a write (same version rules) but with no content,
+ * so it skips slot, base, build and write and goes straight to sync. Pending,
+ * it is the chunk's pending version (flag `tomb`, column ptomb); committed
+ * (at once with DISK_W_COMMIT, or by disk_commit) it is a remove: both
+ * versions dropped, the row deleted, the committed slot freed once durable.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -230,6 +238,7 @@ op_sync(struct disk_op *op, bool wrote_data)
 	r->pcrc = pend->crc;
 	r->req = cur->ver != 0 ? cur->req : 0;
 	r->preq = pend->ver != 0 ? pend->req : 0;
+	r->ptomb = pend->ver != 0 && pend->tomb;
 	op->si.kind = DISK_SI_ROW;
 	op->si.rc = 0;
 	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC &&
@@ -483,7 +492,7 @@ plan_update(struct disk_op *op)
 	struct disk_chunk *c = op->c;
 	uint64_t V = c->cur.ver, P = c->pend.ver, u = op->ver;
 
-	if (op->kind == DISK_OP_TRUNCATE) {
+	if (op->kind == DISK_OP_TRUNCATE || op->kind == DISK_OP_TOMB) {
 		if (!disk_chunk_exists(c))
 			return -CFS_ENOCHUNK;
 		op->chunk_size = c->chunk_size;
@@ -501,7 +510,8 @@ plan_update(struct disk_op *op)
 			u = V + 1;
 		if (u <= V)
 			return -ESTALE;
-		op->action = DISK_A_SET_CUR;
+		/* A committed tombstone is the chunk's removal. */
+		op->action = op->kind == DISK_OP_TOMB ? DISK_A_REMOVE : DISK_A_SET_CUR;
 	} else {
 		if (u == 0)
 			u = V + 1;
@@ -515,6 +525,7 @@ plan_update(struct disk_op *op)
 	}
 	op->nv.ver = u;
 	op->nv.req = op->req;
+	op->nv.tomb = op->kind == DISK_OP_TOMB;
 	op->cls = (uint8_t)disk_class_of(op->chunk_size);
 	op->base = c->cur;
 	op->base.bcrc = NULL; /* the cache may drop it; the merge recomputes */
@@ -544,10 +555,12 @@ op_start(struct disk_op *op)
 	switch (op->kind) {
 	case DISK_OP_WRITE:
 	case DISK_OP_TRUNCATE:
+	case DISK_OP_TOMB:
 		rc = plan_update(op);
 		if (rc != 0)
 			break;
 		if (op->nv.len == 0) {
+			/* No content (an empty version, a tombstone): only the row. */
 			op_sync(op, false);
 			return;
 		}
@@ -563,7 +576,7 @@ op_start(struct disk_op *op)
 		if (!disk_chunk_exists(c))
 			rc = -CFS_ENOCHUNK;
 		else if (P != 0 && op->ver == P)
-			op->action = DISK_A_COMMIT;
+			op->action = c->pend.tomb ? DISK_A_REMOVE : DISK_A_COMMIT;
 		else if (P == 0 && op->ver == V)
 			op->action = DISK_A_NONE;
 		else if (op->ver < (P != 0 ? P : V))
@@ -588,7 +601,8 @@ op_start(struct disk_op *op)
 			op->action = DISK_A_REMOVE;
 		break;
 	}
-	if (rc != 0 || op->kind == DISK_OP_WRITE || op->kind == DISK_OP_TRUNCATE) {
+	if (rc != 0 || op->kind == DISK_OP_WRITE || op->kind == DISK_OP_TRUNCATE ||
+	    op->kind == DISK_OP_TOMB) {
 		if (rc != 0)
 			op_finish(op, rc);
 		return;
@@ -746,4 +760,13 @@ int
 disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn cb, void *cb_arg)
 {
 	return submit_simple(t, id, DISK_OP_REMOVE, 0, 0, 0, 0, cb, cb_arg);
+}
+
+int
+disk_tombstone(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, unsigned flags,
+	       uint64_t req, disk_done_fn cb, void *cb_arg)
+{
+	if (flags & ~(unsigned)DISK_W_COMMIT)
+		return -EINVAL;
+	return submit_simple(t, id, DISK_OP_TOMB, ver, 0, flags, req, cb, cb_arg);
 }

@@ -8,10 +8,13 @@
  * every replica, stale chain versions, a lapsed lease, a write sent to a
  * non-head, exactly-once retries (also across failover: stand-in actors play
  * a middle that dies after the tail committed, or a successor that never
- * answers), the re-drive of versions and removes left behind by failed
- * attempts, exactly-once retries after every replica restarted (the engine's
- * record of each version's request), resync (copies and leftover removal)
- * and the per-chunk serialization at the head.
+ * answers), the re-drive of versions left behind by failed attempts,
+ * exactly-once retries after every replica restarted (the engine's record of
+ * each version's request), removes as pending tombstones (stored down the
+ * chain, re-driven after a whole-chain restart, retried after restarts, read
+ * at a middle replica), a replica taking its successor's newer version on
+ * -ESTALE, resync (copies and leftover removal) and the per-chunk
+ * serialization at the head.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1566,6 +1569,339 @@ START_TEST(test_craq_read_asks_tail_when_remove_under_way)
 }
 END_TEST
 
+/* ------------------------------------------------- removes as versions */
+
+/* A chunk_remove as a predecessor forwards it: tombstone version ver. */
+static int
+fwd_remove(struct h *h, unsigned rep, uint64_t chunk, uint64_t ver, uint64_t client_req)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+	struct cfs_chunk_remove *r = RT_BODY(m, chunk_remove);
+
+	r->target = rep + 1;
+	r->chain_id = CHAIN_ID;
+	r->chain_ver = h->chain_ver;
+	r->chunk = cfs_chunk_id(1, chunk);
+	r->update_ver = ver;
+	r->client_req = client_req;
+	r->flags = STOR_CW_F_FORWARD;
+	return call(h, rep, m, NULL);
+}
+
+/* Replica rep holds chunk with committed version ver and a pending
+ * tombstone ver + 1. */
+static void
+expect_tomb(struct h *h, unsigned rep, uint64_t chunk, uint64_t ver)
+{
+	struct cfs_chunk_query_resp q = query(h, rep, chunk);
+
+	ck_assert_uint_eq(q.committed, ver);
+	ck_assert_uint_eq(q.pending, ver + 1);
+	ck_assert(q.ptomb);
+}
+
+/* Replica rep of the default chain believes in a tail that does not exist:
+ * what it forwards fails. */
+static void
+route_bad_tail(struct h *h, unsigned rep)
+{
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t bad[NREP] = {h->addr[0], h->addr[1], h->addr[2] + 0x50};
+
+	h->chain_ver = 1;
+	route_rep(h, rep, 1, now_ns(h) + LEASE_NS, NREP, targets, bad, k_serving);
+}
+
+START_TEST(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails)
+{
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 45, 4096, 1, 0, &ver, NULL), 0);
+	route_bad_tail(&h, 1);
+	/* Head first, like a write: head and middle hold the tombstone v2
+	 * pending (the tail never saw it) and still serve v1. */
+	ck_assert_int_ne(do_remove(&h, 0, 45, 985, &ver), 0);
+	expect_tomb(&h, 0, 45, 1);
+	expect_tomb(&h, 1, 45, 1);
+	expect_version(&h, 2, 45, 1, 4096, 1);
+	/* Repaired: the retry re-drives the tombstone and answers the removed
+	 * version; the chunk is gone everywhere. */
+	route_default(&h);
+	while (do_remove(&h, 0, 45, 985, &ver) == -CFS_EBUSY)
+		usleep(1000);
+	ck_assert_uint_eq(ver, 1);
+	for (unsigned i = 0; i < NREP; i++)
+		ck_assert_uint_eq(query(&h, i, 45).committed, 0);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_remove_redriven_by_head_when_every_replica_restarted)
+{
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 46, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 47, 4096, 7, 0, &ver, NULL), 0);
+	route_bad_tail(&h, 1);
+	ck_assert_int_ne(do_remove(&h, 0, 46, 990, &ver), 0);
+	expect_tomb(&h, 0, 46, 1);
+	expect_tomb(&h, 1, 46, 1);
+
+	/* The whole chain restarts while the remove is in flight: the
+	 * tombstones are durable, and the head's re-drive walk (routing makes
+	 * it head) removes the chunk on every replica. */
+	h_restart(&h);
+	expect_tomb(&h, 0, 46, 1);
+	expect_tomb(&h, 1, 46, 1);
+	route_default(&h);
+	for (unsigned i = 0; i < NREP; i++) {
+		/* hang guard (10 s), not a performance bound: before, the head
+		 * and middle kept the chunk for good */
+		for (unsigned n = 0; query(&h, i, 46).committed != 0; n++) {
+			ck_assert_msg(n < 5000, "replica %u still holds the chunk", i);
+			usleep(2000);
+		}
+	}
+	/* The retry comes after the removal: the chunk is unknown (the client
+	 * takes that as success for a retry), nothing else is removed. */
+	ck_assert_int_eq(do_remove(&h, 0, 46, 990, &ver), -CFS_ENOCHUNK);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 47, 1, 4096, 7);
+	/* The chunk starts over at version 1 on every replica (before, the head
+	 * kept it and its next write was refused further down). */
+	ck_assert_int_eq(do_write(&h, 0, 46, 2048, 2, 991, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 46, 1, 2048, 2);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_remove_retry_redrives_pending_tombstone_when_targets_restarted)
+{
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t good[NREP];
+	uint64_t ver = 0;
+	int rc;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 48, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 48, 4096, 2, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 49, 4096, 9, 0, &ver, NULL), 0);
+	route_bad_tail(&h, 1);
+	ck_assert_int_ne(do_remove(&h, 0, 48, 995, &ver), 0);
+
+	/* Restarted, the middle still misrouted: the retry finds its pending
+	 * tombstone through the engine's record (the ring is gone) and
+	 * re-drives it, which fails again; nothing new is made. */
+	h_restart(&h);
+	for (unsigned i = 0; i < NREP; i++)
+		good[i] = h.addr[i];
+	route_bad_tail(&h, 1);
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	ck_assert_int_ne(do_remove(&h, 0, 48, 995, &ver), 0);
+	expect_tomb(&h, 0, 48, 2);
+	expect_tomb(&h, 1, 48, 2);
+	expect_version(&h, 2, 48, 2, 4096, 2);
+
+	/* Repaired: the retry answers the version its remove removed. */
+	route_default(&h);
+	while ((rc = do_remove(&h, 0, 48, 995, &ver)) == -CFS_EBUSY)
+		usleep(1000);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(ver, 2);
+	for (unsigned i = 0; i < NREP; i++) {
+		ck_assert_uint_eq(query(&h, i, 48).committed, 0);
+		expect_version(&h, i, 49, 1, 4096, 9);
+	}
+	/* Asked again before a restart: the same answer, from memory. */
+	ck_assert_int_eq(do_remove(&h, 0, 48, 995, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	/* After one: the chunk is unknown; nothing else goes. */
+	h_restart(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_remove(&h, 0, 48, 995, &ver), -CFS_ENOCHUNK);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 49, 1, 4096, 9);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_read_at_middle_asks_tail_when_tombstone_pending)
+{
+	uint8_t got[4096], want[4096];
+	uint64_t ver = 0;
+	int item = 1;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	tp_fill(want, sizeof(want), 1);
+	ck_assert_int_eq(do_write(&h, 0, 55, 4096, 1, 0, &ver, NULL), 0);
+	/* The middle gets tombstone v2 as the head would forward it; its own
+	 * forward fails: it keeps it pending. */
+	route_bad_tail(&h, 1);
+	ck_assert_int_ne(fwd_remove(&h, 1, 55, 2, 1001), 0);
+	expect_tomb(&h, 1, 55, 1);
+	route_default(&h);
+	/* The tail still holds v1: the middle serves v1. */
+	ck_assert_int_eq(do_read(&h, 1, 55, sizeof(got), 0, &item, &ver, got), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert(memcmp(got, want, sizeof(want)) == 0);
+	/* The tail removes (commits the tombstone at once): the middle's read
+	 * finds the chunk gone there, and is answered so. */
+	ck_assert_int_eq(fwd_remove(&h, 2, 55, 2, 1001), 0);
+	ck_assert_uint_eq(query(&h, 2, 55).committed, 0);
+	ck_assert_int_eq(do_read(&h, 1, 55, sizeof(got), 0, &item, &ver, got), 0);
+	ck_assert_int_eq(item, -CFS_ENOCHUNK);
+	/* A relaxed read does not ask: the middle's committed v1. */
+	ck_assert_int_eq(do_read(&h, 1, 55, sizeof(got), RT_MSG_F_RELAXED, &item, &ver, got), 0);
+	ck_assert_int_eq(item, 0);
+	ck_assert_uint_eq(ver, 1);
+	/* The tombstone at a replica that lacks the chunk: done, success. */
+	ck_assert_int_eq(fwd_remove(&h, 2, 55, 2, 1001), 0);
+	h_stop(&h);
+}
+END_TEST
+
+START_TEST(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone)
+{
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	static const unsigned order[2] = {0, 2};
+	uint32_t t1[1] = {1}, t3[1] = {3}, t13[2] = {1, 3};
+	cfs_addr_t a1[1], a3[1], bad[2], mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	/* Replica 2, alone before, holds its own chunk 70. */
+	a3[0] = h.addr[2];
+	h.chain_ver = 1;
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, t3, a3, one);
+	ck_assert_int_eq(do_write(&h, 2, 70, 4096, 99, 0, &ver, NULL), 0);
+	/* Replica 0 alone writes 70 and 71. */
+	a1[0] = h.addr[0];
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 1, t1, a1, one);
+	ck_assert_int_eq(do_write(&h, 0, 70, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 71, 4096, 2, 0, &ver, NULL), 0);
+	/* Replica 2 joins as syncing, but replica 0 cannot reach it yet: the
+	 * remove of 70 leaves a pending tombstone at replica 0. */
+	bad[0] = h.addr[0];
+	bad[1] = h.addr[2] + 0x50;
+	h.chain_ver = 2;
+	route_rep(&h, 0, 2, now_ns(&h) + LEASE_NS, 2, t13, bad, two);
+	ck_assert_int_ne(do_remove(&h, 0, 70, 1200, &ver), 0);
+	expect_tomb(&h, 0, 70, 1);
+
+	/* Reachable, mgmtd known: the head re-drives the tombstone (forwarded
+	 * as it is to the syncing target), the walk copies 71 and not 70. */
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 3, now_ns(&h) + LEASE_NS, order, two, 2);
+	pthread_mutex_lock(&g_sd_mu);
+	while (g_sd_count == 0)
+		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	pthread_mutex_unlock(&g_sd_mu);
+	ck_assert_uint_eq(g_sd.target, 3);
+	/* hang guard (10 s), not a performance bound */
+	for (unsigned n = 0; query(&h, 0, 70).committed != 0; n++) {
+		ck_assert_msg(n < 5000, "the tombstone was not re-driven");
+		usleep(2000);
+	}
+	ck_assert_uint_eq(query(&h, 2, 70).committed, 0);
+	expect_same(&h, 0, 2, 71);
+	/* The remove's retry: the re-drive recorded its answer. */
+	ck_assert_int_eq(do_remove(&h, 0, 70, 1200, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
+/* A write of version ver as a predecessor forwards it. */
+static int
+fwd_write(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t seed, uint64_t ver)
+{
+	struct rt_msg *m = write_req(h, rep, chunk, len, seed, 0);
+
+	RT_BODY(m, chunk_write)->flags |= STOR_CW_F_FORWARD;
+	RT_BODY(m, chunk_write)->update_ver = ver;
+	return call(h, rep, m, NULL);
+}
+
+START_TEST(test_craq_replica_takes_successor_version_when_successor_answers_estale)
+{
+	static uint8_t want[5000];
+	uint64_t ver = 0;
+	int rc;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 60, 4096, 1, 0, &ver, NULL), 0);
+	/* The divergence: the tail committed versions 2 and 3 that head and
+	 * middle never saw (as if it had served another head). */
+	ck_assert_int_eq(fwd_write(&h, 2, 60, 3000, 2, 2), 0);
+	ck_assert_int_eq(fwd_write(&h, 2, 60, 5000, 3, 3), 0);
+	expect_version(&h, 2, 60, 3, 5000, 3);
+
+	/* A write: head and middle store v2, the tail answers -ESTALE (v3).
+	 * The middle takes v3 from the tail over its pending v2 and answers a
+	 * retryable error; the head keeps its v2 pending. */
+	rc = do_write(&h, 0, 60, 4096, 4, 1100, &ver, NULL);
+	ck_assert_int_eq(rc, -CFS_EBUSY);
+	expect_version(&h, 1, 60, 3, 5000, 3);
+	ck_assert_uint_eq(query(&h, 0, 60).committed, 1);
+	ck_assert_uint_eq(query(&h, 0, 60).pending, 2);
+
+	/* The client's retry: the head re-drives its v2, the middle answers
+	 * -ESTALE (v3), the head takes v3 from it and applies the write as v4
+	 * (its v2 never took effect). */
+	ck_assert_int_eq(do_write(&h, 0, 60, 4096, 4, 1100, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 4);
+	/* v4 = the write's 4096 bytes over v3 (5000 bytes) on every replica. */
+	tp_fill(want, 5000, 3);
+	tp_fill(want, 4096, 4);
+	for (unsigned i = 0; i < NREP; i++) {
+		struct cfs_chunk_query_resp q = query(&h, i, 60);
+
+		ck_assert_uint_eq(q.committed, 4);
+		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.len, 5000);
+		ck_assert_uint_eq(q.crc, disk_crc32c(0, want, 5000));
+	}
+
+	/* The same for a remove: the tail ahead again (v5, v6), the middle and
+	 * then the head take v6 over their pending tombstone v5, and the
+	 * retry removes v6 everywhere. */
+	ck_assert_int_eq(fwd_write(&h, 2, 60, 100, 5, 5), 0);
+	ck_assert_int_eq(fwd_write(&h, 2, 60, 200, 6, 6), 0);
+	ck_assert_int_eq(do_remove(&h, 0, 60, 1101, &ver), -CFS_EBUSY);
+	ck_assert_uint_eq(query(&h, 1, 60).committed, 6); /* 200 bytes over the 5000 */
+	ck_assert_uint_eq(query(&h, 1, 60).pending, 0);
+	ck_assert_uint_eq(query(&h, 1, 60).crc, query(&h, 2, 60).crc);
+	expect_tomb(&h, 0, 60, 4);
+	ck_assert_int_eq(do_remove(&h, 0, 60, 1101, &ver), 0);
+	ck_assert_uint_eq(ver, 6);
+	for (unsigned i = 0; i < NREP; i++)
+		ck_assert_uint_eq(query(&h, i, 60).committed, 0);
+	h_stop(&h);
+}
+END_TEST
+
 static Suite *
 craq_suite(void)
 {
@@ -1605,6 +1941,12 @@ craq_suite(void)
 	ADD(test_craq_resync_fills_syncing_target_when_it_rejoins);
 	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
+	ADD(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails);
+	ADD(test_craq_remove_redriven_by_head_when_every_replica_restarted);
+	ADD(test_craq_remove_retry_redrives_pending_tombstone_when_targets_restarted);
+	ADD(test_craq_read_at_middle_asks_tail_when_tombstone_pending);
+	ADD(test_craq_replica_takes_successor_version_when_successor_answers_estale);
+	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
 #undef ADD
 	return s;
 }

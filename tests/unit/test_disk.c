@@ -2,7 +2,8 @@
 /*
  * Unit tests of the chunk engine (src/disk) on real files: CRC32C, round
  * trips in every size class, partial writes, versions (pending, commit,
- * abort, force), the request ids stored with versions, an index made by an
+ * abort, force), pending removes (tombstones: hidden until commit, durable,
+ * abort, slot freed), the request ids stored with versions, an index made by an
  * older build (migration), copy-on-write, reopen, capacity and ENOSPC, corrupted data
  * files, bad arguments, list paging, group commit under concurrent writes,
  * and a crash test that SIGKILLs a writer child at random moments and checks
@@ -310,6 +311,22 @@ simple_sync(int (*fn)(struct disk_target *, const struct cfs_id128 *, uint64_t, 
 	if (rc != 0)
 		return rc;
 	run_until(&r.done);
+	return r.rc;
+}
+
+static int
+tomb_sync(struct disk_target *t, struct cfs_id128 id, uint64_t ver, unsigned flags, uint64_t req,
+	  struct disk_chunk_info *info)
+{
+	struct res r = {0};
+	int rc = disk_tombstone(t, &id, ver, flags, req, done_cb, &r);
+
+	if (rc != 0)
+		return rc;
+	ck_assert_int_eq(r.done, 0); /* never called back inside the call */
+	run_until(&r.done);
+	if (info)
+		*info = r.info;
 	return r.rc;
 }
 
@@ -1010,7 +1027,7 @@ START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
 	/* It opens, its chunks are there with no request known, and it stores
 	 * requests from now on. */
 	t = open_t("t", 64ull << 20);
-	ck_assert_int_eq(index_columns("t"), 13);
+	ck_assert_int_eq(index_columns("t"), 14); /* + req, preq, ptomb */
 	assert_consistent(t);
 	expect_reqs(t, a, 1, 0, 0, 0);
 	expect_reqs(t, b, 0, 0, 1, 0);
@@ -1023,6 +1040,138 @@ START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
 	assert_consistent(t);
 	expect_reqs(t, a, 1, 0, 2, 33);
 	expect_reqs(t, b, 1, 0, 0, 0);
+	/* and pending removes (the tombstone column) too */
+	ck_assert_int_eq(tomb_sync(t, b, 0, 0, 34, NULL), 0);
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, b, 1, 0, 2, 34);
+	ck_assert_int_eq(simple_sync(disk_commit, t, b, 2), 0);
+	ck_assert_int_eq(disk_query(t, &b, &(struct disk_chunk_info){0}), -CFS_ENOCHUNK);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------- tombstones */
+
+START_TEST(test_disk_tombstone_keeps_committed_readable_until_commit_when_pending)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(10, 1), other = mkid(10, 2);
+	uint8_t a[5000], b[3000], got[8000];
+	struct disk_chunk_info info;
+	struct disk_stats st0, st1, st2;
+	uint32_t n = 0;
+	uint64_t ver = 0;
+
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	disk_stats(t, &st0);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, sizeof(a), 0, DISK_W_COMMIT, &info), 0);
+	ck_assert_int_eq(write_sync(t, other, 16384, 0, b, sizeof(b), 0, DISK_W_COMMIT, NULL), 0);
+	disk_stats(t, &st1);
+	ck_assert_uint_eq(st1.used, st0.used + 2 * 16384);
+	ck_assert_uint_eq(st1.chunks, 2);
+
+	/* Only existing chunks, only the flags it knows. */
+	ck_assert_int_eq(disk_tombstone(t, &(struct cfs_id128){{0}}, 0, 0, 0, done_cb, NULL),
+			 -CFS_ENOCHUNK);
+	ck_assert_int_eq(disk_tombstone(t, &id, 0, DISK_W_FORCE, 0, done_cb, NULL), -EINVAL);
+	/* Version rules of a pending write: the next version only. */
+	ck_assert_int_eq(tomb_sync(t, id, 1, 0, 40, NULL), -ESTALE);
+	ck_assert_int_eq(tomb_sync(t, id, 3, 0, 40, NULL), -ERANGE);
+
+	/* Pending tombstone v2: no slot taken, the committed v1 still reads. */
+	ck_assert_int_eq(tomb_sync(t, id, 0, 0, 41, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	ck_assert_uint_eq(info.pver, 2);
+	ck_assert_uint_eq(info.plen, 0);
+	ck_assert(info.ptomb);
+	ck_assert_uint_eq(info.preq, 41);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert(info.ptomb);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used);
+	ck_assert_int_eq(read_sync(t, id, 0, 8000, 0, got, &n, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_uint_eq(n, sizeof(a));
+	ck_assert(memcmp(got, a, sizeof(a)) == 0);
+	ck_assert_int_eq(read_sync(t, id, 0, 10, DISK_R_PENDING, NULL, NULL, NULL), -CFS_ENOCHUNK);
+	/* listed with the flag */
+	{
+		struct disk_chunk_info page[4];
+		bool more = true;
+		int k = disk_list(t, NULL, NULL, page, 4, &more);
+
+		ck_assert_int_eq(k, 2);
+		for (int i = 0; i < k; i++)
+			ck_assert(page[i].ptomb == (memcmp(page[i].id.b, id.b, 16) == 0));
+	}
+	/* Another version while it is pending: busy, as for a pending write. */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, 10, 3, 0, NULL), -EBUSY);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, 10, 0, DISK_W_COMMIT, NULL), -EBUSY);
+	ck_assert_int_eq(tomb_sync(t, id, 0, DISK_W_COMMIT, 0, NULL), -EBUSY);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 3), -ERANGE);
+	/* the same version again is kept as it is (a forward's retry) */
+	ck_assert_int_eq(tomb_sync(t, id, 2, 0, 41, &info), 0);
+	ck_assert(info.ptomb);
+
+	/* Durable: a reopen keeps it pending with its request. */
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	ck_assert_uint_eq(info.pver, 2);
+	ck_assert(info.ptomb);
+	ck_assert_uint_eq(info.preq, 41);
+	assert_content(t, id, 0, a, sizeof(a));
+
+	/* Abort restores the plain committed chunk. */
+	ck_assert_int_eq(simple_sync(disk_abort, t, id, 2), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	ck_assert_uint_eq(info.pver, 0);
+	ck_assert(!info.ptomb);
+	assert_content(t, id, 0, a, sizeof(a));
+	assert_consistent(t);
+
+	/* Commit removes the chunk, frees its slot and deletes its row. */
+	ck_assert_int_eq(tomb_sync(t, id, 0, 0, 42, NULL), 0);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
+	ck_assert_int_eq(disk_query(t, &id, &info), -CFS_ENOCHUNK);
+	ck_assert_int_eq(read_sync(t, id, 0, 10, 0, NULL, NULL, NULL), -CFS_ENOCHUNK);
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), -CFS_ENOCHUNK);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st1.used - 16384);
+	ck_assert_uint_eq(st2.chunks, 1);
+	assert_consistent(t);
+
+	/* Committed at once (a tail): the same removal. */
+	ck_assert_int_eq(tomb_sync(t, other, 0, DISK_W_COMMIT, 43, &info), 0);
+	ck_assert_uint_eq(info.ver, 0);
+	ck_assert_uint_eq(info.pver, 0);
+	ck_assert_int_eq(disk_query(t, &other, &info), -CFS_ENOCHUNK);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st0.used);
+	ck_assert_uint_eq(st2.chunks, 0);
+	assert_consistent(t);
+
+	/* Gone for good after a reopen; the slots are free again. */
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	ck_assert_int_eq(disk_query(t, &id, &info), -CFS_ENOCHUNK);
+	ck_assert_int_eq(disk_query(t, &other, &info), -CFS_ENOCHUNK);
+	disk_stats(t, &st2);
+	ck_assert_uint_eq(st2.used, st0.used);
+	/* and the chunk starts over at version 1 */
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, sizeof(b), 0, DISK_W_COMMIT, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	assert_content(t, id, 0, b, sizeof(b));
+	assert_consistent(t);
 	disk_target_close(&t);
 }
 END_TEST
@@ -2209,6 +2358,8 @@ disk_suite(void)
 		{"reopen", test_disk_reopen_restores_everything_when_closed},
 		{"reqs", test_disk_request_ids_follow_versions_when_committed_and_reopened},
 		{"old_index", test_disk_old_index_opens_and_gains_request_ids_when_columns_missing},
+		{"tombstone",
+		 test_disk_tombstone_keeps_committed_readable_until_commit_when_pending},
 		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
 		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
