@@ -740,16 +740,18 @@ target_args(int argc, char **argv, struct cluster_opts *co)
 	return optind;
 }
 
+/* A pending version that is a remove (a tombstone going down the chain) is
+ * marked: its length and CRC are those of the committed version it removes. */
 static void
 print_stat(const struct cfs_id128 *id, uint32_t chunk_size, uint32_t len, uint32_t crc,
-	   uint64_t committed, uint64_t pending)
+	   uint64_t committed, uint64_t pending, bool pending_remove)
 {
 	char ids[CFS_CHUNK_ID_STR];
 
 	cfs_chunk_id_format(id, ids);
 	printf("chunk      %s\nchunk_size %" PRIu32 "\nlen        %" PRIu32
-	       "\ncrc        0x%08" PRIx32 "\ncommitted  %" PRIu64 "\npending    %" PRIu64 "\n",
-	       ids, chunk_size, len, crc, committed, pending);
+	       "\ncrc        0x%08" PRIx32 "\ncommitted  %" PRIu64 "\npending    %" PRIu64 "%s\n",
+	       ids, chunk_size, len, crc, committed, pending, pending_remove ? " (remove)" : "");
 }
 
 static int
@@ -777,7 +779,7 @@ chunk_stat(int argc, char **argv)
 		rc = cluster_query(c, co.chain, &id, &op);
 		if (rc == 0)
 			print_stat(&id, op.out_chunk_size, op.out_len, op.out_crc, op.version,
-				   op.pending);
+				   op.pending, op.pending_remove);
 		else
 			cli_error("chunk stat", rc);
 		cfs_chunk_client_destroy(&c);
@@ -788,7 +790,7 @@ chunk_stat(int argc, char **argv)
 		return rc;
 	rc = chunk_query(&x, &id, &q);
 	if (rc == 0)
-		print_stat(&id, q.chunk_size, q.len, q.crc, q.committed, q.pending);
+		print_stat(&id, q.chunk_size, q.len, q.crc, q.committed, q.pending, q.ptomb);
 	else
 		cli_error("chunk stat", rc);
 	cfs_client_destroy(&x.c);
@@ -1008,8 +1010,9 @@ chunk_list(int argc, char **argv)
 			const struct cfs_chunk_meta *cm = &r->chunks[i];
 
 			cfs_chunk_id_format(&cm->chunk, ids);
-			printf("%s %10" PRIu32 " 0x%08" PRIx32 " %10" PRIu64 " %10" PRIu64 "\n",
-			       ids, cm->len, cm->crc, cm->committed, cm->pending);
+			printf("%s %10" PRIu32 " 0x%08" PRIx32 " %10" PRIu64 " %10" PRIu64 "%s\n",
+			       ids, cm->len, cm->crc, cm->committed, cm->pending,
+			       cm->ptomb ? " remove" : "");
 		}
 		shown += r->chunks_count;
 		more = r->more && r->chunks_count > 0;

@@ -479,6 +479,7 @@ on_op_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 
 			op->version = q->committed;
 			op->pending = q->pending;
+			op->pending_remove = q->ptomb;
 			op->out_len = q->len;
 			op->out_crc = q->crc;
 			op->out_chunk_size = q->chunk_size;
@@ -911,6 +912,7 @@ batch_prepare(struct batch *b, struct cfs_chunk_op *ops, unsigned n, struct op_c
 		op->target = 0;
 		op->attempts = 0;
 		op->pending = 0;
+		op->pending_remove = false;
 		op->out_chunk_size = 0;
 		op->rc = op_check(op);
 		if (op->rc != 0)

@@ -20,6 +20,7 @@
 #ifndef CFS_CLIENT_CHUNK_CLIENT_H
 #define CFS_CLIENT_CHUNK_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "chainfs/proto.h"
@@ -103,6 +104,7 @@ struct cfs_chunk_op {
 	uint32_t target;   /* the target that answered the last attempt */
 	uint32_t attempts; /* attempts made (1 when the first succeeded) */
 	uint64_t pending;  /* query: the pending version (0: none) */
+	bool pending_remove; /* query: ... and it is a remove (a tombstone going down the chain) */
 	uint32_t out_chunk_size; /* query: the chunk's size class bound */
 	const void *out_data;	 /* read with CFS_CHUNK_F_LEND: the out_len bytes read */
 	void *out_lent;		 /* ... and the buffer holding them (cfs_chunk_op_release) */
