@@ -21,7 +21,11 @@
  * version is stored with the client_req that made it (durably, in its index
  * row), and a request the ring does not know is looked up there
  * (dd_from_engine), so a restart or an eviction does not make a retry apply
- * twice while the chunk still holds the version the request made.
+ * twice while the chunk still holds the version the request made. A remove
+ * that committed leaves no version: the engine keeps a record of the request
+ * instead (disk_removed_find, written with the row's deletion, kept for the
+ * target's remove memory), and a retry that finds it is answered the removed
+ * version, not applied again, also when someone created the chunk since.
  *
  * Failed forwards never drop anything: the tail may have committed the
  * version already. The replica keeps it pending and answers a retryable
@@ -29,9 +33,19 @@
  * version) before the chunk's next mutation, when a client retries, and by
  * itself when routing makes it head or changes its chain. A replica holding
  * that version committed already answers it again (idempotent), so a version
- * is applied at most once and never carries two contents. A successor holding
- * a newer committed version answers -ESTALE; the replica then takes that
- * version from it over its pending one (reconcile) and answers -CFS_EBUSY.
+ * is applied at most once and never carries two contents. A head whose own
+ * mutation failed that way also re-drives by itself, after a backoff (the
+ * re-drive walk), so a chunk does not stay pending until a client returns.
+ * A successor holding a newer committed version answers -ESTALE: reported
+ * and refused, never taken (versions start over at 1 when a chunk is
+ * removed and created again: a higher version may be an older life).
+ *
+ * A syncing successor (the chain's last member) gets every mutation as a
+ * whole committed version (STOR_CW_F_SYNC, like a resync copy) and a remove
+ * as its tombstone; it installs the version over whatever it holds, or
+ * removes whatever it holds: its predecessor is authoritative, and sends
+ * only in the chunk's turn of its queue (a mutation, or a resync step:
+ * craq_sync_hold), so nothing of the chunk overtakes what it sends.
  *
  * A remove is an update version like a write: the head stores a pending
  * tombstone at committed + 1 (disk_tombstone, with the client_req), forwards
@@ -52,16 +66,18 @@
  * a pending write u: a forwarded write of u replaces it (the head made u a
  * write: it never had the tombstone), of another version -EBUSY/-ESTALE (the
  * engine's rules; the head re-drives its leftover first, so this needs two
- * heads); a resync copy (only ever sent to the tail, which never keeps a
- * tombstone pending) installs the committed version over it; chunk_query and
+ * heads); a resync copy (sent to a syncing target, the chain's last member,
+ * which may hold a tombstone pending from a life as a middle replica before
+ * it left) installs the committed version over it; chunk_query and
  * chunk_list report it (pending = u, ptomb), and a read at a non-tail
  * replica asks the tail as for any pending version: the tail's "no chunk"
  * means removed.
  *
  * Every replica queues a chunk's mutations the same way, so a resync copy or
  * removal (STOR_CW_F_SYNC, resync.c) and a forwarded mutation of one chunk
- * never overtake each other. Every op lives in its request's arena and dies
- * with the reply.
+ * never overtake each other; the predecessor's resync walk takes its turn in
+ * the same queue (craq_sync_hold). Every op lives in its request's arena and
+ * dies with the reply.
  */
 #define RT_LOG_SUBSYS "storage"
 #include "actors/storage/storage_internal.h"
@@ -94,12 +110,12 @@ struct craq_op {
 	bool redrive;	   /* head: re-driving the chunk's leftover pending version */
 	bool tomb;	   /* the version in the chain is a tombstone (a remove) */
 	bool commit_after; /* tail: stored pending (one was there), commit it next */
+	bool sync_hold;	   /* resync's turn in the chunk's queue (craq_sync_hold) */
 	uint64_t ver;	   /* the version in the chain now (pending unless tail) */
 	uint32_t plen;	   /* its length and CRC: what the successor must answer */
 	uint32_t pcrc;
 	uint32_t csize; /* the chunk's size, for a whole copy */
 	uint64_t rreq;	/* re-drive: the request that made the version (engine), 0: unknown */
-	uint64_t newer; /* reconcile: the successor's newer committed version */
 	struct disk_read rd;
 };
 
@@ -112,7 +128,6 @@ struct craq_q {
 
 static void start(struct craq_op *op);
 static void head_step(struct craq_op *op);
-static void reconcile(struct craq_op *op, uint64_t newer);
 static void redrive_failed(struct stor_target *t, int rc);
 static void redrive_succeeded(struct stor_target *t);
 
@@ -259,17 +274,26 @@ dd_set_done(struct stor_dedup *d, const struct disk_chunk_info *info)
  * request that made it, durably, so it refills the ring. The committed
  * version made by client_req gives a done entry (its answer); a pending one
  * the entry of a stored, unfinished request, which head_step re-drives and
- * then answers. NULL: neither version is the request's (it never stored
- * here, or the chunk was written again since: applied as new).
+ * then answers. A remove whose tombstone committed left no version but a
+ * record (disk_removed_find, kept for the target's remove memory): a done
+ * entry answering the version it removed, also when the chunk was created
+ * again since by someone else, whose chunk the retry must not remove. NULL:
+ * none of these is the request's (it never stored here, the chunk was
+ * written again since, or the remove's record expired: applied as new).
  */
 static struct stor_dedup *
-dd_from_engine(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chunk)
+dd_from_engine(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chunk,
+	       enum craq_kind kind)
 {
 	struct disk_chunk_info info;
 	struct stor_dedup *d;
+	uint64_t tver;
 
-	if (disk_query(t->dt, chunk, &info) != 0)
-		return NULL;
+	if (disk_query(t->dt, chunk, &info) != 0) {
+		if (kind != CRAQ_REMOVE || disk_removed_find(t->dt, chunk, client_req, &tver) != 0)
+			return NULL;
+		goto removed;
+	}
 	if (info.ver != 0 && info.req == client_req) {
 		d = dd_claim(t, client_req, chunk);
 		dd_set_done(d, &info);
@@ -282,7 +306,13 @@ dd_from_engine(struct stor_target *t, uint64_t client_req, const struct cfs_id12
 		d->crc = info.pcrc;
 		return d;
 	}
-	return NULL;
+	if (kind != CRAQ_REMOVE || disk_removed_find(t->dt, chunk, client_req, &tver) != 0)
+		return NULL;
+removed:
+	/* The head answered the version the tombstone removed: tver - 1. */
+	d = dd_claim(t, client_req, chunk);
+	dd_set_done(d, &(struct disk_chunk_info){.id = *chunk, .ver = tver - 1});
+	return d;
 }
 
 static void
@@ -359,10 +389,21 @@ refuse(struct craq_op *op)
 {
 	struct rt_msg *m = op->req; /* op lives in its arena */
 
-	if (op->synthetic)
+	if (op->sync_hold) {
+		op->t->sync_hold = NULL; /* the target stops: so does its walk */
+		rt_msg_free(&m);
+	} else if (op->synthetic)
 		rt_msg_free(&m);
 	else
 		rt_reply(m, -CFS_ENOTSERVING, NULL);
+}
+
+static bool
+left_pending(struct stor_target *t, const struct cfs_id128 *chunk)
+{
+	struct disk_chunk_info info;
+
+	return disk_query(t->dt, chunk, &info) == 0 && info.pver != 0;
 }
 
 static void
@@ -391,6 +432,13 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 		if (op->busy)
 			op->dd->busy = false;
 	}
+	/* A head's own mutation that failed with its version (or a leftover
+	 * it re-drove) still pending here: nobody else brings it down the
+	 * chain until a client retries (reads meanwhile ask the tail, and may
+	 * answer -CFS_EBUSY), so the re-drive walk runs after a backoff. */
+	if (rc != 0 && rc != -CFS_ECANCELED && !op->synthetic && !op->sync_hold &&
+	    !(op->flags & STOR_CW_F_FORWARD) && left_pending(t, &op->chunk))
+		redrive_failed(t, rc);
 	if (op->queued)
 		next = q_pop(t, &op->chunk);
 	if (op->synthetic) {
@@ -486,6 +534,28 @@ remove_here(struct craq_op *op)
 		removed(op, rc, NULL);
 }
 
+/*
+ * Our successor answered -ESTALE: it holds a committed version newer than the
+ * version we hold pending. A divergence to report, never a source of truth:
+ * versions start over at 1 when a chunk is removed and created again, so the
+ * successor's "newer" version may be an old life of the chunk (a replica that
+ * was away while the chunk was removed and re-created), and taking it would
+ * lose acknowledged data. Refused: our version stays pending, the client
+ * gets -ESTALE.
+ */
+static void
+estale_logged(struct craq_op *op, uint64_t theirs)
+{
+	char id[STOR_ID_STR];
+
+	if (!stor_log_ok(op->t))
+		return;
+	stor_id_str(&op->chunk, id);
+	RT_WARN("target=%" PRIu32 " chunk=%s: successor holds v%" PRIu64
+		", newer than our pending v%" PRIu64 "%s: refused",
+		op->t->id, id, theirs, op->ver, op->tomb ? " (a remove)" : "");
+}
+
 static void
 forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 {
@@ -496,11 +566,8 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 
 	(void)self;
 	if (op->tomb) {
-		if (rc == -ESTALE && resp && resp->type == CFS_MSG_CHUNK_REMOVE_RESP &&
-		    RT_BODY(resp, chunk_remove_resp)->version > op->ver) {
-			reconcile(op, RT_BODY(resp, chunk_remove_resp)->version);
-			return;
-		}
+		if (rc == -ESTALE && resp && resp->type == CFS_MSG_CHUNK_REMOVE_RESP)
+			estale_logged(op, RT_BODY(resp, chunk_remove_resp)->version);
 		if (rc != 0) {
 			fwd_failed(op, rc);
 			return;
@@ -528,11 +595,8 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 			" crc %08" PRIx32 " for our v%" PRIu64 " len %" PRIu32 " crc %08" PRIx32,
 			op->t->id, id, ver, len, crc, op->ver, op->plen, op->pcrc);
 		rc = -EIO;
-	} else if (rc == -ESTALE && resp && ver > op->ver) {
-		/* It committed a newer version than the one we hold pending: ours
-		 * lost somewhere; take the successor's. */
-		reconcile(op, ver);
-		return;
+	} else if (rc == -ESTALE && resp) {
+		estale_logged(op, ver);
 	}
 	if (rc != 0) {
 		fwd_failed(op, rc);
@@ -549,161 +613,6 @@ chain_moved(const struct craq_op *op)
 	const struct stor_chain *c = &op->t->chain;
 
 	return op->chain_ver != c->chain_ver || c->pos < 0 || c->succ < 0;
-}
-
-/* ------------------------------------------- a successor ahead of us */
-
-/*
- * Our successor answered -ESTALE: it holds a committed version newer than the
- * version u we hold pending. Ours lost somewhere (a replica that missed
- * mutations while serving, two heads at once): what the chain beyond us
- * committed is the chunk's history, so we take it. Read the successor's
- * committed version (a relaxed read: exactly its committed one), install it
- * as committed (DISK_W_FORCE | DISK_W_REPLACE: our pending u is dropped), and
- * forget that u was stored for its request (it never took effect: a retry
- * applies it as new). Then a head's re-drive goes on with the op's own work;
- * anything else answers -CFS_EBUSY (retryable: the client's retry or the
- * predecessor's re-drive meets the reconciled state, and a predecessor
- * holding u pending reconciles from us the same way). Any failure on the way
- * reports -ESTALE as before, nothing changed.
- */
-static void
-reconcile_failed(struct craq_op *op, int rc, const char *what)
-{
-	char id[STOR_ID_STR];
-
-	stor_id_str(&op->chunk, id);
-	RT_WARN("target=%" PRIu32 " chunk=%s: successor holds v%" PRIu64
-		", newer than our pending v%" PRIu64 "; taking it failed (%s): %s",
-		op->t->id, id, op->newer, op->ver, what, cfs_errname(rc));
-	fwd_failed(op, -ESTALE);
-}
-
-/* The request that made the pending version op->ver dropped here: its memory
- * no longer says "stored" (NULL: none known). */
-static struct stor_dedup *
-dropped_dd(struct craq_op *op)
-{
-	struct stor_dedup *d = NULL;
-
-	if (!op->redrive)
-		return dd_ours(op->dd, op) ? op->dd : NULL;
-	if (op->rreq)
-		d = dd_find(op->t, op->rreq, &op->chunk);
-	if (!d || d->done || d->ver != op->ver)
-		d = dd_find_ver(op->t, &op->chunk, op->ver);
-	return d;
-}
-
-static void
-reconciled(void *cb_arg, int rc, const struct disk_chunk_info *info)
-{
-	struct craq_op *op = cb_arg;
-	struct stor_dedup *d;
-	char id[STOR_ID_STR];
-
-	if (rc != 0) {
-		reconcile_failed(op, rc, "install");
-		return;
-	}
-	stor_id_str(&op->chunk, id);
-	RT_WARN("target=%" PRIu32 " chunk=%s: took v%" PRIu64 " from our successor over our"
-		" pending v%" PRIu64 " (dropped)",
-		op->t->id, id, info->ver, op->ver);
-	d = dropped_dd(op);
-	if (d && !d->done && d->ver == op->ver) {
-		d->ver = 0;
-		if (!d->busy)
-			d->client_req = 0; /* nothing of it here: a retry applies it */
-	}
-	op->tomb = false;
-	if (op->redrive) {
-		op->redrive = false;
-		head_step(op);
-		return;
-	}
-	finish(op, -CFS_EBUSY, NULL);
-}
-
-static void
-reconcile_read(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
-{
-	struct craq_op *op = cb_arg;
-	const struct cfs_chunk_read_resp *rr = resp ? RT_BODY(resp, chunk_read_resp) : NULL;
-	const struct cfs_chunk_io_result *res = NULL;
-	struct disk_write dw;
-
-	(void)self;
-	if (rc == 0 && (!rr || rr->results_count != 1))
-		rc = -CFS_EPROTO;
-	if (rc == 0) {
-		res = &rr->results[0];
-		rc = res->rc;
-	}
-	if (rc == 0 && (res->version <= op->ver || resp->plen != res->len))
-		rc = -EIO; /* not newer after all, or the bytes do not match */
-	if (rc != 0) {
-		reconcile_failed(op, rc, "read");
-		return;
-	}
-	dw = (struct disk_write){
-		.id = op->chunk,
-		.chunk_size = op->csize,
-		.len = res->len,
-		.iov = resp->iov,
-		.iovcnt = resp->iovcnt,
-		.crc = res->crc,
-		.ver = res->version,
-		.flags = DISK_W_FORCE | DISK_W_REPLACE,
-	};
-	/* The engine takes its own references to the payload buffers. */
-	rc = disk_write(op->t->dt, &dw, reconciled, op);
-	if (rc != 0)
-		reconcile_failed(op, rc, "install");
-}
-
-static void
-reconcile(struct craq_op *op, uint64_t newer)
-{
-	struct stor_target *t = op->t;
-	const struct stor_chain *c = &t->chain;
-	struct disk_chunk_info info;
-	struct cfs_chunk_read *r;
-	struct cfs_chunk_io *io;
-	struct rt_msg *m;
-	int rc;
-
-	op->newer = newer;
-	if (chain_moved(op)) {
-		fwd_failed(op, -CFS_ESTALECHAIN);
-		return;
-	}
-	rc = disk_query(t->dt, &op->chunk, &info);
-	if (rc != 0) {
-		reconcile_failed(op, rc, "query");
-		return;
-	}
-	op->csize = info.chunk_size;
-	m = rt_msg_new(CFS_MSG_CHUNK_READ);
-	io = m ? rt_msg_alloc(m, sizeof(*io)) : NULL;
-	if (!io) {
-		rt_msg_free(&m);
-		reconcile_failed(op, -ENOMEM, "read");
-		return;
-	}
-	*io = (struct cfs_chunk_io){.chunk = op->chunk, .len = op->csize};
-	r = RT_BODY(m, chunk_read);
-	r->target = c->members[c->succ].target;
-	r->chain_id = op->chain_id;
-	r->chain_ver = op->chain_ver;
-	r->ios = io;
-	r->ios_count = 1;
-	m->flags |= RT_MSG_F_RELAXED;
-	rc = rt_call(t->self, c->members[c->succ].addr, m, 0, reconcile_read, op);
-	if (rc != 0) {
-		rt_msg_free(&m);
-		reconcile_failed(op, rc, "read");
-	}
 }
 
 /* The one builder of whole-version chunk_writes (here and resync.c), so a
@@ -993,12 +902,17 @@ store(struct craq_op *op, uint64_t ver, unsigned flags)
 }
 
 /*
- * A resync copy from our predecessor: the whole committed content of a chunk
- * at version update_ver, installed as committed (DISK_W_FORCE, REPLACE) unless
- * we already hold it or a newer version (a forwarded write that overtook the
- * copy: it ran before it in this chunk's queue). Never forwarded on.
- * A resync removal (chunk_remove): a chunk the predecessor does not hold,
- * removed if it is still the version listed.
+ * A resync copy from our predecessor (or a mutation it forwards to us while we
+ * sync, or a leftover it re-drives: whole versions all): the whole committed
+ * content of a chunk at version update_ver, installed as committed
+ * (DISK_W_FORCE, REPLACE) over whatever we hold, unless we hold exactly that
+ * already. The predecessor is authoritative: it sends under its own per-chunk
+ * queue (craq_sync_hold, or the mutation's own turn), so nothing of that
+ * chunk overtakes it, and what we hold may be a stale life of the chunk
+ * (removed and created again while we were away: versions start over at 1,
+ * so a higher version here proves nothing). Never forwarded on.
+ * A resync removal (chunk_remove): a chunk the predecessor does not hold
+ * committed: removed, whatever we hold.
  */
 static void
 start_sync_copy(struct craq_op *op)
@@ -1013,10 +927,10 @@ start_sync_copy(struct craq_op *op)
 	op->tail = true;
 	rc = disk_query(t->dt, &op->chunk, &info);
 	if (op->kind == CRAQ_REMOVE) {
-		if (rc == 0 && info.ver == op->ver)
+		if (rc == 0)
 			remove_here(op);
 		else
-			finish(op, 0, NULL); /* gone, or written since: kept */
+			finish(op, 0, NULL); /* gone already */
 		return;
 	}
 	if (op->kind != CRAQ_WRITE) {
@@ -1028,9 +942,8 @@ start_sync_copy(struct craq_op *op)
 		finish(op, -EINVAL, NULL);
 		return;
 	}
-	if (rc == 0 && info.pver == 0 &&
-	    (info.ver > op->ver ||
-	     (info.ver == op->ver && info.crc == w->crc && info.len == w->len))) {
+	if (rc == 0 && info.pver == 0 && info.ver == op->ver && info.crc == w->crc &&
+	    info.len == w->len) {
 		finish(op, 0, &info);
 		return;
 	}
@@ -1046,11 +959,21 @@ start_forwarded_tomb(struct craq_op *op)
 {
 	struct stor_target *t = op->t;
 	struct disk_chunk_info info = {0};
+	char id[STOR_ID_STR];
 	unsigned flags = 0;
+	uint64_t tver;
 	int rc;
 
 	op->tomb = true;
 	rc = disk_query(t->dt, &op->chunk, &info);
+	if (t->chain.public_state == CFS_TS_SYNCING && rc == 0) {
+		/* We sync: the predecessor is authoritative (it sends under the
+		 * chunk's turn, see start_sync_copy), and what we hold may be a
+		 * stale life of the chunk: removed, whatever it is, and the
+		 * request remembered like any committed remove. */
+		store(op, op->ver, DISK_W_FORCE);
+		return;
+	}
 	if (rc == -CFS_ENOCHUNK) {
 		/* Removed here already (an earlier attempt got this far), or never
 		 * here: the remove is committed as far as we are concerned. */
@@ -1066,6 +989,17 @@ start_forwarded_tomb(struct craq_op *op)
 		op->tomb = false; /* the answer is what we hold */
 		finish(op, -ESTALE, &info);
 		return;
+	}
+	if (op->client_req != 0 && info.preq != op->client_req &&
+	    disk_removed_find(t->dt, &op->chunk, op->client_req, &tver) == 0) {
+		/* Our head lacks the record of this request's committed remove
+		 * (it joined by resync after it, or forgot it sooner) and applies the retry as new.
+		 * Followed all the same: answering success unapplied would
+		 * have the head remove a chunk we keep (README.md, "window"). */
+		stor_id_str(&op->chunk, id);
+		RT_WARN("target=%" PRIu32 " chunk=%s: remove request %" PRIu64
+			" committed here at v%" PRIu64 " arrives again as v%" PRIu64,
+			t->id, id, op->client_req, tver, op->ver);
 	}
 	if (info.pver == op->ver && info.ptomb) {
 		/* Stored by an earlier attempt: keep it. */
@@ -1266,6 +1200,10 @@ start(struct craq_op *op)
 	struct stor_target *t = op->t;
 	const struct stor_chain *c = &t->chain;
 
+	if (op->sync_hold) {
+		stor_sync_held(t); /* resync checks its chain itself */
+		return;
+	}
 	/* Queued behind another mutation, it may meet a newer chain. */
 	if (op->chain_ver != c->chain_ver || c->pos < 0) {
 		finish(op, -CFS_ESTALECHAIN, NULL);
@@ -1291,7 +1229,7 @@ remembered(struct stor_target *t, struct craq_op *op)
 		return false;
 	d = dd_find(t, op->client_req, &op->chunk);
 	if (!d)
-		d = dd_from_engine(t, op->client_req, &op->chunk);
+		d = dd_from_engine(t, op->client_req, &op->chunk, op->kind);
 	if (d && d->done) {
 		struct disk_chunk_info info = {.ver = d->ver, .len = d->len, .crc = d->crc};
 
@@ -1539,6 +1477,67 @@ redrive_succeeded(struct stor_target *t)
 	t->redrive_backoff_ms = REDRIVE_BACKOFF_MIN;
 }
 
+/* ------------------------------------------------------- resync's turn */
+
+int
+craq_sync_hold(struct stor_target *t, const struct cfs_id128 *id)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_QUERY); /* a carrier for the op */
+	struct craq_op *op = m ? rt_msg_alloc(m, sizeof(*op)) : NULL;
+	int rc;
+
+	if (!op) {
+		rt_msg_free(&m);
+		return -ENOMEM;
+	}
+	op->t = t;
+	op->req = m;
+	op->chunk = *id;
+	op->sync_hold = true;
+	rc = q_push(t, op);
+	if (rc < 0) {
+		rt_msg_free(&m);
+		return rc;
+	}
+	op->queued = true;
+	t->sync_hold = op;
+	if (rc == 1)
+		start(op);
+	return 0;
+}
+
+void
+craq_sync_release(struct stor_target *t)
+{
+	struct craq_op *op = t->sync_hold, *next = NULL;
+	struct craq_q **pq, *q;
+	struct rt_msg *m;
+
+	if (!op)
+		return;
+	t->sync_hold = NULL;
+	pq = q_slot(t, &op->chunk);
+	q = *pq;
+	if (q && q->first == op) {
+		next = q_pop(t, &op->chunk);
+	} else if (q) {
+		/* Still waiting (the walk stopped): leave the queue. */
+		struct craq_op *prev = q->first;
+
+		while (prev && prev->next != op)
+			prev = prev->next;
+		if (prev) {
+			prev->next = op->next;
+			if (q->last == op)
+				q->last = prev;
+		}
+	}
+	m = op->req; /* op lives in its arena */
+	rt_msg_free(&m);
+	if (next && !t->stopping)
+		start(next);
+}
+
 void
 craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head)
 {
@@ -1587,6 +1586,14 @@ craq_fini(struct stor_target *t)
 			t->q[b] = q->next;
 			free(q);
 		}
+	}
+	if (t->sync_hold) {
+		/* First of its queue: a walk step in flight, which ends with
+		 * the actor. */
+		struct rt_msg *m = t->sync_hold->req;
+
+		t->sync_hold = NULL;
+		rt_msg_free(&m);
 	}
 	free(t->dedup);
 	free(t->dedup_hash);

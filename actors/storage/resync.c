@@ -14,12 +14,22 @@
  * the target (chunk_query) and, when the version, length or CRC differs or
  * the target lacks it, reads our committed content and sends it as a
  * chunk_write with STOR_CW_F_FORWARD | STOR_CW_F_SYNC, which the target
- * installs as is (craq.c, start_sync_copy). Then a second walk pages through
- * the syncing target's chunks (chunk_list) and removes those we do not hold
- * (chunk_remove with STOR_CW_F_FORWARD | STOR_CW_F_SYNC and the version it
- * listed: the target removes the chunk only if it still holds that version,
- * so a write forwarded meanwhile is never undone): leftovers from before it
- * left, whose removes it missed. A failed step ends the walk and
+ * installs as is, over whatever it holds (craq.c, start_sync_copy). Then a
+ * second walk pages through the syncing target's chunks (chunk_list) and
+ * removes those we do not hold (chunk_remove with STOR_CW_F_FORWARD |
+ * STOR_CW_F_SYNC): leftovers from before it left, whose removes it missed.
+ *
+ * Each chunk's step (compare, then copy or removal, until the target's
+ * answer) runs in the chunk's turn of our per-chunk queue (craq_sync_hold),
+ * like a mutation: no mutation of that chunk is forwarded to the target
+ * between our reading of it and the target's install, so the target can take
+ * every copy as the truth. (It could not trust versions instead: they start
+ * over at 1 when a chunk is removed and created again, and the target may
+ * hold an older life of the chunk under a higher version.) A chunk we hold
+ * only pending (a first write whose forward failed) has no committed state:
+ * the target's copy is removed, and the head's re-drive brings the version
+ * later; a pending tombstone here copies the committed version (the
+ * tombstone follows as a re-drive). A failed step ends the walk and
  * arms a retry with backoff (the usual cause: the syncing target has not yet
  * received the routing that names the new chain version); a routing push also
  * restarts it. Chunks already equal are then only compared.
@@ -73,6 +83,7 @@ sync_stop(struct stor_target *t, int rc, const char *why)
 {
 	struct stor_sync *s = &t->sync;
 
+	craq_sync_release(t);
 	s->running = false;
 	if (rc == 0 || rc == -CFS_ECANCELED) {
 		t->sync_backoff_ms = SYNC_BACKOFF_MIN_MS;
@@ -149,6 +160,34 @@ copied(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	sync_step(t);
 }
 
+/* The syncing target must not hold the chunk: remove it there, whatever it
+ * holds (we are in the chunk's turn). */
+static void
+send_removal(struct stor_target *t, const struct disk_chunk_info *info, rt_reply_fn done)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+	struct cfs_chunk_remove *r;
+	int rc;
+
+	if (!m) {
+		sync_stop(t, -ENOMEM, "remove");
+		return;
+	}
+	r = RT_BODY(m, chunk_remove);
+	r->target = s->dst;
+	r->chain_id = t->chain.chain_id;
+	r->chain_ver = s->chain_ver;
+	r->chunk = info->id;
+	r->update_ver = info->ver;
+	r->flags = STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, done, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "remove");
+	}
+}
+
 /* Send the bytes read (data may be NULL for an empty chunk). */
 static void
 send_copy(struct stor_target *t, const struct disk_chunk_info *info, uint64_t ver, uint32_t crc,
@@ -221,14 +260,11 @@ copy_chunk(struct stor_target *t)
 		sync_stop(t, rc, "query");
 		return;
 	}
-	if (info->ver == 0 || info->ptomb) {
-		/* Only a first version in flight: the forwarded write brings it.
-		 * A remove in flight (pending tombstone): the forwarded tombstone
-		 * removes the chunk there, and a copy of the committed version
-		 * could land after it and bring the chunk back; the tombstone is
-		 * never dropped (the head re-drives it until it commits). */
-		s->i++;
-		sync_step(t);
+	if (info->ver == 0) {
+		/* Only a leftover first version, pending (our turn: nothing of
+		 * it is in flight): nothing committed here, so nothing there;
+		 * the head's re-drive brings the version. */
+		send_removal(t, info, copied);
 		return;
 	}
 	if (info->len == 0) {
@@ -260,7 +296,10 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	}
 	s->compared++;
 	q = rc == 0 ? RT_BODY(resp, chunk_query_resp) : NULL;
-	if (q && q->committed == info->ver && q->len == info->len && q->crc == info->crc) {
+	if ((q && q->committed == info->ver && q->len == info->len && q->crc == info->crc &&
+	     q->pending == 0) ||
+	    (!q && info->ver == 0)) {
+		/* Equal, or nothing committed on either side. */
 		s->i++;
 		sync_step(t);
 		return;
@@ -286,34 +325,6 @@ swept(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	t->sync.removed++;
 	t->sync.i++;
 	sweep_step(t);
-}
-
-/* The syncing target holds a chunk we do not: remove it there, if it still
- * holds the version it listed. */
-static void
-sweep_remove(struct stor_target *t, const struct disk_chunk_info *info)
-{
-	struct stor_sync *s = &t->sync;
-	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
-	struct cfs_chunk_remove *r;
-	int rc;
-
-	if (!m) {
-		sync_stop(t, -ENOMEM, "remove");
-		return;
-	}
-	r = RT_BODY(m, chunk_remove);
-	r->target = s->dst;
-	r->chain_id = t->chain.chain_id;
-	r->chain_ver = s->chain_ver;
-	r->chunk = info->id;
-	r->update_ver = info->ver;
-	r->flags = STOR_CW_F_FORWARD | STOR_CW_F_SYNC;
-	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, swept, NULL);
-	if (rc != 0) {
-		rt_msg_free(&m);
-		sync_stop(t, rc, "remove");
-	}
 }
 
 static void
@@ -360,6 +371,7 @@ sweep_step(struct stor_target *t)
 	struct rt_msg *m;
 	int rc;
 
+	craq_sync_release(t);
 	if (!sync_current(t)) {
 		sync_changed(t);
 		return;
@@ -367,8 +379,10 @@ sweep_step(struct stor_target *t)
 	for (; s->i < s->n; s->i++) {
 		/* Held here, even only pending (a first write in flight): kept. */
 		if (disk_query(t->dt, &s->page[s->i].id, &mine) == -CFS_ENOCHUNK) {
-			sweep_remove(t, &s->page[s->i]);
-			return;
+			rc = craq_sync_hold(t, &s->page[s->i].id);
+			if (rc != 0)
+				sync_stop(t, rc, "queue");
+			return; /* sweep_held goes on */
 		}
 	}
 	if (!s->more) {
@@ -393,12 +407,33 @@ sweep_step(struct stor_target *t)
 	}
 }
 
+/* The chunk's turn: remove it there if we still lack it. */
+static void
+sweep_held(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct disk_chunk_info mine;
+
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	if (disk_query(t->dt, &s->page[s->i].id, &mine) != -CFS_ENOCHUNK) {
+		s->i++; /* written here meanwhile: it went there too */
+		sweep_step(t);
+		return;
+	}
+	send_removal(t, &s->page[s->i], swept);
+}
+
 /* Our chunks are all compared (and copied): now the target's leftovers. */
 static void
 sync_finish(struct stor_target *t)
 {
 	struct stor_sync *s = &t->sync;
 
+	craq_sync_release(t);
+	s->sweeping = true;
 	s->started = false;
 	s->more = true;
 	s->n = s->i = 0;
@@ -410,9 +445,9 @@ static void
 sync_step(struct stor_target *t)
 {
 	struct stor_sync *s = &t->sync;
-	struct rt_msg *m;
 	int rc;
 
+	craq_sync_release(t);
 	if (!sync_current(t)) {
 		sync_changed(t);
 		return;
@@ -429,6 +464,35 @@ sync_step(struct stor_target *t)
 		if (s->n > 0)
 			s->next = disk_id_next(&s->page[s->n - 1].id);
 	}
+	rc = craq_sync_hold(t, &s->page[s->i].id);
+	if (rc != 0)
+		sync_stop(t, rc, "queue");
+	/* compare_held goes on */
+}
+
+/* The chunk's turn: compare it with the target's. */
+static void
+compare_held(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct rt_msg *m;
+	int rc;
+
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	/* Our state in the chunk's turn, not when the page was listed. */
+	rc = disk_query(t->dt, &s->page[s->i].id, &s->page[s->i]);
+	if (rc == -CFS_ENOCHUNK) {
+		s->i++; /* removed meanwhile, there too (or the sweep will) */
+		sync_step(t);
+		return;
+	}
+	if (rc != 0) {
+		sync_stop(t, rc, "query");
+		return;
+	}
 	m = rt_msg_new(CFS_MSG_CHUNK_QUERY);
 	if (!m) {
 		sync_stop(t, -ENOMEM, "compare");
@@ -441,6 +505,19 @@ sync_step(struct stor_target *t)
 		rt_msg_free(&m);
 		sync_stop(t, rc, "compare");
 	}
+}
+
+void
+stor_sync_held(struct stor_target *t)
+{
+	if (!t->sync.running) {
+		craq_sync_release(t); /* stopped meanwhile */
+		return;
+	}
+	if (t->sync.sweeping)
+		sweep_held(t);
+	else
+		compare_held(t);
 }
 
 void

@@ -238,6 +238,7 @@ stor_init(struct rt_actor *self, const void *arg)
 	o.target_id = cfg->target_id;
 	o.sync_mode = cfg->sync_mode;
 	o.prep = cfg->prep;
+	o.removed_retention_ms = cfg->removed_retention_ms;
 	rc = disk_target_open(t->e, &o, &t->dt);
 	if (rc != 0) {
 		disk_aio_put(&t->e);

@@ -27,6 +27,9 @@ struct stor_config {
 	uint32_t max_hdr;   /* largest frame header ([net] max_frame_header); 0: default */
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
+	/* How long a committed remove's request stays known
+	 * (disk_target_opts.removed_retention_ms); 0: the engine's default. */
+	uint64_t removed_retention_ms;
 	/* Part of a cluster (chainfsd has a [node] mgmtd or runs mgmtd): requests
 	 * are checked against the routing nodectl pushes (NODE_TARGET_ROUTING) and
 	 * writes go down the chain (CRAQ, craq.c). false: a standalone target,

@@ -91,6 +91,7 @@ struct stor_sync {
 	unsigned n, i;
 	struct disk_read rd;
 	uint64_t copied, compared, removed;
+	bool sweeping; /* the second walk (the target's leftovers) */
 };
 
 struct stor_target {
@@ -111,6 +112,8 @@ struct stor_target {
 	uint32_t *dedup_hash; /* STOR_DEDUP_SLOTS buckets: first slot + 1, 0: empty */
 	uint32_t dedup_next;
 	struct stor_sync sync;
+	/* Resync: the walk's place in a chunk's queue (craq_sync_hold), or NULL. */
+	struct craq_op *sync_hold;
 	/* Head: the walk that re-drives versions left pending by failed attempts
 	 * (craq.c), started when routing makes us head or changes our chain;
 	 * continued (budget per step) and retried with backoff on the timer. */
@@ -211,8 +214,7 @@ enum craq_kind {
  * same client_req is still in the chain), -CFS_ESTALECHAIN (the chain changed
  * meanwhile), the successor's error or -ETIMEDOUT, -EIO (the successor holds
  * other content under the version), -ESTALE (forwarded: we hold a newer
- * version; the response names it), -CFS_EBUSY too after taking a successor's
- * newer committed version over ours (its -ESTALE: reconciled, retry).
+ * version, the response names it; or our successor did: refused, reported).
  */
 void craq_mutate(struct stor_target *t, struct rt_msg *req, enum craq_kind kind);
 /** craq_mutate(t, req, CRAQ_WRITE). */
@@ -263,6 +265,21 @@ struct stor_whole {
  * @return 0 and *out, -ENOMEM (nothing to free).
  */
 int stor_whole_msg(const struct stor_whole *w, struct rt_msg **out);
+
+/**
+ * Resync (resync.c) takes chunk id's turn in our per-chunk queue, like a
+ * mutation: stor_sync_held(t) runs once every mutation of the chunk queued
+ * before has finished here (at once when none), and no mutation of it starts
+ * here until craq_sync_release(t), so none can be forwarded to the syncing
+ * target between the walk's read of our state and its install there. One hold
+ * at a time. Returns 0 (stor_sync_held runs, maybe before this returns) or
+ * -ENOMEM.
+ */
+int craq_sync_hold(struct stor_target *t, const struct cfs_id128 *id);
+/** End the hold (none: nothing); the chunk's next mutation starts. */
+void craq_sync_release(struct stor_target *t);
+/** The hold's turn came (resync.c). */
+void stor_sync_held(struct stor_target *t);
 
 /** Set up and tear down the resync retry timer (resync.c). */
 void stor_sync_init(struct stor_target *t);

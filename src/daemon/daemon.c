@@ -40,6 +40,7 @@ spawn_targets(struct cfsd *d, const struct cfsd_config *cfg)
 			.target_id = tc->id,
 			.path = tc->path,
 			.capacity = tc->capacity,
+			.removed_retention_ms = tc->remove_memory_ms,
 			.max_reply = cfg->max_payload,
 			.max_hdr = (uint32_t)cfg->max_frame_header,
 			/* Under mgmtd the target serves only what its chain routing allows. */

@@ -7,6 +7,9 @@
  * of blocks of up to OMAP_BLK entry pointers: a lookup is two binary searches,
  * an insert or remove moves at most one block's worth of pointers, and
  * appending in id order (loading the index at open) fills blocks completely.
+ * Also the map of the records of committed removes (disk_removed_find): a
+ * chained hash on (id, request) plus the records in commit order, so the ones
+ * past their retention leave from the front.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -320,4 +323,124 @@ disk_cmap_next(const struct disk_cmap *m, struct disk_cmap_cursor *cur)
 		cur->idx = 0;
 	}
 	return NULL;
+}
+
+/* ----------------------------------------------------- removed records */
+
+static uint32_t
+rm_bucket(const struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req)
+{
+	return (uint32_t)(fmix64(id_hash(id) ^ req) & m->mask);
+}
+
+void
+disk_rmap_init(struct disk_rmap *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->tail = &m->head;
+}
+
+void
+disk_rmap_fini(struct disk_rmap *m)
+{
+	while (m->head != NULL) {
+		struct disk_rm *r = m->head;
+
+		m->head = r->next;
+		free(r);
+	}
+	free(m->tab);
+	disk_rmap_init(m);
+}
+
+struct disk_rm *
+disk_rmap_find(const struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req)
+{
+	struct disk_rm *r;
+
+	if (m->tab == NULL)
+		return NULL;
+	for (r = m->tab[rm_bucket(m, id, req)]; r != NULL; r = r->hnext)
+		if (r->req == req && disk_id_cmp(&r->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+/* Double the table (or make the first one). A failure keeps the old table:
+ * chains grow longer, nothing is lost. */
+static void
+rm_grow(struct disk_rmap *m)
+{
+	uint32_t n = m->tab == NULL ? 256 : (m->mask + 1) * 2;
+	struct disk_rm **tab = calloc(n, sizeof(*tab));
+	struct disk_rmap nm = {.tab = tab, .mask = n - 1};
+
+	if (tab == NULL)
+		return;
+	for (uint32_t i = 0; m->tab != NULL && i <= m->mask; i++) {
+		while (m->tab[i] != NULL) {
+			struct disk_rm *r = m->tab[i];
+			uint32_t b = rm_bucket(&nm, &r->id, r->req);
+
+			m->tab[i] = r->hnext;
+			r->hnext = tab[b];
+			tab[b] = r;
+		}
+	}
+	free(m->tab);
+	m->tab = tab;
+	m->mask = n - 1;
+}
+
+int
+disk_rmap_add(struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req, uint64_t ver,
+	      uint64_t at)
+{
+	struct disk_rm *r = disk_rmap_find(m, id, req);
+	uint32_t b;
+
+	if (r != NULL) {
+		/* The same request removed the chunk again (it cannot, but then
+		 * the newer commit is the answer). Its place in the order stays:
+		 * at worst it outlives its time until the records before it go. */
+		r->ver = ver;
+		r->at = at;
+		return 0;
+	}
+	if (m->tab == NULL || m->count > m->mask)
+		rm_grow(m);
+	if (m->tab == NULL)
+		return -ENOMEM;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	r->id = *id;
+	r->req = req;
+	r->ver = ver;
+	r->at = at;
+	b = rm_bucket(m, id, req);
+	r->hnext = m->tab[b];
+	m->tab[b] = r;
+	*m->tail = r;
+	m->tail = &r->next;
+	m->count++;
+	return 0;
+}
+
+void
+disk_rmap_expire(struct disk_rmap *m, uint64_t cutoff)
+{
+	while (m->head != NULL && m->head->at <= cutoff) {
+		struct disk_rm *r = m->head;
+		struct disk_rm **pr = &m->tab[rm_bucket(m, &r->id, r->req)];
+
+		while (*pr != r)
+			pr = &(*pr)->hnext;
+		*pr = r->hnext;
+		m->head = r->next;
+		if (m->head == NULL)
+			m->tail = &m->head;
+		m->count--;
+		free(r);
+	}
 }

@@ -150,7 +150,13 @@ struct disk_target_opts {
 	enum disk_prep_mode prep;
 	uint64_t grow_bytes;	  /* data file growth step per class; 0: 64 MiB */
 	uint64_t crc_cache_bytes; /* budget for per-4KiB CRC tables; 0: 1 GiB */
+	/* How long the record of a committed remove (disk_removed_find) is kept;
+	 * 0: DISK_REMOVED_RETENTION_MS. It must exceed the time a client keeps
+	 * retrying one request (its operation deadline). */
+	uint64_t removed_retention_ms;
 };
+
+#define DISK_REMOVED_RETENTION_MS 120000u
 
 struct disk_target;
 
@@ -294,14 +300,36 @@ int disk_remove(struct disk_target *t, const struct cfs_id128 *id, disk_done_fn 
  * (the committed slot is freed once that is durable, the row is gone) and
  * disk_abort drops it like any pending version. With DISK_W_COMMIT the chunk
  * is removed at once (a chain's tail). Same version rules as a pending or a
- * committing disk_write (-EBUSY, -ESTALE, -ERANGE). The info given to cb after
+ * committing disk_write (-EBUSY, -ESTALE, -ERANGE). With DISK_W_FORCE (ver
+ * required) the chunk is removed at once whatever its versions, committed or
+ * pending (a syncing replica, whose predecessor is authoritative), leaving
+ * the record of req like any committed tombstone. The info given to cb after
  * a committed tombstone names the chunk only (ver and pver 0): it is gone.
- * Returned at once: -CFS_ENOCHUNK, -EINVAL (flags other than DISK_W_COMMIT),
+ * Returned at once: -CFS_ENOCHUNK, -EINVAL (flags other than DISK_W_COMMIT
+ * and DISK_W_FORCE, FORCE with ver 0),
  * -CFS_ENOTSERVING, -ENOMEM. Through cb: -CFS_ENOCHUNK (removed meanwhile),
  * -EBUSY, -ESTALE, -ERANGE, -EIO.
  */
 int disk_tombstone(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, unsigned flags,
 		   uint64_t req, disk_done_fn cb, void *cb_arg);
+
+/**
+ * The durable memory of committed removes: a tombstone (disk_tombstone) that
+ * carried a request id req != 0 leaves, when it commits (the chunk's row
+ * deleted), a record (id, req) -> (tombstone version, wall-clock time of the
+ * commit), written in the same index transaction as the deletion, so a
+ * request whose remove is applied is known to be applied after a restart and
+ * after the chunk was created again by someone else. Records older than the
+ * target's removed_retention_ms are dropped (from memory on lookup and after
+ * mutations, from the index by a later group commit). Removes without a
+ * request id (disk_remove: the standalone target, resync) leave none.
+ *
+ * Find the record of (id, req): 0 and *tver = the tombstone's version (the
+ * remove's update version: the version it removed is *tver - 1). Loop thread,
+ * memory only. Errors: -CFS_ENOCHUNK (no such record, req 0, or expired).
+ */
+int disk_removed_find(struct disk_target *t, const struct cfs_id128 *id, uint64_t req,
+		      uint64_t *tver);
 
 enum {
 	DISK_R_PENDING = 1u << 0, /* read the pending version (error if none) */

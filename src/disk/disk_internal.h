@@ -112,6 +112,34 @@ void disk_cmap_seek(const struct disk_cmap *m, const struct cfs_id128 *id,
 /* The entry at the cursor (NULL at the end), advancing it. */
 struct disk_chunk *disk_cmap_next(const struct disk_cmap *m, struct disk_cmap_cursor *cur);
 
+/* The records of committed removes (disk_removed_find): a chained hash on
+ * (id, req) for lookups and a list in commit order, oldest first, so expiry
+ * pops from the front. */
+struct disk_rm {
+	struct disk_rm *hnext; /* hash chain */
+	struct disk_rm *next;  /* commit order */
+	struct cfs_id128 id;
+	uint64_t req;
+	uint64_t ver; /* the tombstone's version */
+	uint64_t at;  /* commit time, ms since the epoch (CLOCK_REALTIME) */
+};
+
+struct disk_rmap {
+	struct disk_rm **tab;
+	uint32_t mask;
+	uint32_t count;
+	struct disk_rm *head, **tail;
+};
+
+void disk_rmap_init(struct disk_rmap *m);
+void disk_rmap_fini(struct disk_rmap *m);
+struct disk_rm *disk_rmap_find(const struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req);
+/* Add (or refresh) the record of (id, req); -ENOMEM. */
+int disk_rmap_add(struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req, uint64_t ver,
+		  uint64_t at);
+/* Drop records from the front of the commit order while at <= cutoff. */
+void disk_rmap_expire(struct disk_rmap *m, uint64_t cutoff);
+
 /* ------------------------------------------------------------------ index.c */
 
 /* The durable image of one chunk, as the index stores it. */
@@ -126,6 +154,15 @@ struct disk_row {
 	uint32_t pslot, plen, pcrc;
 	uint64_t req, preq; /* the requests that made the versions (0: none) */
 	bool ptomb;	    /* the pending version is a tombstone */
+	/* With del: a committed tombstone made by request rm_req != 0; the index
+	 * records (id, rm_req) -> (rm_ver, rm_at) in the same transaction. */
+	uint64_t rm_req, rm_ver, rm_at;
+};
+
+/* A record of the removed table (disk_index_load_removed). */
+struct disk_rm_row {
+	struct cfs_id128 id;
+	uint64_t req, ver, at;
 };
 
 struct disk_index {
@@ -135,6 +172,10 @@ struct disk_index {
 	sqlite3_stmt *begin;
 	sqlite3_stmt *commit;
 	sqlite3_stmt *rollback;
+	sqlite3_stmt *rm_put;	/* record a committed remove */
+	sqlite3_stmt *rm_purge; /* drop records up to a time */
+	sqlite3_stmt *rm_min;	/* the oldest record's time */
+	uint64_t rm_oldest;	/* helper thread: oldest record's time, 0: none */
 	int reserve_fd;	    /* <index>.reserve, or -1 (none: no fallocate here) */
 	bool reserve_spent; /* given back to the file system for the index */
 };
@@ -149,6 +190,14 @@ int disk_index_begin(struct disk_index *ix);
 int disk_index_put(struct disk_index *ix, const struct disk_row *r);
 /* Commit; on error rolls back. -ENOSPC (SQLITE_FULL), -EIO. */
 int disk_index_commit(struct disk_index *ix);
+/* Inside a transaction: drop the removed records with at <= cutoff when the
+ * oldest one is (rm_oldest). -ENOSPC, -EIO. */
+int disk_index_purge_removed(struct disk_index *ix, uint64_t cutoff);
+/* After a committed transaction: refresh rm_oldest (0 on error: no purge). */
+void disk_index_removed_oldest(struct disk_index *ix);
+/* Call fn for every removed record with at > since, oldest first. -EIO. */
+int disk_index_load_removed(const char *path, sqlite3 *db, uint64_t since,
+			    int (*fn)(const struct disk_rm_row *r, void *arg), void *arg);
 void disk_index_rollback(struct disk_index *ix);
 /* The index's reserve (index.c): room held back on the file system so that
  * the index can still record removals when data filled it. Spend: give it
@@ -362,6 +411,8 @@ struct disk_target {
 	unsigned cb_depth; /* inside a user callback: close is refused */
 
 	struct disk_cmap map;
+	struct disk_rmap removed;      /* records of committed removes (loop thread) */
+	uint64_t removed_retention_ms; /* read by the helper thread too (constant) */
 	uint64_t nchunks;	 /* entries with a version */
 	struct entry_slab *slab; /* entry memory (target.c) */
 	unsigned slab_used;
@@ -413,6 +464,10 @@ void disk_crc_drop(struct disk_target *t, struct disk_chunk *c, struct disk_ver 
 struct disk_chunk *disk_chunk_get(struct disk_target *t, const struct cfs_id128 *id, bool create);
 void disk_chunk_forget(struct disk_target *t, struct disk_chunk *c);
 void disk_chunk_info(const struct disk_chunk *c, struct disk_chunk_info *out);
+/* Wall-clock time in ms (the removed records' time: it must survive restarts). */
+uint64_t disk_wall_ms(void);
+/* Drop the removed records older than the retention (target.c). */
+void disk_removed_expire(struct disk_target *t);
 /* Rate-limited data-path error log; true when the caller may log. */
 bool disk_log_ok(struct disk_target *t);
 

@@ -3,7 +3,11 @@
  * The durable index of a target: one SQLite database (WAL, synchronous=FULL)
  * with one row per chunk holding both its committed and its pending version
  * (each with the id of the request that made it; the pending one may be a
- * tombstone: a pending remove), and a meta table recording
+ * tombstone: a pending remove), the records of committed removes (table
+ * removed: which request removed which chunk at which version and when,
+ * written in the transaction that deletes the chunk's row, dropped after the
+ * retention by a later group commit; created on open when missing), and a
+ * meta table recording
  * the format and the class table the slots were cut with. The helper thread
  * owns the connection after open; loading runs on the opening thread before
  * the helper starts. Slot allocation is not stored: it is whatever the rows
@@ -23,7 +27,15 @@
 #define RT_LOG_SUBSYS "disk"
 #include "disk/disk_internal.h"
 
-#define INDEX_FORMAT 1
+/*
+ * Format 2: rows may hold a pending tombstone (ptomb). A build of format 1
+ * would read such a row as an empty pending write and re-drive it as one, so
+ * format 1 builds must refuse these directories, and do: they open only
+ * their own format ("index of another format"). This build opens format 1
+ * (adding the columns it lacks, migrate) and writes 2.
+ */
+#define INDEX_FORMAT	 2
+#define INDEX_FORMAT_OLD 1 /* opened and migrated */
 
 /*
  * The reserve: INDEX_RESERVE bytes allocated to <index>.reserve. Data grows
@@ -49,7 +61,11 @@ static const char schema[] =
 	" pcrc INTEGER NOT NULL,"
 	" req INTEGER NOT NULL DEFAULT 0, preq INTEGER NOT NULL DEFAULT 0,"
 	" ptomb INTEGER NOT NULL DEFAULT 0"
-	") WITHOUT ROWID;";
+	") WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS removed ("
+	" id BLOB NOT NULL, req INTEGER NOT NULL, ver INTEGER NOT NULL, at INTEGER NOT NULL,"
+	" PRIMARY KEY (id, req)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS removed_at ON removed (at);";
 
 /* Columns added after the first format, with what an existing row gets. */
 static const char *const added_cols[][2] = {
@@ -90,12 +106,13 @@ class_table(char *buf, size_t n)
 static int
 check_meta(sqlite3 *db)
 {
-	char want[160], fmt[16];
+	char want[160], fmt[16], old[16];
 	sqlite3_stmt *st = NULL;
 	int rc = 0, src, seen = 0;
 
 	class_table(want, sizeof(want));
 	snprintf(fmt, sizeof(fmt), "%d", INDEX_FORMAT);
+	snprintf(old, sizeof(old), "%d", INDEX_FORMAT_OLD);
 	src = sqlite3_prepare_v2(db, "SELECT k, v FROM meta", -1, &st, NULL);
 	if (src != SQLITE_OK)
 		return sql_err(db, src, "prepare meta");
@@ -107,7 +124,9 @@ check_meta(sqlite3 *db)
 			continue;
 		if (strcmp(k, "format") == 0) {
 			seen |= 1;
-			if (strcmp(v, fmt) != 0) {
+			if (strcmp(v, old) == 0) {
+				seen &= ~1; /* migrated below, then written as fmt */
+			} else if (strcmp(v, fmt) != 0) {
 				RT_ERRLOG("index format %s, this build reads %s", v, fmt);
 				rc = -CFS_ECONFIG;
 			}
@@ -272,8 +291,14 @@ disk_index_open(struct disk_index *ix, const char *path)
 	    (rc = prepare(ix->db, "DELETE FROM chunks WHERE id = ?", &ix->del)) != 0 ||
 	    (rc = prepare(ix->db, "BEGIN", &ix->begin)) != 0 ||
 	    (rc = prepare(ix->db, "COMMIT", &ix->commit)) != 0 ||
-	    (rc = prepare(ix->db, "ROLLBACK", &ix->rollback)) != 0)
+	    (rc = prepare(ix->db, "ROLLBACK", &ix->rollback)) != 0 ||
+	    (rc = prepare(ix->db,
+			  "INSERT OR REPLACE INTO removed (id, req, ver, at) VALUES (?,?,?,?)",
+			  &ix->rm_put)) != 0 ||
+	    (rc = prepare(ix->db, "DELETE FROM removed WHERE at <= ?", &ix->rm_purge)) != 0 ||
+	    (rc = prepare(ix->db, "SELECT min(at) FROM removed", &ix->rm_min)) != 0)
 		goto out_close;
+	disk_index_removed_oldest(ix);
 	reserve_open(ix, path);
 	return 0;
 out_close:
@@ -289,6 +314,9 @@ disk_index_close(struct disk_index *ix)
 	sqlite3_finalize(ix->begin);
 	sqlite3_finalize(ix->commit);
 	sqlite3_finalize(ix->rollback);
+	sqlite3_finalize(ix->rm_put);
+	sqlite3_finalize(ix->rm_purge);
+	sqlite3_finalize(ix->rm_min);
 	if (ix->db != NULL)
 		sqlite3_close(ix->db);
 	if (ix->reserve_fd >= 0)
@@ -365,6 +393,7 @@ int
 disk_index_put(struct disk_index *ix, const struct disk_row *r)
 {
 	sqlite3_stmt *st = r->del ? ix->del : ix->upsert;
+	int rc;
 
 	sqlite3_bind_blob(st, 1, r->id.b, sizeof(r->id.b), SQLITE_STATIC);
 	if (!r->del) {
@@ -382,7 +411,73 @@ disk_index_put(struct disk_index *ix, const struct disk_row *r)
 		sqlite3_bind_int64(st, 13, (int64_t)r->preq);
 		sqlite3_bind_int(st, 14, r->ptomb ? 1 : 0);
 	}
-	return step_reset(ix->db, st, r->del ? "delete" : "upsert");
+	rc = step_reset(ix->db, st, r->del ? "delete" : "upsert");
+	if (rc != 0 || !r->del || r->rm_req == 0)
+		return rc;
+	/* A committed remove of a request: remembered with the deletion. */
+	st = ix->rm_put;
+	sqlite3_bind_blob(st, 1, r->id.b, sizeof(r->id.b), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)r->rm_req);
+	sqlite3_bind_int64(st, 3, (int64_t)r->rm_ver);
+	sqlite3_bind_int64(st, 4, (int64_t)r->rm_at);
+	rc = step_reset(ix->db, st, "record remove");
+	if (rc == 0 && (ix->rm_oldest == 0 || r->rm_at < ix->rm_oldest))
+		ix->rm_oldest = r->rm_at;
+	return rc;
+}
+
+int
+disk_index_purge_removed(struct disk_index *ix, uint64_t cutoff)
+{
+	if (ix->rm_oldest == 0 || ix->rm_oldest > cutoff)
+		return 0;
+	sqlite3_bind_int64(ix->rm_purge, 1, (int64_t)cutoff);
+	return step_reset(ix->db, ix->rm_purge, "purge removed");
+}
+
+void
+disk_index_removed_oldest(struct disk_index *ix)
+{
+	int src = sqlite3_step(ix->rm_min);
+
+	ix->rm_oldest = 0;
+	if (src == SQLITE_ROW && sqlite3_column_type(ix->rm_min, 0) != SQLITE_NULL)
+		ix->rm_oldest = (uint64_t)sqlite3_column_int64(ix->rm_min, 0);
+	sqlite3_reset(ix->rm_min);
+}
+
+int
+disk_index_load_removed(const char *path, sqlite3 *db, uint64_t since,
+			int (*fn)(const struct disk_rm_row *r, void *arg), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src;
+
+	src = sqlite3_prepare_v2(
+		db, "SELECT id, req, ver, at FROM removed WHERE at > ? ORDER BY at", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare load removed");
+	sqlite3_bind_int64(st, 1, (int64_t)since);
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		struct disk_rm_row r = {0};
+
+		if (sqlite3_column_bytes(st, 0) != (int)sizeof(r.id.b)) {
+			RT_ERRLOG("%s: malformed removed record", path);
+			rc = -EIO;
+			break;
+		}
+		memcpy(r.id.b, sqlite3_column_blob(st, 0), sizeof(r.id.b));
+		r.req = (uint64_t)sqlite3_column_int64(st, 1);
+		r.ver = (uint64_t)sqlite3_column_int64(st, 2);
+		r.at = (uint64_t)sqlite3_column_int64(st, 3);
+		rc = fn(&r, arg);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sql_err(db, src, "load removed");
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int

@@ -8,7 +8,8 @@
  * batch back to the loop through an ev_async. While it syncs, the next batch
  * accumulates, so the number of fdatasyncs and commits per write falls as the
  * load rises. The loop never blocks on the disk: it only takes the mutex to
- * hand items over and to collect them.
+ * hand items over and to collect them. Each transaction also drops the
+ * records of committed removes whose retention passed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* fallocate */
@@ -96,19 +97,29 @@ mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* One transaction with the batch's rows; rolled back on error. */
+/* One transaction with the batch's rows; rolled back on error. The records
+ * of committed removes past their retention leave in it too (index.c): no
+ * transaction (and no WAL sync) of their own, and none at all while the
+ * oldest record is young. */
 static int
 index_apply(struct disk_target *t, struct disk_sitem *batch)
 {
+	uint64_t now = disk_wall_ms();
+	uint64_t cutoff = now > t->removed_retention_ms ? now - t->removed_retention_ms : 0;
+	bool purge = cutoff != 0 && t->ix.rm_oldest != 0 && t->ix.rm_oldest <= cutoff;
 	int rc = disk_index_begin(&t->ix);
 
 	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next)
 		if (si->kind == DISK_SI_ROW && si->rc == 0)
 			rc = disk_index_put(&t->ix, &si->row);
+	if (rc == 0 && purge)
+		rc = disk_index_purge_removed(&t->ix, cutoff);
 	if (rc == 0)
 		rc = disk_index_commit(&t->ix);
 	else
 		disk_index_rollback(&t->ix);
+	if (rc == 0 && purge)
+		disk_index_removed_oldest(&t->ix);
 	return rc;
 }
 

@@ -3,7 +3,9 @@
  * A storage target's life and its read-only views: open (files, index load
  * into memory, helper thread), close (drain everything in flight), the chunk
  * entries and their CRC table cache (LRU within a memory budget), query,
- * list, stats and the consistency check that tests and tools run against
+ * list, stats, the records of committed removes (disk_removed_find: loaded
+ * at open, expired after their retention) and the consistency check that
+ * tests and tools run against
  * the SQLite index (and, for the space accounting, against the data files'
  * mapped blocks).
  */
@@ -33,6 +35,54 @@ disk_log_ok(struct disk_target *t)
 		t->log_count = 0;
 	}
 	return t->log_count++ < LOG_PER_SEC;
+}
+
+uint64_t
+disk_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ------------------------------------------------------ removed records */
+
+/* Wall-clock time: a record must keep its age across a restart. A clock
+ * stepped back keeps records longer; stepped forward, shorter (by the step). */
+void
+disk_removed_expire(struct disk_target *t)
+{
+	uint64_t now;
+
+	if (t->removed.head == NULL)
+		return;
+	now = disk_wall_ms();
+	if (now > t->removed_retention_ms)
+		disk_rmap_expire(&t->removed, now - t->removed_retention_ms);
+}
+
+int
+disk_removed_find(struct disk_target *t, const struct cfs_id128 *id, uint64_t req, uint64_t *tver)
+{
+	const struct disk_rm *r;
+
+	if (req == 0)
+		return -CFS_ENOCHUNK;
+	disk_removed_expire(t);
+	r = disk_rmap_find(&t->removed, id, req);
+	if (r == NULL)
+		return -CFS_ENOCHUNK;
+	*tver = r->ver;
+	return 0;
+}
+
+static int
+load_removed(const struct disk_rm_row *r, void *arg)
+{
+	struct disk_target *t = arg;
+
+	return disk_rmap_add(&t->removed, &r->id, r->req, r->ver, r->at);
 }
 
 const char *
@@ -375,6 +425,9 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 	t->crc_budget = o->crc_cache_bytes ? o->crc_cache_bytes : DEFAULT_CRC_BUDGET;
 	t->sync_mode = o->sync_mode;
 	t->prep = o->prep;
+	t->removed_retention_ms =
+		o->removed_retention_ms ? o->removed_retention_ms : DISK_REMOVED_RETENTION_MS;
+	disk_rmap_init(&t->removed);
 	t->sq_tail = &t->sq_head;
 	t->mb_tail = &t->mb_head;
 	t->quar_tail = &t->quar_head;
@@ -404,6 +457,14 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 	if (rc != 0)
 		goto out_slots;
 	rc = disk_index_load(ipath, t->ix.db, load_row, t);
+	if (rc == 0) {
+		uint64_t now = disk_wall_ms();
+
+		rc = disk_index_load_removed(
+			ipath, t->ix.db,
+			now > t->removed_retention_ms ? now - t->removed_retention_ms : 0,
+			load_removed, t);
+	}
 	if (rc != 0)
 		goto out_index;
 	if (posix_memalign(&t->zero_buf, DISK_BLOCK, DISK_ZERO_CHUNK) != 0) {
@@ -419,8 +480,8 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 	if (rc != 0)
 		goto out_async;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	RT_INFO("target=%u opened %s chunks=%lu files=%luMiB in %ld ms", t->id, t->path,
-		(unsigned long)t->nchunks, (unsigned long)(t->file_bytes >> 20),
+	RT_INFO("target=%u opened %s chunks=%lu removes=%u files=%luMiB in %ld ms", t->id, t->path,
+		(unsigned long)t->nchunks, t->removed.count, (unsigned long)(t->file_bytes >> 20),
 		(long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	free(ipath);
 	*out = t;
@@ -434,6 +495,7 @@ out_slots:
 	disk_slots_close(t);
 	free_entries(t);
 	disk_cmap_fini(&t->map);
+	disk_rmap_fini(&t->removed);
 out_free:
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
@@ -491,6 +553,7 @@ disk_target_close(struct disk_target **pt)
 	disk_slots_close(t);
 	free_entries(t);
 	disk_cmap_fini(&t->map);
+	disk_rmap_fini(&t->removed);
 	free(t->zero_buf);
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);

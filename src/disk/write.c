@@ -23,6 +23,9 @@
  * it is the chunk's pending version (flag `tomb`, column ptomb); committed
  * (at once with DISK_W_COMMIT, or by disk_commit) it is a remove: both
  * versions dropped, the row deleted, the committed slot freed once durable.
+ * A committed tombstone made by a request (req != 0) leaves a record of it
+ * (disk_removed_find) written with the row's deletion: the request stays
+ * known as applied after the row is gone.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -133,6 +136,13 @@ apply(struct disk_op *op)
 	case DISK_A_REMOVE:
 		release_ver(t, c, &c->cur);
 		release_ver(t, c, &c->pend);
+		/* Memory failing only shortens the memory to this process's
+		 * life: the record is durable, the next open loads it. */
+		if (op->si.row.rm_req != 0 &&
+		    disk_rmap_add(&t->removed, &c->id, op->si.row.rm_req, op->si.row.rm_ver,
+				  op->si.row.rm_at) != 0 &&
+		    disk_log_ok(t))
+			RT_WARN("target=%u: no memory for the record of a remove", t->id);
 		break;
 	default:
 		break;
@@ -182,6 +192,7 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 	t->ops_inflight--;
 	op_free(op);
 	disk_slots_kick(t);
+	disk_removed_expire(t);
 }
 
 static void
@@ -239,6 +250,19 @@ op_sync(struct disk_op *op, bool wrote_data)
 	r->req = cur->ver != 0 ? cur->req : 0;
 	r->preq = pend->ver != 0 ? pend->req : 0;
 	r->ptomb = pend->ver != 0 && pend->tomb;
+	/* A tombstone committing (at once, or the pending one by disk_commit):
+	 * the row goes, the record of the request that removed it comes. */
+	if (r->del && op->action == DISK_A_REMOVE) {
+		const struct disk_ver *tv = op->kind == DISK_OP_TOMB	 ? &op->nv
+					    : op->kind == DISK_OP_COMMIT ? &c->pend
+									 : NULL;
+
+		if (tv != NULL && tv->tomb && tv->req != 0) {
+			r->rm_req = tv->req;
+			r->rm_ver = tv->ver;
+			r->rm_at = disk_wall_ms();
+		}
+	}
 	op->si.kind = DISK_SI_ROW;
 	op->si.rc = 0;
 	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC &&
@@ -502,7 +526,8 @@ plan_update(struct disk_op *op)
 		return -EINVAL;
 	}
 	if (op->flags & DISK_W_FORCE) {
-		op->action = DISK_A_SET_CUR;
+		/* A forced tombstone removes whatever is there. */
+		op->action = op->kind == DISK_OP_TOMB ? DISK_A_REMOVE : DISK_A_SET_CUR;
 	} else if (op->flags & DISK_W_COMMIT) {
 		if (P != 0)
 			return -EBUSY;
@@ -766,7 +791,8 @@ int
 disk_tombstone(struct disk_target *t, const struct cfs_id128 *id, uint64_t ver, unsigned flags,
 	       uint64_t req, disk_done_fn cb, void *cb_arg)
 {
-	if (flags & ~(unsigned)DISK_W_COMMIT)
+	if ((flags & ~(unsigned)(DISK_W_COMMIT | DISK_W_FORCE)) ||
+	    ((flags & DISK_W_FORCE) && ver == 0))
 		return -EINVAL;
 	return submit_simple(t, id, DISK_OP_TOMB, ver, 0, flags, req, cb, cb_arg);
 }

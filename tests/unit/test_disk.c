@@ -3,7 +3,8 @@
  * Unit tests of the chunk engine (src/disk) on real files: CRC32C, round
  * trips in every size class, partial writes, versions (pending, commit,
  * abort, force), pending removes (tombstones: hidden until commit, durable,
- * abort, slot freed), the request ids stored with versions, an index made by an
+ * abort, slot freed), the records of committed removes (kept with the
+ * deletion, reloaded, expired), the request ids stored with versions, an index made by an
  * older build (migration), copy-on-write, reopen, capacity and ENOSPC, corrupted data
  * files, bad arguments, list paging, group commit under concurrent writes,
  * and a crash test that SIGKILLs a writer child at random moments and checks
@@ -988,6 +989,47 @@ index_columns(const char *sub)
 	return n;
 }
 
+/* The format recorded in target directory sub's index (static buffer). */
+static const char *
+meta_format(const char *sub)
+{
+	static char fmt[32];
+	char path[700];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s/index.db", g_dir, sub);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'format'", -1, &st, NULL),
+		SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	snprintf(fmt, sizeof(fmt), "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return fmt;
+}
+
+START_TEST(test_disk_open_refuses_index_when_format_newer)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = open_t("t", 64ull << 20);
+	char path[700];
+	sqlite3 *db = NULL;
+
+	ck_assert_str_eq(meta_format("t"), "2");
+	disk_target_close(&t);
+	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(db, "UPDATE meta SET v = '3' WHERE k = 'format'", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), -CFS_ECONFIG);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
 START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
 {
 	static const char old_schema[] =
@@ -1004,6 +1046,7 @@ START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
 		" pcrc FROM chunks;"
 		"DROP TABLE chunks;"
 		"ALTER TABLE old RENAME TO chunks;"
+		"UPDATE meta SET v = '1' WHERE k = 'format';"
 		"COMMIT;";
 	struct disk_target *t = open_t("t", 64ull << 20);
 	struct cfs_id128 a = mkid(9, 1), b = mkid(9, 2);
@@ -1026,8 +1069,11 @@ START_TEST(test_disk_old_index_opens_and_gains_request_ids_when_columns_missing)
 
 	/* It opens, its chunks are there with no request known, and it stores
 	 * requests from now on. */
+	ck_assert_str_eq(meta_format("t"), "1");
 	t = open_t("t", 64ull << 20);
 	ck_assert_int_eq(index_columns("t"), 14); /* + req, preq, ptomb */
+	/* format 2 now: builds that cannot read tombstones refuse it */
+	ck_assert_str_eq(meta_format("t"), "2");
 	assert_consistent(t);
 	expect_reqs(t, a, 1, 0, 0, 0);
 	expect_reqs(t, b, 0, 0, 1, 0);
@@ -1171,6 +1217,263 @@ START_TEST(test_disk_tombstone_keeps_committed_readable_until_commit_when_pendin
 	ck_assert_int_eq(write_sync(t, id, 16384, 0, b, sizeof(b), 0, DISK_W_COMMIT, &info), 0);
 	ck_assert_uint_eq(info.ver, 1);
 	assert_content(t, id, 0, b, sizeof(b));
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* ------------------------------------------------- records of removes */
+
+/* Rows of the removed table of target directory sub (the target closed). */
+static int
+removed_rows(const char *sub)
+{
+	char path[700];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "%s/%s/index.db", g_dir, sub);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM removed", -1, &st, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void
+expect_removed(struct disk_target *t, struct cfs_id128 id, uint64_t req, uint64_t tver)
+{
+	uint64_t got = 0;
+
+	ck_assert_int_eq(disk_removed_find(t, &id, req, &got), 0);
+	ck_assert_uint_eq(got, tver);
+}
+
+static void
+expect_not_removed(struct disk_target *t, struct cfs_id128 id, uint64_t req)
+{
+	uint64_t got = 777;
+
+	ck_assert_int_eq(disk_removed_find(t, &id, req, &got), -CFS_ENOCHUNK);
+	ck_assert_uint_eq(got, 777);
+}
+
+START_TEST(test_disk_removed_record_kept_when_tombstone_with_request_commits)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 a = mkid(11, 1), b = mkid(11, 2), c = mkid(11, 3), d = mkid(11, 4),
+			 e = mkid(11, 5);
+	uint8_t data[6000];
+	struct disk_chunk_info info;
+
+	fill(data, sizeof(data), 11);
+	for (uint64_t k = 1; k <= 5; k++)
+		ck_assert_int_eq(write_req_sync(t, mkid(11, k), 16384, 0, data, sizeof(data), 0,
+						DISK_W_COMMIT, 50 + k, NULL),
+				 0);
+	/* a second version of a: the tombstone is v3 */
+	ck_assert_int_eq(write_req_sync(t, a, 16384, 0, data, 10, 0, DISK_W_COMMIT, 56, NULL), 0);
+
+	/* Pending, nothing is recorded yet; committed, the request is. */
+	ck_assert_int_eq(tomb_sync(t, a, 0, 0, 61, NULL), 0);
+	expect_not_removed(t, a, 61);
+	ck_assert_int_eq(simple_sync(disk_commit, t, a, 3), 0);
+	expect_removed(t, a, 61, 3);
+	/* only that request, only that chunk */
+	expect_not_removed(t, a, 51);
+	expect_not_removed(t, a, 56);
+	expect_not_removed(t, a, 0);
+	expect_not_removed(t, b, 61);
+	/* committed at once (a tail) */
+	ck_assert_int_eq(tomb_sync(t, b, 0, DISK_W_COMMIT, 62, NULL), 0);
+	expect_removed(t, b, 62, 2);
+	/* a tombstone without a request, a direct remove, an aborted one: none */
+	ck_assert_int_eq(tomb_sync(t, c, 0, 0, 0, NULL), 0);
+	ck_assert_int_eq(simple_sync(disk_commit, t, c, 2), 0);
+	expect_not_removed(t, c, 0);
+	ck_assert_int_eq(remove_sync(t, d), 0);
+	expect_not_removed(t, d, 54);
+	ck_assert_int_eq(tomb_sync(t, e, 0, 0, 65, NULL), 0);
+	ck_assert_int_eq(simple_sync(disk_abort, t, e, 2), 0);
+	expect_not_removed(t, e, 65);
+
+	/* Forced (a syncing replica): removed whatever it holds, a pending
+	 * version too, and recorded with the version given. */
+	{
+		struct cfs_id128 f = mkid(11, 6);
+
+		ck_assert_int_eq(
+			write_req_sync(t, f, 16384, 0, data, 100, 0, DISK_W_COMMIT, 57, NULL), 0);
+		ck_assert_int_eq(write_req_sync(t, f, 16384, 0, data, 200, 0, 0, 58, NULL), 0);
+		ck_assert_int_eq(disk_tombstone(t, &f, 0, DISK_W_FORCE, 66, done_cb, NULL),
+				 -EINVAL);
+		ck_assert_int_eq(tomb_sync(t, f, 7, DISK_W_FORCE, 66, NULL), 0);
+		ck_assert_int_eq(disk_query(t, &f, &info), -CFS_ENOCHUNK);
+		expect_removed(t, f, 66, 7);
+		assert_consistent(t);
+	}
+
+	/* Someone creates a again: it starts at version 1, the record stays. */
+	ck_assert_int_eq(write_req_sync(t, a, 16384, 0, data, 100, 0, DISK_W_COMMIT, 70, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	expect_removed(t, a, 61, 3);
+	assert_consistent(t);
+
+	/* Durable: in the index with the deletion, loaded again at open. */
+	disk_target_close(&t);
+	ck_assert_int_eq(removed_rows("t"), 3);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_removed(t, a, 61, 3);
+	expect_removed(t, b, 62, 2);
+	expect_not_removed(t, c, 0);
+	expect_not_removed(t, e, 65);
+	expect_reqs(t, a, 1, 70, 0, 0);
+	assert_content(t, a, 0, data, 100);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_removed_record_dropped_when_retention_passed)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	struct cfs_id128 a = mkid(12, 1), x = mkid(12, 2);
+	uint8_t data[100];
+	uint64_t tver = 0;
+	int rc = 0, i;
+
+	o.removed_retention_ms = 30;
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	fill(data, sizeof(data), 12);
+	ck_assert_int_eq(write_req_sync(t, a, 4096, 0, data, 100, 0, DISK_W_COMMIT, 80, NULL), 0);
+	ck_assert_int_eq(tomb_sync(t, a, 0, DISK_W_COMMIT, 81, NULL), 0);
+	/* Other mutations go on (group commits) until the record has aged out
+	 * of memory; no assertion on time, only a hang guard. */
+	for (i = 0; i < 20000; i++) {
+		ck_assert_int_eq(write_sync(t, x, 4096, 0, data, 10, 0, DISK_W_COMMIT, NULL), 0);
+		rc = disk_removed_find(t, &a, 81, &tver);
+		if (rc != 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(rc, -CFS_ENOCHUNK);
+	/* One more commit after it expired purges the index too. */
+	ck_assert_int_eq(write_sync(t, x, 4096, 0, data, 10, 0, DISK_W_COMMIT, NULL), 0);
+	disk_target_close(&t);
+	ck_assert_int_eq(removed_rows("t"), 0);
+	/* Reopened with the default (long) retention: nothing comes back. */
+	t = open_t("t", 64ull << 20);
+	expect_not_removed(t, a, 81);
+	disk_target_close(&t);
+}
+END_TEST
+
+START_TEST(test_disk_removed_records_work_when_index_predates_them)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 a = mkid(13, 1), b = mkid(13, 2);
+	uint8_t data[100];
+	char path[700];
+	sqlite3 *db = NULL;
+
+	fill(data, sizeof(data), 13);
+	ck_assert_int_eq(write_req_sync(t, a, 4096, 0, data, 100, 0, DISK_W_COMMIT, 90, NULL), 0);
+	ck_assert_int_eq(write_req_sync(t, b, 4096, 0, data, 100, 0, 0, 91, NULL), 0);
+	disk_target_close(&t);
+	/* An index of a build before the records: no table, no index. */
+	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(db, "DROP INDEX removed_at; DROP TABLE removed;", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, a, 1, 90, 0, 0);
+	expect_reqs(t, b, 0, 0, 1, 91);
+	ck_assert_int_eq(tomb_sync(t, a, 0, 0, 92, NULL), 0);
+	ck_assert_int_eq(simple_sync(disk_commit, t, a, 2), 0);
+	expect_removed(t, a, 92, 2);
+	disk_target_close(&t);
+	ck_assert_int_eq(removed_rows("t"), 1);
+	t = open_t("t", 64ull << 20);
+	expect_removed(t, a, 92, 2);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* The child of the kill test: a pending tombstone and a committed remove,
+ * acknowledged, then it waits to be killed (the target never closed). */
+static void
+tomb_kill_child(int fd)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	uint8_t data[5000];
+
+	/* A fresh loop and engine: nothing of the parent's survives fork. */
+	g_ev = ev_loop_new(EVFLAG_AUTO);
+	if (disk_aio_create(g_ev, 256, &g_eng) != 0 || disk_target_open(g_eng, &o, &t) != 0)
+		_exit(2);
+	fill(data, sizeof(data), 14);
+	if (write_req_sync(t, mkid(14, 1), 16384, 0, data, sizeof(data), 0, DISK_W_COMMIT, 100,
+			   NULL) != 0 ||
+	    tomb_sync(t, mkid(14, 1), 0, 0, 101, NULL) != 0 ||
+	    write_req_sync(t, mkid(14, 2), 4096, 0, data, 100, 0, DISK_W_COMMIT, 102, NULL) != 0 ||
+	    tomb_sync(t, mkid(14, 2), 0, DISK_W_COMMIT, 103, NULL) != 0)
+		_exit(3);
+	if (write(fd, "k", 1) != 1)
+		_exit(4);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_disk_pending_tombstone_survives_when_process_killed)
+{
+	struct cfs_id128 a = mkid(14, 1), b = mkid(14, 2);
+	struct disk_target *t;
+	struct disk_chunk_info info;
+	uint8_t data[5000];
+	int pfd[2], status;
+	char c = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		tomb_kill_child(pfd[1]);
+	}
+	close(pfd[1]);
+	/* the test's timeout is the hang guard */
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status));
+
+	/* Acknowledged before the kill, so durable: the tombstone pending with
+	 * its request, the committed remove gone with its record. */
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	expect_reqs(t, a, 1, 100, 2, 101);
+	ck_assert_int_eq(disk_query(t, &a, &info), 0);
+	ck_assert(info.ptomb);
+	fill(data, sizeof(data), 14);
+	assert_content(t, mkid(14, 1), 0, data, sizeof(data));
+	ck_assert_int_eq(disk_query(t, &b, &info), -CFS_ENOCHUNK);
+	expect_removed(t, mkid(14, 2), 103, 2);
+	/* and it still commits into a removal */
+	ck_assert_int_eq(simple_sync(disk_commit, t, mkid(14, 1), 2), 0);
+	ck_assert_int_eq(disk_query(t, &a, &info), -CFS_ENOCHUNK);
+	expect_removed(t, mkid(14, 1), 101, 2);
 	assert_consistent(t);
 	disk_target_close(&t);
 }
@@ -2358,8 +2661,13 @@ disk_suite(void)
 		{"reopen", test_disk_reopen_restores_everything_when_closed},
 		{"reqs", test_disk_request_ids_follow_versions_when_committed_and_reopened},
 		{"old_index", test_disk_old_index_opens_and_gains_request_ids_when_columns_missing},
+		{"format", test_disk_open_refuses_index_when_format_newer},
 		{"tombstone",
 		 test_disk_tombstone_keeps_committed_readable_until_commit_when_pending},
+		{"removed", test_disk_removed_record_kept_when_tombstone_with_request_commits},
+		{"removed_expiry", test_disk_removed_record_dropped_when_retention_passed},
+		{"removed_old_index", test_disk_removed_records_work_when_index_predates_them},
+		{"tomb_kill", test_disk_pending_tombstone_survives_when_process_killed},
 		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
 		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
@@ -2385,7 +2693,8 @@ disk_suite(void)
 		/* The crash test forks writers killed on a timer: too slow under
 		 * valgrind to acknowledge anything (CK_EXCLUDE_TAGS=fork). */
 		if (strcmp(cases[i].name, "crash") == 0 ||
-		    strcmp(cases[i].name, "space_crash") == 0)
+		    strcmp(cases[i].name, "space_crash") == 0 ||
+		    strcmp(cases[i].name, "tomb_kill") == 0)
 			tcase_set_tags(tc, "fork");
 		_tcase_add_test(tc, cases[i].test, 0, 0, 0, 1);
 		suite_add_tcase(s, tc);
