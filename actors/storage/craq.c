@@ -128,7 +128,7 @@ struct craq_q {
 
 static void start(struct craq_op *op);
 static void head_step(struct craq_op *op);
-static void redrive_failed(struct stor_target *t, int rc);
+static void redrive_failed(struct stor_target *t, int rc, bool walk);
 static void redrive_succeeded(struct stor_target *t);
 
 /* ------------------------------------------------------------- the queue */
@@ -438,14 +438,14 @@ finish(struct craq_op *op, int rc, const struct disk_chunk_info *info)
 	 * answer -CFS_EBUSY), so the re-drive walk runs after a backoff. */
 	if (rc != 0 && rc != -CFS_ECANCELED && !op->synthetic && !op->sync_hold &&
 	    !(op->flags & STOR_CW_F_FORWARD) && left_pending(t, &op->chunk))
-		redrive_failed(t, rc);
+		redrive_failed(t, rc, false);
 	if (op->queued)
 		next = q_pop(t, &op->chunk);
 	if (op->synthetic) {
 		struct rt_msg *m = op->req; /* op lives in its arena */
 
 		if (rc != 0)
-			redrive_failed(t, rc);
+			redrive_failed(t, rc, true);
 		else
 			redrive_succeeded(t);
 		rt_msg_free(&m);
@@ -507,7 +507,9 @@ committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 static void
 fwd_failed(struct craq_op *op, int rc)
 {
-	if (op->chain_ver != op->t->chain.chain_ver)
+	/* -CFS_ECANCELED here is our own stop (forwarded() turns a successor's
+	 * into -CFS_ENOTSERVING): kept, so finish() refuses the chunk's queue. */
+	if (rc != -CFS_ECANCELED && op->chain_ver != op->t->chain.chain_ver)
 		rc = -CFS_ESTALECHAIN;
 	finish(op, rc, NULL);
 }
@@ -565,6 +567,13 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	char id[STOR_ID_STR];
 
 	(void)self;
+	/* A successor whose actor stopped with our mutation in it answers
+	 * -CFS_ECANCELED: to us a successor gone, retryable (and our re-drive
+	 * armed). Only without a response is the cancel ours (our actor stops,
+	 * t->stopping not yet set: the calls are canceled before fini), which
+	 * alone may refuse the chunk's queue. */
+	if (rc == -CFS_ECANCELED && resp)
+		rc = -CFS_ENOTSERVING;
 	if (op->tomb) {
 		if (rc == -ESTALE && resp && resp->type == CFS_MSG_CHUNK_REMOVE_RESP)
 			estale_logged(op, RT_BODY(resp, chunk_remove_resp)->version);
@@ -905,9 +914,10 @@ store(struct craq_op *op, uint64_t ver, unsigned flags)
  * A resync copy from our predecessor (or a mutation it forwards to us while we
  * sync, or a leftover it re-drives: whole versions all): the whole committed
  * content of a chunk at version update_ver, installed as committed
- * (DISK_W_FORCE, REPLACE) over whatever we hold, unless we hold exactly that
- * already. The predecessor is authoritative: it sends under its own per-chunk
- * queue (craq_sync_hold, or the mutation's own turn), so nothing of that
+ * (DISK_W_FORCE, REPLACE) over whatever we hold (of another chunk size
+ * too), unless we hold exactly that already. The predecessor is
+ * authoritative: it sends under its own per-chunk queue (craq_sync_hold,
+ * or the mutation's own turn), so nothing of that
  * chunk overtakes it, and what we hold may be a stale life of the chunk
  * (removed and created again while we were away: versions start over at 1,
  * so a higher version here proves nothing). Never forwarded on.
@@ -943,7 +953,7 @@ start_sync_copy(struct craq_op *op)
 		return;
 	}
 	if (rc == 0 && info.pver == 0 && info.ver == op->ver && info.crc == w->crc &&
-	    info.len == w->len) {
+	    info.len == w->len && info.chunk_size == w->chunk_size) {
 		finish(op, 0, &info);
 		return;
 	}
@@ -1371,7 +1381,7 @@ redrive_chunk(struct stor_target *t, const struct cfs_id128 *id, uint32_t chunk_
 	op = m ? rt_msg_alloc(m, sizeof(*op)) : NULL;
 	if (!op) {
 		rt_msg_free(&m);
-		redrive_failed(t, -ENOMEM);
+		redrive_failed(t, -ENOMEM, true);
 		return;
 	}
 	w = RT_BODY(m, chunk_write);
@@ -1386,7 +1396,7 @@ redrive_chunk(struct stor_target *t, const struct cfs_id128 *id, uint32_t chunk_
 	rc = q_push(t, op);
 	if (rc < 0) {
 		rt_msg_free(&m);
-		redrive_failed(t, rc);
+		redrive_failed(t, rc, true);
 		return;
 	}
 	op->queued = true;
@@ -1427,7 +1437,7 @@ redrive_walk(struct stor_target *t)
 	t->redrive_walking = false;
 	if (t->redrive_again) {
 		t->redrive_again = false;
-		redrive_failed(t, -EAGAIN);
+		redrive_failed(t, -EAGAIN, true);
 	}
 }
 
@@ -1448,6 +1458,7 @@ redrive_timer(struct rt_timer *timer, void *cb_arg)
 	struct stor_target *t = cb_arg;
 
 	(void)timer;
+	t->redrive_armed = false;
 	if (t->redrive_walking)
 		redrive_walk(t);
 	else
@@ -1455,9 +1466,13 @@ redrive_timer(struct rt_timer *timer, void *cb_arg)
 }
 
 /* A re-drive failed (typically: the successor has not seen the new chain
- * version yet): walk again after a backoff, while we are head. */
+ * version yet), or a head's own mutation left its version pending: walk
+ * again after a backoff, while we are head. A timer already armed is left
+ * be (re-arming on every failure would starve it under steady failures),
+ * and only the walk's own failures (walk) grow the backoff: a client's
+ * failing writes say nothing of whether the last walk was premature. */
 static void
-redrive_failed(struct stor_target *t, int rc)
+redrive_failed(struct stor_target *t, int rc, bool walk)
 {
 	if (t->stopping || rc == -CFS_ECANCELED)
 		return;
@@ -1465,10 +1480,14 @@ redrive_failed(struct stor_target *t, int rc)
 		t->redrive_again = true;
 		return;
 	}
+	if (t->redrive_armed)
+		return;
+	t->redrive_armed = true;
 	rt_timer_start(&t->redrive_timer, t->redrive_backoff_ms, 0);
-	t->redrive_backoff_ms = t->redrive_backoff_ms * 2 > REDRIVE_BACKOFF_MAX
-					? REDRIVE_BACKOFF_MAX
-					: t->redrive_backoff_ms * 2;
+	if (walk)
+		t->redrive_backoff_ms = t->redrive_backoff_ms * 2 > REDRIVE_BACKOFF_MAX
+						? REDRIVE_BACKOFF_MAX
+						: t->redrive_backoff_ms * 2;
 }
 
 static void
@@ -1534,8 +1553,19 @@ craq_sync_release(struct stor_target *t)
 	}
 	m = op->req; /* op lives in its arena */
 	rt_msg_free(&m);
-	if (next && !t->stopping)
-		start(next);
+	if (!t->stopping) {
+		if (next)
+			start(next);
+		return;
+	}
+	/* Our actor is stopping: what waited behind the hold never starts, and
+	 * craq_fini() would take the first of the queue for one in flight. */
+	while (next) {
+		struct craq_op *after = q_pop(t, &next->chunk);
+
+		refuse(next);
+		next = after;
+	}
 }
 
 void

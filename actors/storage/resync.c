@@ -296,8 +296,10 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	}
 	s->compared++;
 	q = rc == 0 ? RT_BODY(resp, chunk_query_resp) : NULL;
+	/* The chunk size too: a new life of the chunk may hold the same bytes
+	 * under another size, and the size is part of what the copy installs. */
 	if ((q && q->committed == info->ver && q->len == info->len && q->crc == info->crc &&
-	     q->pending == 0) ||
+	     q->chunk_size == info->chunk_size && q->pending == 0) ||
 	    (!q && info->ver == 0)) {
 		/* Equal, or nothing committed on either side. */
 		s->i++;

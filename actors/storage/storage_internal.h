@@ -121,6 +121,7 @@ struct stor_target {
 	uint32_t redrive_backoff_ms;
 	bool redrive_walking;
 	bool redrive_again; /* a re-drive failed during the walk: walk again later */
+	bool redrive_armed; /* the timer waits out a backoff: failures leave it be */
 	bool redrive_started;
 	struct cfs_id128 redrive_next;
 	bool stopping; /* fini runs: no timers are armed any more */

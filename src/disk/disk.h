@@ -246,7 +246,9 @@ struct disk_write {
  * Returned at once: -EINVAL (chunk_size 0 or > DISK_MAX_CHUNK, off + len >
  * chunk_size, payload shorter than len, FORCE with ver 0), -CFS_ECHECKSUM
  * (payload CRC mismatch: nothing stored), -CFS_ENOTSERVING (closing),
- * -ENOMEM. Through cb: -EINVAL (chunk_size differs from the chunk's),
+ * -ENOMEM. Through cb: -EINVAL (chunk_size differs from the chunk's, unless
+ * DISK_W_FORCE | DISK_W_REPLACE: a whole new life of the chunk, which may
+ * change its size and class),
  * -EBUSY, -ESTALE, -ERANGE (see above), -ENOSPC (capacity or file system
  * full), -CFS_ECHECKSUM (the committed content to merge with is corrupt),
  * -EIO.

@@ -522,7 +522,13 @@ plan_update(struct disk_op *op)
 		op->chunk_size = c->chunk_size;
 		if (op->len > op->chunk_size)
 			return -EINVAL;
-	} else if (disk_chunk_exists(c) && c->chunk_size != op->chunk_size) {
+	} else if (disk_chunk_exists(c) && c->chunk_size != op->chunk_size &&
+		   (op->flags & (DISK_W_FORCE | DISK_W_REPLACE)) !=
+			   (DISK_W_FORCE | DISK_W_REPLACE)) {
+		/* A forced whole version (a resync copy, a forwarded new life of
+		 * the chunk) may change the chunk size: it keeps nothing of the
+		 * old content and apply() frees both old slots in their old class
+		 * before taking the new one. Anything else would mix classes. */
 		return -EINVAL;
 	}
 	if (op->flags & DISK_W_FORCE) {

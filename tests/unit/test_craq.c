@@ -800,9 +800,11 @@ END_TEST
  * A stand-in middle that passes forwarded writes on to the real tail. In
  * RELAY_LOSE mode it "dies" after the tail committed: the answer is lost and
  * its predecessor's call fails (-ETIMEDOUT); in RELAY_PASS mode it passes the
- * answer back. Control: chunk_truncate with len = the mode.
+ * answer back; in RELAY_CANCEL mode it answers what a real middle answers when
+ * its actor stops while its own forward is in flight (-CFS_ECANCELED).
+ * Control: chunk_truncate with len = the mode.
  */
-enum { RELAY_LOSE = 1, RELAY_PASS = 2 };
+enum { RELAY_LOSE = 1, RELAY_PASS = 2, RELAY_CANCEL = 3 };
 
 struct relay {
 	cfs_addr_t dst;
@@ -835,6 +837,10 @@ relay_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 
 	if (st->mode == RELAY_LOSE) {
 		rt_reply(req, -ETIMEDOUT, NULL);
+		return;
+	}
+	if (st->mode == RELAY_CANCEL) {
+		rt_reply(req, -CFS_ECANCELED, NULL);
 		return;
 	}
 	if (resp && resp->type == CFS_MSG_CHUNK_WRITE_RESP) {
@@ -2166,6 +2172,155 @@ START_TEST(test_craq_replica_refuses_successor_version_when_successor_answers_es
 }
 END_TEST
 
+/* A middle whose actor stops answers -CFS_ECANCELED: to the head that is a
+ * successor gone (retryable, re-drive armed), not its own stop (before: a
+ * final -CFS_ECANCELED to the client and the version pending for good). */
+START_TEST(test_craq_head_redrives_when_middle_answers_ecanceled)
+{
+	cfs_addr_t relay;
+	uint64_t ver = 0;
+	int rc;
+	struct h h;
+
+	h_start(&h);
+	relay = relay_chain(&h);
+	relay_mode(&h, relay, RELAY_PASS);
+	ck_assert_int_eq(do_write(&h, 0, 77, 4096, 1, 0, &ver, NULL), 0);
+	relay_mode(&h, relay, RELAY_CANCEL);
+	rc = do_write(&h, 0, 77, 4096, 2, 5100, &ver, NULL);
+	ck_assert_int_eq(rc, -CFS_ENOTSERVING);
+	/* The tail committed v2; the head keeps it pending. */
+	ck_assert_uint_eq(query(&h, 2, 77).committed, 2);
+	ck_assert_uint_eq(query(&h, 0, 77).pending, 2);
+	relay_mode(&h, relay, RELAY_PASS);
+	/* The head re-drives by itself. Hang guard (20 s), not a bound. */
+	for (unsigned n = 0; query(&h, 0, 77).pending != 0; n++) {
+		ck_assert_msg(n < 10000, "the head did not re-drive its pending version");
+		usleep(2000);
+	}
+	expect_version(&h, 0, 77, 2, 4096, 2);
+	expect_version(&h, 2, 77, 2, 4096, 2);
+	/* The client's retry gets that version; the next write goes on. */
+	ck_assert_int_eq(do_write(&h, 0, 77, 4096, 2, 5100, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_write(&h, 0, 77, 4096, 3, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 3);
+	h_stop(&h);
+}
+END_TEST
+
+/* Write len bytes (seed) at 0 of chunk, of chunk size csize, through rep. */
+static int
+write_cs(struct h *h, unsigned rep, uint64_t chunk, uint32_t csize, uint32_t len, uint32_t seed,
+	 uint64_t *ver)
+{
+	struct cfs_id128 id = cfs_chunk_id(1, chunk);
+	struct rt_buf *b = rt_buf_get(len);
+	struct rt_msg *m, *resp = NULL;
+	int rc;
+
+	tp_fill(b->data, len, seed);
+	ck_assert_int_eq(cfs_chunk_write_msg(rep + 1, &id, csize, 0, b, 0, len, &m), 0);
+	rt_buf_put(&b);
+	RT_BODY(m, chunk_write)->chain_id = CHAIN_ID;
+	RT_BODY(m, chunk_write)->chain_ver = h->chain_ver;
+	rc = call(h, rep, m, &resp);
+	if (resp && ver)
+		*ver = RT_BODY(resp, chunk_write_resp)->version;
+	rt_msg_free(&resp);
+	return rc;
+}
+
+static void
+wait_sync_done(void)
+{
+	pthread_mutex_lock(&g_sd_mu);
+	while (g_sd_count == 0)
+		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	pthread_mutex_unlock(&g_sd_mu);
+}
+
+/* Replica 2 holds chunk 84 of a 64 KiB chunk size from before it left; the
+ * chunk was removed and re-created at 128 KiB meanwhile. Forwarded writes and
+ * the walk's copy install the new life (before: -EINVAL at replica 2 for
+ * every forwarded write, and the walk never ended). */
+START_TEST(test_craq_syncing_target_takes_new_life_when_chunk_size_changed)
+{
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	static const unsigned order[2] = {0, 2};
+	uint32_t t1[1] = {1}, t3[1] = {3};
+	cfs_addr_t a1[1], a3[1], mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	a1[0] = h.addr[0];
+	a3[0] = h.addr[2];
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	h.chain_ver = 1;
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, t3, a3, one);
+	ck_assert_int_eq(write_cs(&h, 2, 84, 65536, 4096, 90, &ver), 0);
+	ck_assert_int_eq(write_cs(&h, 2, 85, 65536, 4096, 91, &ver), 0);
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 1, t1, a1, one);
+	ck_assert_int_eq(write_cs(&h, 0, 84, 131072, 4096, 1, &ver), 0);
+	ck_assert_int_eq(write_cs(&h, 0, 85, 131072, 8192, 3, &ver), 0);
+	/* Replica 2 syncing, no walk yet: the forwarded write reaches it. */
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, two, 2);
+	ck_assert_int_eq(write_cs(&h, 0, 84, 131072, 4096, 2, &ver), 0);
+	ck_assert_uint_eq(ver, 2);
+	expect_same(&h, 0, 2, 84);
+	ck_assert_uint_eq(query(&h, 2, 84).chunk_size, 131072);
+	ck_assert_uint_eq(query(&h, 2, 85).chunk_size, 65536);
+	/* The walk copies chunk 85's new life and ends. */
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 3, now_ns(&h) + LEASE_NS, order, two, 2);
+	wait_sync_done();
+	ck_assert_uint_eq(g_sd.target, 3);
+	expect_same(&h, 0, 2, 84);
+	expect_same(&h, 0, 2, 85);
+	ck_assert_uint_eq(query(&h, 2, 85).chunk_size, 131072);
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
+/* Same version, length and bytes, another chunk size: the walk must copy
+ * (before: taken for equal, the syncing target kept the old chunk size). */
+START_TEST(test_craq_resync_copies_chunk_when_only_chunk_size_differs)
+{
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	static const unsigned order[2] = {0, 2};
+	uint32_t t1[1] = {1}, t3[1] = {3};
+	cfs_addr_t a1[1], a3[1], mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	a1[0] = h.addr[0];
+	a3[0] = h.addr[2];
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	h.chain_ver = 1;
+	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, t3, a3, one);
+	ck_assert_int_eq(write_cs(&h, 2, 86, 65536, 4096, 7, &ver), 0);
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 1, t1, a1, one);
+	ck_assert_int_eq(write_cs(&h, 0, 86, 131072, 4096, 7, &ver), 0);
+	expect_same(&h, 0, 2, 86);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 2, now_ns(&h) + LEASE_NS, order, two, 2);
+	wait_sync_done();
+	expect_same(&h, 0, 2, 86);
+	ck_assert_uint_eq(query(&h, 2, 86).chunk_size, 131072);
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
 static Suite *
 craq_suite(void)
 {
@@ -2215,6 +2370,9 @@ craq_suite(void)
 	ADD(test_craq_syncing_target_takes_acked_life_when_it_holds_older_higher_version);
 	ADD(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_version);
 	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
+	ADD(test_craq_head_redrives_when_middle_answers_ecanceled);
+	ADD(test_craq_syncing_target_takes_new_life_when_chunk_size_changed);
+	ADD(test_craq_resync_copies_chunk_when_only_chunk_size_differs);
 #undef ADD
 	return s;
 }

@@ -834,6 +834,63 @@ START_TEST(test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it)
 }
 END_TEST
 
+/* A forced whole version (a resync copy of a new life of the chunk) may
+ * change the chunk size: both old slots go back to their old class, the new
+ * version takes one of the new class, and a reopen finds it so. Anything
+ * else of another size is refused. */
+START_TEST(test_disk_force_replace_moves_chunk_to_new_class_when_chunk_size_changed)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(6, 20);
+	static uint8_t a[16384], b[40000];
+	struct disk_chunk_info info;
+	struct disk_stats st;
+
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 16384, 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, id, 16384, 0, a, 8192, 0, 0, NULL), 0); /* v2 pending */
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 2 * 16384);
+	/* Another size without FORCE|REPLACE: refused, nothing changes. */
+	ck_assert_int_eq(write_sync(t, id, 65536, 0, b, 4096, 0, 0, NULL), -EINVAL);
+	ck_assert_int_eq(write_sync(t, id, 65536, 0, b, 4096, 3, DISK_W_FORCE, NULL), -EINVAL);
+	ck_assert_int_eq(write_sync(t, id, 65536, 0, b, 4096, 0, DISK_W_REPLACE, NULL), -EINVAL);
+	/* The new life, installed as is. */
+	ck_assert_int_eq(
+		write_sync(t, id, 65536, 0, b, sizeof(b), 1, DISK_W_FORCE | DISK_W_REPLACE, &info),
+		0);
+	ck_assert_uint_eq(info.chunk_size, 65536);
+	ck_assert_uint_eq(info.ver, 1);
+	ck_assert_uint_eq(info.pver, 0);
+	ck_assert_uint_eq(info.len, sizeof(b));
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 65536);
+	ck_assert_uint_eq(st.chunks, 1);
+	assert_content(t, id, 0, b, sizeof(b));
+	assert_consistent(t);
+	/* A later write of the new size merges as usual. */
+	ck_assert_int_eq(write_sync(t, id, 65536, 100, a, 100, 0, DISK_W_COMMIT, NULL), 0);
+	memcpy(b + 100, a, 100);
+	disk_target_close(&t);
+	t = open_t("t", 64ull << 20);
+	assert_consistent(t);
+	ck_assert_int_eq(disk_query(t, &id, &info), 0);
+	ck_assert_uint_eq(info.chunk_size, 65536);
+	ck_assert_uint_eq(info.ver, 2);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 65536);
+	assert_content(t, id, 0, b, sizeof(b));
+	/* The old class's slots are free again: two chunks fit there. */
+	ck_assert_int_eq(write_sync(t, mkid(6, 21), 16384, 0, a, 16384, 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, mkid(6, 22), 16384, 0, a, 16384, 0, DISK_W_COMMIT, NULL), 0);
+	disk_stats(t, &st);
+	ck_assert_uint_eq(st.used, 65536 + 2 * 16384);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ reopen */
 
 static void
@@ -2658,6 +2715,8 @@ disk_suite(void)
 		{"versions", test_disk_pending_version_hidden_until_commit_when_written_pending},
 		{"pending_new", test_disk_new_chunk_unreadable_when_only_pending},
 		{"cow_reads", test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it},
+		{"resize",
+		 test_disk_force_replace_moves_chunk_to_new_class_when_chunk_size_changed},
 		{"reopen", test_disk_reopen_restores_everything_when_closed},
 		{"reqs", test_disk_request_ids_follow_versions_when_committed_and_reopened},
 		{"old_index", test_disk_old_index_opens_and_gains_request_ids_when_columns_missing},
