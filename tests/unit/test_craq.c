@@ -2244,39 +2244,66 @@ wait_sync_done(void)
  * chunk was removed and re-created at 128 KiB meanwhile. Forwarded writes and
  * the walk's copy install the new life (before: -EINVAL at replica 2 for
  * every forwarded write, and the walk never ended). */
-START_TEST(test_craq_syncing_target_takes_new_life_when_chunk_size_changed)
+/* Replicas 0 and 2 as chains of one (targets 1 and 3), so each can be given a
+ * life of a chunk of its own; the stand-in mgmtd is off. */
+static void
+lives_start(struct h *h)
+{
+	h_start(h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	h->chain_ver = 1;
+}
+
+static void
+lives_alone(struct h *h, unsigned rep)
 {
 	static const uint32_t one[1] = {CFS_TS_SERVING};
+	uint32_t target[1] = {rep == 0 ? 1 : 3};
+	cfs_addr_t addr[1] = {h->addr[rep]};
+
+	route_rep(h, rep, 1, now_ns(h) + LEASE_NS, 1, target, addr, one);
+}
+
+/* Replica 2 joins behind replica 0 as syncing at chain version ver; with
+ * walk, the stand-in mgmtd runs first, so the walk starts and its sync_done
+ * is recorded. */
+static void
+lives_join(struct h *h, uint32_t ver, bool walk)
+{
 	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
 	static const unsigned order[2] = {0, 2};
-	uint32_t t1[1] = {1}, t3[1] = {3};
-	cfs_addr_t a1[1], a3[1], mg;
+	cfs_addr_t mg;
+
+	if (walk) {
+		ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h->c), 0), &mg_kind, NULL, 0, &mg),
+				 0);
+		g_mgmtd = mg;
+	}
+	route(h, ver, now_ns(h) + LEASE_NS, order, two, 2);
+}
+
+START_TEST(test_craq_syncing_target_takes_new_life_when_chunk_size_changed)
+{
 	uint64_t ver = 0;
 	struct h h;
 
-	h_start(&h);
-	a1[0] = h.addr[0];
-	a3[0] = h.addr[2];
-	g_mgmtd = 0;
-	g_sd_count = 0;
-	h.chain_ver = 1;
-	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, t3, a3, one);
+	lives_start(&h);
+	lives_alone(&h, 2);
 	ck_assert_int_eq(write_cs(&h, 2, 84, 65536, 4096, 90, &ver), 0);
 	ck_assert_int_eq(write_cs(&h, 2, 85, 65536, 4096, 91, &ver), 0);
-	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 1, t1, a1, one);
+	lives_alone(&h, 0);
 	ck_assert_int_eq(write_cs(&h, 0, 84, 131072, 4096, 1, &ver), 0);
 	ck_assert_int_eq(write_cs(&h, 0, 85, 131072, 8192, 3, &ver), 0);
 	/* Replica 2 syncing, no walk yet: the forwarded write reaches it. */
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, two, 2);
+	lives_join(&h, 2, false);
 	ck_assert_int_eq(write_cs(&h, 0, 84, 131072, 4096, 2, &ver), 0);
 	ck_assert_uint_eq(ver, 2);
 	expect_same(&h, 0, 2, 84);
 	ck_assert_uint_eq(query(&h, 2, 84).chunk_size, 131072);
 	ck_assert_uint_eq(query(&h, 2, 85).chunk_size, 65536);
 	/* The walk copies chunk 85's new life and ends. */
-	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
-	g_mgmtd = mg;
-	route(&h, 3, now_ns(&h) + LEASE_NS, order, two, 2);
+	lives_join(&h, 3, true);
 	wait_sync_done();
 	ck_assert_uint_eq(g_sd.target, 3);
 	expect_same(&h, 0, 2, 84);
@@ -2291,28 +2318,16 @@ END_TEST
  * (before: taken for equal, the syncing target kept the old chunk size). */
 START_TEST(test_craq_resync_copies_chunk_when_only_chunk_size_differs)
 {
-	static const uint32_t one[1] = {CFS_TS_SERVING};
-	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
-	static const unsigned order[2] = {0, 2};
-	uint32_t t1[1] = {1}, t3[1] = {3};
-	cfs_addr_t a1[1], a3[1], mg;
 	uint64_t ver = 0;
 	struct h h;
 
-	h_start(&h);
-	a1[0] = h.addr[0];
-	a3[0] = h.addr[2];
-	g_mgmtd = 0;
-	g_sd_count = 0;
-	h.chain_ver = 1;
-	route_rep(&h, 2, 1, now_ns(&h) + LEASE_NS, 1, t3, a3, one);
+	lives_start(&h);
+	lives_alone(&h, 2);
 	ck_assert_int_eq(write_cs(&h, 2, 86, 65536, 4096, 7, &ver), 0);
-	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, 1, t1, a1, one);
+	lives_alone(&h, 0);
 	ck_assert_int_eq(write_cs(&h, 0, 86, 131072, 4096, 7, &ver), 0);
 	expect_same(&h, 0, 2, 86);
-	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
-	g_mgmtd = mg;
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, two, 2);
+	lives_join(&h, 2, true);
 	wait_sync_done();
 	expect_same(&h, 0, 2, 86);
 	ck_assert_uint_eq(query(&h, 2, 86).chunk_size, 131072);
