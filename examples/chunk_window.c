@@ -40,7 +40,8 @@ struct slot {
 	struct run *run;
 	struct cfs_chunk_op op;
 	uint64_t index; /* chunk index of the current op */
-	uint8_t *buf;	/* read destination, size bytes */
+	uint8_t *buf;	/* the write's source, the read's destination: size bytes */
+	uint8_t *want;	/* a read's expected bytes: size bytes */
 };
 
 struct run {
@@ -129,20 +130,13 @@ slot_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
 	if (ops->rc != 0) {
 		fail(r, ops->rc);
 	} else if (r->kind == CFS_CHUNK_OP_READ) {
-		uint8_t *want = malloc(r->size);
-
-		if (!want) {
-			fail(r, -ENOMEM);
+		fill(s->want, r->size, s->index);
+		if (ops->out_len != r->size || memcmp(s->want, s->buf, r->size) != 0) {
+			fprintf(stderr, "chunk_window: chunk %u:%llu read back wrong bytes\n", INODE,
+				(unsigned long long)s->index);
+			fail(r, -EIO);
 		} else {
-			fill(want, r->size, s->index);
-			if (ops->out_len != r->size || memcmp(want, s->buf, r->size) != 0) {
-				fprintf(stderr, "chunk_window: chunk %u:%llu read back wrong bytes\n",
-					INODE, (unsigned long long)s->index);
-				fail(r, -EIO);
-			} else {
-				atomic_fetch_add(&r->ok, 1);
-			}
-			free(want);
+			atomic_fetch_add(&r->ok, 1);
 		}
 	} else {
 		atomic_fetch_add(&r->ok, 1);
@@ -160,7 +154,7 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Run every chunk through `kind` with `window` slots; seconds taken, or < 0. */
+/* Run every chunk through `kind` with `window` slots; seconds taken. */
 static double
 run_all(struct run *r, struct slot *slots, unsigned window, enum cfs_chunk_op_kind kind)
 {
@@ -247,7 +241,8 @@ main(int argc, char **argv)
 	for (unsigned k = 0; k < window; k++) {
 		slots[k].run = &r;
 		slots[k].buf = malloc(r.size);
-		if (!slots[k].buf)
+		slots[k].want = malloc(r.size);
+		if (!slots[k].buf || !slots[k].want)
 			goto out;
 	}
 	mib = (double)r.count * r.size / (1 << 20);
@@ -270,8 +265,10 @@ main(int argc, char **argv)
 	rc = atomic_load(&r.ok) == r.count ? 0 : 1;
 out:
 	if (slots) {
-		for (unsigned k = 0; k < window; k++)
+		for (unsigned k = 0; k < window; k++) {
 			free(slots[k].buf);
+			free(slots[k].want);
+		}
 		free(slots);
 	}
 	cfs_chunk_client_destroy(&r.cc);

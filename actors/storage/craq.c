@@ -500,6 +500,31 @@ committed(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	head_step(op);
 }
 
+/* Commit our pending op->ver here (a tombstone: remove the chunk); the
+ * outcome, also a failure to start, goes through committed(). */
+static void
+commit_here(struct craq_op *op)
+{
+	int rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
+
+	if (rc != 0)
+		committed(op, rc, NULL);
+}
+
+static void forward(struct craq_op *op);
+
+/* An earlier attempt stored op->ver here already: keep it and go on down the
+ * chain, or commit it at the tail. */
+static void
+go_on_stored(struct craq_op *op)
+{
+	dd_set_stored(op);
+	if (op->tail)
+		commit_here(op);
+	else
+		forward(op);
+}
+
 /* Our successor did not take the mutation: keep our version pending here
  * (the tail may have committed it) and pass a retryable error up. The chunk's
  * next mutation at the head, a client's retry or the head's re-drive walk
@@ -582,9 +607,7 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 			return;
 		}
 		/* Removed further down (or never there): remove here. */
-		rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
-		if (rc != 0)
-			committed(op, rc, NULL);
+		commit_here(op);
 		return;
 	}
 	if (resp && resp->type == CFS_MSG_CHUNK_WRITE_RESP) {
@@ -611,9 +634,7 @@ forwarded(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		fwd_failed(op, rc);
 		return;
 	}
-	rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
-	if (rc != 0)
-		finish(op, rc, NULL);
+	commit_here(op);
 }
 
 static bool
@@ -881,9 +902,7 @@ stored(void *cb_arg, int rc, const struct disk_chunk_info *info)
 			finish(op, 0, info);
 			return;
 		}
-		rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
-		if (rc != 0)
-			finish(op, rc, NULL);
+		commit_here(op);
 		return;
 	}
 	forward(op);
@@ -1012,15 +1031,7 @@ start_forwarded_tomb(struct craq_op *op)
 			t->id, id, op->client_req, tver, op->ver);
 	}
 	if (info.pver == op->ver && info.ptomb) {
-		/* Stored by an earlier attempt: keep it. */
-		dd_set_stored(op);
-		if (!op->tail) {
-			forward(op);
-			return;
-		}
-		rc = disk_commit(t->dt, &op->chunk, op->ver, committed, op);
-		if (rc != 0)
-			committed(op, rc, NULL);
+		go_on_stored(op); /* stored by an earlier attempt */
 		return;
 	}
 	if (op->tail && info.pver != 0)
@@ -1079,14 +1090,7 @@ start_forwarded(struct craq_op *op)
 	if (whole && info.pver == op->ver && info.plen == w->len && info.pcrc == w->crc) {
 		op->plen = info.plen;
 		op->pcrc = info.pcrc;
-		dd_set_stored(op);
-		if (!op->tail) {
-			forward(op);
-			return;
-		}
-		rc = disk_commit(t->dt, &op->chunk, op->ver, committed, op);
-		if (rc != 0)
-			finish(op, rc, NULL);
+		go_on_stored(op);
 		return;
 	}
 	flags = whole ? DISK_W_REPLACE : 0;
@@ -1104,8 +1108,6 @@ start_forwarded(struct craq_op *op)
 static void
 redrive(struct craq_op *op, const struct disk_chunk_info *info)
 {
-	int rc;
-
 	op->redrive = true;
 	op->tomb = info->ptomb;
 	op->ver = info->pver;
@@ -1120,10 +1122,7 @@ redrive(struct craq_op *op, const struct disk_chunk_info *info)
 			forward_whole(op);
 		return;
 	}
-	/* We alone are the chain now. */
-	rc = disk_commit(op->t->dt, &op->chunk, op->ver, committed, op);
-	if (rc != 0)
-		committed(op, rc, NULL);
+	commit_here(op); /* we alone are the chain now */
 }
 
 /*

@@ -317,6 +317,17 @@ static void expect_same(struct h *h, unsigned a, unsigned b, uint64_t chunk);
 
 /* -------------------------------------------------------------- writes */
 
+/* rc = call, again while the head answers -CFS_EBUSY (it re-drives the
+ * chunk's leftover version first); a hang guard of 10 s, not a performance
+ * bound. */
+#define UNTIL_NOT_BUSY(rc, call)                                               \
+	do {                                                                   \
+		for (unsigned n_ = 0; ((rc) = (call)) == -CFS_EBUSY; n_++) {   \
+			ck_assert_msg(n_ < 10000, "still busy");               \
+			usleep(1000);                                          \
+		}                                                              \
+	} while (0)
+
 START_TEST(test_craq_write_reaches_every_replica_when_chain_of_three)
 {
 	uint8_t want[8192], got[8192];
@@ -1091,12 +1102,7 @@ START_TEST(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_m
 	ck_assert_int_ne(aw.rc, 0);
 
 	/* The client retries at the new head: version 2, the first content. */
-	/* hang guard (10 s), not a performance bound */
-	for (unsigned n = 0; (rc = do_write(&h, 1, 32, 4096, 9, 701, &ver, NULL)) == -CFS_EBUSY;
-	     n++) {
-		ck_assert_msg(n < 10000, "still busy");
-		usleep(1000);
-	}
+	UNTIL_NOT_BUSY(rc, do_write(&h, 1, 32, 4096, 9, 701, &ver, NULL));
 	ck_assert_int_eq(rc, 0);
 	ck_assert_uint_eq(ver, 2);
 	expect_version(&h, 1, 32, 2, 4096, 2);
@@ -1234,12 +1240,7 @@ START_TEST(test_craq_retry_redrives_pending_version_when_targets_restarted)
 
 	/* Repaired: the retry gets version 2, the first attempt's content. */
 	route_default(&h);
-	/* hang guard (10 s), not a performance bound */
-	for (unsigned n = 0; (rc = do_write(&h, 0, 42, 4096, 4, 910, &ver, NULL)) == -CFS_EBUSY;
-	     n++) {
-		ck_assert_msg(n < 10000, "still busy");
-		usleep(1000);
-	}
+	UNTIL_NOT_BUSY(rc, do_write(&h, 0, 42, 4096, 4, 910, &ver, NULL));
 	ck_assert_int_eq(rc, 0);
 	ck_assert_uint_eq(ver, 2);
 	for (unsigned i = 0; i < NREP; i++)
@@ -1650,11 +1651,7 @@ START_TEST(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward
 	{
 		int rc;
 
-		/* hang guard (10 s), not a performance bound */
-		for (unsigned n = 0; (rc = do_remove(&h, 0, 45, 985, &ver)) == -CFS_EBUSY; n++) {
-			ck_assert_msg(n < 10000, "still busy");
-			usleep(1000);
-		}
+		UNTIL_NOT_BUSY(rc, do_remove(&h, 0, 45, 985, &ver));
 		ck_assert_int_eq(rc, 0);
 	}
 	ck_assert_uint_eq(ver, 1);
@@ -1743,11 +1740,7 @@ START_TEST(test_craq_remove_retry_redrives_pending_tombstone_when_targets_restar
 
 	/* Repaired: the retry answers the version its remove removed. */
 	route_default(&h);
-	/* hang guard (10 s), not a performance bound */
-	for (unsigned n = 0; (rc = do_remove(&h, 0, 48, 995, &ver)) == -CFS_EBUSY; n++) {
-		ck_assert_msg(n < 10000, "still busy");
-		usleep(1000);
-	}
+	UNTIL_NOT_BUSY(rc, do_remove(&h, 0, 48, 995, &ver));
 	ck_assert_int_eq(rc, 0);
 	ck_assert_uint_eq(ver, 2);
 	for (unsigned i = 0; i < NREP; i++) {
