@@ -15,6 +15,14 @@
  * there, one eventfd read per wake-up. When more requests are queued than the
  * context has slots, the rest wait in FIFO order for completions.
  *
+ * One exception (aio_kick): a caller that has queued a whole batch while
+ * none of this engine's requests is at the device sends it at once. The disk
+ * is idle, waiting for us; the batches handled later in the iteration join
+ * its queue while it works, in the prepare watcher's io_submit. Measured on
+ * bench_storage's 4 KiB row (4 requests of 8 reads arriving together): the
+ * device starts after one request's preparation instead of all four, and the
+ * row went from about 0.56 to 0.63 of fio.
+ *
  * The prepare watcher runs at the lowest priority, after the runtime's own
  * (which runs the actors' queued messages): the reads and writes a handler
  * queues go down in the same iteration, not one iteration (and one extra
@@ -91,8 +99,28 @@ struct aio_eng {
 	bool registered;
 };
 
+
+/* Put batch[i..n) back at the front of the queue, in order. */
 static void
-aio_flush(struct aio_eng *a)
+requeue(struct aio_eng *a, unsigned i, unsigned n)
+{
+	for (unsigned j = n; j-- > i;) {
+		struct disk_io *io = a->batch[j]->data;
+
+		a->freel[a->nfree++] = a->batch[j];
+		io->next = a->qhead;
+		if (a->qhead == NULL)
+			a->qtail = &io->next;
+		a->qhead = io;
+		a->queued++;
+	}
+}
+
+/* Submit what is queued. may_complete: a request the kernel refuses gets its
+ * callback here; otherwise (inside a caller that is still queueing) it and
+ * the ones behind it stay queued for the prepare watcher's flush. */
+static void
+aio_flush(struct aio_eng *a, bool may_complete)
 {
 	unsigned n = 0;
 
@@ -122,19 +150,11 @@ aio_flush(struct aio_eng *a)
 			i += (unsigned)rc;
 			continue;
 		}
-		if (rc == -EAGAIN || rc == 0) {
+		if (rc == -EAGAIN || rc == 0 || !may_complete) {
 			/* Kernel out of resources: put the rest back in front, in order,
-			 * and retry when completions arrive. */
-			for (unsigned j = n; j-- > i;) {
-				struct disk_io *io = a->batch[j]->data;
-
-				a->freel[a->nfree++] = a->batch[j];
-				io->next = a->qhead;
-				if (a->qhead == NULL)
-					a->qtail = &io->next;
-				a->qhead = io;
-				a->queued++;
-			}
+			 * and retry when completions arrive (or, for a refused request
+			 * while the caller still queues, from the prepare watcher). */
+			requeue(a, i, n);
 			break;
 		}
 		/* The first request is bad (-EINVAL, -EBADF...): fail it alone and
@@ -159,7 +179,7 @@ prep_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 	struct aio_eng *a = w->data;
 
 	if (a->qhead != NULL)
-		aio_flush(a);
+		aio_flush(a, true);
 }
 
 static void
@@ -254,6 +274,18 @@ aio_submit(struct disk_ioeng *e, struct disk_io *io)
 		ev_idle_start(e->ev, &a->idle_w);
 }
 
+/* A caller's batch is complete: if the device has nothing of ours, send it now
+ * (see the top of the file). A refused request is not failed here, inside the
+ * caller, but left queued for the prepare watcher. */
+static void
+aio_kick(struct disk_ioeng *e)
+{
+	struct aio_eng *a = (struct aio_eng *)e;
+
+	if (a->submitted == 0 && a->qhead != NULL && a->nfree > 0)
+		aio_flush(a, false);
+}
+
 static int
 aio_poll(struct disk_ioeng *e, int timeout_ms)
 {
@@ -261,10 +293,16 @@ aio_poll(struct disk_ioeng *e, int timeout_ms)
 	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
 
 	if (a->qhead != NULL)
-		aio_flush(a);
+		aio_flush(a, true);
 	if (a->submitted == 0)
 		return 0;
 	return (int)reap(a, 1, &ts);
+}
+
+static unsigned
+aio_queued(struct disk_ioeng *e)
+{
+	return ((struct aio_eng *)e)->queued;
 }
 
 static unsigned
@@ -299,8 +337,10 @@ aio_destroy(struct disk_ioeng *e)
 static const struct disk_ioeng_ops aio_ops = {
 	.name = "libaio",
 	.submit = aio_submit,
+	.kick = aio_kick,
 	.poll = aio_poll,
 	.inflight = aio_inflight,
+	.queued = aio_queued,
 	.destroy = aio_destroy,
 };
 

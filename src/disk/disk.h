@@ -4,7 +4,8 @@
  *
  *  - an I/O engine (struct disk_ioeng), one per loop, shared by the targets on
  *    that loop. The libaio implementation (disk_aio_*) submits O_DIRECT reads
- *    and writes batched per loop iteration in one io_submit and reaps them
+ *    and writes batched per loop iteration in one io_submit (a read batch
+ *    finding the device idle goes down at once) and reaps them
  *    through an eventfd watched by libev. It sits behind a small ops table so a
  *    simulator can replace the disk; nothing else in chainfs calls io_submit.
  *  - a target (struct disk_target), one per storage directory: data files per
@@ -90,12 +91,18 @@ struct disk_ioeng_ops {
 	/* Queue io; it goes down at the end of the current loop iteration together
 	 * with everything else queued in it. Never fails: errors arrive in io->cb. */
 	void (*submit)(struct disk_ioeng *e, struct disk_io *io);
+	/* Optional: the caller has queued a whole batch. An engine whose device
+	 * has none of its requests sends what is queued now rather than at the
+	 * end of the iteration. Never runs callbacks. */
+	void (*kick)(struct disk_ioeng *e);
 	/* Control path only (closing a target): submit what is queued, wait up to
 	 * timeout_ms for completions and run their callbacks. Returns how many
 	 * completed. */
 	int (*poll)(struct disk_ioeng *e, int timeout_ms);
 	/* Number of submitted or queued requests not yet completed. */
 	unsigned (*inflight)(struct disk_ioeng *e);
+	/* Optional: of those, the ones not yet handed to the device. */
+	unsigned (*queued)(struct disk_ioeng *e);
 	void (*destroy)(struct disk_ioeng *e);
 };
 

@@ -2,8 +2,9 @@
 /*
  * Read batches. Each item is resolved against the in-memory index when the
  * batch is submitted (so a read never waits for a mutation of its chunk) and
- * becomes one aio read; all of a batch's reads are queued in the same loop
- * iteration and so go down in one io_submit.
+ * becomes one aio read; a batch's reads go down together in one io_submit:
+ * at once when the device has nothing of this loop's (the engine's kick),
+ * else with the rest of the loop iteration's I/O.
  *
  * Checking: a chunk version whose per-4KiB CRC table is in memory is read
  * only over the blocks the request covers, each checked against the table
@@ -305,6 +306,8 @@ disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_
 		if (item_start(rb, it) != 0)
 			rb->left--;
 	}
+	if (t->e->ops->kick != NULL)
+		t->e->ops->kick(t->e);
 	/* Completions only arrive from the loop, so none ran yet: if nothing was
 	 * submitted, finish through the mailbox rather than inside this call. */
 	if (--rb->left == 0) {

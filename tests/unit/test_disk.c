@@ -469,6 +469,52 @@ START_TEST(test_disk_batch_read_returns_every_item_when_mixed_results)
 }
 END_TEST
 
+/* The engine sends a read batch at once when the disk has nothing of its own
+ * (so the idle device starts while later batches are prepared); a batch
+ * arriving while reads are at the device waits for the loop iteration's
+ * io_submit, with the rest of the iteration's I/O. */
+START_TEST(test_disk_read_batch_submitted_at_once_when_device_idle)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	uint8_t data[8192];
+	struct disk_read a[2] = {
+		{.id = mkid(2, 1), .off = 0, .len = 4096},
+		{.id = mkid(2, 1), .off = 4096, .len = 4096},
+	};
+	struct disk_read b[2] = {
+		{.id = mkid(2, 1), .off = 0, .len = 100},
+		{.id = mkid(2, 1), .off = 5000, .len = 100},
+	};
+	struct rres ra = {0}, rb = {0};
+
+	fill(data, sizeof(data), 4);
+	ck_assert_int_eq(
+		write_sync(t, mkid(2, 1), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 0);
+
+	ck_assert_int_eq(disk_read(t, a, 2, read_cb, &ra), 0);
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 2);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 0);
+
+	ck_assert_int_eq(disk_read(t, b, 2, read_cb, &rb), 0);
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 4);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 2);
+
+	run_until(&ra.done);
+	run_until(&rb.done);
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(a[i].rc, 0);
+		ck_assert(memcmp(a[i].data.buf->data + a[i].data.off, data + a[i].off, 4096) == 0);
+		ck_assert_int_eq(b[i].rc, 0);
+		ck_assert(memcmp(b[i].data.buf->data + b[i].data.off, data + b[i].off, 100) == 0);
+		rt_buf_put(&a[i].data.buf);
+		rt_buf_put(&b[i].data.buf);
+	}
+	disk_target_close(&t);
+}
+END_TEST
+
 START_TEST(test_disk_write_is_zero_copy_safe_when_payload_aligned)
 {
 	struct disk_target *t = open_t("t", 64ull << 20);
@@ -2709,6 +2755,7 @@ disk_suite(void)
 		{"crc", test_disk_crc32c_gives_check_value_when_standard_input},
 		{"roundtrip", test_disk_roundtrip_when_each_size_class},
 		{"batch", test_disk_batch_read_returns_every_item_when_mixed_results},
+		{"kick", test_disk_read_batch_submitted_at_once_when_device_idle},
 		{"zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned},
 		{"partial", test_disk_partial_writes_merge_when_chunk_exists},
 		{"aligned", test_disk_aligned_writes_keep_block_crcs_when_payload_fills_blocks},
