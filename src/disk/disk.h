@@ -88,12 +88,13 @@ struct disk_ioeng;
  * a simulator supplies its own. */
 struct disk_ioeng_ops {
 	const char *name;
-	/* Queue io; it goes down at the end of the current loop iteration together
-	 * with everything else queued in it. Never fails: errors arrive in io->cb. */
+	/* Queue io; it goes down with everything else queued, at the end of the
+	 * current loop iteration at the latest (earlier when a kick sends the
+	 * queue). Never fails: errors arrive in io->cb, never inside this call. */
 	void (*submit)(struct disk_ioeng *e, struct disk_io *io);
-	/* Optional: the caller has queued a whole batch. An engine whose device
-	 * has none of its requests sends what is queued now rather than at the
-	 * end of the iteration. Never runs callbacks. */
+	/* Optional: the caller has queued a whole batch. An engine with none of
+	 * its requests outstanding sends everything queued now rather than at
+	 * the end of the iteration. Never runs callbacks. */
 	void (*kick)(struct disk_ioeng *e);
 	/* Control path only (closing a target): submit what is queued, wait up to
 	 * timeout_ms for completions and run their callbacks. Returns how many

@@ -2,9 +2,10 @@
 /*
  * Read batches. Each item is resolved against the in-memory index when the
  * batch is submitted (so a read never waits for a mutation of its chunk) and
- * becomes one aio read; a batch's reads go down together in one io_submit:
- * at once when the device has nothing of this loop's (the engine's kick),
- * else with the rest of the loop iteration's I/O.
+ * becomes one aio read; a batch's reads go down together in one io_submit,
+ * with whatever else the loop's engine has queued: at once when none of its
+ * requests is outstanding (the engine's kick), else at the end of the loop
+ * iteration.
  *
  * Checking: a chunk version whose per-4KiB CRC table is in memory is read
  * only over the blocks the request covers, each checked against the table

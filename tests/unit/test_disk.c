@@ -493,10 +493,12 @@ START_TEST(test_disk_read_batch_submitted_at_once_when_device_idle)
 	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 0);
 
 	ck_assert_int_eq(disk_read(t, a, 2, read_cb, &ra), 0);
+	ck_assert_int_eq(ra.done, 0); /* never called back inside disk_read */
 	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 2);
 	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 0);
 
 	ck_assert_int_eq(disk_read(t, b, 2, read_cb, &rb), 0);
+	ck_assert_int_eq(rb.done, 0);
 	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 4);
 	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 2);
 
@@ -512,6 +514,102 @@ START_TEST(test_disk_read_batch_submitted_at_once_when_device_idle)
 		rt_buf_put(&b[i].data.buf);
 	}
 	disk_target_close(&t);
+}
+END_TEST
+
+/* Engine-level: requests the kernel refuses (a bad fd here) are not failed
+ * inside a kick but in the next flush; and a refused request's callback that
+ * queues and kicks while that flush runs does not start a second flush over
+ * it: every request completes exactly once. */
+struct kio {
+	struct disk_io io; /* first: the callback gets &io */
+	int calls;
+	long res;
+	struct kio *then; /* queued, then kicked, from this one's callback */
+	unsigned nthen;
+};
+
+static void
+kio_cb(struct disk_io *io, long res)
+{
+	struct kio *k = (struct kio *)io;
+
+	k->calls++;
+	k->res = res;
+	for (unsigned i = 0; i < k->nthen; i++)
+		g_eng->ops->submit(g_eng, &k->then[i].io);
+	if (k->nthen > 0)
+		g_eng->ops->kick(g_eng);
+}
+
+static void
+kio_init(struct kio *k, int fd, void *buf)
+{
+	*k = (struct kio){0};
+	k->io = (struct disk_io){.fd = fd, .op = DISK_IO_READ, .buf = buf, .len = 4096, .cb = kio_cb};
+}
+
+static void
+kio_run(struct kio *k, unsigned n)
+{
+	for (int spins = 0; spins < 100000; spins++) {
+		unsigned left = 0;
+
+		for (unsigned i = 0; i < n; i++)
+			left += k[i].calls == 0;
+		if (left == 0 && g_eng->ops->inflight(g_eng) == 0)
+			return;
+		ev_run(g_ev, EVRUN_ONCE | EVRUN_NOWAIT);
+	}
+	ck_abort_msg("requests left without completion");
+}
+
+START_TEST(test_disk_engine_kick_defers_refused_requests_when_kernel_refuses)
+{
+	char path[600];
+	uint8_t data[4096];
+	void *buf;
+	int fd;
+	struct kio a[2], b[5]; /* b[0]'s callback queues b[3], b[4] */
+
+	snprintf(path, sizeof(path), "%s/plain", g_dir);
+	fill(data, sizeof(data), 5);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
+
+	/* A kick whose io_submit is refused fails nothing inside the kick. */
+	kio_init(&a[0], -1, buf);
+	kio_init(&a[1], fd, buf);
+	g_eng->ops->submit(g_eng, &a[0].io);
+	g_eng->ops->submit(g_eng, &a[1].io);
+	g_eng->ops->kick(g_eng);
+	ck_assert_int_eq(a[0].calls, 0);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 2);
+	kio_run(a, 2);
+	ck_assert_int_eq(a[0].calls, 1);
+	ck_assert_int_eq(a[0].res, -EBADF);
+	ck_assert_int_eq(a[1].calls, 1);
+	ck_assert_int_eq(a[1].res, 4096);
+	ck_assert(memcmp(buf, data, sizeof(data)) == 0);
+
+	/* The prepare watcher's flush fails b[0] and calls it back; its kick
+	 * must leave b[3], b[4] for the next flush, not resubmit over b[1..2]. */
+	for (int i = 0; i < 5; i++)
+		kio_init(&b[i], i == 0 ? -1 : fd, buf);
+	b[0].then = &b[3];
+	b[0].nthen = 2;
+	for (int i = 0; i < 3; i++)
+		g_eng->ops->submit(g_eng, &b[i].io);
+	kio_run(b, 5);
+	ck_assert_int_eq(b[0].res, -EBADF);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(b[i].calls, 1);
+	for (int i = 1; i < 5; i++)
+		ck_assert_int_eq(b[i].res, 4096);
+	free(buf);
+	close(fd);
 }
 END_TEST
 
@@ -2756,6 +2854,7 @@ disk_suite(void)
 		{"roundtrip", test_disk_roundtrip_when_each_size_class},
 		{"batch", test_disk_batch_read_returns_every_item_when_mixed_results},
 		{"kick", test_disk_read_batch_submitted_at_once_when_device_idle},
+		{"kick_refused", test_disk_engine_kick_defers_refused_requests_when_kernel_refuses},
 		{"zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned},
 		{"partial", test_disk_partial_writes_merge_when_chunk_exists},
 		{"aligned", test_disk_aligned_writes_keep_block_crcs_when_payload_fills_blocks},
