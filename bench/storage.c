@@ -413,7 +413,7 @@ struct row {
 	double cand[64], base[64];
 	double extra[64]; /* seqwrite: fio without syncs; batch per commit */
 	double batch[64];
-	double wave[64];  /* randread_4k: fio taking whole waves, 50 us apart */
+	double wave[64];		    /* randread_4k: fio taking whole waves, 50 us apart */
 	double dcpu[64], ccpu[64], dcs[64]; /* per I/O: daemon us, client us, daemon switches */
 };
 

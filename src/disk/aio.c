@@ -19,10 +19,10 @@
  * none of this engine's requests is outstanding (submitted and not yet
  * reaped) sends everything queued at once. The disk is idle, waiting for us;
  * the batches handled later in the iteration join its queue while it works,
- * in the prepare watcher's io_submit. Measured on
- * bench_storage's 4 KiB row (4 requests of 8 reads arriving together): the
- * device starts after one request's preparation instead of all four, and the
- * row went from about 0.56 to 0.63 of fio.
+ * in the prepare watcher's io_submit. Measured on bench_storage's 4 KiB row
+ * (4 requests of 8 reads arriving together): the device starts after one
+ * request's preparation instead of all four's, and the row went from about
+ * 0.56 to 0.63 of fio.
  *
  * The prepare watcher runs at the lowest priority, after the runtime's own
  * (which runs the actors' queued messages): the reads and writes a handler
@@ -100,7 +100,6 @@ struct aio_eng {
 	int refs;
 	bool registered;
 };
-
 
 /* Put batch[i..n) back at the front of the queue, in order. */
 static void

@@ -546,7 +546,8 @@ static void
 kio_init(struct kio *k, int fd, void *buf)
 {
 	*k = (struct kio){0};
-	k->io = (struct disk_io){.fd = fd, .op = DISK_IO_READ, .buf = buf, .len = 4096, .cb = kio_cb};
+	k->io = (struct disk_io){
+		.fd = fd, .op = DISK_IO_READ, .buf = buf, .len = 4096, .cb = kio_cb};
 }
 
 static void
