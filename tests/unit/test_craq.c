@@ -176,6 +176,16 @@ route_default(struct h *h)
 	route(h, 1, now_ns(h) + LEASE_NS, k_order, k_serving, NREP);
 }
 
+/* Routing version 2: the head (replica 0) is offline, the chain is 1 -> 2. */
+static void
+route_head_gone(struct h *h)
+{
+	static const unsigned order[NREP] = {1, 2, 0};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+
+	route(h, 2, now_ns(h) + LEASE_NS, order, states, NREP);
+}
+
 static struct rt_msg *write_req_at(struct h *h, unsigned rep, uint64_t chunk, uint32_t off,
 				   uint32_t len, uint32_t seed, uint64_t client_req);
 
@@ -1069,8 +1079,6 @@ END_TEST
 
 START_TEST(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_middle)
 {
-	static const unsigned order[NREP] = {1, 2, 0};
-	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
 	struct async_write aw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	uint32_t targets[NREP] = {1, 2, 3};
 	cfs_addr_t addrs[NREP], holder;
@@ -1096,7 +1104,7 @@ START_TEST(test_craq_retry_redriven_by_new_head_when_head_died_with_pending_at_m
 
 	/* The head dies: the middle becomes head, the forward it had in flight
 	 * fails. */
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	route_head_gone(&h);
 	hold_set(&h, holder, 0, HOLD_FAIL);
 	async_wait(&aw);
 	ck_assert_int_ne(aw.rc, 0);
@@ -1118,8 +1126,6 @@ END_TEST
 
 START_TEST(test_craq_retry_answered_by_new_head_when_head_died_after_commit)
 {
-	static const unsigned order[NREP] = {1, 2, 0};
-	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
 	uint64_t ver = 0;
 	struct h h;
 
@@ -1128,7 +1134,7 @@ START_TEST(test_craq_retry_answered_by_new_head_when_head_died_after_commit)
 	ck_assert_int_eq(do_write(&h, 0, 33, 4096, 1, 800, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 1);
 	/* The answer to the client was lost with the head. */
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	route_head_gone(&h);
 	ck_assert_int_eq(do_write(&h, 1, 33, 4096, 5, 800, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 1);
 	expect_version(&h, 1, 33, 1, 4096, 1);
@@ -1150,8 +1156,6 @@ h_restart(struct h *h)
 
 START_TEST(test_craq_retry_gets_same_version_when_targets_restarted_after_commit)
 {
-	static const unsigned order[NREP] = {1, 2, 0};
-	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
 	uint64_t ver = 0;
 	struct h h;
 
@@ -1180,7 +1184,7 @@ START_TEST(test_craq_retry_gets_same_version_when_targets_restarted_after_commit
 	/* Restarted again, and the head is gone: the middle, now head, knows
 	 * the request from the forwarded write it stored. */
 	h_restart(&h);
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	route_head_gone(&h);
 	ck_assert_int_eq(do_write(&h, 1, 41, 8192, 8, 902, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 1);
 	expect_version(&h, 1, 41, 1, 8192, 2);
@@ -1765,8 +1769,6 @@ END_TEST
 
 START_TEST(test_craq_remove_retry_answers_removed_version_when_chunk_recreated_after_restart)
 {
-	static const unsigned order[NREP] = {1, 2, 0};
-	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
 	uint64_t ver = 0;
 	struct h h;
 
@@ -1798,7 +1800,7 @@ START_TEST(test_craq_remove_retry_answers_removed_version_when_chunk_recreated_a
 	/* Restarted again, and the head is gone: the middle, now head, has
 	 * the record from the tombstone it committed. */
 	h_restart(&h);
-	route(&h, 2, now_ns(&h) + LEASE_NS, order, states, NREP);
+	route_head_gone(&h);
 	ver = 0;
 	ck_assert_int_eq(do_remove(&h, 1, 60, 1300, &ver), 0);
 	ck_assert_uint_eq(ver, 2);

@@ -1171,24 +1171,31 @@ START_TEST(test_disk_request_ids_follow_versions_when_committed_and_reopened)
 }
 END_TEST
 
-/* How many columns the chunks table of target directory sub has. */
+/* The integer the query sql gives on the index of target directory sub (the
+ * target closed). */
 static int
-index_columns(const char *sub)
+index_int(const char *sub, const char *sql)
 {
 	char path[700];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	int n = 0;
+	int n;
 
 	snprintf(path, sizeof(path), "%s/%s/index.db", g_dir, sub);
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA table_info(chunks)", -1, &st, NULL),
-			 SQLITE_OK);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		n++;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return n;
+}
+
+/* How many columns the chunks table of target directory sub has. */
+static int
+index_columns(const char *sub)
+{
+	return index_int(sub, "SELECT count(*) FROM pragma_table_info('chunks')");
 }
 
 /* The format recorded in target directory sub's index (static buffer). */
@@ -1430,20 +1437,7 @@ END_TEST
 static int
 removed_rows(const char *sub)
 {
-	char path[700];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int n = -1;
-
-	snprintf(path, sizeof(path), "%s/%s/index.db", g_dir, sub);
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM removed", -1, &st, NULL),
-			 SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	return index_int(sub, "SELECT count(*) FROM removed");
 }
 
 static void
