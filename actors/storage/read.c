@@ -85,6 +85,7 @@ read_submit(struct stor_read *rd)
 
 	if (rd->nd == 0) {
 		/* Nothing valid to read: the per-read errors are the answer. */
+		RT_BODY(rd->resp, chunk_read_resp)->chain_ver = rd->t->chain.chain_ver;
 		rt_reply(rd->req, 0, rd->resp);
 		return;
 	}

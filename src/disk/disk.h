@@ -366,7 +366,8 @@ typedef void (*disk_read_fn)(void *cb_arg, struct disk_read *reads, unsigned n);
  * Read a batch: all its I/O goes down in one submission. Every byte returned
  * was checked against the stored CRC32C (per-4KiB CRC tables kept in memory;
  * a chunk without one in memory is read whole once and checked against its
- * chunk CRC). A mismatch gives that item -CFS_ECHECKSUM, is counted and logged
+ * chunk CRC; reads of a chunk being read whole wait for that read, and whole
+ * reads in flight are bounded per target). A mismatch gives that item -CFS_ECHECKSUM, is counted and logged
  * with target and chunk, and never returns the bytes. Per-item errors: see
  * struct disk_read (-EINVAL: off + len > chunk_size). A read past the end
  * returns the bytes up to it. cb runs once for the batch.

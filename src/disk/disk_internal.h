@@ -396,6 +396,7 @@ void disk_op_slot_failed(struct disk_op *op, int rc);
 /* ------------------------------------------------------------------ target */
 
 struct disk_reclaim;
+struct ritem;
 
 struct disk_target {
 	struct disk_ioeng *e;
@@ -426,6 +427,13 @@ struct disk_target {
 	/* CRC table cache */
 	uint64_t crc_bytes, crc_budget;
 	struct disk_chunk *lru_head, *lru_tail;
+
+	/* Whole-content reads (versions whose CRC table is not in memory) in
+	 * flight, and the read items waiting to start one (read.c). */
+	uint64_t whole_bytes;
+	unsigned whole_count;
+	struct ritem *whole_inflight;		/* newest first */
+	struct ritem *whole_wait_head, *whole_wait_tail; /* FIFO */
 
 	/* work in flight, waited for by close */
 	uint64_t ops_inflight; /* mutations and read batches not yet called back */

@@ -14,6 +14,14 @@
  * checked against the chunk CRC; the table built on the way is then cached.
  * Reading only the covered blocks is what keeps 4 KiB random reads of large
  * chunks at disk speed (README.md has the numbers).
+ *
+ * Whole reads are bounded, because what they cost is not what the caller
+ * asked for: 1024 one-byte reads of an uncached 64 MiB chunk would otherwise
+ * allocate and read 64 GiB for a 1 KiB reply. An item that needs one waits,
+ * in FIFO order, while a whole read of the same chunk is in flight (the table
+ * it builds then serves the item's blocks alone), or while WHOLE_BUDGET bytes
+ * or WHOLE_MAX reads are in flight; one whole read may always run, whatever
+ * its size. Each completed whole read starts the waiting items it can.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,10 +30,15 @@
 #define RT_LOG_SUBSYS "disk"
 #include "disk/disk_internal.h"
 
+/* Whole reads in flight per target: bytes, and reads. */
+#define WHOLE_BUDGET ((uint64_t)128 << 20)
+#define WHOLE_MAX    64u
+
 struct rbatch;
 
 struct ritem {
 	struct disk_io io;
+	struct ritem *next; /* whole reads: in flight, or waiting to start */
 	struct rbatch *rb;
 	struct disk_read *r;
 	struct disk_rtrack track;
@@ -35,6 +48,7 @@ struct ritem {
 	uint32_t vlen, vcrc, slot;
 	uint64_t ver;
 	bool whole;
+	bool admitted; /* may start a whole read without waiting */
 	bool pending;
 	uint32_t first; /* first block read */
 	uint32_t nexp;
@@ -124,6 +138,73 @@ keep_table(struct disk_target *t, struct ritem *it, uint32_t *tab)
 		free(tab);
 }
 
+static bool
+whole_busy(const struct disk_target *t, const struct cfs_id128 *id)
+{
+	for (const struct ritem *w = t->whole_inflight; w != NULL; w = w->next) {
+		if (memcmp(w->r->id.b, id->b, sizeof(id->b)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Whether a whole read of `bytes` for chunk id may start now. */
+static bool
+whole_may_start(const struct disk_target *t, const struct cfs_id128 *id, uint64_t bytes)
+{
+	if (t->whole_count == 0)
+		return true;
+	return t->whole_count < WHOLE_MAX && t->whole_bytes + bytes <= WHOLE_BUDGET &&
+	       !whole_busy(t, id);
+}
+
+static void
+whole_end(struct disk_target *t, struct ritem *it)
+{
+	struct ritem **pp = &t->whole_inflight;
+
+	while (*pp != it)
+		pp = &(*pp)->next;
+	*pp = it->next;
+	t->whole_bytes -= it->io.len;
+	t->whole_count--;
+}
+
+static int item_start(struct rbatch *rb, struct ritem *it);
+
+/* Start the waiting items that may start now, oldest first. One held back by
+ * the budget holds back the ones behind it; one held back only because its
+ * chunk is being read whole is passed over (that read's end retries it). A
+ * started item may finish at once and call its batch back, and that callback
+ * may queue new items: the list stays consistent at every step. Called with a
+ * batch of this target still in flight, so t stays valid. */
+static void
+whole_resume(struct disk_target *t)
+{
+	struct ritem *prev = NULL, *it = t->whole_wait_head;
+
+	while (it != NULL) {
+		if (!whole_may_start(t, &it->r->id, it->io.len)) {
+			if (t->whole_count >= WHOLE_MAX || t->whole_bytes + it->io.len > WHOLE_BUDGET)
+				break;
+			prev = it;
+			it = it->next;
+			continue;
+		}
+		if (prev != NULL)
+			prev->next = it->next;
+		else
+			t->whole_wait_head = it->next;
+		if (t->whole_wait_tail == it)
+			t->whole_wait_tail = prev;
+		it->next = NULL;
+		it->admitted = true;
+		if (item_start(it->rb, it) != 0)
+			item_end(it);
+		it = prev != NULL ? prev->next : t->whole_wait_head;
+	}
+}
+
 static void
 read_done(struct disk_io *io, long res)
 {
@@ -194,6 +275,10 @@ out:
 	if (rc != 0)
 		rt_buf_put(&it->buf);
 	r->rc = rc;
+	if (it->whole) {
+		whole_end(t, it);
+		whole_resume(t);
+	}
 	item_end(it);
 }
 
@@ -246,9 +331,21 @@ item_start(struct rbatch *rb, struct ritem *it)
 			memcpy(it->exp, v->bcrc + it->first, it->nexp * sizeof(*it->exp));
 		disk_crc_touch(t, c);
 	} else {
+		b = (uint32_t)disk_roundup(v->len);
+		if (!it->admitted && !whole_may_start(t, &r->id, b)) {
+			/* Wait; io.len holds the size for the budget check. */
+			it->io.len = b;
+			it->next = NULL;
+			if (t->whole_wait_tail != NULL)
+				t->whole_wait_tail->next = it;
+			else
+				t->whole_wait_head = it;
+			t->whole_wait_tail = it;
+			return 0;
+		}
+		it->admitted = false;
 		it->whole = true;
 		it->a = 0;
-		b = (uint32_t)disk_roundup(v->len);
 	}
 	it->buf = rt_buf_get(b - it->a);
 	if (it->buf == NULL) {
@@ -267,6 +364,12 @@ item_start(struct rbatch *rb, struct ritem *it)
 		.cb = read_done,
 		.cb_arg = it,
 	};
+	if (it->whole) {
+		it->next = t->whole_inflight;
+		t->whole_inflight = it;
+		t->whole_bytes += it->io.len;
+		t->whole_count++;
+	}
 	disk_rtrack_start(t, &it->track);
 	t->e->ops->submit(t->e, &it->io);
 	return 0;

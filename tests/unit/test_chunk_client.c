@@ -271,6 +271,55 @@ START_TEST(test_chunk_client_put_get_round_trip_when_chain_serving)
 }
 END_TEST
 
+/* The node-local messages between nodectl and its storage actors are refused
+ * when they come over a connection: a stray routing with a huge routing_ver
+ * would otherwise outrank nodectl's for good and the target would refuse all
+ * data; a stray report would be heartbeated to mgmtd as the target's state. */
+START_TEST(test_chunk_client_node_local_messages_refused_when_sent_over_a_connection)
+{
+	struct cfs_chunk_client *cc = client_new();
+	struct cfs_client *c = NULL;
+	struct cfs_id128 id = cfs_chunk_id(1, 1);
+	struct rt_msg *m, *resp = NULL;
+	uint8_t data[5000], back[5000];
+	uint32_t node, got = 0;
+	cfs_addr_t addr;
+	char ep[64];
+
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", g.node[2].port);
+	ck_assert_int_eq(cfs_client_create(NULL, &c), 0);
+	ck_assert_int_eq(cfs_client_connect(c, ep, &node), 0);
+	ck_assert_int_eq(cfs_target_find(c, node, 21, &addr), 0);
+	m = rt_msg_new(CFS_MSG_NODE_TARGET_ROUTING);
+	ck_assert_ptr_nonnull(m);
+	RT_BODY(m, node_target_routing)->target = 21;
+	RT_BODY(m, node_target_routing)->routing_ver = UINT64_MAX;
+	ck_assert_int_eq(cfs_client_call(c, addr, m, 5000, &resp), -EPERM);
+	rt_msg_free(&resp);
+	m = rt_msg_new(CFS_MSG_NODE_TARGET_REPORT);
+	ck_assert_ptr_nonnull(m);
+	RT_BODY(m, node_target_report)->target = 21;
+	RT_BODY(m, node_target_report)->local_state = CFS_LS_OFFLINE;
+	ck_assert_int_eq(cfs_client_call(c, CFS_ADDR(node, CFS_LOCAL_NODECTL), m, 5000, &resp),
+			 -EPERM);
+	rt_msg_free(&resp);
+	cfs_client_destroy(&c);
+	/* Every chain still takes writes and serves reads. */
+	tp_fill(data, sizeof(data), 3);
+	for (unsigned i = 0; i < NCHAINS; i++) {
+		uint64_t chain = chain_id(cc, i);
+
+		ck_assert_int_eq(cfs_chunk_put(cc, chain, &id, CHUNK_SIZE, 0, data, sizeof(data), NULL),
+				 0);
+		ck_assert_int_eq(cfs_chunk_get(cc, chain, &id, 0, back, sizeof(back), 0, &got, NULL),
+				 0);
+		ck_assert_uint_eq(got, sizeof(data));
+		ck_assert_mem_eq(back, data, sizeof(data));
+	}
+	cfs_chunk_client_destroy(&cc);
+}
+END_TEST
+
 START_TEST(test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined)
 {
 	enum { N = 64, LEN = 20000 };
@@ -1127,6 +1176,7 @@ chunk_client_suite(void)
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_chunk_client_put_get_round_trip_when_chain_serving);
+	tcase_add_test(tc, test_chunk_client_node_local_messages_refused_when_sent_over_a_connection);
 	tcase_add_test(tc, test_chunk_client_batch_runs_64_writes_and_reads_when_pipelined);
 	tcase_add_test(tc, test_chunk_client_reads_each_replica_when_replica_flag_set);
 	tcase_add_test(tc, test_chunk_client_lends_its_buffers_when_read_asks_to);

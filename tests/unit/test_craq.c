@@ -370,6 +370,29 @@ START_TEST(test_craq_write_reaches_every_replica_when_chain_of_three)
 }
 END_TEST
 
+/* A read whose every item is refused before the engine still tells the
+ * client the chain version it was judged against. */
+START_TEST(test_craq_read_reply_carries_chain_ver_when_every_item_refused)
+{
+	const struct cfs_chunk_io io = {.len = 10}; /* chunk id 0: invalid */
+	struct rt_msg *m = NULL, *resp = NULL;
+	const struct cfs_chunk_read_resp *rr;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(cfs_chunk_read_msg(1, CHAIN_ID, h.chain_ver, &io, 1, &m), 0);
+	ck_assert_int_eq(call(&h, 0, m, &resp), 0);
+	rr = RT_BODY(resp, chunk_read_resp);
+	ck_assert_uint_eq(rr->results_count, 1);
+	ck_assert_int_eq(rr->results[0].rc, -EINVAL);
+	ck_assert_uint_ne(h.chain_ver, 0);
+	ck_assert_uint_eq(rr->chain_ver, h.chain_ver);
+	rt_msg_free(&resp);
+	h_stop(&h);
+}
+END_TEST
+
 START_TEST(test_craq_write_reaches_syncing_tail_when_tail_syncing)
 {
 	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
@@ -2346,6 +2369,7 @@ craq_suite(void)
 		suite_add_tcase(s, tc);                                                            \
 	} while (0)
 	ADD(test_craq_write_reaches_every_replica_when_chain_of_three);
+	ADD(test_craq_read_reply_carries_chain_ver_when_every_item_refused);
 	ADD(test_craq_write_reaches_syncing_tail_when_tail_syncing);
 	ADD(test_craq_write_refused_when_sent_to_non_head);
 	ADD(test_craq_write_skips_offline_member_when_moved_to_end);

@@ -878,6 +878,7 @@ struct gate {
 	bool hold;
 	struct disk_io *held;
 	unsigned nheld;
+	uint64_t read_bytes; /* every read submitted, held or not */
 };
 
 static void
@@ -885,6 +886,8 @@ gate_submit(struct disk_ioeng *e, struct disk_io *io)
 {
 	struct gate *g = (struct gate *)e;
 
+	if (io->op == DISK_IO_READ)
+		g->read_bytes += io->len;
 	if (g->hold && io->op == DISK_IO_READ) {
 		io->next = g->held;
 		g->held = io;
@@ -974,6 +977,86 @@ START_TEST(test_disk_read_in_flight_keeps_old_slot_when_commit_frees_it)
 	assert_content(t, id, 0, b, 4096);
 	assert_content(t, mkid(6, 7), 0, c, 4096);
 	assert_content(t, mkid(6, 8), 0, c, 4096);
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* Many small reads of one chunk whose CRC table is not in memory (after a
+ * reopen): one whole read builds the table, and the other items wait for it
+ * and then read only their own block, instead of each reading (and holding a
+ * buffer of) the whole chunk. */
+START_TEST(test_disk_read_waits_for_one_whole_read_when_chunk_uncached)
+{
+	struct gate g = {.pub = {.ops = &gate_ops, .ev = g_ev}, .inner = g_eng};
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	struct cfs_id128 id = mkid(6, 30);
+	static uint8_t data[256 << 10];
+	struct disk_read rd[64];
+	struct rres rr = {0};
+
+	fill(data, sizeof(data), 30);
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	ck_assert_int_eq(write_sync(t, id, sizeof(data), 0, data, sizeof(data), 0, DISK_W_COMMIT,
+				    NULL),
+			 0);
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	for (unsigned i = 0; i < 64; i++)
+		rd[i] = (struct disk_read){.id = id, .off = i * 4096 + i, .len = 1};
+	g.hold = true;
+	g.read_bytes = 0;
+	ck_assert_int_eq(disk_read(t, rd, 64, read_cb, &rr), 0);
+	ck_assert_uint_eq(g.nheld, 1);
+	ck_assert_uint_eq(g.read_bytes, sizeof(data));
+	gate_release(&g);
+	run_until(&rr.done);
+	ck_assert_uint_eq(g.read_bytes, sizeof(data) + 63 * 4096);
+	for (unsigned i = 0; i < 64; i++) {
+		ck_assert_int_eq(rd[i].rc, 0);
+		ck_assert_uint_eq(rd[i].data.len, 1);
+		ck_assert_uint_eq(rd[i].data.buf->data[rd[i].data.off], data[i * 4096 + i]);
+		rt_buf_put(&rd[i].data.buf);
+	}
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
+/* Whole reads of different uncached chunks are bounded too (here by their
+ * number: 70 chunks of 8 KiB, one byte of each in one batch); the rest start
+ * as earlier ones complete, and every read returns its byte. */
+START_TEST(test_disk_read_bounds_whole_reads_when_many_chunks_uncached)
+{
+	struct gate g = {.pub = {.ops = &gate_ops, .ev = g_ev}, .inner = g_eng};
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	static uint8_t data[70][8192];
+	struct disk_read rd[70];
+	struct rres rr = {0};
+
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	for (unsigned i = 0; i < 70; i++) {
+		fill(data[i], sizeof(data[i]), 100 + i);
+		ck_assert_int_eq(write_sync(t, mkid(6, 100 + i), sizeof(data[i]), 0, data[i],
+					    sizeof(data[i]), 0, DISK_W_COMMIT, NULL),
+				 0);
+	}
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	for (unsigned i = 0; i < 70; i++)
+		rd[i] = (struct disk_read){.id = mkid(6, 100 + i), .off = 5000, .len = 1};
+	g.hold = true;
+	ck_assert_int_eq(disk_read(t, rd, 70, read_cb, &rr), 0);
+	ck_assert_uint_eq(g.nheld, 64);
+	gate_release(&g);
+	run_until(&rr.done);
+	for (unsigned i = 0; i < 70; i++) {
+		ck_assert_int_eq(rd[i].rc, 0);
+		ck_assert_uint_eq(rd[i].data.buf->data[rd[i].data.off], data[i][5000]);
+		rt_buf_put(&rd[i].data.buf);
+	}
 	assert_consistent(t);
 	disk_target_close(&t);
 }
@@ -2871,6 +2954,8 @@ disk_suite(void)
 		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
 		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
+		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
+		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"badargs", test_disk_refuses_bad_arguments_when_submitted},
 		{"badopts", test_disk_open_refuses_when_options_bad},
 		{"list", test_disk_list_pages_in_id_order_when_many_chunks},
