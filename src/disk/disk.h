@@ -367,10 +367,11 @@ typedef void (*disk_read_fn)(void *cb_arg, struct disk_read *reads, unsigned n);
  * was checked against the stored CRC32C (per-4KiB CRC tables kept in memory;
  * a chunk without one in memory is read whole once and checked against its
  * chunk CRC; reads of a chunk being read whole wait for that read, and whole
- * reads in flight are bounded per target). A mismatch gives that item -CFS_ECHECKSUM, is counted and logged
- * with target and chunk, and never returns the bytes. Per-item errors: see
- * struct disk_read (-EINVAL: off + len > chunk_size). A read past the end
- * returns the bytes up to it. cb runs once for the batch.
+ * reads in flight are bounded per target). A mismatch gives that item
+ * -CFS_ECHECKSUM, is counted and logged with target and chunk, and never
+ * returns the bytes. Per-item errors: see struct disk_read (-EINVAL: off + len
+ * > chunk_size). A read past the end returns the bytes up to it. cb runs once
+ * for the batch.
  * Returned at once: -EINVAL (n == 0), -CFS_ENOTSERVING, -ENOMEM.
  */
 int disk_read(struct disk_target *t, struct disk_read *reads, unsigned n, disk_read_fn cb,
