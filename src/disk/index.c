@@ -208,9 +208,11 @@ disk_index_reserve_restore(struct disk_index *ix)
 	if (fallocate(ix->reserve_fd, 0, 0, INDEX_RESERVE) != 0) {
 		rc = -errno;
 		if (rc == -EOPNOTSUPP) {
-			/* Nothing to hold room with: no reserve, as before. */
+			/* Nothing to hold room with: no reserve, and so none spent
+			 * (a spent one would checkpoint at every commit). */
 			close(ix->reserve_fd);
 			ix->reserve_fd = -1;
+			ix->reserve_spent = false;
 			return 0;
 		}
 		(void)ftruncate(ix->reserve_fd, 0); /* give back what it got */

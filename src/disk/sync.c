@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,21 @@ disk_sync_push(struct disk_target *t, struct disk_sitem *si)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* Make the file at least `size` bytes long, never shorter: a step may refill
+ * holes inside the file (slots.c), where cutting it at the step's end would
+ * drop every slot above, committed ones included. */
+static int
+extend_to(int fd, uint64_t size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if ((uint64_t)st.st_size >= size)
+		return 0;
+	return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
 static int
 do_grow(struct disk_target *t, struct disk_sitem *si)
 {
@@ -82,7 +98,7 @@ do_grow(struct disk_target *t, struct disk_sitem *si)
 	if (fallocate(fd, 0, (off_t)si->off, (off_t)si->len) != 0) {
 		rc = -errno;
 		if (rc == -EOPNOTSUPP) /* no fallocate: size now, blocks on first write */
-			rc = ftruncate(fd, (off_t)(si->off + si->len)) == 0 ? 0 : -errno;
+			rc = extend_to(fd, si->off + si->len);
 	}
 	return rc;
 }

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1059,6 +1060,71 @@ START_TEST(test_disk_read_bounds_whole_reads_when_many_chunks_uncached)
 	}
 	assert_consistent(t);
 	disk_target_close(&t);
+}
+END_TEST
+
+/* A file system that punches holes but refuses plain fallocate (ext4 over a
+ * volume without extents, for one) is played by this binary's fallocate, which
+ * wins over libc's while g_no_fallocate is set. */
+static bool g_no_fallocate;
+
+int
+fallocate(int fd, int mode, off_t off, off_t len)
+{
+	static int (*real)(int, int, off_t, off_t);
+
+	if (g_no_fallocate && mode == 0) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (real == NULL)
+		real = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT, "fallocate");
+	return real(fd, mode, off, len);
+}
+
+/* Without fallocate, growth sets the file size instead. A class refilling
+ * holes inside its file (punched for another class) must not cut the file at
+ * the refilled range's end: the committed chunks above it stay readable. */
+START_TEST(test_disk_refill_keeps_chunks_above_when_fallocate_unsupported)
+{
+	struct disk_target_opts o = opts("t", 1u << 20);
+	struct disk_target *t = NULL;
+	static uint8_t d[16][65536], big[200000];
+	char path[700];
+	struct stat st;
+
+	o.grow_bytes = 256u << 10;
+	g_no_fallocate = true;
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	/* The whole capacity in 64 KiB chunks (slots 0..15), then 4..7 freed. */
+	for (unsigned i = 0; i < 16; i++) {
+		fill(d[i], sizeof(d[i]), 40 + i);
+		ck_assert_int_eq(write_sync(t, mkid(6, 40 + i), 65536, 0, d[i], 65536, 0,
+					    DISK_W_COMMIT, NULL),
+				 0);
+	}
+	for (unsigned i = 4; i < 8; i++)
+		ck_assert_int_eq(remove_sync(t, mkid(6, 40 + i)), 0);
+	/* A 256 KiB-class chunk takes that room (slots 4..7 punched out), goes,
+	 * and a 64 KiB chunk has the class refill its holes. */
+	fill(big, sizeof(big), 99);
+	ck_assert_int_eq(
+		write_sync(t, mkid(6, 90), 200000, 0, big, sizeof(big), 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(remove_sync(t, mkid(6, 90)), 0);
+	fill(d[4], sizeof(d[4]), 1000);
+	ck_assert_int_eq(
+		write_sync(t, mkid(6, 91), 65536, 0, d[4], 65536, 0, DISK_W_COMMIT, NULL), 0);
+	snprintf(path, sizeof(path), "%s/slots-64K.dat", o.path);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_ge(st.st_size, 16 * 65536);
+	for (unsigned i = 0; i < 16; i++) {
+		if (i < 4 || i >= 8)
+			assert_content(t, mkid(6, 40 + i), 0, d[i], 65536);
+	}
+	assert_content(t, mkid(6, 91), 0, d[4], 65536);
+	assert_consistent(t);
+	disk_target_close(&t);
+	g_no_fallocate = false;
 }
 END_TEST
 
@@ -2956,6 +3022,7 @@ disk_suite(void)
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
+		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},
 		{"badargs", test_disk_refuses_bad_arguments_when_submitted},
 		{"badopts", test_disk_open_refuses_when_options_bad},
 		{"list", test_disk_list_pages_in_id_order_when_many_chunks},
