@@ -1112,8 +1112,8 @@ START_TEST(test_disk_refill_keeps_chunks_above_when_fallocate_unsupported)
 		write_sync(t, mkid(6, 90), 200000, 0, big, sizeof(big), 0, DISK_W_COMMIT, NULL), 0);
 	ck_assert_int_eq(remove_sync(t, mkid(6, 90)), 0);
 	fill(d[4], sizeof(d[4]), 1000);
-	ck_assert_int_eq(
-		write_sync(t, mkid(6, 91), 65536, 0, d[4], 65536, 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, mkid(6, 91), 65536, 0, d[4], 65536, 0, DISK_W_COMMIT, NULL),
+			 0);
 	snprintf(path, sizeof(path), "%s/slots-64K.dat", o.path);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_ge(st.st_size, 16 * 65536);
