@@ -249,7 +249,8 @@ struct disk_write {
  * Version rules (V committed, P pending, u = w->ver or V + 1 when 0):
  * pending write: P == u replaces the pending version; P != 0 otherwise -EBUSY;
  * u <= V -ESTALE; u > V + 1 -ERANGE. DISK_W_COMMIT: P != 0 -EBUSY, u <= V
- * -ESTALE. DISK_W_FORCE: any u >= 1.
+ * -ESTALE. DISK_W_FORCE: any u >= 1. A chunk whose committed version is
+ * UINT64_MAX (named by a caller) has no next one: -EOVERFLOW for ver 0.
  *
  * Returned at once: -EINVAL (chunk_size 0 or > DISK_MAX_CHUNK, off + len >
  * chunk_size, payload shorter than len, FORCE with ver 0), -CFS_ECHECKSUM
@@ -257,7 +258,7 @@ struct disk_write {
  * -ENOMEM. Through cb: -EINVAL (chunk_size differs from the chunk's, unless
  * DISK_W_FORCE | DISK_W_REPLACE: a whole new life of the chunk, which may
  * change its size and class),
- * -EBUSY, -ESTALE, -ERANGE (see above), -ENOSPC (capacity or file system
+ * -EBUSY, -ESTALE, -ERANGE, -EOVERFLOW (see above), -ENOSPC (capacity or file system
  * full), -CFS_ECHECKSUM (the committed content to merge with is corrupt),
  * -EIO.
  */

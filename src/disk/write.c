@@ -537,6 +537,8 @@ plan_update(struct disk_op *op)
 	} else if (op->flags & DISK_W_COMMIT) {
 		if (P != 0)
 			return -EBUSY;
+		if (u == 0 && V == UINT64_MAX)
+			return -EOVERFLOW; /* no version left after the last */
 		if (u == 0)
 			u = V + 1;
 		if (u <= V)
@@ -544,6 +546,8 @@ plan_update(struct disk_op *op)
 		/* A committed tombstone is the chunk's removal. */
 		op->action = op->kind == DISK_OP_TOMB ? DISK_A_REMOVE : DISK_A_SET_CUR;
 	} else {
+		if (u == 0 && V == UINT64_MAX)
+			return -EOVERFLOW;
 		if (u == 0)
 			u = V + 1;
 		if (P != 0 && u != P)

@@ -1128,6 +1128,33 @@ START_TEST(test_disk_refill_keeps_chunks_above_when_fallocate_unsupported)
 }
 END_TEST
 
+/* A caller may name the last version there is; after it an update that asks
+ * for the next one fails with EOVERFLOW (not a misleading ESTALE), the content
+ * stays, and a remove starts the chunk's versions over. */
+START_TEST(test_disk_update_fails_with_eoverflow_when_versions_exhausted)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct cfs_id128 id = mkid(6, 95);
+	uint8_t a[4096], b[4096];
+	struct disk_chunk_info info;
+
+	fill(a, sizeof(a), 95);
+	fill(b, sizeof(b), 96);
+	ck_assert_int_eq(write_sync(t, id, 8192, 0, a, 4096, UINT64_MAX, DISK_W_COMMIT, &info), 0);
+	ck_assert_uint_eq(info.ver, UINT64_MAX);
+	ck_assert_int_eq(write_sync(t, id, 8192, 0, b, 4096, 0, DISK_W_COMMIT, NULL), -EOVERFLOW);
+	ck_assert_int_eq(write_sync(t, id, 8192, 0, b, 4096, 0, 0, NULL), -EOVERFLOW);
+	ck_assert_int_eq(truncate_sync(t, id, 10, 0, DISK_W_COMMIT), -EOVERFLOW);
+	assert_content(t, id, 0, a, sizeof(a));
+	assert_consistent(t);
+	ck_assert_int_eq(remove_sync(t, id), 0);
+	ck_assert_int_eq(write_sync(t, id, 8192, 0, b, 4096, 0, DISK_W_COMMIT, &info), 0);
+	ck_assert_uint_eq(info.ver, 1);
+	assert_content(t, id, 0, b, sizeof(b));
+	disk_target_close(&t);
+}
+END_TEST
+
 /* A forced whole version (a resync copy of a new life of the chunk) may
  * change the chunk size: both old slots go back to their old class, the new
  * version takes one of the new class, and a reopen finds it so. Anything
@@ -3023,6 +3050,7 @@ disk_suite(void)
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},
+		{"ver_overflow", test_disk_update_fails_with_eoverflow_when_versions_exhausted},
 		{"badargs", test_disk_refuses_bad_arguments_when_submitted},
 		{"badopts", test_disk_open_refuses_when_options_bad},
 		{"list", test_disk_list_pages_in_id_order_when_many_chunks},
