@@ -60,8 +60,12 @@ struct cfs_chunk_client {
 	struct rt_actor *actors[RT_MAX_LOOPS]; /* actors[i] lives on loop i */
 	uint32_t timeout_ms;
 	uint32_t deadline_ms;
-	uint64_t client_id;		     /* random, in the top 32 bits of every client_req */
-	uint32_t counter;		     /* atomic: the low 32 bits */
+	/* client_req = req_base + counter: a random 64-bit start, so that two
+	 * clients' ranges overlap with odds of about their length / 2^64, and
+	 * one client never wraps (a 32-bit counter would after 2^32 mutations
+	 * and could repeat the id a chunk's version was made with). */
+	uint64_t req_base;
+	uint64_t counter; /* atomic */
 	struct cfs_chunk_client_stats stats; /* atomic counters */
 };
 
@@ -888,6 +892,18 @@ op_check(const struct cfs_chunk_op *op)
 	return -EINVAL;
 }
 
+/* A mutation's request id, unique for good: never 0 (0 means none). */
+static uint64_t
+next_client_req(struct cfs_chunk_client *c)
+{
+	uint64_t id;
+
+	do
+		id = c->req_base + __atomic_add_fetch(&c->counter, 1, __ATOMIC_RELAXED);
+	while (id == 0);
+	return id;
+}
+
 /* Reset the outcome of ops[0, n), check each, and fill ctx with the valid
  * ones, packed at the front in order, belonging to b. Runs on the calling
  * thread: checks and ids (payloads are copied on the loop, in part_run).
@@ -927,8 +943,7 @@ batch_prepare(struct batch *b, struct cfs_chunk_op *ops, unsigned n, struct op_c
 		 * retry of one it applied with the recorded result. */
 		if (op->kind == CFS_CHUNK_OP_WRITE || op->kind == CFS_CHUNK_OP_REMOVE ||
 		    op->kind == CFS_CHUNK_OP_TRUNCATE)
-			x->client_req =
-				c->client_id | __atomic_add_fetch(&c->counter, 1, __ATOMIC_RELAXED);
+			x->client_req = next_client_req(c);
 		nvalid++;
 	}
 	return nvalid;
@@ -1132,19 +1147,18 @@ cfs_chunk_client_place(struct cfs_chunk_client *c, uint64_t seed, uint64_t index
 }
 
 static uint64_t
-random_client_id(void)
+random_req_base(void)
 {
-	uint32_t v = 0;
+	uint64_t v = 0;
 	struct timespec ts;
 
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v) || v == 0) {
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
 		/* No entropy yet: time and pid still differ between clients. */
 		clock_gettime(CLOCK_REALTIME, &ts);
-		v = (uint32_t)cfs_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-					((uint64_t)getpid() << 40));
-		v |= 1u;
+		v = cfs_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+			      ((uint64_t)getpid() << 40));
 	}
-	return (uint64_t)v << 32;
+	return v;
 }
 
 int
@@ -1167,7 +1181,7 @@ cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts, struct cfs_chu
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->deadline_ms = opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
 	c->nloops = opts->loops ? opts->loops : 1;
-	c->client_id = random_client_id();
+	c->req_base = random_req_base();
 	copts.loops = c->nloops;
 	copts.timeout_ms = c->timeout_ms;
 	rc = cfs_client_create(&copts, &c->cl);

@@ -157,9 +157,10 @@ typedef void (*cfs_chunk_done_fn)(void *arg, struct cfs_chunk_op *ops, unsigned 
  * Start n operations and return at once: the asynchronous form of
  * cfs_chunk_batch, with the same per-op semantics (checks, retries, rc). done
  * runs when all have ended, never inside this call. ops stays the caller's and
- * must stay valid, and untouched, until then. Any thread, a client loop (a
- * done callback) included. Destroy the client only after every submission's
- * done has run.
+ * must stay valid, and untouched, until then; so must the bytes each write's
+ * data points to (they are copied on a client loop, not in this call). Any
+ * thread, a client loop (a done callback) included. Destroy the client only
+ * after every submission's done has run.
  * @return 0: done will run exactly once (also when every op failed its
  *         checks); -EINVAL: n is 0 or done NULL (done never runs); -ENOMEM:
  *         nothing started, every op's rc is -ENOMEM, done never runs; another

@@ -84,15 +84,22 @@ cfs_routing_snap_build(const struct cfs_routing_ref *ref, struct cfs_routing_sna
 {
 	struct snap_impl *si = calloc(1, sizeof(*si));
 	size_t strbytes = 0, off = 0;
-	uint32_t nm = 0;
+	uint64_t nm = 0;
 	int rc = -ENOMEM;
 
 	if (!si)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < ref->nodes_count; i++)
 		strbytes += (size_t)ref->nodes[i].endpoint.len + 1;
+	/* Chains take disjoint ranges of the member table: more members in all
+	 * than the table has means a malformed routing (and, unchecked, a
+	 * 32-bit sum that wraps and an array too small for the copy below). */
 	for (uint32_t i = 0; i < ref->chains_count; i++)
 		nm += ref->chains[i].count;
+	if (nm > ref->members_count) {
+		free(si);
+		return -EINVAL;
+	}
 	si->nodes = calloc(ref->nodes_count ? ref->nodes_count : 1, sizeof(*si->nodes));
 	si->targets = calloc(ref->targets_count ? ref->targets_count : 1, sizeof(*si->targets));
 	si->chains = calloc(ref->chains_count ? ref->chains_count : 1, sizeof(*si->chains));
@@ -156,7 +163,9 @@ cfs_routing_snap_build(const struct cfs_routing_ref *ref, struct cfs_routing_sna
 		for (uint32_t k = 0; k < c->count; k++) {
 			const struct cfs_chain_member *m = &ref->members[c->first + k];
 
-			if (m->public_state >= CFS_TS__COUNT)
+			if (m->public_state >= CFS_TS__COUNT ||
+			    !cfs_routing_target(&si->pub, m->target) ||
+			    !cfs_routing_node(&si->pub, m->node_id))
 				goto out_free;
 			si->members[nm++] = (struct cfs_route_member){
 				.target = m->target,

@@ -1240,6 +1240,39 @@ START_TEST(test_routing_snapshot_refused_when_info_is_inconsistent)
 	members[0].public_state = 9;
 	ck_assert_int_eq(cfs_routing_snap_build(&ref, &s), -EINVAL);
 	ck_assert_ptr_null(s);
+	members[0].public_state = 0;
+	/* A member naming an unknown target, or a target on another node. */
+	members[0].target = 99;
+	ck_assert_int_eq(cfs_routing_snap_build(&ref, &s), -EINVAL);
+	members[0].target = 5;
+	members[0].node_id = 7;
+	ck_assert_int_eq(cfs_routing_snap_build(&ref, &s), -EINVAL);
+	members[0].node_id = 1;
+	ck_assert_int_eq(cfs_routing_snap_build(&ref, &s), 0);
+	cfs_routing_snap_put(&s);
+	/* Chains whose members add up past the table (each range valid on its
+	 * own): 65537 x 65536 wraps a 32-bit sum to 65536. */
+	{
+		enum { NCH = 65537, NMEM = 65536 };
+		struct cfs_chain_info *many = calloc(NCH, sizeof(*many));
+		struct cfs_chain_member *mem = calloc(NMEM, sizeof(*mem));
+
+		ck_assert_ptr_nonnull(many);
+		ck_assert_ptr_nonnull(mem);
+		for (unsigned i = 0; i < NMEM; i++)
+			mem[i] = (struct cfs_chain_member){.target = 5, .node_id = 1};
+		for (unsigned i = 0; i < NCH; i++)
+			many[i] = (struct cfs_chain_info){
+				.chain_id = i + 1, .chain_ver = 1, .first = 0, .count = NMEM};
+		ref.chains = many;
+		ref.chains_count = NCH;
+		ref.members = mem;
+		ref.members_count = NMEM;
+		ck_assert_int_eq(cfs_routing_snap_build(&ref, &s), -EINVAL);
+		ck_assert_ptr_null(s);
+		free(many);
+		free(mem);
+	}
 }
 END_TEST
 
