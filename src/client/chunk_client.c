@@ -65,7 +65,7 @@ struct cfs_chunk_client {
 	 * one client never wraps (a 32-bit counter would after 2^32 mutations
 	 * and could repeat the id a chunk's version was made with). */
 	uint64_t req_base;
-	uint64_t counter; /* atomic */
+	uint64_t counter;		     /* atomic */
 	struct cfs_chunk_client_stats stats; /* atomic counters */
 };
 
