@@ -40,7 +40,7 @@ struct net;
 struct net_config {
 	const char *listen;	   /* "host:port", "[v6]:port", "*:port"; NULL/"": no listener */
 	struct wire_limits limits; /* what this node accepts and sends */
-	size_t max_outq_bytes;	   /* per connection, header + payload bytes queued */
+	size_t max_outq_bytes;	   /* per connection: queued bytes + 576 per frame */
 	uint32_t connect_timeout_ms;
 	uint32_t reconnect_min_ms; /* first backoff after a failed connect */
 	uint32_t reconnect_max_ms; /* backoff cap */

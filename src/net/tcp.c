@@ -59,6 +59,10 @@
 #define TCP_ACCEPT_BATCH    64
 #define TCP_ACCEPT_PAUSE_MS 100
 #define TCP_IOV_MAX	    (IOV_MAX < 1024 ? IOV_MAX : 1024)
+/* What a queued frame holds besides its bytes, counted against max_outq: its
+ * message (a 512-byte slab at least) and its ring entry. Counting bytes alone
+ * let a peer that never reads pin ~30 times max_outq in small replies. */
+#define TCP_FRAME_COST 576u
 /* A payload at least this large makes the next header read short, and its
  * arrival is awaited with SO_RCVLOWAT (at most TCP_RX_LOWAT_MAX at a time). */
 #define TCP_RX_BIG	 (64u << 10)
@@ -90,7 +94,7 @@ struct tcp_conn {
 	uint32_t txhead;
 	uint32_t txcount;
 	size_t head_done; /* bytes of the head frame already written */
-	size_t outq;	  /* header + payload bytes queued, not yet written */
+	size_t outq;	  /* per frame not yet written: its bytes + TCP_FRAME_COST */
 
 	/* Receive: bytes [rpos, rend) of rbuf are not parsed yet. */
 	uint8_t *rbuf;
@@ -399,7 +403,7 @@ tcp_send_frame(struct net_conn *nc, struct rt_msg *m)
 	if (rc != 0)
 		return rc;
 	hlen = c->hdrs.len - old;
-	total = hlen + m->plen;
+	total = hlen + m->plen + TCP_FRAME_COST;
 	/* One frame always fits an empty queue, however large: the bound is
 	 * about how much may wait, not about frame size (lim does that). */
 	if (c->outq && c->outq + total > nc->max_outq) {
@@ -430,7 +434,7 @@ tx_advance(struct tcp_conn *c, size_t n)
 		if (done < total)
 			break;
 		done -= total;
-		c->outq -= total;
+		c->outq -= total + TCP_FRAME_COST;
 		rt_msg_free(&e->m);
 		c->txhead = (c->txhead + 1) & (c->txcap - 1);
 		c->txcount--;

@@ -390,6 +390,21 @@ rt_call_cancel_all(struct rt_actor *a, int rc)
 	}
 }
 
+/* Set (or clear) `answered` on the calls whose responses are queued. */
+static void
+mark_answered(struct rt_loop *loop, bool on)
+{
+	for (struct rt_msg *m = loop->runq.head; m != NULL; m = m->next) {
+		struct rt_pending *p;
+
+		if (!(m->flags & RT_MSG_F_RESP))
+			continue;
+		p = pend_find(&loop->pending, m->req_id);
+		if (p != NULL)
+			p->answered = on;
+	}
+}
+
 void
 rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc)
 {
@@ -400,15 +415,20 @@ rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc)
 		CFS_PANIC("rt_peer_lost called off loop %u", loop->index);
 	if (rc >= 0)
 		rc = -ECONNRESET;
+	/* A call whose response arrived before the connection ended is not
+	 * lost: the response waits in the run queue (a loop iteration
+	 * dispatches a bounded number) and completes it when its turn comes. */
+	mark_answered(loop, true);
 	/* Collect first: callbacks may issue new calls and grow the table. */
 	for (size_t i = 0; t->b && i <= t->mask; i++) {
 		p = t->b[i];
-		if (!p || p->dst_node != node)
+		if (!p || p->dst_node != node || p->answered)
 			continue;
 		pend_unlink(loop, p);
 		p->hnext = lost;
 		lost = p;
 	}
+	mark_answered(loop, false);
 	for (p = lost; p; p = next) {
 		next = p->hnext;
 		pend_finish(loop, p, rc, NULL);

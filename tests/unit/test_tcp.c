@@ -891,6 +891,88 @@ START_TEST(test_tcp_send_refused_busy_when_peer_does_not_read)
 }
 END_TEST
 
+/* Small frames to a peer that never reads: one post sends up to 10000 of
+ * them (one-way PINGs without payload), stopping at the first refusal. */
+struct smallq {
+	struct cli *c;
+	cfs_addr_t dst;
+	unsigned sent; /* in this post */
+	int rc;	       /* the refusal, or 0 */
+	struct waiter w;
+};
+
+static void
+smallq_try(void *arg)
+{
+	struct smallq *q = arg;
+
+	q->sent = 0;
+	q->rc = 0;
+	while (q->sent < 10000) {
+		struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+
+		if (!m) {
+			q->rc = -ENOMEM;
+			break;
+		}
+		m->dst = q->dst;
+		m->flags = RT_MSG_F_ONEWAY;
+		q->rc = rt_send(q->c->drv, m);
+		if (q->rc != 0) {
+			rt_msg_free(&m);
+			break;
+		}
+		q->sent++;
+	}
+	waiter_add(&q->w);
+}
+
+/* The queue bound counts what a queued frame holds, not only its bytes:
+ * 18-byte frames waiting for a peer that never reads each keep a message,
+ * so 64 KiB of bound must not pin thousands of them. */
+START_TEST(test_tcp_queue_bound_counts_frames_when_small_frames_wait)
+{
+	struct net_config nc;
+	struct net_stats st;
+	struct cli c;
+	struct smallq q = {0};
+	uint64_t total = 0, last_out = UINT64_MAX;
+	unsigned stable = 0, posts = 0;
+	uint16_t port;
+	int lfd = raw_listen(&port);
+	char ep[64];
+
+	net_config_init(&nc);
+	nc.max_outq_bytes = 64u << 10;
+	cli_start_cfg(&c, &nc);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 5, ep), 0);
+	q.c = &c;
+	q.dst = CFS_ADDR(5, ECHO_LOCAL);
+	waiter_init(&q.w);
+	/* Until the kernel takes no more and the queue refuses at once. */
+	while (stable < 20) {
+		ck_assert_int_eq(rt_loop_post(rt_loop_at(c.rt, 0), smallq_try, &q), 0);
+		ck_assert(waiter_wait(&q.w, ++posts));
+		total += q.sent;
+		if (q.rc != 0)
+			ck_assert_int_eq(q.rc, -CFS_EBUSY);
+		ck_assert_int_eq(net_stats(c.net, 0, &st), 0);
+		stable = q.rc != 0 && q.sent == 0 && st.bytes_out == last_out ? stable + 1 : 0;
+		last_out = st.bytes_out;
+		ck_assert_uint_lt(posts, 100000);
+		if (q.rc != 0)
+			sleep_ms(5);
+	}
+	/* What waits is what was accepted minus what was written. */
+	ck_assert_uint_gt(total, st.frames_out);
+	ck_assert_uint_le(total - st.frames_out, (64u << 10) / 512 + 1);
+	cli_stop(&c);
+	waiter_fini(&q.w);
+	close(lfd);
+}
+END_TEST
+
 /* Malformed input on one raw connection closes that connection only. */
 enum bad_kind {
 	BAD_GARBAGE_TEXT,
@@ -1020,6 +1102,95 @@ dying_main(void *arg)
 	}
 	return NULL;
 }
+
+/* A server thread on a raw socket: reads n requests, answers them all in one
+ * write, and closes. */
+struct answer_all {
+	int lfd;
+	unsigned n;
+	pthread_t th;
+};
+
+static void *
+answer_all_main(void *arg)
+{
+	struct answer_all *a = arg;
+	size_t cap = 64u << 20, have = 0, off = 0;
+	uint8_t *in = malloc(cap);
+	struct wire_buf out;
+	unsigned got = 0;
+	int fd = accept(a->lfd, NULL, NULL);
+
+	wire_buf_init(&out);
+	while (in && fd >= 0 && got < a->n) {
+		ssize_t k = read(fd, in + have, cap - have);
+
+		if (k <= 0)
+			break;
+		have += (size_t)k;
+		for (;;) {
+			struct rt_msg *m, *r;
+			size_t used;
+
+			if (wire_decode_frame(in + off, have - off, NULL, &m, &used) != 0)
+				break;
+			off += used;
+			r = rt_msg_new(CFS_MSG_PING_RESP);
+			r->req_id = m->req_id;
+			r->dst = m->src;
+			r->src = m->dst;
+			RT_BODY(r, ping_resp)->sent_ns = RT_BODY(m, ping)->sent_ns;
+			wire_encode(&out, r, NULL);
+			rt_msg_free(&r);
+			rt_msg_free(&m);
+			got++;
+		}
+	}
+	if (fd >= 0) {
+		if (write(fd, out.p, out.len) != (ssize_t)out.len)
+			perror("answer_all write");
+		close(fd);
+	}
+	wire_buf_fini(&out);
+	free(in);
+	return NULL;
+}
+
+/* Every call was answered before the connection ended. A loop iteration
+ * dispatches a bounded number of messages, so many answers are still queued
+ * when the end of the stream is read: none of those calls may fail with
+ * ECONNRESET (a caller would retry a request that ran). */
+START_TEST(test_tcp_answered_calls_succeed_when_connection_ends_behind_answers)
+{
+	struct answer_all a;
+	struct cli c;
+	struct rpc *r;
+	unsigned n = 40000, ok = 0;
+	uint16_t port;
+	char ep[64];
+
+	a.lfd = raw_listen(&port);
+	a.n = n;
+	ck_assert_int_eq(pthread_create(&a.th, NULL, answer_all_main, &a), 0);
+	cli_start(&c);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
+	r = calloc(n, sizeof(*r));
+	ck_assert_ptr_nonnull(r);
+	for (unsigned i = 0; i < n; i++) {
+		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
+		r[i].timeout_ms = LONG_TIMEOUT_MS;
+	}
+	rpc_run(&c, r, n);
+	for (unsigned i = 0; i < n; i++)
+		ok += r[i].rc == 0;
+	pthread_join(a.th, NULL);
+	close(a.lfd);
+	cli_stop(&c);
+	free(r);
+	ck_assert_uint_eq(ok, n);
+}
+END_TEST
 
 START_TEST(test_tcp_pending_call_fails_when_peer_dies)
 {
@@ -1269,6 +1440,7 @@ tcp_suite(void)
 	tc = tcase_create("backpressure");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_send_refused_busy_when_peer_does_not_read);
+	tcase_add_test(tc, test_tcp_queue_bound_counts_frames_when_small_frames_wait);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
@@ -1279,6 +1451,7 @@ tcp_suite(void)
 	tc = tcase_create("peer_failure");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_pending_call_fails_when_peer_dies);
+	tcase_add_test(tc, test_tcp_answered_calls_succeed_when_connection_ends_behind_answers);
 	tcase_add_test(tc, test_tcp_call_refused_when_nobody_listens);
 	tcase_add_test(tc, test_tcp_reconnects_when_server_restarts);
 	suite_add_tcase(s, tc);
