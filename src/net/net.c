@@ -76,6 +76,7 @@ struct net_loop {
 
 	struct net_conn *dirty; /* want a flush this iteration */
 	struct net_conn *dead;	/* closed, freed at the end of the iteration */
+	struct net_conn *paused; /* not read while the loop's backlog is long */
 
 	uint64_t log_window_ns;
 	unsigned log_lines;
@@ -453,6 +454,60 @@ net_conn_frame(struct net_conn *c, struct rt_msg *m)
 	rt_deliver(c->loop, m);
 }
 
+/* A loop's backlog (delivered messages not yet handled) above which its
+ * connections stop reading, and below which they read again: one readv may
+ * deliver ~14 000 small frames, an iteration handles RT_RUNQ_BUDGET (4096). */
+#define NET_RX_BACKLOG_HIGH 16384u
+#define NET_RX_BACKLOG_LOW  4096u
+
+bool
+net_conn_rx_pause(struct net_conn *c)
+{
+	struct net_loop *nl = c->nl;
+
+	if (c->rx_paused)
+		return true;
+	if (rt_loop_backlog(nl->loop) < NET_RX_BACKLOG_HIGH)
+		return false;
+	c->rx_paused = true;
+	c->paused_next = nl->paused;
+	nl->paused = c;
+	NET_STAT_ADD(nl->stats, rx_pauses, 1);
+	return true;
+}
+
+/* After the iteration's handlers ran: read the paused connections again once
+ * the backlog is short. */
+static void
+rx_resume_all(struct net_loop *nl)
+{
+	struct net_conn *c;
+
+	if (!nl->paused || rt_loop_backlog(nl->loop) >= NET_RX_BACKLOG_LOW)
+		return;
+	while ((c = nl->paused)) {
+		nl->paused = c->paused_next;
+		c->paused_next = NULL;
+		c->rx_paused = false;
+		if (c->state != NET_CONN_CLOSED)
+			c->type->rx_resume(c);
+	}
+}
+
+static void
+rx_unpause(struct net_loop *nl, struct net_conn *c)
+{
+	struct net_conn **pp = &nl->paused;
+
+	if (!c->rx_paused)
+		return;
+	while (*pp != c)
+		pp = &(*pp)->paused_next;
+	*pp = c->paused_next;
+	c->paused_next = NULL;
+	c->rx_paused = false;
+}
+
 void
 net_conn_want_flush(struct net_conn *c)
 {
@@ -498,6 +553,7 @@ net_conn_close(struct net_conn *c, int rc)
 		net_conn_log_error(c, "connection lost", rc);
 	}
 	c->type->close(c);
+	rx_unpause(nl, c);
 	conn_unregister(nl, c);
 	c->dead_next = nl->dead;
 	nl->dead = c;
@@ -759,6 +815,7 @@ net_loop_flush(void *arg)
 		nl->dead = c->dead_next;
 		c->type->release(c);
 	}
+	rx_resume_all(nl);
 }
 
 static int
@@ -1010,5 +1067,6 @@ net_stats(const struct net *net, unsigned index, struct net_stats *out)
 	out->conn_errors = __atomic_load_n(&s->conn_errors, __ATOMIC_RELAXED);
 	out->proto_errors = __atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED);
 	out->busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
+	out->rx_pauses = __atomic_load_n(&s->rx_pauses, __ATOMIC_RELAXED);
 	return 0;
 }

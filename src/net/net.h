@@ -124,6 +124,7 @@ struct net_stats {
 	uint64_t conn_errors;  /* connections closed by an I/O error or reset */
 	uint64_t proto_errors; /* connections closed for a bad frame */
 	uint64_t busy;	       /* sends refused with -CFS_EBUSY */
+	uint64_t rx_pauses;    /* a connection stopped reading: loop backlog long */
 };
 
 /**

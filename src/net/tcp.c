@@ -310,6 +310,12 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	ssize_t n;
 	int cnt = 0;
 
+	/* The loop has more than it can handle soon: leave the peer's bytes in
+	 * the socket (TCP flow control slows it) until net.c resumes us. */
+	if (net_conn_rx_pause(nc)) {
+		ev_io_stop(nc->ev, &c->rio);
+		return;
+	}
 	if (c->rx_msg) {
 		iov[cnt].iov_base = c->rx_buf->data + c->rx_got;
 		iov[cnt].iov_len = c->rx_plen - c->rx_got;
@@ -553,6 +559,14 @@ tcp_flush(struct net_conn *nc)
 		c->wblocked = false;
 		ev_io_stop(nc->ev, &c->wio);
 	}
+}
+
+static void
+tcp_rx_resume(struct net_conn *nc)
+{
+	struct tcp_conn *c = tcp_of(nc);
+
+	ev_io_start(nc->ev, &c->rio);
 }
 
 static void
@@ -914,6 +928,7 @@ const struct net_conn_type net_tcp_type = {
 	.release = tcp_release,
 	.send_frame = tcp_send_frame,
 	.flush = tcp_flush,
+	.rx_resume = tcp_rx_resume,
 	.mr_register = tcp_mr_register,
 	.bulk_pull = tcp_bulk_pull,
 	.bulk_push = tcp_bulk_push,

@@ -77,8 +77,10 @@ struct net_conn {
 	enum net_conn_state state;
 	bool accepted;	       /* incoming (true) or to a peer (false) */
 	bool dirty;	       /* on the loop's flush list */
+	bool rx_paused;	       /* on the loop's list of connections not read */
 	struct net_peer *peer; /* outgoing: the loop's peer entry */
 	struct net_conn *dirty_next;
+	struct net_conn *paused_next;
 	struct net_conn *dead_next;
 	struct ev_loop *ev;
 	struct rt_loop *loop;
@@ -161,6 +163,9 @@ struct net_conn_type {
 	/** Write what is queued (once per loop iteration, for every connection
 	 *  that asked). May close c through net_conn_close(). */
 	void (*flush)(struct net_conn *c);
+	/** Read c again after net_conn_rx_pause(): its loop's backlog is short
+	 *  again. Not called for a closed connection. */
+	void (*rx_resume)(struct net_conn *c);
 
 	/** Make [addr, addr+len) usable as a bulk source/destination; once per
 	 *  pool region. TCP: nothing to register, *rkey = 0. @return 0, -errno. */
@@ -196,6 +201,11 @@ void net_conn_up(struct net_conn *c);
 void net_conn_frame(struct net_conn *c, struct rt_msg *m);
 /** c has bytes queued: call type->flush(c) at the end of this loop iteration. */
 void net_conn_want_flush(struct net_conn *c);
+/** Whether c should stop reading for now: its loop has more delivered
+ *  messages waiting than it handles in a few iterations. When true, c is
+ *  listed and type->rx_resume(c) runs once the backlog is short again; the
+ *  type stops reading until then (what the peer sends waits in the socket). */
+bool net_conn_rx_pause(struct net_conn *c);
 /**
  * Close c because of rc (0: orderly shutdown, -ECONNRESET, -CFS_EPROTO, ...):
  * type->close, forget the id, fail the peer's pending calls with rt_peer_lost,

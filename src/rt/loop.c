@@ -600,6 +600,12 @@ rt_loop_post(struct rt_loop *loop, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
+size_t
+rt_loop_backlog(const struct rt_loop *loop)
+{
+	return loop->runq.n;
+}
+
 void
 rt_loop_add_flush(struct rt_loop *loop, void (*fn)(void *arg), void *arg)
 {

@@ -341,6 +341,11 @@ void rt_deliver(struct rt_loop *loop, struct rt_msg *m);
  *  singled out by this call. */
 void rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc);
 
+/** Messages waiting in `loop`'s run queue (delivered, not yet handled); on
+ *  that loop's thread. A transport reads no more while it is long: what a
+ *  peer sends faster than the loop handles it must wait in the socket. */
+size_t rt_loop_backlog(const struct rt_loop *loop);
+
 /* Counters, read racily by the status actor. */
 struct rt_loop_stats {
 	unsigned index;

@@ -72,6 +72,7 @@ rt_stat_get(_Atomic uint64_t *c)
 struct rt_msgq {
 	struct rt_msg *head;
 	struct rt_msg **tailp;
+	size_t n;
 };
 
 static inline void
@@ -79,6 +80,7 @@ rt_msgq_init(struct rt_msgq *q)
 {
 	q->head = NULL;
 	q->tailp = &q->head;
+	q->n = 0;
 }
 
 static inline bool
@@ -93,6 +95,7 @@ rt_msgq_push(struct rt_msgq *q, struct rt_msg *m)
 	m->next = NULL;
 	*q->tailp = m;
 	q->tailp = &m->next;
+	q->n++;
 }
 
 static inline struct rt_msg *
@@ -105,6 +108,7 @@ rt_msgq_pop(struct rt_msgq *q)
 		if (!q->head)
 			q->tailp = &q->head;
 		m->next = NULL;
+		q->n--;
 	}
 	return m;
 }

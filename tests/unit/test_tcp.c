@@ -180,8 +180,9 @@ struct srv {
 	char ep[64];
 };
 
+/* A server of `loops` loops with the echo actor; max_outq 0: the default. */
 static void
-srv_start(struct srv *s, unsigned loops, uint16_t port)
+srv_start_outq(struct srv *s, unsigned loops, uint16_t port, size_t max_outq)
 {
 	struct rt_config rc = {.loops = loops, .node_id = SRV_NODE};
 	struct net_config nc;
@@ -193,6 +194,8 @@ srv_start(struct srv *s, unsigned loops, uint16_t port)
 	net_config_init(&nc);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	nc.listen = listen;
+	if (max_outq)
+		nc.max_outq_bytes = max_outq;
 	ck_assert_int_eq(net_create(s->rt, &nc, &s->net), 0);
 	s->port = net_listen_port(s->net);
 	ck_assert_uint_ne(s->port, 0);
@@ -201,6 +204,12 @@ srv_start(struct srv *s, unsigned loops, uint16_t port)
 	snprintf(s->ep, sizeof(s->ep), "127.0.0.1:%u", s->port);
 	ck_assert_int_eq(rt_spawn(rt_loop_at(s->rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
 	ck_assert_int_eq(rt_start(s->rt, false), 0);
+}
+
+static void
+srv_start(struct srv *s, unsigned loops, uint16_t port)
+{
+	srv_start_outq(s, loops, port, 0);
 }
 
 static void
@@ -973,6 +982,93 @@ START_TEST(test_tcp_queue_bound_counts_frames_when_small_frames_wait)
 }
 END_TEST
 
+static long
+rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+			break;
+	}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+struct rss_peak {
+	volatile bool stop;
+	long peak;
+	pthread_t th;
+};
+
+static void *
+rss_peak_main(void *arg)
+{
+	struct rss_peak *s = arg;
+
+	while (!s->stop) {
+		long r = rss_kib();
+
+		if (r > s->peak)
+			s->peak = r;
+		sleep_ms(2);
+	}
+	return NULL;
+}
+
+/* A peer pipelining small requests faster than the loop handles them, and
+ * never reading the answers: the server stops reading while its backlog is
+ * long, so what it holds stays bounded (without the pause: ~400 MiB for
+ * these 18 MiB of requests), and it still handles every request. */
+START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
+{
+	enum { N = 1 << 20 };
+	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+	struct rss_peak rp = {0};
+	struct net_stats st = {0};
+	struct wire_buf wb;
+	uint8_t *flood;
+	struct srv s;
+	long base;
+	int fd;
+
+	ck_assert_ptr_nonnull(m);
+	m->req_id = 77;
+	m->src = CFS_ADDR(0, 0x01000100);
+	m->dst = CFS_ADDR(CFS_NODE_ANY, ECHO_LOCAL);
+	wire_buf_init(&wb);
+	ck_assert_int_eq(wire_encode(&wb, m, NULL), 0);
+	rt_msg_free(&m);
+	flood = malloc(wb.len * N);
+	ck_assert_ptr_nonnull(flood);
+	for (size_t i = 0; i < N; i++)
+		memcpy(flood + i * wb.len, wb.p, wb.len);
+	srv_start_outq(&s, 1, 0, 64u << 10);
+	fd = raw_connect(s.port);
+	sleep_ms(50);
+	base = rss_kib();
+	rp.peak = base;
+	ck_assert_int_eq(pthread_create(&rp.th, NULL, rss_peak_main, &rp), 0);
+	raw_write(fd, flood, wb.len * N);
+	while (st.frames_in < N) {
+		sleep_ms(5);
+		ck_assert_int_eq(net_stats(s.net, 0, &st), 0);
+	}
+	sleep_ms(200);
+	rp.stop = true;
+	pthread_join(rp.th, NULL);
+	close(fd);
+	srv_stop(&s);
+	free(flood);
+	wire_buf_fini(&wb);
+	ck_assert_msg(rp.peak - base < 64 * 1024, "server grew by %ld KiB", rp.peak - base);
+	ck_assert_uint_gt(st.rx_pauses, 0);
+}
+END_TEST
+
 /* Malformed input on one raw connection closes that connection only. */
 enum bad_kind {
 	BAD_GARBAGE_TEXT,
@@ -1441,6 +1537,7 @@ tcp_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_send_refused_busy_when_peer_does_not_read);
 	tcase_add_test(tc, test_tcp_queue_bound_counts_frames_when_small_frames_wait);
+	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
