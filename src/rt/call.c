@@ -303,6 +303,7 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 	} while (*pend_slot(t, p->req_id) != NULL);
 	p->actor = self;
 	p->dst_node = CFS_ADDR_NODE(dst);
+	p->resp_type = (uint16_t)cfs_msg_resp_of(m->type);
 	p->cb = cb;
 	p->cb_arg = cb_arg;
 	*pend_slot(t, p->req_id) = p;
@@ -359,6 +360,16 @@ rt_call_complete(struct rt_actor *a, struct rt_msg *m)
 		RT_WARN("%s req=%llx carries positive rc %d", cfs_msg_name(m->type),
 			(unsigned long long)m->req_id, rc);
 		rc = -CFS_EPROTO;
+	}
+	if (m->type != p->resp_type) {
+		/* The callback would read this body as another type's. */
+		RT_WARN("%s req=%llx answers a call that waits for %s: refused",
+			cfs_msg_name(m->type), (unsigned long long)m->req_id,
+			cfs_msg_name(p->resp_type));
+		pend_unlink(loop, p);
+		pend_finish(loop, p, -CFS_EPROTO, NULL);
+		rt_msg_free(&m);
+		return;
 	}
 	pend_unlink(loop, p);
 	/* Saved and restored: a callback may complete other calls (rt_peer_lost). */

@@ -151,7 +151,8 @@ typedef int (*rt_handler_fn)(struct rt_actor *self, struct rt_msg *req);
 
 /* Completion of rt_call(), on the caller's loop, exactly once: rc is 0 or
  * negative (the response's rc, -ETIMEDOUT, -CFS_ECANCELED when the caller
- * stopped, rt_peer_lost's code). resp is NULL when no response arrived. The
+ * stopped, rt_peer_lost's code, -CFS_EPROTO when the response is not of the
+ * request's response type). resp is NULL when no response arrived. The
  * runtime frees resp after the callback returns unless the callback took it
  * with rt_msg_claim(); or keep payload buffers with rt_buf_ref(). */
 typedef void (*rt_reply_fn)(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg);

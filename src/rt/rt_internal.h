@@ -208,7 +208,8 @@ struct rt_pending {
 	uint64_t req_id;
 	uint64_t deadline_ns; /* rt_loop_now_ns() + timeout */
 	uint32_t dst_node;
-	uint8_t tlist; /* index of its timeout list */
+	uint16_t resp_type; /* the response it waits for (request type + 1) */
+	uint8_t tlist;	    /* index of its timeout list */
 	bool answered; /* rt_peer_lost: its response waits in the run queue */
 	rt_reply_fn cb;
 	void *cb_arg;

@@ -1204,6 +1204,7 @@ dying_main(void *arg)
 struct answer_all {
 	int lfd;
 	unsigned n;
+	bool wrong_type; /* answer with chunk_query_resp instead of ping_resp */
 	pthread_t th;
 };
 
@@ -1231,11 +1232,13 @@ answer_all_main(void *arg)
 			if (wire_decode_frame(in + off, have - off, NULL, &m, &used) != 0)
 				break;
 			off += used;
-			r = rt_msg_new(CFS_MSG_PING_RESP);
+			r = rt_msg_new(a->wrong_type ? CFS_MSG_CHUNK_QUERY_RESP
+						     : CFS_MSG_PING_RESP);
 			r->req_id = m->req_id;
 			r->dst = m->src;
 			r->src = m->dst;
-			RT_BODY(r, ping_resp)->sent_ns = RT_BODY(m, ping)->sent_ns;
+			if (!a->wrong_type)
+				RT_BODY(r, ping_resp)->sent_ns = RT_BODY(m, ping)->sent_ns;
 			wire_encode(&out, r, NULL);
 			rt_msg_free(&r);
 			rt_msg_free(&m);
@@ -1252,39 +1255,60 @@ answer_all_main(void *arg)
 	return NULL;
 }
 
+/* n calls from a client to an answer_all server (n requests, every answer
+ * of the wanted type in one write, then close): r[i].rc for each. */
+static void
+answer_all_run(struct rpc *r, unsigned n, bool wrong_type)
+{
+	struct answer_all a = {.n = n, .wrong_type = wrong_type};
+	struct cli c;
+	uint16_t port;
+	char ep[64];
+
+	a.lfd = raw_listen(&port);
+	ck_assert_int_eq(pthread_create(&a.th, NULL, answer_all_main, &a), 0);
+	cli_start(&c);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
+	for (unsigned i = 0; i < n; i++) {
+		r[i] = (struct rpc){0};
+		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
+		r[i].timeout_ms = LONG_TIMEOUT_MS;
+	}
+	rpc_run(&c, r, n);
+	pthread_join(a.th, NULL);
+	close(a.lfd);
+	cli_stop(&c);
+}
+
 /* Every call was answered before the connection ended. A loop iteration
  * dispatches a bounded number of messages, so many answers are still queued
  * when the end of the stream is read: none of those calls may fail with
  * ECONNRESET (a caller would retry a request that ran). */
 START_TEST(test_tcp_answered_calls_succeed_when_connection_ends_behind_answers)
 {
-	struct answer_all a;
-	struct cli c;
-	struct rpc *r;
 	unsigned n = 40000, ok = 0;
-	uint16_t port;
-	char ep[64];
+	struct rpc *r = calloc(n, sizeof(*r));
 
-	a.lfd = raw_listen(&port);
-	a.n = n;
-	ck_assert_int_eq(pthread_create(&a.th, NULL, answer_all_main, &a), 0);
-	cli_start(&c);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
-	r = calloc(n, sizeof(*r));
 	ck_assert_ptr_nonnull(r);
-	for (unsigned i = 0; i < n; i++) {
-		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
-		r[i].timeout_ms = LONG_TIMEOUT_MS;
-	}
-	rpc_run(&c, r, n);
+	answer_all_run(r, n, false);
 	for (unsigned i = 0; i < n; i++)
 		ok += r[i].rc == 0;
-	pthread_join(a.th, NULL);
-	close(a.lfd);
-	cli_stop(&c);
 	free(r);
 	ck_assert_uint_eq(ok, n);
+}
+END_TEST
+
+/* A response of another type than the call waits for (a peer's bug, or a
+ * forged req_id) fails the call with EPROTO: its callback would read the body
+ * as the wrong struct. */
+START_TEST(test_tcp_call_fails_eproto_when_response_type_wrong)
+{
+	struct rpc r[4];
+
+	answer_all_run(r, 4, true);
+	for (unsigned i = 0; i < 4; i++)
+		ck_assert_int_eq(r[i].rc, -CFS_EPROTO);
 }
 END_TEST
 
@@ -1549,6 +1573,7 @@ tcp_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_pending_call_fails_when_peer_dies);
 	tcase_add_test(tc, test_tcp_answered_calls_succeed_when_connection_ends_behind_answers);
+	tcase_add_test(tc, test_tcp_call_fails_eproto_when_response_type_wrong);
 	tcase_add_test(tc, test_tcp_call_refused_when_nobody_listens);
 	tcase_add_test(tc, test_tcp_reconnects_when_server_restarts);
 	suite_add_tcase(s, tc);
