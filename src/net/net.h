@@ -66,7 +66,8 @@ void net_config_init(struct net_config *cfg);
  * the call.
  *
  * @return 0 and *out; -EINVAL (unparsable listen address), -CFS_ECONFIG
- *         (inconsistent limits), -EADDRINUSE and other bind/listen errors,
+ *         (inconsistent limits; max_hdr or max_payload over 64 MiB),
+ *         -EADDRINUSE and other bind/listen errors,
  *         -ENOMEM.
  */
 int net_create(struct rt *rt, const struct net_config *cfg, struct net **out);

@@ -1407,6 +1407,15 @@ START_TEST(test_tcp_create_fails_when_listen_address_bad)
 	ck_assert_int_eq(net_create(rt, &nc, &net), -EINVAL);
 	nc.listen = "::1:80";
 	ck_assert_int_eq(net_create(rt, &nc, &net), -EINVAL);
+	/* Limits past what a frame can use: a header limit near 4 GiB would
+	 * wrap the reader's 32-bit length arithmetic. */
+	nc.listen = NULL;
+	nc.limits.max_hdr = UINT32_MAX;
+	ck_assert_int_eq(net_create(rt, &nc, &net), -CFS_ECONFIG);
+	nc.limits.max_hdr = 0;
+	nc.limits.max_payload = 128ull << 20;
+	ck_assert_int_eq(net_create(rt, &nc, &net), -CFS_ECONFIG);
+	nc.limits.max_payload = 0;
 	/* A port another process listens on without SO_REUSEPORT is busy. */
 	{
 		uint16_t port;
