@@ -989,8 +989,7 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 	/* A payload lands in one rt_buf, and rt_buf_get stops at 64 MiB; a
 	 * header over 64 MiB has no use, and near 4 GiB the reader's 32-bit
 	 * prefix + header length would wrap. */
-	if (net->cfg.limits.max_payload > (64ull << 20) ||
-	    net->cfg.limits.max_hdr > (64u << 20) ||
+	if (net->cfg.limits.max_payload > (64ull << 20) || net->cfg.limits.max_hdr > (64u << 20) ||
 	    net->cfg.reconnect_min_ms > net->cfg.reconnect_max_ms || net->nloops == 0 ||
 	    net->nloops > RT_MAX_LOOPS) {
 		rc = -CFS_ECONFIG;
