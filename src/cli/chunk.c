@@ -30,53 +30,12 @@
 #define CHUNK_DEFAULT_SIZE (1u << 20)
 #define CHUNK_LIST_PAGE	   1024u
 
-/* "4096", "64K", "1M", "0x1000": a byte count that fits 32 bits. */
-static int
-parse_u32_size(const char *s, uint32_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno != 0 || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		v <<= 30;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (*end != '\0' || v > UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 static int
 parse_target(const char *s, uint32_t *out)
 {
-	unsigned long v;
-	char *end;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || *end != '\0' || end == s || v == 0 || v > UINT32_MAX)
+	if (cli_parse_uint(s, UINT32_MAX, &v) != 0 || v == 0)
 		return -EINVAL;
 	*out = (uint32_t)v;
 	return 0;
@@ -142,16 +101,13 @@ struct cluster_opts {
 static int
 cluster_opt(struct cluster_opts *co, int opt, const char *arg)
 {
-	unsigned long long v;
-	char *end;
+	uint64_t v;
 
 	if (opt == 'M') {
 		co->mgmtd = arg;
 		return 0;
 	}
-	errno = 0;
-	v = strtoull(arg, &end, 0);
-	if (errno != 0 || *end != '\0' || end == arg || *arg == '-' || v == 0) {
+	if (cli_parse_uint(arg, UINT64_MAX, &v) != 0 || v == 0) {
 		fprintf(stderr, "chainfs: --chain %s: expected a chain id (> 0)\n", arg);
 		return 2;
 	}
@@ -251,8 +207,9 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 				ch = fgetc(f);
 				if (ch == EOF) {
 					if (ferror(f)) {
-						rc = -EIO;
-						fprintf(stderr, "chainfs: %s: read error\n", path);
+						rc = errno ? -errno : -EIO;
+						fprintf(stderr, "chainfs: %s: %s\n", path,
+							strerror(-rc));
 					}
 					break;
 				}
@@ -282,8 +239,8 @@ slurp(const char *path, struct rt_buf **out, uint32_t *len)
 		n += got;
 		if (got == 0) {
 			if (ferror(f)) {
-				rc = -EIO;
-				fprintf(stderr, "chainfs: %s: read error\n", path);
+				rc = errno ? -errno : -EIO;
+				fprintf(stderr, "chainfs: %s: %s\n", path, strerror(-rc));
 			}
 			break;
 		}
@@ -436,11 +393,11 @@ chunk_put(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "O:s:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'O':
-			if (parse_u32_size(optarg, &offset) != 0)
+			if (cli_parse_size32(optarg, &offset) != 0)
 				goto usage;
 			break;
 		case 's':
-			if (parse_u32_size(optarg, &chunk_size) != 0 || chunk_size == 0)
+			if (cli_parse_size32(optarg, &chunk_size) != 0 || chunk_size == 0)
 				goto usage;
 			break;
 		case 'M':
@@ -469,8 +426,10 @@ chunk_put(int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	rc = slurp(argv[optind + 3], &buf, &len);
-	if (rc != 0)
+	if (rc != 0) {
+		rc = 1; /* printed; an exit status, not an errno */
 		goto out;
+	}
 	rc = chunk_size ? 0 : chunk_query(&x, &id, &q);
 	rc = put_chunk_size(&chunk_size, rc, q.chunk_size, offset, len);
 	if (rc < 0)
@@ -595,11 +554,11 @@ chunk_get(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "O:l:o:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'O':
-			if (parse_u32_size(optarg, &offset) != 0)
+			if (cli_parse_size32(optarg, &offset) != 0)
 				goto usage;
 			break;
 		case 'l':
-			if (parse_u32_size(optarg, &len) != 0)
+			if (cli_parse_size32(optarg, &len) != 0)
 				goto usage;
 			have_len = true;
 			break;
@@ -607,7 +566,7 @@ chunk_get(int argc, char **argv)
 			output = optarg;
 			break;
 		case 'r':
-			if (parse_u32_size(optarg, &replica) != 0)
+			if (cli_parse_size32(optarg, &replica) != 0)
 				goto usage;
 			flags |= CFS_CHUNK_F_REPLICA;
 			break;
@@ -937,7 +896,7 @@ chunk_list(int argc, char **argv)
 	uint64_t limit = UINT64_MAX, shown = 0;
 	uint32_t replica = 0;
 	bool more = true, have_replica = false;
-	char *end, *endpoint = NULL, target[16];
+	char *endpoint = NULL, target[16];
 	int opt, rc = 0;
 
 	while ((opt = getopt_long(argc, argv, "b:n:", opts, NULL)) != -1) {
@@ -947,13 +906,11 @@ chunk_list(int argc, char **argv)
 				return 2;
 			break;
 		case 'n':
-			errno = 0;
-			limit = strtoull(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || end == optarg || *optarg == '-')
+			if (cli_parse_uint(optarg, UINT64_MAX, &limit) != 0)
 				goto usage;
 			break;
 		case 'r':
-			if (parse_u32_size(optarg, &replica) != 0)
+			if (cli_parse_size32(optarg, &replica) != 0)
 				goto usage;
 			have_replica = true;
 			break;

@@ -23,6 +23,13 @@ extern struct cli_opts g_cli;
 struct cfs_client *cli_open(const char *endpoint, uint32_t *node);
 /* Print "chainfs: what: reason (NAME)" to stderr. */
 void cli_error(const char *what, int rc);
+/* A whole number: decimal, or hexadecimal after 0x (a leading 0 is not
+ * octal), no sign, no trailing text, at most max. 0, -EINVAL or -ERANGE. */
+int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* A byte count that fits 32 bits: such a number, optionally followed by K, M
+ * or G (powers of 1024). 0, -EINVAL or -ERANGE (also when the suffix would
+ * carry it past 32 bits). */
+int cli_parse_size32(const char *s, uint32_t *out);
 
 int cli_ping(int argc, char **argv);
 int cli_admin(int argc, char **argv);

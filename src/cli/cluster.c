@@ -152,16 +152,12 @@ cmd_show(const char *what, const char *endpoint)
 static int
 parse_u32(const char *s, uint32_t *out)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
+	int rc = cli_parse_uint(s, UINT32_MAX, &v);
 
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	v = strtoul(s, &end, 0);
-	if (*end || v > UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 static int

@@ -76,18 +76,19 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	char *end;
+	uint64_t ms;
 	int c;
 
 	/* Stop at the subcommand: its options are its own. */
 	while ((c = getopt_long(argc, argv, "+t:vVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			g_cli.timeout_ms = (uint32_t)strtoul(optarg, &end, 10);
-			if (*end || g_cli.timeout_ms == 0) {
-				fprintf(stderr, "chainfs: -t: expected milliseconds > 0\n");
+			if (cli_parse_uint(optarg, UINT32_MAX, &ms) != 0 || ms == 0) {
+				fprintf(stderr, "chainfs: -t: expected milliseconds, 1 to %u\n",
+					UINT32_MAX);
 				return 2;
 			}
+			g_cli.timeout_ms = (uint32_t)ms;
 			break;
 		case 'v': g_cli.verbose = true; break;
 		case 'V': printf("chainfs %s\n", PACKAGE_VERSION); return 0;

@@ -16,20 +16,21 @@ cli_ping(int argc, char **argv)
 	struct cfs_client *c;
 	struct rt_loop *loop;
 	uint32_t node;
-	char *end;
+	uint64_t v;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "c:i:")) != -1) {
 		switch (opt) {
 		case 'c':
-			count = strtoul(optarg, &end, 10);
-			if (*end || count == 0)
+			if (cli_parse_uint(optarg, UINT32_MAX, &v) != 0 || v == 0)
 				goto usage;
+			count = (unsigned long)v;
 			break;
 		case 'i':
-			interval_ms = strtoul(optarg, &end, 10);
-			if (*end)
+			/* At most an hour between pings. */
+			if (cli_parse_uint(optarg, 3600000, &v) != 0)
 				goto usage;
+			interval_ms = (unsigned long)v;
 			break;
 		default:
 			goto usage;

@@ -76,6 +76,12 @@ add_error(struct cfsd_config_errors *errs, const char *path, const char *fmt, ..
 	if (errs->count >= CFSD_CONFIG_MAX_ERRORS)
 		return;
 	n = snprintf(errs->msg[errs->count], sizeof(errs->msg[0]), "%s", path);
+	/* A path longer than the message keeps only its start: the reason must
+	 * not be written past the message (snprintf says what it wanted). */
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(errs->msg[0]))
+		n = (int)sizeof(errs->msg[0]) - 1;
 	va_start(ap, fmt);
 	vsnprintf(errs->msg[errs->count] + n, sizeof(errs->msg[0]) - n, fmt, ap);
 	va_end(ap);
@@ -394,9 +400,26 @@ read_line(char *str, int num, void *stream)
 {
 	struct parse_ctx *c = stream;
 	char *s = fgets(str, num, c->f);
+	size_t n;
+	int ch;
 
-	if (s)
-		c->line++;
+	if (!s)
+		return NULL;
+	c->line++;
+	n = strlen(s);
+	if (n == 0 || s[n - 1] == '\n')
+		return s;
+	/* inih's line buffer (num bytes) ended before the line did. Its rest
+	 * would come back as a line of its own (a commented-out setting's tail
+	 * taking effect): refuse the whole line instead. */
+	ch = fgetc(c->f);
+	if (ch == EOF || ch == '\n')
+		return s; /* it just fit */
+	while (ch != EOF && ch != '\n')
+		ch = fgetc(c->f);
+	add_error(c->errs, c->path, ":%u: line longer than %d characters", c->line, num - 1);
+	s[0] = '\n';
+	s[1] = '\0';
 	return s;
 }
 

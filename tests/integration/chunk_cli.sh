@@ -53,6 +53,24 @@ rc=0
 # shellcheck disable=SC2086
 "$CHAINFS" chunk get $C 9:0 -o "$WORK/no/such/dir" 2> "$WORK/err" || rc=$?
 [ "$rc" = 1 ] && grep -q "No such file" "$WORK/err" || fail "get into a missing directory: rc=$rc $(cat "$WORK/err")"
+# Numbers that would wrap are refused (exit 2), and nothing is written.
+for args in "put $C 9:0 $WORK/in --offset 18014398509481985K" \
+	"get $C 9:0 --offset 17179869184G --len 10" "get $C 9:0 --len 0x100000000"; do
+	rc=0
+	# shellcheck disable=SC2086
+	"$CHAINFS" chunk $args > /dev/null 2>&1 || rc=$?
+	[ "$rc" = 2 ] || fail "chunk $args: rc=$rc, expected 2"
+done
+rc=0; "$CHAINFS" -t 4294967297 chunk get $C 9:0 > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "-t 4294967297: rc=$rc, expected 2"
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 -o "$WORK/out" || fail "cluster get after refused puts"
+cmp "$WORK/in" "$WORK/out" || fail "a refused put changed the chunk"
+# A file that cannot be read: exit 1 and the reason.
+rc=0
+# shellcheck disable=SC2086
+"$CHAINFS" chunk put $C 9:1 "$WORK/no/such/file" 2> "$WORK/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "No such file" "$WORK/err" || fail "put of a missing file: rc=$rc $(cat "$WORK/err")"
 for r in 0 1 2; do
 	# shellcheck disable=SC2086
 	"$CHAINFS" chunk get $C 9:0 --replica $r > "$WORK/out.$r" || fail "get --replica $r"

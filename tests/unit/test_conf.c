@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chainfs/errno.h"
@@ -175,6 +176,68 @@ START_TEST(test_conf_unreadable_file_reported_when_missing)
 }
 END_TEST
 
+/* inih reads lines of at most 199 characters and would hand back the rest
+ * of a longer one as a line of its own: a commented-out setting's tail would
+ * take effect. Such a line is refused, with its number. */
+START_TEST(test_conf_long_line_refused_when_over_inih_buffer)
+{
+	struct cfsd_config cfg;
+	struct cfsd_config_errors errs;
+	char text[1024];
+	char pad[300];
+
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	snprintf(text, sizeof(text),
+		 "[node]\nid = 3\nlisten = 127.0.0.1:7700\n[net]\n# %s max_payload = 8K\n", pad);
+	ck_assert_int_eq(load(text, &cfg, &errs), -CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":5: line longer than"));
+	ck_assert_uint_eq(errs.count, 1);
+	cleanup(&cfg);
+}
+END_TEST
+
+/* A path longer than an error message: every message stays inside its
+ * slot (the reason used to be written past it), and there are as many as
+ * fit. */
+START_TEST(test_conf_errors_stay_in_bounds_when_path_is_long)
+{
+	struct {
+		struct cfsd_config_errors errs;
+		unsigned char canary[64];
+	} e;
+	struct cfsd_config cfg;
+	char top[64], dir[600], path[700], name[251];
+	FILE *f;
+
+	memset(e.canary, 0xa5, sizeof(e.canary));
+	memset(name, 'a', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(top, sizeof(top), "/tmp/cfs-conf-long-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "%s/%s", top, name);
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	ck_assert_int_eq(mkdir(top, 0700), 0);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[node]\n", f);
+	for (int i = 0; i < 40; i++)
+		fprintf(f, "bogus%d = 1\n", i);
+	fclose(f);
+	ck_assert_int_eq(cfsd_config_load(path, &cfg, &e.errs), -CFS_ECONFIG);
+	ck_assert_uint_eq(e.errs.count, CFSD_CONFIG_MAX_ERRORS);
+	for (unsigned i = 0; i < e.errs.count; i++)
+		ck_assert_uint_lt(strnlen(e.errs.msg[i], sizeof(e.errs.msg[i])),
+				  sizeof(e.errs.msg[i]));
+	for (size_t i = 0; i < sizeof(e.canary); i++)
+		ck_assert_uint_eq(e.canary[i], 0xa5);
+	cfsd_config_fini(&cfg);
+	unlink(path);
+	rmdir(dir);
+	rmdir(top);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -188,6 +251,8 @@ conf_suite(void)
 	tcase_add_test(tc, test_conf_targets_sorted_and_checked_when_present);
 	tcase_add_test(tc, test_conf_sizes_and_endpoints_parse_when_well_formed);
 	tcase_add_test(tc, test_conf_unreadable_file_reported_when_missing);
+	tcase_add_test(tc, test_conf_long_line_refused_when_over_inih_buffer);
+	tcase_add_test(tc, test_conf_errors_stay_in_bounds_when_path_is_long);
 	suite_add_tcase(s, tc);
 	return s;
 }
