@@ -128,6 +128,8 @@ rc=0; "$CHAINFS" chunk get --mgmtd "$MGMTD" 9:0 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "--mgmtd without --chain: exit $rc, expected 2"
 rc=0; "$CHAINFS" chunk get "$ADDR2" 21 9:0 --replica 1 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "--replica in direct mode: exit $rc, expected 2"
+rc=0; "$CHAINFS" chunk put "$ADDR2" 21 9:2 "$WORK/no/such/file" 2> "$WORK/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "No such file" "$WORK/err" || fail "direct put of a missing file: rc=$rc $(cat "$WORK/err")"
 # shellcheck disable=SC2086
 out=$("$CHAINFS" chunk get $C 9:1 2>&1) && fail "get of a missing chunk succeeded"
 echo "$out" | grep -q ENOCHUNK || fail "unclear error for a missing chunk: $out"
