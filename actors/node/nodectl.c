@@ -813,10 +813,6 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 	const struct cfs_node_target_report *b = RT_BODY(req, node_target_report);
 	struct nc_target *t = NULL;
 
-	/* Node-local: a storage actor of this node reports. One that came over a
-	 * connection could make us heartbeat a state no target is in. */
-	if (req->conn != 0)
-		return -EPERM;
 	for (unsigned i = 0; i < nc->ntargets && !t; i++) {
 		if (nc->targets[i].id == b->target)
 			t = &nc->targets[i];
@@ -825,7 +821,7 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 		return -CFS_ENOTARGET;
 	if (b->local_state >= CFS_LS__COUNT)
 		return -EINVAL;
-	if (CFS_ADDR_NODE(req->src) == rt_node_id(rt_loop_rt(nc->loop)))
+	if (CFS_ADDR_NODE(req->src) == rt_node_id(rt_loop_rt(nc->loop)) && req->conn == 0)
 		t->addr = req->src;
 	if (t->report != (enum cfs_local_state)b->local_state) {
 		RT_INFO("target=%" PRIu32 " reports %s", t->id,

@@ -83,9 +83,8 @@ stor_check_chain(const struct stor_target *t, uint32_t target, uint32_t chain_ve
  * Taken as it comes, newest routing_ver wins; a lease extension with the same
  * routing_ver refreshes only the lease. A chain longer than STOR_MAX_CHAIN or
  * one we are not in leaves us without a chain (every data request refused).
- * Only our own nodectl sends it: one that arrived over a connection is
- * refused, since a stray routing_ver from the wire would outrank nodectl's
- * for good and leave the target refusing all data.
+ * Only our own nodectl sends it (the runtime refuses one from a connection:
+ * cfs_msg_node_local).
  */
 int
 stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
@@ -96,12 +95,6 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 	uint32_t old_ver = c->chain_ver;
 	bool was_head = c->pos >= 0 && c->pos == c->head;
 
-	if (req->conn != 0) {
-		RT_WARN("target=%" PRIu32 ": node_target_routing from a connection refused "
-			"(node-local only)",
-			t->id);
-		return -EPERM;
-	}
 	if (m->target != t->id)
 		return -CFS_ENOACTOR;
 	if (m->routing_ver < c->routing_ver)

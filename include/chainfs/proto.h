@@ -90,6 +90,14 @@ cfs_msg_is_resp(unsigned type)
 {
 	return type != CFS_MSG_NONE && type < CFS_MSG__COUNT && (type % 2) == 0;
 }
+/** True for the node-local requests (between a node's control actor and its
+ *  storage actors, either way): they never travel over a connection, and the
+ *  runtime answers one that arrives over one with EPERM. */
+static inline bool
+cfs_msg_node_local(unsigned type)
+{
+	return type == CFS_MSG_NODE_TARGET_ROUTING || type == CFS_MSG_NODE_TARGET_REPORT;
+}
 /** The response type paired with a request type. */
 static inline unsigned
 cfs_msg_resp_of(unsigned type)

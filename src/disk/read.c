@@ -148,14 +148,18 @@ whole_busy(const struct disk_target *t, const struct cfs_id128 *id)
 	return false;
 }
 
+/* Whether the budget has room for one more whole read of `bytes`. */
+static bool
+whole_room(const struct disk_target *t, uint64_t bytes)
+{
+	return t->whole_count < WHOLE_MAX && t->whole_bytes + bytes <= WHOLE_BUDGET;
+}
+
 /* Whether a whole read of `bytes` for chunk id may start now. */
 static bool
 whole_may_start(const struct disk_target *t, const struct cfs_id128 *id, uint64_t bytes)
 {
-	if (t->whole_count == 0)
-		return true;
-	return t->whole_count < WHOLE_MAX && t->whole_bytes + bytes <= WHOLE_BUDGET &&
-	       !whole_busy(t, id);
+	return t->whole_count == 0 || (whole_room(t, bytes) && !whole_busy(t, id));
 }
 
 static void
@@ -185,7 +189,7 @@ whole_resume(struct disk_target *t)
 
 	while (it != NULL) {
 		if (!whole_may_start(t, &it->r->id, it->io.len)) {
-			if (t->whole_count >= WHOLE_MAX || t->whole_bytes + it->io.len > WHOLE_BUDGET)
+			if (!whole_room(t, it->io.len))
 				break;
 			prev = it;
 			it = it->next;

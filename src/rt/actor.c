@@ -565,6 +565,14 @@ rt_deliver(struct rt_loop *loop, struct rt_msg *m)
 		deliver_refuse(loop, m, -CFS_ENOACTOR);
 		return;
 	}
+	/* A node-local message from the wire could, say, give a storage actor a
+	 * routing version that outranks its own node's for good. */
+	if (__builtin_expect(m->conn != 0 && cfs_msg_node_local(m->type), 0)) {
+		RT_WARN("%s from connection %llx refused: node-local only", cfs_msg_name(m->type),
+			(unsigned long long)m->conn);
+		deliver_refuse(loop, m, -EPERM);
+		return;
+	}
 	if (rt->loops[li] == loop)
 		rt_msgq_push(&loop->runq, m);
 	else

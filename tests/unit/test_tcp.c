@@ -852,24 +852,34 @@ bp_attempt(struct bp *b, bool call)
 	return b->rc;
 }
 
-START_TEST(test_tcp_send_refused_busy_when_peer_does_not_read)
+/* A client with a 64 KiB queue bound whose peer 5 is a raw listener that
+ * never reads; returns the listener (close it after cli_stop). */
+static int
+cli_start_to_unread_peer(struct cli *c)
 {
 	struct net_config nc;
+	uint16_t port;
+	int lfd = raw_listen(&port);
+	char ep[64];
+
+	net_config_init(&nc);
+	nc.max_outq_bytes = 64u << 10;
+	cli_start_cfg(c, &nc);
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c->net, 5, ep), 0);
+	return lfd;
+}
+
+START_TEST(test_tcp_send_refused_busy_when_peer_does_not_read)
+{
 	struct net_stats st;
 	struct cli c;
 	struct bp b = {0};
 	uint64_t last_out = 0;
 	unsigned sent = 0, stable = 0;
-	uint16_t port;
-	int lfd = raw_listen(&port);
-	char ep[64];
+	int lfd = cli_start_to_unread_peer(&c);
 	int rc;
 
-	net_config_init(&nc);
-	nc.max_outq_bytes = 64u << 10;
-	cli_start_cfg(&c, &nc);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 5, ep), 0);
 	b.c = &c;
 	b.dst = CFS_ADDR(5, ECHO_LOCAL);
 	waiter_init(&b.w);
@@ -941,21 +951,13 @@ smallq_try(void *arg)
  * so 64 KiB of bound must not pin thousands of them. */
 START_TEST(test_tcp_queue_bound_counts_frames_when_small_frames_wait)
 {
-	struct net_config nc;
 	struct net_stats st;
 	struct cli c;
 	struct smallq q = {0};
 	uint64_t total = 0, last_out = UINT64_MAX;
 	unsigned stable = 0, posts = 0;
-	uint16_t port;
-	int lfd = raw_listen(&port);
-	char ep[64];
+	int lfd = cli_start_to_unread_peer(&c);
 
-	net_config_init(&nc);
-	nc.max_outq_bytes = 64u << 10;
-	cli_start_cfg(&c, &nc);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 5, ep), 0);
 	q.c = &c;
 	q.dst = CFS_ADDR(5, ECHO_LOCAL);
 	waiter_init(&q.w);
