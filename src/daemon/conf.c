@@ -54,6 +54,11 @@ struct target_seen {
 	unsigned line[NTKEYS];
 };
 
+struct section_seen {
+	char name[64]; /* [target.ID] with ID as a plain number */
+	unsigned line;
+};
+
 struct parse_ctx {
 	const char *path;
 	FILE *f;
@@ -64,6 +69,9 @@ struct parse_ctx {
 	unsigned seen_line[NKEYS];
 	struct target_seen *tseen;	/* parallel to cfg->targets */
 	unsigned tcap;
+	struct section_seen *secs;	/* every [section] header so far */
+	unsigned nsecs;
+	unsigned seccap;
 	int rc;	/* first hard error (-ENOMEM) */
 };
 
@@ -73,8 +81,10 @@ add_error(struct cfsd_config_errors *errs, const char *path, const char *fmt, ..
 	va_list ap;
 	int n;
 
-	if (errs->count >= CFSD_CONFIG_MAX_ERRORS)
+	if (errs->count >= CFSD_CONFIG_MAX_ERRORS) {
+		errs->dropped++;
 		return;
+	}
 	n = snprintf(errs->msg[errs->count], sizeof(errs->msg[0]), "%s", path);
 	/* A path longer than the message keeps only its start: the reason must
 	 * not be written past the message (snprintf says what it wanted). */
@@ -394,6 +404,51 @@ on_key(void *user, const char *section, const char *name, const char *value)
 	return 1;	/* keep going: report every problem, not only the first */
 }
 
+/* A "[name]" header line: inih calls handlers per key only, so a section
+ * given twice would merge into one without a word, and [target.01] is
+ * [target.1]. Each section may appear once. */
+static void
+note_section(struct parse_ctx *c, const char *s)
+{
+	char name[sizeof(c->secs->name)];
+	const char *end;
+	uint64_t id;
+	size_t len;
+
+	while (*s == ' ' || *s == '\t' || *s == '\r')
+		s++;
+	if (*s != '[' || !(end = strchr(s + 1, ']')))
+		return; /* not a header, or a syntax error inih reports */
+	len = (size_t)(end - (s + 1));
+	if (len >= sizeof(name))
+		len = sizeof(name) - 1;
+	memcpy(name, s + 1, len);
+	name[len] = '\0';
+	if (strncmp(name, "target.", 7) == 0 && parse_uint(name + 7, &id) == 0)
+		snprintf(name, sizeof(name), "target.%llu", (unsigned long long)id);
+	for (unsigned i = 0; i < c->nsecs; i++) {
+		if (strcmp(c->secs[i].name, name) == 0) {
+			add_error(c->errs, c->path,
+				  ":%u: [%.*s]: the section of line %u again (each appears once)",
+				  c->line, (int)(end - (s + 1)), s + 1, c->secs[i].line);
+			return;
+		}
+	}
+	if (c->nsecs == c->seccap) {
+		unsigned cap = c->seccap ? c->seccap * 2 : 8;
+		struct section_seen *n = realloc(c->secs, cap * sizeof(*n));
+
+		if (!n) {
+			c->rc = -ENOMEM;
+			return;
+		}
+		c->secs = n;
+		c->seccap = cap;
+	}
+	memcpy(c->secs[c->nsecs].name, name, sizeof(name));
+	c->secs[c->nsecs++].line = c->line;
+}
+
 /* fgets with a line counter, so handlers know where they are. */
 static char *
 read_line(char *str, int num, void *stream)
@@ -407,14 +462,18 @@ read_line(char *str, int num, void *stream)
 		return NULL;
 	c->line++;
 	n = strlen(s);
-	if (n == 0 || s[n - 1] == '\n')
+	if (n == 0 || s[n - 1] == '\n') {
+		note_section(c, s);
 		return s;
+	}
 	/* inih's line buffer (num bytes) ended before the line did. Its rest
 	 * would come back as a line of its own (a commented-out setting's tail
 	 * taking effect): refuse the whole line instead. */
 	ch = fgetc(c->f);
-	if (ch == EOF || ch == '\n')
-		return s; /* it just fit */
+	if (ch == EOF || ch == '\n') {
+		note_section(c, s); /* it just fit */
+		return s;
+	}
 	while (ch != EOF && ch != '\n')
 		ch = fgetc(c->f);
 	add_error(c->errs, c->path, ":%u: line longer than %d characters", c->line, num - 1);
@@ -506,6 +565,7 @@ cfsd_config_load(const char *path, struct cfsd_config *cfg, struct cfsd_config_e
 	rc = errs->count ? -CFS_ECONFIG : 0;
 out:
 	free(c.tseen);
+	free(c.secs);
 	return c.rc ? c.rc : rc;
 }
 

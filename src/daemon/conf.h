@@ -45,13 +45,15 @@ struct cfsd_config {
 
 struct cfsd_config_errors {
 	unsigned count;
+	unsigned dropped; /* errors found past the first CFSD_CONFIG_MAX_ERRORS */
 	char msg[CFSD_CONFIG_MAX_ERRORS][256];
 };
 
 /**
  * Parse `path` into cfg (defaults first, then the file), collecting every
  * problem with its line number into errs. Unknown sections and keys, bad
- * values, out-of-range numbers and missing required keys are errors.
+ * values, out-of-range numbers, missing required keys and a section given
+ * twice are errors.
  * @return 0, -CFS_ECONFIG (errs filled), -errno when the file cannot be read
  *         (also described in errs), -ENOMEM.
  */

@@ -158,6 +158,9 @@ cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
 	ncfg.connect_timeout_ms = cfg->connect_timeout_ms;
 	ncfg.reconnect_min_ms = cfg->reconnect_min_ms;
 	ncfg.reconnect_max_ms = cfg->reconnect_max_ms;
+	ncfg.peer_timeout_ms = cfg->peer_timeout_ms;
+	ncfg.frame_timeout_ms = cfg->frame_timeout_ms;
+	ncfg.max_conns = cfg->max_conns;
 	rc = net_create(d->rt, &ncfg, &d->net);
 	if (rc != 0)
 		goto out_rt;

@@ -74,6 +74,8 @@ main(int argc, char **argv)
 	rc = cfsd_config_load(path, &cfg, &errs);
 	for (unsigned i = 0; i < errs.count; i++)
 		fprintf(stderr, "%s\n", errs.msg[i]);
+	if (errs.dropped)
+		fprintf(stderr, "%s: %u more errors not shown\n", path, errs.dropped);
 	if (rc != 0) {
 		cfsd_config_fini(&cfg);
 		return 1;

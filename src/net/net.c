@@ -77,6 +77,7 @@ struct net_loop {
 	struct net_conn *dirty; /* want a flush this iteration */
 	struct net_conn *dead;	/* closed, freed at the end of the iteration */
 	struct net_conn *paused; /* not read while the loop's backlog is long */
+	struct rt_timer sweep;	 /* looks for frames over frame_timeout_ms */
 
 	uint64_t log_window_ns;
 	unsigned log_lines;
@@ -116,6 +117,10 @@ struct net {
 	unsigned eps_cap;
 	uint32_t next_alias;
 
+	/* Accepted connections open (or on their way to a loop), against
+	 * cfg.max_conns: admitted by the accepting loop, let go by any. */
+	_Atomic uint32_t accepted_open;
+
 	struct net_stats_slot stats[RT_MAX_LOOPS];
 };
 
@@ -129,6 +134,9 @@ net_config_init(struct net_config *cfg)
 		.connect_timeout_ms = NET_DEFAULT_CONNECT_TIMEOUT_MS,
 		.reconnect_min_ms = NET_DEFAULT_RECONNECT_MIN_MS,
 		.reconnect_max_ms = NET_DEFAULT_RECONNECT_MAX_MS,
+		.peer_timeout_ms = NET_DEFAULT_PEER_TIMEOUT_MS,
+		.frame_timeout_ms = NET_DEFAULT_FRAME_TIMEOUT_MS,
+		.max_conns = NET_DEFAULT_MAX_CONNS,
 	};
 }
 
@@ -388,6 +396,7 @@ conn_register(struct net_loop *nl, struct net_conn *c, bool accepted, const char
 	c->stats = nl->stats;
 	c->lim = net->cfg.limits;
 	c->max_outq = net->cfg.max_outq_bytes;
+	c->peer_timeout_ms = net->cfg.peer_timeout_ms;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	NET_STAT_ADD(nl->stats, conns_open, 1);
 	return 0;
@@ -402,6 +411,8 @@ conn_unregister(struct net_loop *nl, struct net_conn *c)
 		nl->slots[slot] = NULL;
 		nl->free_slots[nl->nfree++] = slot;
 		NET_STAT_ADD(nl->stats, conns_open, -1);
+		if (c->accepted)
+			net_accept_forget(nl);
 	}
 }
 
@@ -415,6 +426,28 @@ conn_lookup(struct net_loop *nl, uint64_t id)
 		return NULL;
 	c = nl->slots[slot];
 	return c && c->id == id ? c : NULL;
+}
+
+bool
+net_accept_admit(struct net_loop *nl, const char *name)
+{
+	struct net *net = nl->net;
+
+	/* Only the accepting loop adds, so load-then-add cannot overshoot. */
+	if (atomic_load_explicit(&net->accepted_open, memory_order_relaxed) >=
+	    net->cfg.max_conns) {
+		NET_STAT_ADD(nl->stats, conns_refused, 1);
+		net_loop_log_error(nl, name, "max_conns connections open, refused", -EMFILE);
+		return false;
+	}
+	atomic_fetch_add_explicit(&net->accepted_open, 1, memory_order_relaxed);
+	return true;
+}
+
+void
+net_accept_forget(struct net_loop *nl)
+{
+	atomic_fetch_sub_explicit(&nl->net->accepted_open, 1, memory_order_relaxed);
 }
 
 int
@@ -450,8 +483,41 @@ void
 net_conn_frame(struct net_conn *c, struct rt_msg *m)
 {
 	NET_STAT_ADD(c->stats, frames_in, 1);
+	c->rx_frames++;
 	m->conn = c->id;
 	rt_deliver(c->loop, m);
+}
+
+void
+net_conn_rx_mark(struct net_conn *c, uint64_t frames_before, bool partial)
+{
+	if (!partial)
+		c->rx_frame_ns = 0;
+	else if (c->rx_frame_ns == 0 || c->rx_frames != frames_before)
+		c->rx_frame_ns = rt_now_ns(c->loop);
+}
+
+/* Close the connections whose frame in progress began more than
+ * frame_timeout_ms ago: a peer that stops inside a frame, or trickles it,
+ * holds a payload buffer of up to max_payload bytes. Connections this loop
+ * is not reading (its backlog) are not the peer's fault and are skipped;
+ * their clocks restart when they are read again. */
+static void
+frame_sweep(struct rt_timer *t, void *arg)
+{
+	struct net_loop *nl = arg;
+	uint64_t now = rt_now_ns(nl->loop);
+	uint64_t limit = (uint64_t)nl->net->cfg.frame_timeout_ms * 1000000ull;
+
+	for (uint32_t i = 0; i < nl->nslots; i++) {
+		struct net_conn *c = nl->slots[i];
+
+		if (!c || c->state != NET_CONN_UP || c->rx_paused || !c->rx_frame_ns ||
+		    now - c->rx_frame_ns <= limit)
+			continue;
+		c->rx_stalled = true;
+		net_conn_close(c, -ETIMEDOUT);
+	}
 }
 
 /* A loop's backlog (delivered messages not yet handled) above which its
@@ -489,6 +555,8 @@ rx_resume_all(struct net_loop *nl)
 		nl->paused = c->paused_next;
 		c->paused_next = NULL;
 		c->rx_paused = false;
+		if (c->rx_frame_ns)
+			c->rx_frame_ns = rt_now_ns(nl->loop);
 		if (c->state != NET_CONN_CLOSED)
 			c->type->rx_resume(c);
 	}
@@ -541,7 +609,11 @@ net_conn_close(struct net_conn *c, int rc)
 	c->state = NET_CONN_CLOSED;
 	/* Count and log before the socket closes: whoever watches the other end
 	 * (a test, an operator) may look at the counters as soon as it sees EOF. */
-	if (rc == -CFS_EPROTO || rc == -CFS_ETOOBIG) {
+	if (c->rx_stalled) {
+		NET_STAT_ADD(nl->stats, frame_timeouts, 1);
+		net_conn_log_error(c, "frame not complete within frame_timeout_ms, connection closed",
+				   rc);
+	} else if (rc == -CFS_EPROTO || rc == -CFS_ETOOBIG) {
 		NET_STAT_ADD(nl->stats, proto_errors, 1);
 		net_conn_log_error(c, "bad frame, connection closed", rc);
 	} else if (!was_up && !nl->finishing) {
@@ -594,10 +666,12 @@ handoff_adopt(struct net *net, struct net_loop *nl, struct net_handoff *list)
 
 	for (h = list; h; h = next) {
 		next = h->next;
-		if (nl && !nl->finishing)
+		if (nl && !nl->finishing) {
 			net->type->adopt(nl, h);
-		else
+		} else {
 			net->type->discard(h);
+			atomic_fetch_sub_explicit(&net->accepted_open, 1, memory_order_relaxed);
+		}
 		free(h);
 	}
 }
@@ -866,6 +940,7 @@ net_loop_init(void *ctx, struct rt_loop *loop, void **loop_state)
 	struct net *net = ctx;
 	struct net_loop *nl;
 	unsigned index = rt_loop_index(loop);
+	uint64_t period;
 	int rc;
 
 	if (index >= net->nloops)
@@ -887,6 +962,12 @@ net_loop_init(void *ctx, struct rt_loop *loop, void **loop_state)
 		}
 		nl->accepting = true;
 	}
+	/* A frame is closed at most a quarter of its timeout late (a second at
+	 * most): a sweep costs a walk over the loop's connections. */
+	period = net->cfg.frame_timeout_ms / 4;
+	period = period < 10 ? 10 : period > 1000 ? 1000 : period;
+	rt_timer_init(loop, &nl->sweep, frame_sweep, nl);
+	rt_timer_start(&nl->sweep, period, period);
 	rt_loop_add_flush(loop, net_loop_flush, nl);
 	net->nls[index] = nl;
 	*loop_state = nl;
@@ -902,6 +983,7 @@ net_loop_fini(void *ctx, struct rt_loop *loop, void *loop_state)
 	if (!nl)
 		return;
 	nl->finishing = true;
+	rt_timer_stop(&nl->sweep);
 	if (nl->accepting) {
 		net->type->unlisten(&net->listener);
 		nl->accepting = false;
@@ -967,6 +1049,7 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 	net->type = &net_tcp_type;
 	net->nloops = rt_loop_count(rt);
 	net->next_alias = NET_ALIAS_BASE;
+	atomic_init(&net->accepted_open, 0);
 	for (unsigned i = 0; i < RT_MAX_LOOPS; i++) {
 		atomic_init(&net->hq[i].head, NULL);
 		net->hq[i].net = net;
@@ -986,6 +1069,12 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 		net->cfg.reconnect_min_ms = dflt.reconnect_min_ms;
 	if (!net->cfg.reconnect_max_ms)
 		net->cfg.reconnect_max_ms = dflt.reconnect_max_ms;
+	if (!net->cfg.peer_timeout_ms)
+		net->cfg.peer_timeout_ms = dflt.peer_timeout_ms;
+	if (!net->cfg.frame_timeout_ms)
+		net->cfg.frame_timeout_ms = dflt.frame_timeout_ms;
+	if (!net->cfg.max_conns)
+		net->cfg.max_conns = dflt.max_conns;
 	/* A payload lands in one rt_buf, and rt_buf_get stops at 64 MiB; a
 	 * header over 64 MiB has no use, and near 4 GiB the reader's 32-bit
 	 * prefix + header length would wrap. */
@@ -1053,22 +1142,17 @@ net_listen_port(const struct net *net)
 int
 net_stats(const struct net *net, unsigned index, struct net_stats *out)
 {
-	const struct net_stats *s;
+	const uint64_t *src;
+	uint64_t *dst;
 
 	if (index >= net->nloops)
 		return -EINVAL;
-	s = &net->stats[index].s;
-	out->frames_in = __atomic_load_n(&s->frames_in, __ATOMIC_RELAXED);
-	out->frames_out = __atomic_load_n(&s->frames_out, __ATOMIC_RELAXED);
-	out->bytes_in = __atomic_load_n(&s->bytes_in, __ATOMIC_RELAXED);
-	out->bytes_out = __atomic_load_n(&s->bytes_out, __ATOMIC_RELAXED);
-	out->conns_accepted = __atomic_load_n(&s->conns_accepted, __ATOMIC_RELAXED);
-	out->conns_connected = __atomic_load_n(&s->conns_connected, __ATOMIC_RELAXED);
-	out->conns_open = __atomic_load_n(&s->conns_open, __ATOMIC_RELAXED);
-	out->connect_failures = __atomic_load_n(&s->connect_failures, __ATOMIC_RELAXED);
-	out->conn_errors = __atomic_load_n(&s->conn_errors, __ATOMIC_RELAXED);
-	out->proto_errors = __atomic_load_n(&s->proto_errors, __ATOMIC_RELAXED);
-	out->busy = __atomic_load_n(&s->busy, __ATOMIC_RELAXED);
-	out->rx_pauses = __atomic_load_n(&s->rx_pauses, __ATOMIC_RELAXED);
+	/* Every counter is a uint64_t, each read whole: a new one cannot be
+	 * forgotten here. */
+	_Static_assert(sizeof(struct net_stats) % sizeof(uint64_t) == 0, "net_stats: uint64_t only");
+	src = (const uint64_t *)&net->stats[index].s;
+	dst = (uint64_t *)out;
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	return 0;
 }

@@ -44,15 +44,26 @@ struct net_config {
 	uint32_t connect_timeout_ms;
 	uint32_t reconnect_min_ms; /* first backoff after a failed connect */
 	uint32_t reconnect_max_ms; /* backoff cap */
+	/* A peer that acknowledges nothing for this long is dead: unacknowledged
+	 * data (TCP_USER_TIMEOUT), or keepalive probes on an idle connection. */
+	uint32_t peer_timeout_ms;
+	/* A frame must arrive whole within this long of its first byte (time
+	 * this node is not reading, its own backlog, not counted). */
+	uint32_t frame_timeout_ms;
+	uint32_t max_conns; /* accepted connections open at once, this process */
 };
 
 #define NET_DEFAULT_MAX_OUTQ	       (64u << 20)
 #define NET_DEFAULT_CONNECT_TIMEOUT_MS 2000
 #define NET_DEFAULT_RECONNECT_MIN_MS   100
 #define NET_DEFAULT_RECONNECT_MAX_MS   5000
+#define NET_DEFAULT_PEER_TIMEOUT_MS    10000
+#define NET_DEFAULT_FRAME_TIMEOUT_MS   30000
+#define NET_DEFAULT_MAX_CONNS	       4096
 
 /** Fill cfg with the defaults (no listener, WIRE_LIMITS_DEFAULT, 64 MiB queue,
- *  2 s connect timeout, backoff 100 ms .. 5 s). */
+ *  2 s connect timeout, backoff 100 ms .. 5 s, peers dead after 10 s of
+ *  silence, 30 s per frame, 4096 accepted connections). */
 void net_config_init(struct net_config *cfg);
 
 /**
@@ -126,6 +137,8 @@ struct net_stats {
 	uint64_t proto_errors; /* connections closed for a bad frame */
 	uint64_t busy;	       /* sends refused with -CFS_EBUSY */
 	uint64_t rx_pauses;    /* a connection stopped reading: loop backlog long */
+	uint64_t frame_timeouts; /* connections closed: a frame took too long */
+	uint64_t conns_refused;	 /* accepted and closed at once: max_conns reached */
 };
 
 /**

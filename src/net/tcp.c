@@ -156,6 +156,28 @@ set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* A peer that acknowledges nothing for timeout_ms is gone: with data
+ * outstanding TCP_USER_TIMEOUT says so; an idle connection sends keepalive
+ * probes from half the timeout on, and the user timeout decides when their
+ * silence ends it (tcp(7)). Without these a powered-off peer leaves the
+ * connection open, and every send queues into it, for the kernel's ~15
+ * minutes of retransmissions. A failed setsockopt leaves the kernel's
+ * defaults: worth a line, not the connection. */
+static void
+set_peer_timeout(struct tcp_conn *c, uint32_t timeout_ms)
+{
+	int one = 1, idle = (int)(timeout_ms / 2000), intvl = (int)(timeout_ms / 5000);
+	unsigned user = timeout_ms;
+
+	idle = idle < 1 ? 1 : idle;
+	intvl = intvl < 1 ? 1 : intvl;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+	    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+	    setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+	    setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof(user)) != 0)
+		net_conn_log_error(&c->base, "peer timeout not set", -errno);
+}
+
 /* ------------------------------------------------------------------ receive */
 
 static void tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents);
@@ -306,6 +328,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	struct tcp_conn *c = w->data;
 	struct net_conn *nc = &c->base;
 	struct iovec iov[2];
+	uint64_t frames = nc->rx_frames;
 	size_t left, take;
 	ssize_t n;
 	int cnt = 0;
@@ -356,6 +379,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		c->rx_got += (uint32_t)take;
 		left -= take;
 		if (c->rx_got < c->rx_plen) {
+			net_conn_rx_mark(nc, frames, true);
 			rx_set_lowat(c);
 			return;
 		}
@@ -365,8 +389,10 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	}
 	c->rend += (uint32_t)left;
 	rx_parse(c);
-	if (nc->state != NET_CONN_CLOSED)
-		rx_set_lowat(c);
+	if (nc->state == NET_CONN_CLOSED)
+		return;
+	net_conn_rx_mark(nc, frames, c->rx_msg || c->rpos != c->rend);
+	rx_set_lowat(c);
 }
 
 /* --------------------------------------------------------------------- send */
@@ -600,6 +626,7 @@ tcp_start(struct tcp_conn *c)
 	if (!c->rbuf)
 		return -ENOMEM;
 	c->rcap = TCP_RBUF_SIZE;
+	set_peer_timeout(c, c->base.peer_timeout_ms);
 	ev_io_init(&c->rio, tcp_read_cb, c->fd, EV_READ);
 	c->rio.data = c;
 	ev_io_init(&c->wio, tcp_write_cb, c->fd, EV_WRITE);
@@ -780,7 +807,7 @@ tcp_accept_one(struct net_loop *nl, int fd, const char *name)
 	c = (struct tcp_conn *)tcp_alloc();
 	if (!c) {
 		rc = -ENOMEM;
-		goto out_close;
+		goto out_forget;
 	}
 	c->fd = fd;
 	rc = net_conn_accepted(nl, &c->base, name);
@@ -796,6 +823,8 @@ tcp_accept_one(struct net_loop *nl, int fd, const char *name)
 
 out_free:
 	free(c);
+out_forget:
+	net_accept_forget(nl);
 out_close:
 	close(fd);
 	net_loop_log_error(nl, name, "accept dropped", rc);
@@ -827,8 +856,12 @@ tcp_accept_cb(struct ev_loop *ev, ev_io *w, int revents)
 			accept4(tl->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			set_nodelay(fd);
 			sockaddr_name((struct sockaddr *)&sa, name, sizeof(name));
+			if (!net_accept_admit(tl->nl, name)) {
+				close(fd);
+				continue;
+			}
+			set_nodelay(fd);
 			h = malloc(sizeof(*h));
 			if (!h) {
 				/* Keep it here rather than drop it. */

@@ -87,7 +87,11 @@ struct net_conn {
 	struct net_stats *stats;
 	struct wire_limits lim;
 	size_t max_outq;
-	char name[64]; /* peer endpoint, for logs */
+	uint32_t peer_timeout_ms; /* the type applies it to its socket */
+	bool rx_stalled;	  /* closed by the frame timeout */
+	uint64_t rx_frames;	  /* frames delivered (net_conn_frame) */
+	uint64_t rx_frame_ns;	  /* when the frame in progress began; 0: none */
+	char name[64];		  /* peer endpoint, for logs */
 };
 
 /* The listening endpoint of a node (accepted from by loop 0). */
@@ -191,10 +195,22 @@ extern const struct net_conn_type net_tcp_type;
  *  turn (nl included), which calls type->adopt with it on its own thread
  *  (type->discard if that loop is shutting down). Takes h. */
 void net_conn_handoff(struct net_loop *nl, struct net_handoff *h);
+/** The accepting loop nl accepted a socket from name: may it stay? false
+ *  when max_conns accepted connections are open (counted and logged; the type
+ *  closes the socket). true counts it until conn_unregister, or until
+ *  net_accept_forget() when it never gets that far. */
+bool net_accept_admit(struct net_loop *nl, const char *name);
+/** An admitted socket was closed before net_conn_accepted() succeeded. */
+void net_accept_forget(struct net_loop *nl);
 /** A type set up an accepted connection on nl (in adopt): register it (id,
  *  counters, limits) and fill its generic fields. name is the peer's endpoint
  *  for logs. @return 0, -ENOMEM (the caller closes its socket and frees c). */
 int net_conn_accepted(struct net_loop *nl, struct net_conn *c, const char *name);
+/** After a read on c: `partial` says a frame is half received. A frame in
+ *  progress starts its clock when it began in this read (c->rx_frames moved
+ *  past frames_before, or none was in progress); the frame timeout closes c
+ *  when it runs too long. */
+void net_conn_rx_mark(struct net_conn *c, uint64_t frames_before, bool partial);
 /** An outgoing connection is established: the peer's backoff resets. */
 void net_conn_up(struct net_conn *c);
 /** A whole message arrived on c: stamp m->conn, count it, hand it to rt. */

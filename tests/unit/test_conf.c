@@ -111,6 +111,32 @@ START_TEST(test_conf_duplicate_key_named_when_set_twice)
 }
 END_TEST
 
+/* inih reports keys, not section headers: a section given twice would merge
+ * without a word ([target.01] being [target.1]). */
+START_TEST(test_conf_repeated_section_named_when_given_twice)
+{
+	struct cfsd_config cfg;
+	struct cfsd_config_errors errs;
+	int rc = load("[node]\nid = 1\nlisten = h:1\n[net]\nmax_outq = 1M\n"
+		      "  [node]\nloops = 2\n"
+		      "[target.1]\npath = /d/1\ncapacity = 1G\n"
+		      "[target.01] ; the same target\nloop = 0\n",
+		      &cfg, &errs);
+
+	ck_assert_int_eq(rc, -CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":6: [node]: the section of line 1 again"));
+	ck_assert(has_error(&errs, ":11: [target.01]: the section of line 8 again"));
+	ck_assert_uint_eq(errs.count, 2);
+	cleanup(&cfg);
+
+	rc = load("[node]\nid = 1\nlisten = h:1\n[target.1]\npath = /d/1\ncapacity = 1G\n"
+		  "[target.2]\npath = /d/2\ncapacity = 1G\n[net]",
+		  &cfg, &errs);
+	ck_assert_int_eq(rc, 0);
+	cleanup(&cfg);
+}
+END_TEST
+
 START_TEST(test_conf_targets_sorted_and_checked_when_present)
 {
 	struct cfsd_config cfg;
@@ -226,6 +252,8 @@ START_TEST(test_conf_errors_stay_in_bounds_when_path_is_long)
 	fclose(f);
 	ck_assert_int_eq(cfsd_config_load(path, &cfg, &e.errs), -CFS_ECONFIG);
 	ck_assert_uint_eq(e.errs.count, CFSD_CONFIG_MAX_ERRORS);
+	/* 40 unknown keys and the two required keys missing: the rest counted. */
+	ck_assert_uint_eq(e.errs.dropped, 42 - CFSD_CONFIG_MAX_ERRORS);
 	for (unsigned i = 0; i < e.errs.count; i++)
 		ck_assert_uint_lt(strnlen(e.errs.msg[i], sizeof(e.errs.msg[i])),
 				  sizeof(e.errs.msg[i]));
@@ -248,6 +276,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_conf_every_error_has_its_line_when_many_are_wrong);
 	tcase_add_test(tc, test_conf_required_keys_reported_when_missing);
 	tcase_add_test(tc, test_conf_duplicate_key_named_when_set_twice);
+	tcase_add_test(tc, test_conf_repeated_section_named_when_given_twice);
 	tcase_add_test(tc, test_conf_targets_sorted_and_checked_when_present);
 	tcase_add_test(tc, test_conf_sizes_and_endpoints_parse_when_well_formed);
 	tcase_add_test(tc, test_conf_unreadable_file_reported_when_missing);

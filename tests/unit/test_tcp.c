@@ -13,8 +13,14 @@
  * variable. Waits have a generous bound only so that a bug fails the test
  * instead of hanging it; nothing asserts on time.
  */
+#include <config.h>
+
 #include <check.h>
 #include <errno.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <stddef.h>
 #include <msgpack.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -180,22 +186,20 @@ struct srv {
 	char ep[64];
 };
 
-/* A server of `loops` loops with the echo actor; max_outq 0: the default. */
+/* A server of `loops` loops with the echo actor, configured as *base says
+ * (its listen address aside). */
 static void
-srv_start_outq(struct srv *s, unsigned loops, uint16_t port, size_t max_outq)
+srv_start_cfg(struct srv *s, unsigned loops, uint16_t port, const struct net_config *base)
 {
 	struct rt_config rc = {.loops = loops, .node_id = SRV_NODE};
-	struct net_config nc;
+	struct net_config nc = *base;
 	char listen[64];
 	cfs_addr_t addr;
 
 	memset(s, 0, sizeof(*s));
 	ck_assert_int_eq(rt_create(&rc, &s->rt), 0);
-	net_config_init(&nc);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	nc.listen = listen;
-	if (max_outq)
-		nc.max_outq_bytes = max_outq;
 	ck_assert_int_eq(net_create(s->rt, &nc, &s->net), 0);
 	s->port = net_listen_port(s->net);
 	ck_assert_uint_ne(s->port, 0);
@@ -204,6 +208,18 @@ srv_start_outq(struct srv *s, unsigned loops, uint16_t port, size_t max_outq)
 	snprintf(s->ep, sizeof(s->ep), "127.0.0.1:%u", s->port);
 	ck_assert_int_eq(rt_spawn(rt_loop_at(s->rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
 	ck_assert_int_eq(rt_start(s->rt, false), 0);
+}
+
+/* max_outq 0: the default. */
+static void
+srv_start_outq(struct srv *s, unsigned loops, uint16_t port, size_t max_outq)
+{
+	struct net_config nc;
+
+	net_config_init(&nc);
+	if (max_outq)
+		nc.max_outq_bytes = max_outq;
+	srv_start_cfg(s, loops, port, &nc);
 }
 
 static void
@@ -220,17 +236,25 @@ srv_stop(struct srv *s)
 	net_destroy(&s->net);
 }
 
+/* The sum over all loops of one net_stats counter (at byte offset off). */
 static uint64_t
-srv_proto_errors(struct srv *s)
+stat_sum(struct rt *rt, struct net *net, size_t off)
 {
 	struct net_stats st;
 	uint64_t sum = 0;
 
-	for (unsigned i = 0; i < rt_loop_count(s->rt); i++) {
-		ck_assert_int_eq(net_stats(s->net, i, &st), 0);
-		sum += st.proto_errors;
+	for (unsigned i = 0; i < rt_loop_count(rt); i++) {
+		ck_assert_int_eq(net_stats(net, i, &st), 0);
+		sum += *(const uint64_t *)((const char *)&st + off);
 	}
 	return sum;
+}
+#define STAT_SUM(rt, net, field) stat_sum((rt), (net), offsetof(struct net_stats, field))
+
+static uint64_t
+srv_proto_errors(struct srv *s)
+{
+	return STAT_SUM(s->rt, s->net, proto_errors);
 }
 
 /* ------------------------------------------------------- client and driver */
@@ -490,19 +514,58 @@ raw_write(int fd, const void *p, size_t n)
 	ck_assert_int_eq(write(fd, p, n), (ssize_t)n);
 }
 
-/* A valid PING frame (no payload) in wb. */
+static void ping_frame(struct wire_buf *wb);
+
+/* True when a PING sent on fd gets an answer, false when the server closed
+ * fd (or the hang guard fired). */
+static bool
+raw_ping_answered(int fd)
+{
+	struct wire_buf wb;
+	char buf[256];
+	ssize_t n;
+	bool sent;
+
+	ping_frame(&wb);
+	sent = send(fd, wb.p, wb.len, MSG_NOSIGNAL) == (ssize_t)wb.len;
+	wire_buf_fini(&wb);
+	if (!sent)
+		return false;
+	do {
+		n = read(fd, buf, sizeof(buf));
+	} while (n < 0 && errno == EINTR);
+	return n > 0;
+}
+
+/* A valid PING frame announcing plen payload bytes in wb (the header only:
+ * the payload is for the caller to send, or not). */
 static void
-ping_frame(struct wire_buf *wb)
+ping_frame_plen(struct wire_buf *wb, uint32_t plen)
 {
 	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
+	struct rt_buf *b;
 
 	ck_assert_ptr_nonnull(m);
+	if (plen) {
+		b = rt_buf_get(plen);
+		ck_assert_ptr_nonnull(b);
+		b->len = plen;
+		ck_assert_int_eq(rt_msg_add_iov(m, b, 0, plen), 0);
+		rt_buf_put(&b);
+	}
 	m->req_id = 77;
 	m->src = CFS_ADDR(0, 0x01000100);
 	m->dst = CFS_ADDR(CFS_NODE_ANY, ECHO_LOCAL);
 	wire_buf_init(wb);
 	ck_assert_int_eq(wire_encode(wb, m, NULL), 0);
 	rt_msg_free(&m);
+}
+
+/* A valid PING frame (no payload) in wb. */
+static void
+ping_frame(struct wire_buf *wb)
+{
+	ping_frame_plen(wb, 0);
 }
 
 static void
@@ -1028,7 +1091,6 @@ rss_peak_main(void *arg)
 START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
 {
 	enum { N = 1 << 20 };
-	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
 	struct rss_peak rp = {0};
 	struct net_stats st = {0};
 	struct wire_buf wb;
@@ -1037,13 +1099,7 @@ START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
 	long base;
 	int fd;
 
-	ck_assert_ptr_nonnull(m);
-	m->req_id = 77;
-	m->src = CFS_ADDR(0, 0x01000100);
-	m->dst = CFS_ADDR(CFS_NODE_ANY, ECHO_LOCAL);
-	wire_buf_init(&wb);
-	ck_assert_int_eq(wire_encode(&wb, m, NULL), 0);
-	rt_msg_free(&m);
+	ping_frame(&wb);
 	flood = malloc(wb.len * N);
 	ck_assert_ptr_nonnull(flood);
 	for (size_t i = 0; i < N; i++)
@@ -1174,6 +1230,170 @@ START_TEST(test_tcp_bad_conn_closed_when_frame_malformed)
 	/* The well-behaved client, connected all along, still gets answers. */
 	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 5000, 2), 0);
 	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 0, 3), 0);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+/* A peer that stops inside a frame (its payload, or its header) is cut off
+ * after frame_timeout_ms; one that is merely quiet between frames is not. */
+START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
+{
+	struct net_config nc;
+	struct wire_buf wb;
+	struct srv s;
+	struct cli c;
+	uint32_t alias;
+	int in_payload, in_header, quiet;
+
+	net_config_init(&nc);
+	nc.frame_timeout_ms = 200;
+	srv_start_cfg(&s, 2, 0, &nc);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 100, 1), 0);
+
+	/* A PING announcing 1 MiB of payload, of which 10 bytes come. */
+	ping_frame_plen(&wb, 1u << 20);
+	in_payload = raw_connect(s.port);
+	raw_write(in_payload, wb.p, wb.len);
+	raw_write(in_payload, "0123456789", 10);
+	wire_buf_fini(&wb);
+
+	ping_frame(&wb);
+	in_header = raw_connect(s.port);
+	raw_write(in_header, wb.p, wb.len / 2);
+	wire_buf_fini(&wb);
+
+	quiet = raw_connect(s.port);
+	ck_assert(raw_ping_answered(quiet));
+
+	ck_assert_msg(raw_wait_closed(in_payload), "kept a peer stalled inside a payload");
+	ck_assert_msg(raw_wait_closed(in_header), "kept a peer stalled inside a header");
+	ck_assert_uint_eq(STAT_SUM(s.rt, s.net, frame_timeouts), 2);
+	/* Quiet for longer than the frame timeout by now, and still served. */
+	ck_assert(raw_ping_answered(quiet));
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 5000, 2), 0);
+	close(in_payload);
+	close(in_header);
+	close(quiet);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+/* max_conns accepted connections: the next one is closed as it arrives, the
+ * open ones keep working, and a place freed is taken again. */
+START_TEST(test_tcp_accept_refused_when_max_conns_open)
+{
+	struct net_config nc;
+	struct srv s;
+	int a, b, extra, again = -1;
+
+	net_config_init(&nc);
+	nc.max_conns = 2;
+	srv_start_cfg(&s, 2, 0, &nc);
+	a = raw_connect(s.port);
+	ck_assert(raw_ping_answered(a));
+	b = raw_connect(s.port);
+	ck_assert(raw_ping_answered(b));
+
+	extra = raw_connect(s.port); /* the kernel completes the handshake */
+	ck_assert_msg(raw_wait_closed(extra), "a third connection kept with max_conns 2");
+	ck_assert_uint_eq(STAT_SUM(s.rt, s.net, conns_refused), 1);
+	ck_assert(raw_ping_answered(a));
+	ck_assert(raw_ping_answered(b));
+
+	/* a's place frees once the server has seen it go. */
+	close(a);
+	for (unsigned i = 0; i < WAIT_S * 100; i++) {
+		again = raw_connect(s.port);
+		if (raw_ping_answered(again))
+			break;
+		close(again);
+		again = -1;
+		sleep_ms(10);
+	}
+	ck_assert_msg(again >= 0, "no connection accepted after one closed");
+	ck_assert(raw_ping_answered(b));
+	close(again);
+	close(b);
+	close(extra);
+	srv_stop(&s);
+}
+END_TEST
+
+/* lo of this process's network namespace up or down. */
+static void
+lo_set(bool up)
+{
+	struct ifreq ifr = {0};
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	ck_assert_int_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
+	if (up)
+		ifr.ifr_flags |= IFF_UP;
+	else
+		ifr.ifr_flags &= ~IFF_UP;
+	ck_assert_int_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0);
+	close(fd);
+}
+
+/* A peer whose network goes silent (no reset, no FIN: lo down in a network
+ * namespace of this test's own) is declared dead after peer_timeout_ms, on
+ * both sides: the waiting call fails with the connection's ETIMEDOUT long
+ * before its own timeout, and the server drops the idle connection through
+ * its keepalive probes. Before, both waited for the kernel's ~15 minutes of
+ * retransmissions. */
+START_TEST(test_tcp_calls_fail_when_peer_goes_silent)
+{
+	const char *fork_mode = getenv("CK_FORK");
+	struct net_config nc;
+	struct srv s;
+	struct cli c;
+	uint32_t alias;
+	struct rpc r = {0};
+	unsigned i;
+
+	/* The namespace must be this test's process alone. */
+	if (fork_mode && strcmp(fork_mode, "no") == 0) {
+		printf("skipped: calls_fail_when_peer_goes_silent needs CK_FORK=yes\n");
+		return;
+	}
+	if (unshare(CLONE_NEWNET) != 0) {
+		printf("skipped: calls_fail_when_peer_goes_silent: unshare(CLONE_NEWNET): %s\n",
+		       strerror(errno));
+		return;
+	}
+	lo_set(true);
+	net_config_init(&nc);
+	nc.peer_timeout_ms = 1000;
+	srv_start_cfg(&s, 1, 0, &nc);
+	nc.reconnect_min_ms = 10;
+	nc.reconnect_max_ms = 100;
+	cli_start_cfg(&c, &nc);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 100, 1), 0);
+
+	lo_set(false);
+	/* Its own timeout is past the hang guard: only the dead connection can
+	 * end this call in time. */
+	r.dst = CFS_ADDR(alias, ECHO_LOCAL);
+	r.len = 100;
+	r.seed = 2;
+	r.timeout_ms = 2 * WAIT_S * 1000;
+	rpc_run(&c, &r, 1);
+	ck_assert_int_eq(r.rc, -ETIMEDOUT);
+	ck_assert_uint_eq(STAT_SUM(c.rt, c.net, conn_errors), 1);
+	for (i = 0; i < WAIT_S * 100 && STAT_SUM(s.rt, s.net, conns_open) != 0; i++)
+		sleep_ms(10);
+	ck_assert_msg(STAT_SUM(s.rt, s.net, conns_open) == 0,
+		      "the server kept the connection of a silent peer");
+
+	lo_set(true);
+	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 100, 3), 0);
 	cli_stop(&c);
 	srv_stop(&s);
 }
@@ -1587,6 +1807,9 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_call_fails_eproto_when_response_type_wrong);
 	tcase_add_test(tc, test_tcp_call_refused_when_nobody_listens);
 	tcase_add_test(tc, test_tcp_reconnects_when_server_restarts);
+	tcase_add_test(tc, test_tcp_calls_fail_when_peer_goes_silent);
+	tcase_add_test(tc, test_tcp_conn_closed_when_peer_stalls_inside_frame);
+	tcase_add_test(tc, test_tcp_accept_refused_when_max_conns_open);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("config");
