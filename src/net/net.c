@@ -485,6 +485,7 @@ net_conn_frame(struct net_conn *c, struct rt_msg *m)
 	NET_STAT_ADD(c->stats, frames_in, 1);
 	c->rx_frames++;
 	m->conn = c->id;
+	m->via_node = !c->accepted && c->peer ? c->peer->node : 0;
 	rt_deliver(c->loop, m);
 }
 

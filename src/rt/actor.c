@@ -460,6 +460,7 @@ rt_send(struct rt_actor *self, struct rt_msg *m)
 	/* Where a message came from is no reason to send it back there. */
 	if (!(m->flags & RT_MSG_F_VIA_CONN))
 		m->conn = 0;
+	m->via_node = 0;
 	return rt_route(loop, m);
 }
 

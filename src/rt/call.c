@@ -11,6 +11,7 @@
  * loop that wakes the loop for them runs on libev's clock like every timer.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
 #define RT_LOG_SUBSYS "rt"
@@ -302,6 +303,7 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 		p->req_id = ((uint64_t)loop->index << 56) | t->counter;
 	} while (*pend_slot(t, p->req_id) != NULL);
 	p->actor = self;
+	p->answered = false;
 	p->dst_node = CFS_ADDR_NODE(dst);
 	p->resp_type = (uint16_t)cfs_msg_resp_of(m->type);
 	p->cb = cb;
@@ -341,6 +343,16 @@ rt_msg_claim(struct rt_msg *resp)
 	tls_claimed = true;
 }
 
+/* May response m complete call p? Only if it came from this process, or on
+ * the connection this node opened to the node p called: a peer that
+ * connected to us, or another node, could answer with a guessed request id
+ * (and, say, acknowledge a chain write that never reached the successor). */
+static bool
+resp_from_callee(const struct rt_pending *p, const struct rt_msg *m)
+{
+	return m->conn == 0 || m->via_node == p->dst_node;
+}
+
 void
 rt_call_complete(struct rt_actor *a, struct rt_msg *m)
 {
@@ -353,6 +365,14 @@ rt_call_complete(struct rt_actor *a, struct rt_msg *m)
 	if (!p || p->actor != a) {
 		RT_DEBUG("dropping late %s req=%llx from %llx", cfs_msg_name(m->type),
 			 (unsigned long long)m->req_id, (unsigned long long)m->src);
+		rt_msg_free(&m);
+		return;
+	}
+	if (!resp_from_callee(p, m)) {
+		RT_WARN("%s req=%llx on connection %llx (node %" PRIu32
+			") for a call to node %" PRIu32 ": dropped",
+			cfs_msg_name(m->type), (unsigned long long)m->req_id,
+			(unsigned long long)m->conn, m->via_node, p->dst_node);
 		rt_msg_free(&m);
 		return;
 	}
@@ -411,7 +431,8 @@ mark_answered(struct rt_loop *loop, bool on)
 		if (!(m->flags & RT_MSG_F_RESP))
 			continue;
 		p = pend_find(&loop->pending, m->req_id);
-		if (p != NULL)
+		if (p != NULL && p->actor->local == CFS_ADDR_LOCAL(m->dst) &&
+		    resp_from_callee(p, m))
 			p->answered = on;
 	}
 }

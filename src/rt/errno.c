@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* strerrordesc_np: thread-safe, no buffer */
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "chainfs/errno.h"
@@ -50,19 +51,27 @@ static const struct err_row g_sys[] = {
 };
 
 static const struct err_row *
-find(const struct err_row *rows, size_t n, int num)
+find(const struct err_row *rows, size_t n, unsigned num)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (rows[i].num == num)
+		if ((unsigned)rows[i].num == num)
 			return &rows[i];
 	}
 	return NULL;
 }
 
+/* |rc|, without the overflow of -INT_MIN: a peer's response code may be any
+ * negative int. */
+static unsigned
+err_num(int rc)
+{
+	return rc < 0 ? 0u - (unsigned)rc : (unsigned)rc;
+}
+
 static const struct err_row *
 lookup(int rc)
 {
-	int num = rc < 0 ? -rc : rc;
+	unsigned num = err_num(rc);
 
 	if (num >= 1000)
 		return find(g_own, sizeof(g_own) / sizeof(g_own[0]), num);
@@ -83,7 +92,7 @@ cfs_errname(int rc)
 const char *
 cfs_strerror(int rc)
 {
-	int num = rc < 0 ? -rc : rc;
+	unsigned num = err_num(rc);
 	const struct err_row *r;
 	const char *s;
 
@@ -93,6 +102,6 @@ cfs_strerror(int rc)
 		r = lookup(rc);
 		return r ? r->text : "unknown chainfs error";
 	}
-	s = strerrordesc_np(num);
+	s = num <= INT_MAX ? strerrordesc_np((int)num) : NULL;
 	return s ? s : "unknown error";
 }

@@ -150,6 +150,7 @@ msg_init(struct msg_slab *s, unsigned type, uint32_t size, uint32_t bs)
 	m->src = 0;
 	m->dst = 0;
 	m->conn = 0;
+	m->via_node = 0;
 	m->deadline_ns = 0;
 	m->body = bs ? body : NULL;
 	m->iovcnt = 0;

@@ -100,6 +100,10 @@ struct rt_msg {
 	cfs_addr_t src;
 	cfs_addr_t dst;
 	uint64_t conn;		/* connection it arrived on (0: local); see rt_send() */
+	/* The node whose connection (one this node opened) it arrived on; 0 when
+	 * local or from a peer that connected to us. Set by the transport before
+	 * rt_deliver; it, unlike src, is not the sender's to choose. */
+	uint32_t via_node;
 	uint64_t deadline_ns;	/* 0: none; handlers of expired requests are not run */
 	void *body;
 	uint32_t iovcnt;

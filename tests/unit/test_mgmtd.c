@@ -1366,6 +1366,58 @@ stopper_done(struct h *h, void *arg)
 	return ((struct stopper *)arg)->done;
 }
 
+/* As the transport hands up a frame: on connection 0x1234 of loop 0, which
+ * this node opened to node `via` (0: a peer connected to us). */
+static void
+deliver_from_wire(void *arg)
+{
+	struct rt_msg *m = arg;
+
+	m->conn = 0x1234;
+	rt_deliver(rt_loop_current(), m);
+}
+
+/* A one-way ROUTING_UPDATE to nodectl `to` that, if believed, would pin
+ * chain 1 at version 1 with every member serving, at a routing version
+ * nothing outranks. */
+static void
+forge_routing_update(struct h *h, cfs_addr_t to, uint32_t via)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_ROUTING_UPDATE);
+	struct cfs_routing_update *u = RT_BODY(m, routing_update);
+
+	u->routing_ver = UINT64_MAX;
+	u->heartbeat_ms = 20;
+	u->lease_ms = 400;
+	u->nodes = rt_msg_alloc(m, 3 * sizeof(*u->nodes));
+	u->targets = rt_msg_alloc(m, 3 * sizeof(*u->targets));
+	u->chains = rt_msg_alloc(m, sizeof(*u->chains));
+	u->members = rt_msg_alloc(m, 3 * sizeof(*u->members));
+	for (uint32_t i = 0; i < 3; i++) {
+		u->nodes[i] = (struct cfs_node_info){.node_id = 2 + i, .state = CFS_NODE_UP};
+		u->targets[i] = (struct cfs_target_info){
+			.target = 2 + i, .node_id = 2 + i, .chain_id = 1, .public_state = CFS_TS_SERVING};
+		u->members[i] = (struct cfs_chain_member){
+			.target = 2 + i, .node_id = 2 + i, .public_state = CFS_TS_SERVING};
+	}
+	u->chains[0] = (struct cfs_chain_info){.chain_id = 1, .chain_ver = 1, .count = 3};
+	u->nodes_count = u->targets_count = u->members_count = 3;
+	u->chains_count = 1;
+	m->src = CFS_ADDR(1, CFS_LOCAL_MGMTD); /* a sender can write anything here */
+	m->dst = to;
+	m->via_node = via;
+	m->flags |= RT_MSG_F_ONEWAY;
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(h->rt, 0), deliver_from_wire, m), 0);
+}
+
+static bool
+stor_chain_ver_past(struct h *h, void *arg)
+{
+	const uint32_t *want = arg; /* {target, chain_ver} */
+
+	return h->stor[want[0]].chain_ver >= want[1];
+}
+
 START_TEST(test_nodectl_joins_and_tells_storage_when_chains_change)
 {
 	struct h h;
@@ -1397,6 +1449,11 @@ START_TEST(test_nodectl_joins_and_tells_storage_when_chains_change)
 	}
 	pthread_mutex_unlock(&h.mu);
 
+	/* Routing that does not come from mgmtd, on a connection a peer opened
+	 * or one to another node, is ignored: node 2 follows mgmtd below. */
+	forge_routing_update(&h, nc[2], 0);
+	forge_routing_update(&h, nc[2], 77);
+
 	/* Node 3's nodectl dies: after its lease mgmtd marks it down and the
 	 * others hear that target 3 is offline. */
 	st = (struct stopper){.addr = nc[3]};
@@ -1413,6 +1470,11 @@ START_TEST(test_nodectl_joins_and_tells_storage_when_chains_change)
 	want[1] = 1;
 	want[2] = CFS_TS_SERVING;
 	ck_assert(h_wait_locked(&h, stor_has, want));
+	want[1] = 2;
+	ck_assert_msg(h_wait_locked(&h, stor_chain_ver_past, want),
+		      "target 2 stayed at chain version %u", h.stor[2].chain_ver);
+	want[0] = 4;
+	ck_assert(h_wait_locked(&h, stor_chain_ver_past, want));
 	pthread_mutex_unlock(&h.mu);
 	{
 		struct rt_msg *resp = NULL;

@@ -17,6 +17,7 @@
 #endif
 #include <check.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1413,6 +1414,9 @@ START_TEST(test_cfs_errname_names_codes_when_own_or_system)
 	ck_assert_str_eq(cfs_errname(-1999), "E?");
 	ck_assert_ptr_nonnull(cfs_strerror(-1999));
 	ck_assert_ptr_nonnull(cfs_strerror(-998));
+	/* A peer's rc may be any negative int: no -INT_MIN overflow (UBSan). */
+	ck_assert_str_eq(cfs_errname(INT_MIN), "E?");
+	ck_assert_str_eq(cfs_strerror(INT_MIN), "unknown chainfs error");
 }
 END_TEST
 
@@ -1758,6 +1762,7 @@ START_TEST(test_rt_call_uses_transport_when_node_remote)
 	resp->src = m->dst;
 	resp->dst = m->src;
 	resp->conn = (0ull << 56) | 5;
+	resp->via_node = 9; /* the transport: it came on our connection to node 9 */
 	RT_BODY(resp, ping_resp)->sent_ns = 8;
 	inject(rt, 0, resp);
 	EVENTUALLY(atomic_load(&c.cbs) == 1);
@@ -2001,6 +2006,78 @@ START_TEST(test_rt_peer_lost_fails_calls_when_node_lost)
 }
 END_TEST
 
+/* The first calls of a loop take fresh memory for their entries: a lost
+ * connection must fail them whatever bytes that memory held before. */
+static void
+call_on_dirty_memory(void *arg)
+{
+	volatile unsigned char *x = malloc(sizeof(struct rt_pending));
+
+	ck_assert_ptr_nonnull((void *)x);
+	/* glibc hands a chunk just freed to the next malloc of its size. */
+	for (size_t i = 0; i < sizeof(struct rt_pending); i++)
+		x[i] = 0x01;
+	free((void *)x);
+	do_call(arg);
+}
+
+START_TEST(test_rt_peer_lost_fails_call_when_entry_memory_was_dirty)
+{
+	struct rt *rt;
+	struct call_ctx a = {.type = CFS_MSG_PING, .to = CFS_ADDR(9, CFS_LOCAL(0, 0x100))};
+	struct lost_ctx l = {.node = 9};
+
+	tp_reset();
+	rt = start_rt(1, 1, &tp_ops, &g_tp);
+	a.from = spawn_t(rt, 0, NULL);
+	l.loop = rt_loop_at(rt, 0);
+	run_on(l.loop, call_on_dirty_memory, &a);
+	ck_assert_int_eq(a.send_rc, 0);
+	EVENTUALLY(atomic_load(&g_tp.nsent) == 1);
+	run_on(l.loop, do_lost, &l);
+	EVENTUALLY(atomic_load(&a.cbs) == 1);
+	ck_assert_int_eq(atomic_load(&a.rc), -ECONNRESET);
+	rt_destroy(&rt);
+	tp_free();
+}
+END_TEST
+
+/* A response completes a call only when it comes from this process or on the
+ * connection to the node called: not from a peer that connected to us, nor
+ * on another node's connection, whatever request id it guessed. */
+START_TEST(test_rt_response_ignored_when_not_from_node_called)
+{
+	static const uint32_t via[] = {0, 77};
+	struct rt *rt;
+	struct call_ctx c = {.type = CFS_MSG_PING, .to = CFS_ADDR(9, CFS_LOCAL(0, 0x100))};
+	struct rt_msg *m, *resp;
+	cfs_addr_t me;
+
+	tp_reset();
+	rt = start_rt(1, 1, &tp_ops, &g_tp);
+	c.from = spawn_t(rt, 0, &me);
+	ck_assert_int_eq(call(&c), 0);
+	EVENTUALLY(atomic_load(&g_tp.nsent) == 1);
+	m = g_tp.sent[0];
+	for (unsigned i = 0; i <= 2; i++) {
+		resp = rt_msg_new(CFS_MSG_PING_RESP);
+		resp->req_id = m->req_id;
+		resp->src = CFS_ADDR(9, 0x100); /* the sender's to write: proves nothing */
+		resp->dst = me;
+		resp->conn = (0ull << 56) | (5 + i);
+		resp->via_node = i < 2 ? via[i] : 9;
+		RT_BODY(resp, ping_resp)->sent_ns = 100 + i;
+		inject(rt, 0, resp);
+		barrier(rt);
+		ck_assert_int_eq(atomic_load(&c.cbs), i < 2 ? 0 : 1);
+	}
+	ck_assert_int_eq(atomic_load(&c.rc), 0);
+	ck_assert_uint_eq(atomic_load(&c.val), 102);
+	rt_destroy(&rt);
+	tp_free();
+}
+END_TEST
+
 START_TEST(test_rt_call_fails_when_no_route_or_busy)
 {
 	struct rt *rt = start_rt(1, 1, NULL, NULL);
@@ -2197,6 +2274,8 @@ main(void)
 		 0);
 	add_case(s, "send_conn", test_rt_send_conn_pushes_on_conn_when_asked, 0);
 	add_case(s, "peer_lost", test_rt_peer_lost_fails_calls_when_node_lost, 0);
+	add_case(s, "peer_lost_dirty", test_rt_peer_lost_fails_call_when_entry_memory_was_dirty, 0);
+	add_case(s, "resp_callee", test_rt_response_ignored_when_not_from_node_called, 0);
 	add_case(s, "no_route", test_rt_call_fails_when_no_route_or_busy, 0);
 	add_case(s, "transport_init_fails", test_rt_start_fails_when_transport_init_fails, 0);
 	add_case(s, "run_loop0", test_rt_run_loop0_serves_in_caller_when_asked, 0);
