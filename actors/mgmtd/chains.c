@@ -137,6 +137,15 @@ mgmtd_chain_update(struct mgmtd_state *s, struct mgmtd_chain *c)
 				m->id, cfs_target_state_name(m->public_state),
 				cfs_target_state_name(now[order[p]]),
 				cfs_local_state_name(local[order[p]]));
+			/* A member out of serving has stopped getting writes: an
+			 * "up-to-date" its node said before is about data that
+			 * is now behind. Only a new report (sync done, or one
+			 * made under routing that shows the change) counts; one
+			 * kept from before would let it straight back in,
+			 * unsynced, when the operator undoes offline-target
+			 * before its node beats again. */
+			if (m->public_state == CFS_TS_SERVING && m->local_state == CFS_LS_UPTODATE)
+				m->local_state = CFS_LS_ONLINE;
 			m->public_state = now[order[p]];
 			m->state_changed = true;
 			m->dirty = true;

@@ -386,6 +386,8 @@ load_all(struct mgmtd_state *s, uint64_t now_ns)
 		rc = load_targets(s);
 	if (rc == 0)
 		rc = load_chains(s);
+	if (rc == 0)
+		s->routing_bytes = mgmtd_routing_bytes(s);
 	return rc;
 }
 

@@ -40,6 +40,27 @@ anything_dirty(const struct mgmtd_state *s)
 	return false;
 }
 
+/* A change that makes the routing larger than any node accepts by default
+ * (MGMTD_ROUTING_MAX) is refused with -ENOSPC: nobody could fetch the routing
+ * any more, and every lease would lapse. Only growth is refused: a routing
+ * already that large (a database from before) still takes state changes. */
+static int
+routing_fits(struct mgmtd_state *s)
+{
+	size_t bytes;
+
+	if (!s->routing_changed)
+		return 0;
+	bytes = mgmtd_routing_bytes(s);
+	if (bytes > MGMTD_ROUTING_MAX && bytes > s->routing_bytes) {
+		RT_WARN("the routing would take %zu bytes, more than %u: change refused", bytes,
+			MGMTD_ROUTING_MAX);
+		return -ENOSPC;
+	}
+	s->routing_bytes = bytes;
+	return 0;
+}
+
 int
 mgmtd_commit(struct mgmtd_state *s, uint64_t now_ns, bool *changed)
 {
@@ -111,6 +132,14 @@ static int
 check_reports(struct mgmtd_state *s, uint32_t node_id, const struct cfs_target_report *r,
 	      uint32_t n)
 {
+	/* Bounded, so that the duplicate check below stays cheap: a report is
+	 * handled on mgmtd's loop, where a slow one holds off the heartbeats
+	 * that keep every node's lease. */
+	if (n > MGMTD_NODE_TARGETS_MAX) {
+		RT_WARN("node=%" PRIu32 " reports %" PRIu32 " targets, more than %u: refused",
+			node_id, n, MGMTD_NODE_TARGETS_MAX);
+		return -EINVAL;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct mgmtd_target *t;
 
@@ -146,6 +175,7 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 	node->last_hb_ns = now_ns;
 	node->last_hb_wall_ms = s->wall_ms;
 
+	s->reports++;
 	for (uint32_t i = 0; i < n; i++) {
 		struct mgmtd_target *t = mgmtd_target_find(s, r[i].target);
 		enum cfs_local_state ls = (enum cfs_local_state)r[i].local_state;
@@ -161,12 +191,14 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 			t->addr = r[i].addr;
 			t->local_state = ls;
 			t->public_state = CFS_TS_OFFLINE;
+			t->listed = s->reports;
 			t->dirty = true;
 			s->routing_changed = true;
 			RT_INFO("node=%" PRIu32 " target=%" PRIu32 " path=%s: new", node->id, t->id,
 				t->path);
 			continue;
 		}
+		t->listed = s->reports;
 		/* An "up-to-date" said before the node saw the target's last state
 		 * change is about a state that is gone: count it as online. */
 		if (ls == CFS_LS_UPTODATE && node_routing_ver < t->state_ver)
@@ -194,13 +226,10 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 	/* A target the node no longer reports is gone from it. */
 	for (uint32_t i = 0; i < s->ntargets; i++) {
 		struct mgmtd_target *t = &s->targets[i];
-		bool listed = false;
 
 		if (t->node != node->id)
 			continue;
-		for (uint32_t j = 0; j < n && !listed; j++)
-			listed = r[j].target == t->id;
-		if (!listed && t->local_state != CFS_LS_OFFLINE) {
+		if (t->listed != s->reports && t->local_state != CFS_LS_OFFLINE) {
 			t->local_state = CFS_LS_OFFLINE;
 			t->dirty = true;
 		}
@@ -251,6 +280,8 @@ mgmtd_op_register(struct mgmtd_state *s, uint64_t now_ns, uint32_t node_id, cons
 	/* A registration carries no routing version: any "up-to-date" in it
 	 * predates whatever changed, so it counts as online. */
 	rc = apply_node(s, now_ns, node, 0, targets, ntargets);
+	if (rc == 0)
+		rc = routing_fits(s);
 out:
 	if (rc != 0) {
 		int rrc = mgmtd_db_reload(s, now_ns);
@@ -279,6 +310,8 @@ mgmtd_op_heartbeat(struct mgmtd_state *s, uint64_t now_ns, uint32_t node_id,
 	if (rc != 0)
 		return rc;
 	rc = apply_node(s, now_ns, node, node_routing_ver, targets, ntargets);
+	if (rc == 0)
+		rc = routing_fits(s);
 	if (rc != 0) {
 		int rrc = mgmtd_db_reload(s, now_ns);
 
@@ -382,10 +415,12 @@ mgmtd_op_create_chains(struct mgmtd_state *s, uint64_t now_ns, uint32_t replicas
 	if (changed)
 		*changed = false;
 	rc = mgmtd_chains_create(s, replicas, want, created, detail, detail_len);
+	if (rc == 0 && *created)
+		rc = routing_fits(s);
 	if (rc != 0) {
 		/* Nothing was created on -CFS_EPLACEMENT/-EINVAL; on -ENOMEM
-		 * part may have been: drop it. */
-		if (rc == -ENOMEM) {
+		 * part may have been, and on -ENOSPC all was: drop it. */
+		if (rc == -ENOMEM || rc == -ENOSPC) {
 			int rrc = mgmtd_db_reload(s, now_ns);
 
 			if (rrc != 0)

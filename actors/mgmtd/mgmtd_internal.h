@@ -26,6 +26,11 @@ struct sqlite3;
 #define MGMTD_MAX_SUBSCRIBERS 4096
 #define MGMTD_ENDPOINT_MAX    256
 #define MGMTD_PATH_MAX	      4096
+/* Targets one node may report: chainfsd's own limit (CFSD_MAX_TARGETS). */
+#define MGMTD_NODE_TARGETS_MAX 256
+/* The routing must fit the frame header every node accepts by default
+ * (WIRE_LIMITS_DEFAULT, 1 MiB), with room for the frame's other fields. */
+#define MGMTD_ROUTING_MAX ((1u << 20) - 4096)
 
 struct mgmtd_node {
 	uint32_t id;
@@ -48,6 +53,7 @@ struct mgmtd_target {
 	uint32_t position;  /* in its chain, head 0 */
 	bool admin_offline; /* offline-target: counts as offline until undone */
 	uint64_t state_ver; /* routing version of its last public-state change */
+	uint64_t listed;    /* the report (s->reports) that last listed it */
 	bool state_changed; /* public state changed since the last commit */
 	bool dirty;
 };
@@ -71,6 +77,8 @@ struct mgmtd_state {
 	bool routing_changed; /* something routing shows changed since the last commit */
 	bool broken;	      /* a reload failed: memory holds nothing trustworthy */
 	bool config_dirty;
+	uint64_t reports;      /* node reports applied: marks the targets each lists */
+	size_t routing_bytes;  /* mgmtd_routing_bytes() at load or last growth */
 	/* Sorted by id; small (nodes and targets of one cluster). */
 	struct mgmtd_node *nodes;
 	uint32_t nnodes, cap_nodes;
@@ -207,6 +215,9 @@ int mgmtd_commit(struct mgmtd_state *s, uint64_t now_ns, bool *changed);
  * @return 0; -EINVAL (other message type), -ENOMEM.
  */
 int mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *m);
+/** The most bytes s's routing takes in a frame header: every field counted at
+ *  its widest msgpack encoding, so a change of state never changes it. */
+size_t mgmtd_routing_bytes(const struct mgmtd_state *s);
 
 struct mgmtd_sub {
 	cfs_addr_t addr;

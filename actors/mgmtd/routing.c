@@ -24,6 +24,29 @@ set_cstr(struct rt_msg *m, struct cfs_bytes *dst, const char *s)
 	return rt_msg_set_str(m, dst, s ? s : "");
 }
 
+/* msgpack at its widest: array or str header 5, U32 5, U64 9 (wire.c). */
+#define MP_HDR 5u
+#define MP_U32 5u
+#define MP_U64 9u
+
+size_t
+mgmtd_routing_bytes(const struct mgmtd_state *s)
+{
+	/* The frame's own fields, the body's scalars and its four arrays. */
+	size_t n = 128 + 4 * MP_HDR;
+
+	for (uint32_t i = 0; i < s->nnodes; i++)
+		n += MP_HDR + MP_U32 + MP_HDR + MP_U32 + MP_U64 +
+		     (s->nodes[i].endpoint ? strlen(s->nodes[i].endpoint) : 0);
+	for (uint32_t i = 0; i < s->ntargets; i++)
+		n += MP_HDR + 4 * MP_U32 + 2 * MP_U64 + MP_HDR +
+		     (s->targets[i].path ? strlen(s->targets[i].path) : 0);
+	for (uint32_t i = 0; i < s->nchains; i++)
+		n += MP_HDR + MP_U64 + 3 * MP_U32 +
+		     (size_t)s->chains[i].n * (MP_HDR + 3 * MP_U32 + MP_U64);
+	return n;
+}
+
 int
 mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *m)
 {

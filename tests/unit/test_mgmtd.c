@@ -32,6 +32,7 @@
 #include "actors/node/nodectl.h"
 #include "client/placement.h"
 #include "client/routing.h"
+#include "net/wire.h"
 #include "rt/rt.h"
 
 #define MS	 1000000ull
@@ -394,6 +395,54 @@ START_TEST(test_register_refused_when_input_is_bad)
 }
 END_TEST
 
+/* Reports are bounded (a node has at most 256 targets), and so is the
+ * routing: a registration that would make it larger than a node accepts
+ * (its frame header, 1 MiB by default) is refused and changes nothing, while
+ * the nodes already there keep beating. */
+START_TEST(test_register_refused_when_reports_or_routing_too_large)
+{
+	enum { N = MGMTD_NODE_TARGETS_MAX };
+	static struct cfs_target_report r[N + 1];
+	static char path[MGMTD_PATH_MAX];
+	struct wire_buf wb;
+	struct rt_msg *m;
+	struct cl c;
+	uint64_t v0;
+
+	memset(path, 'p', sizeof(path) - 1);
+	cl_start(&c);
+	for (uint32_t i = 0; i <= N; i++)
+		r[i] = (struct cfs_target_report){.target = 1000 + i,
+						  .local_state = CFS_LS_ONLINE,
+						  .path = {(const uint8_t *)path, sizeof(path) - 1}};
+	ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 1, "h:1", 3, r, N + 1, NULL), -EINVAL);
+	ck_assert_ptr_null(mgmtd_node_find(&c.s, 1));
+	/* 256 targets with 4095-byte paths: about 1 MiB of routing. */
+	ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 1, "h:1", 3, r, N / 2, NULL), 0);
+	v0 = c.s.routing_ver;
+	for (uint32_t i = 0; i < N; i++)
+		r[i].target = 2000 + i;
+	ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 2, "h:2", 3, r, N, NULL), -ENOSPC);
+	ck_assert_ptr_null(mgmtd_node_find(&c.s, 2));
+	ck_assert_uint_eq(c.s.ntargets, N / 2);
+	ck_assert_uint_eq(c.s.routing_ver, v0);
+	for (uint32_t i = 0; i < N / 2; i++)
+		r[i].target = 1000 + i;
+	ck_assert_int_eq(mgmtd_op_heartbeat(&c.s, c.now, 1, v0, r, N / 2, NULL), 0);
+	/* What is there still goes out whole, within the bound counted. */
+	m = rt_msg_new(CFS_MSG_MGMTD_ROUTING_RESP);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(mgmtd_routing_fill(&c.s, c.now, m), 0);
+	m->flags |= RT_MSG_F_RESP;
+	wire_buf_init(&wb);
+	ck_assert_int_eq(wire_encode(&wb, m, NULL), 0);
+	ck_assert_uint_le(wb.len, mgmtd_routing_bytes(&c.s));
+	wire_buf_fini(&wb);
+	rt_msg_free(&m);
+	cl_stop(&c);
+}
+END_TEST
+
 /* ------------------------------------------------------------- failover */
 
 START_TEST(test_chain_member_moves_to_end_when_its_node_misses_the_lease)
@@ -520,6 +569,27 @@ START_TEST(test_offline_target_takes_member_out_when_operator_asks)
 		mgmtd_op_sync_done(&c.s, c.now, 31, 1, mgmtd_chain_find(&c.s, 1)->ver, &cur, NULL),
 		0);
 	ck_assert_str_eq(chain_str(&c, 1), "21:S 11:S 31:S");
+	cl_stop(&c);
+}
+END_TEST
+
+/* Nodes say up-to-date for the targets their routing shows serving. An
+ * operator who takes one out and lets it back in before its node beats
+ * again must get a resync, not a serving member that missed the writes made
+ * meanwhile. */
+START_TEST(test_target_resyncs_when_let_back_in_before_its_node_beats)
+{
+	struct cl c;
+
+	cl_start(&c);
+	three_node_chain(&c);
+	for (uint32_t n = 1; n <= 3; n++)
+		ck_assert_int_eq(hb(&c, n, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:S 11:S");
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 31, false, NULL), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 11:S 31:O");
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 31, true, NULL), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 11:S 31:Y");
 	cl_stop(&c);
 }
 END_TEST
@@ -1511,6 +1581,7 @@ mgmtd_suite(void)
 	tc = tcase_create("registration");
 	tcase_add_test(tc, test_register_records_node_and_targets_when_new);
 	tcase_add_test(tc, test_register_refused_when_input_is_bad);
+	tcase_add_test(tc, test_register_refused_when_reports_or_routing_too_large);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failover");
@@ -1519,6 +1590,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_sync_done_refused_when_input_is_bad);
 	tcase_add_test(tc, test_uptodate_counts_as_online_when_said_from_stale_routing);
 	tcase_add_test(tc, test_offline_target_takes_member_out_when_operator_asks);
+	tcase_add_test(tc, test_target_resyncs_when_let_back_in_before_its_node_beats);
 	tcase_add_test(tc, test_target_missing_from_report_goes_offline_when_node_drops_it);
 	tcase_add_loop_test(tc, test_chain_keeps_committed_writes_when_failures_are_random, 0, 8);
 	suite_add_tcase(s, tc);
