@@ -84,6 +84,17 @@ write_done(void *cb_arg, int rc, const struct disk_chunk_info *info)
 	rt_reply(req, rc, resp);
 }
 
+/* SYNC and WHOLE mean something only between replicas, with FORWARD: a head
+ * that took them from a client would pass them on down the chain, where the
+ * payload is installed as is, and the replicas would differ for good. */
+static bool
+flags_valid(uint32_t flags)
+{
+	if (flags & ~(STOR_CW_F_FORWARD | STOR_CW_F_SYNC | STOR_CW_F_WHOLE))
+		return false;
+	return flags == 0 || (flags & STOR_CW_F_FORWARD);
+}
+
 int
 stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req)
 {
@@ -110,8 +121,9 @@ stor_on_chunk_write(struct rt_actor *self, struct rt_msg *req)
 	/* The payload must be exactly the bytes the body announces: a short one
 	 * would make the engine read past it, a long one means the client and we
 	 * disagree about the frame. */
-	if (!stor_id_valid(&w->chunk) || w->chunk_size == 0 || w->chunk_size > DISK_MAX_CHUNK ||
-	    (uint64_t)w->offset + w->len > w->chunk_size || req->plen != w->len)
+	if (!stor_id_valid(&w->chunk) || !flags_valid(w->flags) || w->chunk_size == 0 ||
+	    w->chunk_size > DISK_MAX_CHUNK || (uint64_t)w->offset + w->len > w->chunk_size ||
+	    req->plen != w->len)
 		return refuse(t, "write", &w->chunk, -EINVAL);
 	if (t->in_cluster) {
 		craq_write(t, req);
@@ -172,7 +184,7 @@ to_chain(struct stor_target *t, struct rt_msg *req, const char *what, uint32_t t
 	int rc = stor_check_chain(t, target, chain_ver,
 				  (flags & STOR_CW_F_FORWARD) ? STOR_USE_FORWARD : STOR_USE_WRITE);
 
-	if (rc == 0 && !stor_id_valid(id))
+	if (rc == 0 && (!stor_id_valid(id) || !flags_valid(flags)))
 		rc = -EINVAL;
 	if (rc != 0)
 		return refuse(t, what, id, rc);

@@ -2354,6 +2354,48 @@ START_TEST(test_craq_resync_copies_chunk_when_only_chunk_size_differs)
 }
 END_TEST
 
+/* The flags that mark a write between replicas (SYNC: a resync copy,
+ * WHOLE: a re-driven version, both installed as is) are refused from a
+ * client: the head would pass them down the chain and split the replicas.
+ * Nothing is stored, and the chain goes on as one. */
+START_TEST(test_craq_client_write_refused_when_it_carries_replica_flags)
+{
+	static const uint32_t bad[] = {STOR_CW_F_SYNC, STOR_CW_F_WHOLE, 1u << 3};
+	struct rt_msg *m, *resp = NULL;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 78, 8192, 3, 0, &ver, NULL), 0);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		m = write_req(&h, 0, 78, 4096, 4 + i, 0);
+		RT_BODY(m, chunk_write)->flags = bad[i];
+		ck_assert_int_eq(call(&h, 0, m, &resp), -EINVAL);
+		rt_msg_free(&resp);
+		m = rt_msg_new(CFS_MSG_CHUNK_REMOVE);
+		RT_BODY(m, chunk_remove)->target = 1;
+		RT_BODY(m, chunk_remove)->chain_id = CHAIN_ID;
+		RT_BODY(m, chunk_remove)->chain_ver = h.chain_ver;
+		RT_BODY(m, chunk_remove)->chunk = cfs_chunk_id(1, 78);
+		RT_BODY(m, chunk_remove)->flags = bad[i];
+		ck_assert_int_eq(call(&h, 0, m, &resp), -EINVAL);
+		rt_msg_free(&resp);
+	}
+	for (unsigned r = 0; r < NREP; r++) {
+		struct cfs_chunk_query_resp q = query(&h, r, 78);
+
+		ck_assert_uint_eq(q.committed, ver);
+		ck_assert_uint_eq(q.pending, 0);
+		ck_assert_uint_eq(q.len, 8192);
+	}
+	ck_assert_int_eq(do_write(&h, 0, 78, 4096, 9, 0, &ver, NULL), 0);
+	for (unsigned r = 0; r < NREP; r++)
+		ck_assert_uint_eq(query(&h, r, 78).committed, ver);
+	h_stop(&h);
+}
+END_TEST
+
 static Suite *
 craq_suite(void)
 {
@@ -2407,6 +2449,7 @@ craq_suite(void)
 	ADD(test_craq_head_redrives_when_middle_answers_ecanceled);
 	ADD(test_craq_syncing_target_takes_new_life_when_chunk_size_changed);
 	ADD(test_craq_resync_copies_chunk_when_only_chunk_size_differs);
+	ADD(test_craq_client_write_refused_when_it_carries_replica_flags);
 #undef ADD
 	return s;
 }
