@@ -354,7 +354,8 @@ struct disk_read {
 	uint32_t len;
 	unsigned flags; /* DISK_R_* */
 	/* results */
-	int rc;		    /* 0, -CFS_ENOCHUNK, -EINVAL, -CFS_ECHECKSUM, -EIO, -ENOMEM */
+	int rc;		    /* 0, -CFS_ENOCHUNK, -EINVAL, -CFS_ECHECKSUM, -EIO, -ENOMEM,
+			       -CFS_EBUSY (see disk_read) */
 	uint64_t ver;	    /* version read */
 	uint32_t crc;	    /* CRC32C of the returned bytes */
 	struct rt_iov data; /* returned bytes (short at the chunk's end); the caller owns
@@ -368,7 +369,11 @@ typedef void (*disk_read_fn)(void *cb_arg, struct disk_read *reads, unsigned n);
  * was checked against the stored CRC32C (per-4KiB CRC tables kept in memory;
  * a chunk without one in memory is read whole once and checked against its
  * chunk CRC; reads of a chunk being read whole wait for that read, and whole
- * reads in flight are bounded per target). A mismatch gives that item
+ * reads in flight are bounded per target). The version an item reads is
+ * chosen when disk_read is called: one that waited for a whole read serves
+ * that version (committed or pending by then), and gets -CFS_EBUSY when it is
+ * gone (a newer version replaced it): never a newer pending version than the
+ * caller chose. A mismatch gives that item
  * -CFS_ECHECKSUM, is counted and logged with target and chunk, and never
  * returns the bytes. Per-item errors: see struct disk_read (-EINVAL: off + len
  * > chunk_size). A read past the end returns the bytes up to it. cb runs once

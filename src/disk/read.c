@@ -298,8 +298,21 @@ item_start(struct rbatch *rb, struct ritem *it)
 
 	if (c == NULL)
 		goto out_noent;
-	it->pending = (r->flags & DISK_R_PENDING) != 0;
-	v = it->pending ? &c->pend : &c->cur;
+	if (it->admitted) {
+		/* It waited for a whole read of its chunk, and the chunk may have
+		 * moved meanwhile: serve the version chosen when it was asked
+		 * (committed since, or still pending), never a newer pending one,
+		 * which no tail may have committed. */
+		v = c->cur.ver == it->ver ? &c->cur : c->pend.ver == it->ver ? &c->pend : NULL;
+		if (v == NULL || v->tomb) {
+			r->rc = -CFS_EBUSY;
+			return 1;
+		}
+		it->pending = v == &c->pend;
+	} else {
+		it->pending = (r->flags & DISK_R_PENDING) != 0;
+		v = it->pending ? &c->pend : &c->cur;
+	}
 	/* A pending tombstone is a remove under way: as that version the chunk
 	 * does not exist. */
 	if (v->ver == 0 || v->tomb)

@@ -3013,6 +3013,69 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 }
 END_TEST
 
+/* A read that waits for a whole read of its chunk serves the version chosen
+ * when it was asked: the pending v2 a tail had committed, now committed here
+ * too; not v3, pending since, which no tail has committed. And when that
+ * version is gone altogether, -CFS_EBUSY (the caller asks again). */
+START_TEST(test_disk_waiting_read_serves_version_asked_when_chunk_moves)
+{
+	struct gate g = {.pub = {.ops = &gate_ops, .ev = g_ev}, .inner = g_eng};
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	struct cfs_id128 id = mkid(6, 200);
+	static uint8_t a[16384], b[16384], c[16384], d[16384];
+	struct disk_read r1 = {.id = id, .off = 0, .len = 100};
+	struct disk_read r2 = {.id = id, .off = 0, .len = 100, .flags = DISK_R_PENDING};
+	struct rres rr1 = {0}, rr2 = {0};
+
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	fill(c, sizeof(c), 3);
+	fill(d, sizeof(d), 4);
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	ck_assert_int_eq(write_sync(t, id, sizeof(a), 0, a, sizeof(a), 0, DISK_W_COMMIT, NULL), 0);
+	ck_assert_int_eq(write_sync(t, id, sizeof(b), 0, b, sizeof(b), 0, 0, NULL), 0);
+	disk_target_close(&t);
+	/* Reopened: no CRC table in memory, so the first read reads v1 whole. */
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	g.hold = true;
+	ck_assert_int_eq(disk_read(t, &r1, 1, read_cb, &rr1), 0);
+	ck_assert_int_eq(disk_read(t, &r2, 1, read_cb, &rr2), 0); /* waits, for v2 */
+	g.hold = false;
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 2), 0);
+	ck_assert_int_eq(write_sync(t, id, sizeof(c), 0, c, sizeof(c), 0, 0, NULL), 0);
+	gate_release(&g);
+	run_until(&rr1.done);
+	run_until(&rr2.done);
+	ck_assert_int_eq(r1.rc, 0);
+	ck_assert_int_eq(r2.rc, 0);
+	ck_assert_uint_eq(r2.ver, 2);
+	ck_assert_int_eq(memcmp(r2.data.buf->data + r2.data.off, b, 100), 0);
+	rt_buf_put(&r1.data.buf);
+	rt_buf_put(&r2.data.buf);
+	disk_target_close(&t);
+
+	/* v3 is pending; a read for it waits, v3 commits and v4 replaces it. */
+	ck_assert_int_eq(disk_target_open(&g.pub, &o, &t), 0);
+	r1 = (struct disk_read){.id = id, .off = 0, .len = 100};
+	r2 = (struct disk_read){.id = id, .off = 0, .len = 100, .flags = DISK_R_PENDING};
+	rr1 = (struct rres){0};
+	rr2 = (struct rres){0};
+	g.hold = true;
+	ck_assert_int_eq(disk_read(t, &r1, 1, read_cb, &rr1), 0);
+	ck_assert_int_eq(disk_read(t, &r2, 1, read_cb, &rr2), 0);
+	g.hold = false;
+	ck_assert_int_eq(simple_sync(disk_commit, t, id, 3), 0);
+	ck_assert_int_eq(write_sync(t, id, sizeof(d), 0, d, sizeof(d), 0, DISK_W_COMMIT, NULL), 0);
+	gate_release(&g);
+	run_until(&rr1.done);
+	run_until(&rr2.done);
+	ck_assert_int_eq(r2.rc, -CFS_EBUSY);
+	rt_buf_put(&r1.data.buf);
+	disk_target_close(&t);
+}
+END_TEST
+
 static Suite *
 disk_suite(void)
 {
@@ -3048,6 +3111,7 @@ disk_suite(void)
 		{"checksum", test_disk_read_fails_checksum_when_data_byte_flipped},
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
+		{"whole_moved", test_disk_waiting_read_serves_version_asked_when_chunk_moves},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},
 		{"ver_overflow", test_disk_update_fails_with_eoverflow_when_versions_exhausted},
