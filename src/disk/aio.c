@@ -126,6 +126,7 @@ requeue(struct aio_eng *a, unsigned i, unsigned n)
 static void
 aio_flush(struct aio_eng *a, bool may_complete)
 {
+	bool completed = false;
 	unsigned n = 0;
 
 	a->flushing = true;
@@ -170,12 +171,18 @@ aio_flush(struct aio_eng *a, bool may_complete)
 			a->freel[a->nfree++] = a->batch[i];
 			i++;
 			io->cb(io, rc);
+			completed = true;
 		}
 	}
 	if (a->qhead == NULL || a->nfree == 0) {
 		if (ev_is_active(&a->idle_w))
 			ev_idle_stop(a->pub.ev, &a->idle_w);
 	}
+	/* From the prepare watcher, which runs after the runtime's: what those
+	 * callbacks started (a reply, a message to another loop) waits for the
+	 * runtime's next prepare, so the loop must not block before it. */
+	if (completed)
+		ev_idle_start(a->pub.ev, &a->idle_w);
 	a->flushing = false;
 }
 

@@ -324,6 +324,10 @@ rt_call(struct rt_actor *self, cfs_addr_t dst, struct rt_msg *m, uint32_t timeou
 	m->flags &= (uint16_t) ~(RT_MSG_F_RESP | RT_MSG_F_ONEWAY);
 	rc = rt_send(self, m);
 	if (rc != 0) {
+		/* The entry must still be this call's (rt_transport_ops.send). */
+		if (pend_find(&loop->pending, m->req_id) != p)
+			CFS_PANIC("rt_call: the transport completed req=%llx while refusing it",
+				  (unsigned long long)m->req_id);
 		pend_unlink(loop, p);
 		pend_put(loop, p);
 		m->req_id = 0;

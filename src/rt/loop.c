@@ -175,6 +175,9 @@ loop_on_check(struct ev_loop *ev, ev_check *w, int revents)
 	struct rt_loop *loop = w->data;
 
 	loop->defer_wakes = loop->in_run;
+	/* The poll may have slept: a time cached after rt's prepare (by a
+	 * watcher of lower priority that made a call) is from before it. */
+	loop->now_valid = false;
 }
 
 static void

@@ -283,7 +283,10 @@ struct rt_config {
  * whose conn is set) to ops->send on the loop that sends it; the transport
  * consumes it (0) or refuses (<0, the caller keeps the message). Received
  * messages come back in through rt_deliver(). Each loop has its own transport
- * state, created by loop_init on that loop's thread.
+ * state, created by loop_init on that loop's thread. send must not call
+ * rt_peer_lost() itself (a connection that fails inside send is closed later,
+ * from the loop): the call being sent would complete before rt_call returns
+ * its error (a CFS_PANIC).
  */
 struct rt_transport_ops {
 	const char *name;

@@ -368,7 +368,10 @@ rt_loop_now_ns(struct rt_loop *loop)
 {
 	if (!loop->now_valid) {
 		loop->now_ns = rt_clock_mono_ns();
-		loop->now_valid = true;
+		/* Cached only while the loop runs: between its check and its
+		 * prepare. Before rt_start (an actor's init in the caller's
+		 * thread) nothing would invalidate it. */
+		loop->now_valid = loop->in_run;
 	}
 	return loop->now_ns;
 }

@@ -2078,6 +2078,36 @@ START_TEST(test_rt_response_ignored_when_not_from_node_called)
 }
 END_TEST
 
+/* The clock an actor's init sees when spawned before rt_start (in the
+ * caller's thread): read afresh for each spawn, not kept from an earlier
+ * one (a call made there would have a deadline already behind it). */
+static uint64_t g_init_now_ns;
+
+static int
+now_init(struct rt_actor *self, const void *arg)
+{
+	g_init_now_ns = rt_loop_now_ns(rt_actor_loop(self));
+	return 0;
+}
+
+static const struct rt_actor_kind now_kind = {.name = "now", .init = now_init};
+
+START_TEST(test_rt_clock_fresh_when_actor_spawned_before_start)
+{
+	struct rt_config cfg = {.loops = 1, .node_id = 1};
+	struct rt *rt;
+	uint64_t t0;
+
+	ck_assert_int_eq(rt_create(&cfg, &rt), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 0), &now_kind, NULL, 0, NULL), 0);
+	sleep_ms(20);
+	t0 = rt_clock_mono_ns();
+	ck_assert_int_eq(rt_spawn(rt_loop_at(rt, 0), &now_kind, NULL, 0, NULL), 0);
+	ck_assert_uint_ge(g_init_now_ns, t0);
+	rt_destroy(&rt);
+}
+END_TEST
+
 START_TEST(test_rt_call_fails_when_no_route_or_busy)
 {
 	struct rt *rt = start_rt(1, 1, NULL, NULL);
@@ -2276,6 +2306,7 @@ main(void)
 	add_case(s, "peer_lost", test_rt_peer_lost_fails_calls_when_node_lost, 0);
 	add_case(s, "peer_lost_dirty", test_rt_peer_lost_fails_call_when_entry_memory_was_dirty, 0);
 	add_case(s, "resp_callee", test_rt_response_ignored_when_not_from_node_called, 0);
+	add_case(s, "clock_before_start", test_rt_clock_fresh_when_actor_spawned_before_start, 0);
 	add_case(s, "no_route", test_rt_call_fails_when_no_route_or_busy, 0);
 	add_case(s, "transport_init_fails", test_rt_start_fails_when_transport_init_fails, 0);
 	add_case(s, "run_loop0", test_rt_run_loop0_serves_in_caller_when_asked, 0);
