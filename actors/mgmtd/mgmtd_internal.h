@@ -24,6 +24,9 @@ struct sqlite3;
 
 #define MGMTD_MAX_REPLICAS    16
 #define MGMTD_MAX_SUBSCRIBERS 4096
+/* Subscribers behind one connection: a process has a routing cache or two,
+ * and the sender address is the peer's to write. */
+#define MGMTD_SUBS_PER_CONN 8
 #define MGMTD_ENDPOINT_MAX    256
 #define MGMTD_PATH_MAX	      4096
 /* Targets one node may report: chainfsd's own limit (CFSD_MAX_TARGETS). */
@@ -230,7 +233,8 @@ struct mgmtd_subs {
 	uint32_t n, cap;
 };
 
-/** Add or renew (addr, conn) until expires_ns. @return 0; -CFS_EBUSY (full), -ENOMEM. */
+/** Add or renew (addr, conn) until expires_ns. @return 0; -CFS_EBUSY (full, or
+ *  MGMTD_SUBS_PER_CONN on that connection already), -ENOMEM. */
 int mgmtd_subs_add(struct mgmtd_subs *subs, cfs_addr_t addr, uint64_t conn, uint64_t expires_ns);
 /** Forget subscribers whose time ran out. @return how many went. */
 uint32_t mgmtd_subs_expire(struct mgmtd_subs *subs, uint64_t now_ns);

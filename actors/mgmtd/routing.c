@@ -148,13 +148,20 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 int
 mgmtd_subs_add(struct mgmtd_subs *subs, cfs_addr_t addr, uint64_t conn, uint64_t expires_ns)
 {
+	uint32_t same_conn = 0;
+
 	for (uint32_t i = 0; i < subs->n; i++) {
-		if (subs->v[i].addr == addr && subs->v[i].conn == conn) {
+		if (subs->v[i].conn != conn)
+			continue;
+		if (subs->v[i].addr == addr) {
 			subs->v[i].expires_ns = expires_ns;
 			return 0;
 		}
+		same_conn++;
 	}
-	if (subs->n >= MGMTD_MAX_SUBSCRIBERS)
+	/* One connection may not take the table: every push costs a copy of
+	 * the whole routing per subscriber. */
+	if (subs->n >= MGMTD_MAX_SUBSCRIBERS || (conn != 0 && same_conn >= MGMTD_SUBS_PER_CONN))
 		return -CFS_EBUSY;
 	if (subs->n == subs->cap) {
 		uint32_t cap = subs->cap ? subs->cap * 2 : 16;

@@ -443,6 +443,25 @@ START_TEST(test_register_refused_when_reports_or_routing_too_large)
 }
 END_TEST
 
+/* One connection holds at most MGMTD_SUBS_PER_CONN subscribers, whatever
+ * sender addresses it writes; others and local ones still get in. */
+START_TEST(test_subscribers_bounded_when_one_connection_names_many)
+{
+	struct mgmtd_subs subs = {0};
+
+	for (uint32_t i = 0; i < MGMTD_SUBS_PER_CONN; i++)
+		ck_assert_int_eq(mgmtd_subs_add(&subs, CFS_ADDR(7, 100 + i), 5, 1000), 0);
+	ck_assert_int_eq(mgmtd_subs_add(&subs, CFS_ADDR(7, 999), 5, 1000), -CFS_EBUSY);
+	/* Renewing one already there is fine. */
+	ck_assert_int_eq(mgmtd_subs_add(&subs, CFS_ADDR(7, 100), 5, 2000), 0);
+	ck_assert_int_eq(mgmtd_subs_add(&subs, CFS_ADDR(8, 100), 6, 1000), 0);
+	for (uint32_t i = 0; i < 2 * MGMTD_SUBS_PER_CONN; i++)
+		ck_assert_int_eq(mgmtd_subs_add(&subs, CFS_ADDR(1, 200 + i), 0, 1000), 0);
+	ck_assert_uint_eq(subs.n, 3 * MGMTD_SUBS_PER_CONN + 1);
+	mgmtd_subs_fini(&subs);
+}
+END_TEST
+
 /* ------------------------------------------------------------- failover */
 
 START_TEST(test_chain_member_moves_to_end_when_its_node_misses_the_lease)
@@ -1582,6 +1601,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_register_records_node_and_targets_when_new);
 	tcase_add_test(tc, test_register_refused_when_input_is_bad);
 	tcase_add_test(tc, test_register_refused_when_reports_or_routing_too_large);
+	tcase_add_test(tc, test_subscribers_bounded_when_one_connection_names_many);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failover");
