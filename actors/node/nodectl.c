@@ -80,7 +80,6 @@ struct status_walk {
 	struct rt_msg *req; /* owned until replied */
 	struct rt_msg *resp;
 	struct rt_loop *home;
-	struct nodectl *nc; /* read only on home */
 	atomic_uint remaining;
 	unsigned nloops;
 	struct {
@@ -176,10 +175,9 @@ status_finish(void *arg)
 	for (unsigned i = 0; i < w->nloops; i++)
 		total += w->per_loop[i].count;
 	r->node_id = rt_node_id(rt_loop_rt(w->home));
-	r->uptime_ms = (rt_now_ns(w->home) - w->nc->started_ns) / 1000000;
 	r->loops = rt_msg_alloc(w->resp, w->nloops * sizeof(*r->loops));
 	r->actors = rt_msg_alloc(w->resp, (total ? total : 1) * sizeof(*r->actors));
-	if (!r->loops || !r->actors || rt_msg_set_str(w->resp, &r->version, w->nc->version) != 0) {
+	if (!r->loops || !r->actors) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -227,9 +225,16 @@ on_status(struct rt_actor *self, struct rt_msg *req)
 		free(w);
 		return -ENOMEM;
 	}
+	/* What only nodectl knows goes in now: it may stop before the walk
+	 * over the loops comes back. */
+	RT_BODY(w->resp, status_resp)->uptime_ms = (rt_now_ns(nc->loop) - nc->started_ns) / 1000000;
+	if (rt_msg_set_str(w->resp, &RT_BODY(w->resp, status_resp)->version, nc->version) != 0) {
+		rt_msg_free(&w->resp);
+		free(w);
+		return -ENOMEM;
+	}
 	w->req = req;
 	w->home = nc->loop;
-	w->nc = nc;
 	w->nloops = rt_loop_count(rt);
 	atomic_init(&w->remaining, w->nloops);
 	for (i = 0; i < w->nloops; i++) {

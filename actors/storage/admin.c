@@ -21,7 +21,13 @@ stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req)
 	struct rt_msg *resp;
 	int rc;
 
-	rc = stor_check_target(t, m->target, 0);
+	/* A replica asking which version its tail committed names its chain
+	 * version: a tail past its lease, or moved on, must not answer for a
+	 * chain mgmtd may have rebuilt without it. Tools send 0. */
+	if (m->chain_ver != 0)
+		rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_READ);
+	else
+		rc = stor_check_target(t, m->target, 0);
 	if (rc == 0 && !stor_id_valid(&m->chunk))
 		rc = -EINVAL;
 	if (rc != 0)

@@ -181,6 +181,7 @@ read_ask_tail(struct stor_read *rd)
 		}
 		RT_BODY(q, chunk_query)->target = tail->target;
 		RT_BODY(q, chunk_query)->chunk = rd->dr[k].id;
+		RT_BODY(q, chunk_query)->chain_ver = t->chain.chain_ver;
 		rd->waiting++;
 		rc = rt_call(t->self, tail->addr, q, 0, tail_answered, a);
 		if (rc != 0) {

@@ -2396,6 +2396,44 @@ START_TEST(test_craq_client_write_refused_when_it_carries_replica_flags)
 }
 END_TEST
 
+/* chunk_query as a replica asks its tail: with its chain version. */
+static int
+query_as_replica(struct h *h, unsigned rep, uint64_t chunk, uint32_t chain_ver)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_CHUNK_QUERY), *resp = NULL;
+	int rc;
+
+	RT_BODY(m, chunk_query)->target = rep + 1;
+	RT_BODY(m, chunk_query)->chunk = cfs_chunk_id(1, chunk);
+	RT_BODY(m, chunk_query)->chain_ver = chain_ver;
+	rc = call(h, rep, m, &resp);
+	rt_msg_free(&resp);
+	return rc;
+}
+
+/* A tail answers a replica's "which version is committed" only for the chain
+ * version the replica names, and only within its lease: otherwise mgmtd may
+ * have rebuilt the chain without it, and its committed version is no longer
+ * the chain's. Tools (chain version 0) get an answer whatever the state. */
+START_TEST(test_craq_tail_answers_query_only_when_chain_and_lease_current)
+{
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 31, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(query_as_replica(&h, 2, 31, h.chain_ver), 0);
+	ck_assert_int_eq(query_as_replica(&h, 2, 31, h.chain_ver + 1), -CFS_ESTALECHAIN);
+	ck_assert_int_eq(query_as_replica(&h, 2, 31, 0), 0);
+	/* Its lease ran out. */
+	route(&h, h.chain_ver, now_ns(&h) - 1, k_order, k_serving, NREP);
+	ck_assert_int_eq(query_as_replica(&h, 2, 31, h.chain_ver), -CFS_ENOTSERVING);
+	ck_assert_int_eq(query_as_replica(&h, 2, 31, 0), 0);
+	h_stop(&h);
+}
+END_TEST
+
 static Suite *
 craq_suite(void)
 {
@@ -2450,6 +2488,7 @@ craq_suite(void)
 	ADD(test_craq_syncing_target_takes_new_life_when_chunk_size_changed);
 	ADD(test_craq_resync_copies_chunk_when_only_chunk_size_differs);
 	ADD(test_craq_client_write_refused_when_it_carries_replica_flags);
+	ADD(test_craq_tail_answers_query_only_when_chain_and_lease_current);
 #undef ADD
 	return s;
 }
