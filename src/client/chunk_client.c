@@ -67,6 +67,10 @@ struct cfs_chunk_client {
 	uint64_t req_base;
 	uint64_t counter;		     /* atomic */
 	struct cfs_chunk_client_stats stats; /* atomic counters */
+	/* Submissions whose done has not run yet: destroy waits for them. */
+	pthread_mutex_t mu;
+	pthread_cond_t idle;
+	unsigned submitted;
 };
 
 #define STAT_ADD(c, field, n) __atomic_add_fetch(&(c)->stats.field, (n), __ATOMIC_RELAXED)
@@ -179,12 +183,29 @@ batch_wake(struct batch *b)
 static void
 batch_end(struct batch *b)
 {
+	struct cfs_chunk_client *c = b->c;
+
 	if (!b->end_fn) {
 		batch_wake(b);
 		return;
 	}
 	b->end_fn(b->end_arg, b->ops, b->n);
 	free(b);
+	pthread_mutex_lock(&c->mu);
+	if (--c->submitted == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* n more (or, negative, fewer) submissions whose done is still to run. */
+static void
+submitted_add(struct cfs_chunk_client *c, int n)
+{
+	pthread_mutex_lock(&c->mu);
+	c->submitted += (unsigned)n;
+	if (c->submitted == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* The operation ends with rc. The last one ends the batch, which frees x and
@@ -1060,14 +1081,17 @@ cfs_chunk_submit(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsigned 
 		return -ENOMEM;
 	}
 	a->b = (struct batch){.c = c, .end_fn = done, .end_arg = arg, .ops = ops, .n = n};
+	submitted_add(c, 1);
 	nvalid = batch_prepare(&a->b, ops, n, a->ctx);
 	if (nvalid > 0) {
 		batch_launch(&a->b, a->ctx, nvalid, a->parts);
 		return 0;
 	}
 	rc = rt_loop_post(rt_loop_at(cfs_client_rt(c->cl), 0), async_none, a);
-	if (rc != 0)
+	if (rc != 0) {
 		free(a);
+		submitted_add(c, -1);
+	}
 	return rc;
 }
 
@@ -1182,6 +1206,8 @@ cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts, struct cfs_chu
 	c->deadline_ms = opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
 	c->nloops = opts->loops ? opts->loops : 1;
 	c->req_base = random_req_base();
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->idle, NULL);
 	copts.loops = c->nloops;
 	copts.timeout_ms = c->timeout_ms;
 	rc = cfs_client_create(&copts, &c->cl);
@@ -1228,6 +1254,8 @@ out_routing:
 out_client:
 	cfs_client_destroy(&c->cl);
 out_free:
+	pthread_cond_destroy(&c->idle);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 	return rc;
 }
@@ -1239,8 +1267,19 @@ cfs_chunk_client_destroy(struct cfs_chunk_client **pc)
 
 	if (!c)
 		return;
+	/* From a done callback it would wait for itself. */
+	if (rt_loop_current() != NULL && rt_loop_rt(rt_loop_current()) == cfs_client_rt(c->cl))
+		CFS_PANIC("cfs_chunk_client_destroy called on one of the client's own loops");
+	/* Every submission ends by its deadline: wait for their done calls, so
+	 * that none runs into a freed client (or never runs). */
+	pthread_mutex_lock(&c->mu);
+	while (c->submitted != 0)
+		pthread_cond_wait(&c->idle, &c->mu);
+	pthread_mutex_unlock(&c->mu);
 	cfs_routing_destroy(&c->routing);
 	cfs_client_destroy(&c->cl);
+	pthread_cond_destroy(&c->idle);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 	*pc = NULL;
 }

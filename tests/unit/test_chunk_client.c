@@ -931,6 +931,21 @@ async_count_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
 	__atomic_add_fetch(calls, 1, __ATOMIC_RELEASE);
 }
 
+struct reads_done {
+	unsigned calls; /* atomic */
+	unsigned ok;
+};
+
+static void
+reads_done(void *arg, struct cfs_chunk_op *ops, unsigned n)
+{
+	struct reads_done *d = arg;
+
+	for (unsigned i = 0; i < n; i++)
+		d->ok += ops[i].rc == 0;
+	__atomic_add_fetch(&d->calls, 1, __ATOMIC_RELEASE);
+}
+
 START_TEST(test_chunk_client_submit_refills_its_window_when_callbacks_resubmit)
 {
 	struct async_run *r = calloc(1, sizeof(*r));
@@ -968,7 +983,25 @@ START_TEST(test_chunk_client_submit_refills_its_window_when_callbacks_resubmit)
 	tp_sleep_ms(50);
 	ck_assert_uint_eq(__atomic_load_n(&calls, __ATOMIC_ACQUIRE), 1);
 
-	cfs_chunk_client_destroy(&r->c);
+	/* Destroyed with reads under way: it waits for their done, which runs
+	 * once, with every read ended (before, the client was freed under them). */
+	{
+		struct cfs_chunk_op ops[ATOTAL];
+		struct reads_done d = {0};
+
+		for (unsigned i = 0; i < ATOTAL; i++)
+			ops[i] = (struct cfs_chunk_op){
+				.kind = CFS_CHUNK_OP_READ,
+				.chain_id = cfs_chunk_client_place(r->c, 5, i, 0),
+				.chunk = cfs_chunk_id(30, i),
+				.len = ALEN,
+				.data = r->data + (size_t)i * ALEN,
+			};
+		ck_assert_int_eq(cfs_chunk_submit(r->c, ops, ATOTAL, reads_done, &d), 0);
+		cfs_chunk_client_destroy(&r->c);
+		ck_assert_uint_eq(__atomic_load_n(&d.calls, __ATOMIC_ACQUIRE), 1);
+		ck_assert_uint_eq(d.ok, ATOTAL);
+	}
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->data);
