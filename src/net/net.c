@@ -78,6 +78,7 @@ struct net_loop {
 	struct net_conn *dead;	/* closed, freed at the end of the iteration */
 	struct net_conn *paused; /* not read while the loop's backlog is long */
 	struct rt_timer sweep;	 /* looks for frames over frame_timeout_ms */
+	struct rt_timer resume;	 /* while connections are paused: may they read? */
 
 	uint64_t log_window_ns;
 	unsigned log_lines;
@@ -526,6 +527,8 @@ frame_sweep(struct rt_timer *t, void *arg)
  * deliver ~14 000 small frames, an iteration handles RT_RUNQ_BUDGET (4096). */
 #define NET_RX_BACKLOG_HIGH 16384u
 #define NET_RX_BACKLOG_LOW  4096u
+/* While paused for another loop's inbox, how often to look again. */
+#define NET_RX_RESUME_MS 1
 
 bool
 net_conn_rx_pause(struct net_conn *c)
@@ -534,8 +537,14 @@ net_conn_rx_pause(struct net_conn *c)
 
 	if (c->rx_paused)
 		return true;
-	if (rt_loop_backlog(nl->loop) < NET_RX_BACKLOG_HIGH)
+	/* What this loop reads may be for actors of another loop: their inbox
+	 * counts as much as our own run queue. */
+	if (rt_loop_backlog(nl->loop) < NET_RX_BACKLOG_HIGH &&
+	    rt_inbox_max(nl->net->rt) < NET_RX_BACKLOG_HIGH)
 		return false;
+	/* Another loop draining its inbox does not wake us: look again soon. */
+	if (!nl->paused)
+		rt_timer_start(&nl->resume, NET_RX_RESUME_MS, NET_RX_RESUME_MS);
 	c->rx_paused = true;
 	c->paused_next = nl->paused;
 	nl->paused = c;
@@ -550,8 +559,14 @@ rx_resume_all(struct net_loop *nl)
 {
 	struct net_conn *c;
 
-	if (!nl->paused || rt_loop_backlog(nl->loop) >= NET_RX_BACKLOG_LOW)
+	if (!nl->paused) {
+		rt_timer_stop(&nl->resume); /* the paused ones closed */
 		return;
+	}
+	if (rt_loop_backlog(nl->loop) >= NET_RX_BACKLOG_LOW ||
+	    rt_inbox_max(nl->net->rt) >= NET_RX_BACKLOG_LOW)
+		return;
+	rt_timer_stop(&nl->resume);
 	while ((c = nl->paused)) {
 		nl->paused = c->paused_next;
 		c->paused_next = NULL;
@@ -561,6 +576,12 @@ rx_resume_all(struct net_loop *nl)
 		if (c->state != NET_CONN_CLOSED)
 			c->type->rx_resume(c);
 	}
+}
+
+static void
+resume_tick(struct rt_timer *t, void *arg)
+{
+	rx_resume_all(arg);
 }
 
 static void
@@ -969,6 +990,7 @@ net_loop_init(void *ctx, struct rt_loop *loop, void **loop_state)
 	period = period < 10 ? 10 : period > 1000 ? 1000 : period;
 	rt_timer_init(loop, &nl->sweep, frame_sweep, nl);
 	rt_timer_start(&nl->sweep, period, period);
+	rt_timer_init(loop, &nl->resume, resume_tick, nl);
 	rt_loop_add_flush(loop, net_loop_flush, nl);
 	net->nls[index] = nl;
 	*loop_state = nl;
@@ -985,6 +1007,7 @@ net_loop_fini(void *ctx, struct rt_loop *loop, void *loop_state)
 		return;
 	nl->finishing = true;
 	rt_timer_stop(&nl->sweep);
+	rt_timer_stop(&nl->resume);
 	if (nl->accepting) {
 		net->type->unlisten(&net->listener);
 		nl->accepting = false;

@@ -37,6 +37,7 @@ rt_loop_push_now(struct rt_loop *dst, struct rt_msg *m)
 {
 	/* Only the push that finds the inbox empty wakes the loop: one eventfd
 	 * write per batch, however many messages the batch holds. */
+	atomic_fetch_add_explicit(&dst->inbox_n, 1, memory_order_relaxed);
 	if (rt_mpsc_push(&dst->inbox, m))
 		ev_async_send(dst->ev, &dst->wake);
 }
@@ -46,6 +47,7 @@ rt_loop_push(struct rt_loop *dst, struct rt_msg *m)
 {
 	struct rt_loop *cur = tls_loop;
 
+	atomic_fetch_add_explicit(&dst->inbox_n, 1, memory_order_relaxed);
 	if (!rt_mpsc_push(&dst->inbox, m))
 		return;
 	/* From inside a running loop, wake at the end of the iteration: by then
@@ -120,6 +122,7 @@ loop_drain_inbox(struct rt_loop *loop)
 	for (m = rt_mpsc_take(&loop->inbox); m; m = next) {
 		next = m->next;
 		m->next = NULL;
+		atomic_fetch_sub_explicit(&loop->inbox_n, 1, memory_order_relaxed);
 		loop_item(loop, m);
 	}
 }
@@ -606,7 +609,20 @@ rt_loop_post(struct rt_loop *loop, void (*fn)(void *arg), void *arg)
 size_t
 rt_loop_backlog(const struct rt_loop *loop)
 {
-	return loop->runq.n;
+	return loop->runq.n + atomic_load_explicit(&loop->inbox_n, memory_order_relaxed);
+}
+
+size_t
+rt_inbox_max(const struct rt *rt)
+{
+	size_t max = 0;
+
+	for (unsigned i = 0; i < rt->nloops; i++) {
+		size_t n = atomic_load_explicit(&rt->loops[i]->inbox_n, memory_order_relaxed);
+
+		max = n > max ? n : max;
+	}
+	return max;
 }
 
 void

@@ -349,10 +349,16 @@ void rt_deliver(struct rt_loop *loop, struct rt_msg *m);
  *  singled out by this call. */
 void rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc);
 
-/** Messages waiting in `loop`'s run queue (delivered, not yet handled); on
- *  that loop's thread. A transport reads no more while it is long: what a
- *  peer sends faster than the loop handles it must wait in the socket. */
+/** Messages waiting for `loop` (delivered, not yet handled: its run queue
+ *  and its inbox); on that loop's thread. A transport reads no more while it
+ *  is long: what a peer sends faster than the loop handles it must wait in
+ *  the socket. */
 size_t rt_loop_backlog(const struct rt_loop *loop);
+/** The longest inbox of rt's loops (messages other threads handed a loop,
+ *  not taken yet); any thread, racy. A loop that reads a connection hands
+ *  what is for another loop's actors to that loop's inbox: while one is long
+ *  it reads no more either. */
+size_t rt_inbox_max(const struct rt *rt);
 
 /* Counters, read racily by the status actor. */
 struct rt_loop_stats {

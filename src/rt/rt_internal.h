@@ -277,6 +277,9 @@ struct rt_loop {
 	ev_check check;	    /* after each poll: cross-loop wakes may be deferred */
 
 	struct rt_mpsc inbox;
+	/* Messages pushed to inbox and not taken yet: counted before the push,
+	 * so a reader on another loop never sees it below the truth. */
+	atomic_size_t inbox_n;
 	struct rt_msgq runq;
 	struct rt_actor_table actors;
 	struct rt_actor *dead; /* stopped actors waiting for fini */

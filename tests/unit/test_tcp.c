@@ -1084,18 +1084,23 @@ rss_peak_main(void *arg)
 	return NULL;
 }
 
-/* A peer pipelining small requests faster than the loop handles them, and
- * never reading the answers: the server stops reading while its backlog is
- * long, so what it holds stays bounded (without the pause: ~400 MiB for
- * these 18 MiB of requests), and it still handles every request. */
-START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
+static void
+block_loop_ms(void *arg)
+{
+	sleep_ms((unsigned)(uintptr_t)arg);
+}
+
+/* N PINGs written at once on a raw connection to s that never reads the
+ * answers; loop `loop` of s reads them, and loop 0 is kept busy block_ms
+ * first (0: not). Returns by how much s grew meanwhile (KiB, peak RSS), with
+ * that loop's counters in *st once all were read. */
+static long
+flood_growth_kib(struct srv *s, unsigned loop, unsigned block_ms, struct net_stats *st)
 {
 	enum { N = 1 << 20 };
 	struct rss_peak rp = {0};
-	struct net_stats st = {0};
 	struct wire_buf wb;
 	uint8_t *flood;
-	struct srv s;
 	long base;
 	int fd;
 
@@ -1104,25 +1109,73 @@ START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
 	ck_assert_ptr_nonnull(flood);
 	for (size_t i = 0; i < N; i++)
 		memcpy(flood + i * wb.len, wb.p, wb.len);
-	srv_start_outq(&s, 1, 0, 64u << 10);
-	fd = raw_connect(s.port);
+	fd = raw_connect(s->port);
 	sleep_ms(50);
 	base = rss_kib();
 	rp.peak = base;
 	ck_assert_int_eq(pthread_create(&rp.th, NULL, rss_peak_main, &rp), 0);
+	if (block_ms)
+		ck_assert_int_eq(rt_loop_post(rt_loop_at(s->rt, 0), block_loop_ms,
+					      (void *)(uintptr_t)block_ms),
+				 0);
 	raw_write(fd, flood, wb.len * N);
-	while (st.frames_in < N) {
+	memset(st, 0, sizeof(*st));
+	while (st->frames_in < N) {
 		sleep_ms(5);
-		ck_assert_int_eq(net_stats(s.net, 0, &st), 0);
+		ck_assert_int_eq(net_stats(s->net, loop, st), 0);
 	}
 	sleep_ms(200);
 	rp.stop = true;
 	pthread_join(rp.th, NULL);
 	close(fd);
-	srv_stop(&s);
 	free(flood);
 	wire_buf_fini(&wb);
-	ck_assert_msg(rp.peak - base < 64 * 1024, "server grew by %ld KiB", rp.peak - base);
+	return rp.peak - base;
+}
+
+/* A peer pipelining small requests faster than the loop handles them, and
+ * never reading the answers: the server stops reading while its backlog is
+ * long, so what it holds stays bounded (without the pause: ~400 MiB for
+ * these 18 MiB of requests), and it still handles every request. */
+START_TEST(test_tcp_server_memory_bounded_when_peer_floods_requests)
+{
+	struct net_stats st;
+	struct srv s;
+	long grew;
+
+	srv_start_outq(&s, 1, 0, 64u << 10);
+	grew = flood_growth_kib(&s, 0, 0, &st);
+	srv_stop(&s);
+	ck_assert_msg(grew < 64 * 1024, "server grew by %ld KiB", grew);
+	ck_assert_uint_gt(st.rx_pauses, 0);
+}
+END_TEST
+
+/* The same flood read by loop 1 for an actor of loop 0, which is busy: what
+ * loop 1 hands over waits in loop 0's inbox, which counts as backlog too, so
+ * loop 1 stops reading (without it: ~350 MiB, the flood in memory). */
+START_TEST(test_tcp_server_memory_bounded_when_flood_is_for_another_loop)
+{
+	struct rt_config rc = {.loops = 2, .node_id = SRV_NODE};
+	struct net_stats st;
+	struct net_config nc;
+	struct srv s;
+	cfs_addr_t addr;
+	long grew;
+
+	memset(&s, 0, sizeof(s));
+	ck_assert_int_eq(rt_create(&rc, &s.rt), 0);
+	net_config_init(&nc);
+	nc.listen = "127.0.0.1:0";
+	nc.max_outq_bytes = 64u << 10;
+	ck_assert_int_eq(net_create(s.rt, &nc, &s.net), 0);
+	ck_assert_int_eq(net_set_conn_loops(s.net, 1u << 1), 0);
+	s.port = net_listen_port(s.net);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
+	ck_assert_int_eq(rt_start(s.rt, false), 0);
+	grew = flood_growth_kib(&s, 1, 1500, &st);
+	srv_stop(&s);
+	ck_assert_msg(grew < 64 * 1024, "server grew by %ld KiB", grew);
 	ck_assert_uint_gt(st.rx_pauses, 0);
 }
 END_TEST
@@ -1793,6 +1846,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_send_refused_busy_when_peer_does_not_read);
 	tcase_add_test(tc, test_tcp_queue_bound_counts_frames_when_small_frames_wait);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
+	tcase_add_test(tc, test_tcp_server_memory_bounded_when_flood_is_for_another_loop);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
