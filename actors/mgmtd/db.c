@@ -428,8 +428,19 @@ out_fail:
 int
 mgmtd_db_reload(struct mgmtd_state *s, uint64_t now_ns)
 {
+	/* When the nodes last beat lives in memory only. A reload undoes a
+	 * refused change, and must not give every node a fresh lease with it:
+	 * one refused request per heartbeat would keep dead nodes up. */
+	struct hb {
+		uint32_t id;
+		uint64_t ns, wall_ms;
+	} *hb = malloc((s->nnodes ? s->nnodes : 1) * sizeof(*hb));
+	uint32_t nhb = hb ? s->nnodes : 0;
 	int rc;
 
+	for (uint32_t i = 0; i < nhb; i++)
+		hb[i] = (struct hb){s->nodes[i].id, s->nodes[i].last_hb_ns,
+				    s->nodes[i].last_hb_wall_ms};
 	free_rows(s);
 	s->routing_changed = false;
 	s->config_dirty = false;
@@ -439,6 +450,15 @@ mgmtd_db_reload(struct mgmtd_state *s, uint64_t now_ns)
 		s->broken = true;
 		RT_ERR(rc, "db=%s: reload failed: mgmtd stops answering", s->db_path);
 	}
+	for (uint32_t i = 0; rc == 0 && i < nhb; i++) {
+		struct mgmtd_node *n = mgmtd_node_find(s, hb[i].id);
+
+		if (n) {
+			n->last_hb_ns = hb[i].ns;
+			n->last_hb_wall_ms = hb[i].wall_ms;
+		}
+	}
+	free(hb);
 	return rc;
 }
 

@@ -484,26 +484,23 @@ void
 net_conn_frame(struct net_conn *c, struct rt_msg *m)
 {
 	NET_STAT_ADD(c->stats, frames_in, 1);
-	c->rx_frames++;
 	m->conn = c->id;
 	m->via_node = !c->accepted && c->peer ? c->peer->node : 0;
 	rt_deliver(c->loop, m);
 }
 
 void
-net_conn_rx_mark(struct net_conn *c, uint64_t frames_before, bool partial)
+net_conn_rx_mark(struct net_conn *c, bool partial)
 {
-	if (!partial)
-		c->rx_frame_ns = 0;
-	else if (c->rx_frame_ns == 0 || c->rx_frames != frames_before)
-		c->rx_frame_ns = rt_now_ns(c->loop);
+	c->rx_frame_ns = partial ? rt_now_ns(c->loop) : 0;
 }
 
-/* Close the connections whose frame in progress began more than
- * frame_timeout_ms ago: a peer that stops inside a frame, or trickles it,
- * holds a payload buffer of up to max_payload bytes. Connections this loop
- * is not reading (its backlog) are not the peer's fault and are skipped;
- * their clocks restart when they are read again. */
+/* Close the connections whose frame in progress got no byte for
+ * frame_timeout_ms: a peer that stops inside a frame holds a receive buffer
+ * as large as the payload it announced. Not the peer's fault, and skipped:
+ * connections this loop is not reading (its backlog; their clocks restart
+ * when read again), and ones whose bytes wait unread in the socket (this
+ * loop was busy). */
 static void
 frame_sweep(struct rt_timer *t, void *arg)
 {
@@ -517,6 +514,10 @@ frame_sweep(struct rt_timer *t, void *arg)
 		if (!c || c->state != NET_CONN_UP || c->rx_paused || !c->rx_frame_ns ||
 		    now - c->rx_frame_ns <= limit)
 			continue;
+		if (c->type->rx_waiting(c)) {
+			c->rx_frame_ns = now;
+			continue;
+		}
 		c->rx_stalled = true;
 		net_conn_close(c, -ETIMEDOUT);
 	}

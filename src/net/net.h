@@ -45,10 +45,12 @@ struct net_config {
 	uint32_t reconnect_min_ms; /* first backoff after a failed connect */
 	uint32_t reconnect_max_ms; /* backoff cap */
 	/* A peer that acknowledges nothing for this long is dead: unacknowledged
-	 * data (TCP_USER_TIMEOUT), or keepalive probes on an idle connection. */
+	 * data (TCP_USER_TIMEOUT), or keepalive probes on an idle connection.
+	 * Linux (5.11 on) also ends a connection whose peer keeps its receive
+	 * window shut that long: one alive but reading nothing. */
 	uint32_t peer_timeout_ms;
-	/* A frame must arrive whole within this long of its first byte (time
-	 * this node is not reading, its own backlog, not counted). */
+	/* A frame in progress may go this long without a byte (time this node
+	 * is not reading, its own backlog, not counted). */
 	uint32_t frame_timeout_ms;
 	uint32_t max_conns; /* accepted connections open at once, this process */
 };
@@ -57,13 +59,13 @@ struct net_config {
 #define NET_DEFAULT_CONNECT_TIMEOUT_MS 2000
 #define NET_DEFAULT_RECONNECT_MIN_MS   100
 #define NET_DEFAULT_RECONNECT_MAX_MS   5000
-#define NET_DEFAULT_PEER_TIMEOUT_MS    10000
+#define NET_DEFAULT_PEER_TIMEOUT_MS    30000
 #define NET_DEFAULT_FRAME_TIMEOUT_MS   30000
 #define NET_DEFAULT_MAX_CONNS	       4096
 
 /** Fill cfg with the defaults (no listener, WIRE_LIMITS_DEFAULT, 64 MiB queue,
- *  2 s connect timeout, backoff 100 ms .. 5 s, peers dead after 10 s of
- *  silence, 30 s per frame, 4096 accepted connections). */
+ *  2 s connect timeout, backoff 100 ms .. 5 s, peers dead after 30 s of
+ *  silence, frames stalled 30 s, 4096 accepted connections). */
 void net_config_init(struct net_config *cfg);
 
 /**

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -328,7 +329,6 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	struct tcp_conn *c = w->data;
 	struct net_conn *nc = &c->base;
 	struct iovec iov[2];
-	uint64_t frames = nc->rx_frames;
 	size_t left, take;
 	ssize_t n;
 	int cnt = 0;
@@ -379,7 +379,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		c->rx_got += (uint32_t)take;
 		left -= take;
 		if (c->rx_got < c->rx_plen) {
-			net_conn_rx_mark(nc, frames, true);
+			net_conn_rx_mark(nc, true);
 			rx_set_lowat(c);
 			return;
 		}
@@ -391,7 +391,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	rx_parse(c);
 	if (nc->state == NET_CONN_CLOSED)
 		return;
-	net_conn_rx_mark(nc, frames, c->rx_msg || c->rpos != c->rend);
+	net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
 	rx_set_lowat(c);
 }
 
@@ -593,6 +593,14 @@ tcp_rx_resume(struct net_conn *nc)
 	struct tcp_conn *c = tcp_of(nc);
 
 	ev_io_start(nc->ev, &c->rio);
+}
+
+static bool
+tcp_rx_waiting(struct net_conn *nc)
+{
+	int n = 0;
+
+	return ioctl(tcp_of(nc)->fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 static void
@@ -962,6 +970,7 @@ const struct net_conn_type net_tcp_type = {
 	.send_frame = tcp_send_frame,
 	.flush = tcp_flush,
 	.rx_resume = tcp_rx_resume,
+	.rx_waiting = tcp_rx_waiting,
 	.mr_register = tcp_mr_register,
 	.bulk_pull = tcp_bulk_pull,
 	.bulk_push = tcp_bulk_push,

@@ -89,8 +89,7 @@ struct net_conn {
 	size_t max_outq;
 	uint32_t peer_timeout_ms; /* the type applies it to its socket */
 	bool rx_stalled;	  /* closed by the frame timeout */
-	uint64_t rx_frames;	  /* frames delivered (net_conn_frame) */
-	uint64_t rx_frame_ns;	  /* when the frame in progress began; 0: none */
+	uint64_t rx_frame_ns;	  /* last byte of a frame in progress; 0: none */
 	char name[64];		  /* peer endpoint, for logs */
 };
 
@@ -170,6 +169,8 @@ struct net_conn_type {
 	/** Read c again after net_conn_rx_pause(): its loop's backlog is short
 	 *  again. Not called for a closed connection. */
 	void (*rx_resume)(struct net_conn *c);
+	/** Whether received bytes wait unread (TCP: in the socket). */
+	bool (*rx_waiting)(struct net_conn *c);
 
 	/** Make [addr, addr+len) usable as a bulk source/destination; once per
 	 *  pool region. TCP: nothing to register, *rkey = 0. @return 0, -errno. */
@@ -206,11 +207,10 @@ void net_accept_forget(struct net_loop *nl);
  *  counters, limits) and fill its generic fields. name is the peer's endpoint
  *  for logs. @return 0, -ENOMEM (the caller closes its socket and frees c). */
 int net_conn_accepted(struct net_loop *nl, struct net_conn *c, const char *name);
-/** After a read on c: `partial` says a frame is half received. A frame in
- *  progress starts its clock when it began in this read (c->rx_frames moved
- *  past frames_before, or none was in progress); the frame timeout closes c
- *  when it runs too long. */
-void net_conn_rx_mark(struct net_conn *c, uint64_t frames_before, bool partial);
+/** After a read on c that brought bytes: `partial` says a frame is half
+ *  received. Its clock restarts: the frame timeout closes c when a frame in
+ *  progress gets no byte for frame_timeout_ms. */
+void net_conn_rx_mark(struct net_conn *c, bool partial);
 /** An outgoing connection is established: the peer's backoff resets. */
 void net_conn_up(struct net_conn *c);
 /** A whole message arrived on c: stamp m->conn, count it, hand it to rt. */

@@ -489,6 +489,37 @@ START_TEST(test_chain_member_moves_to_end_when_its_node_misses_the_lease)
 }
 END_TEST
 
+/* A refused request undoes its changes by reloading the database; that must
+ * not renew every node's lease: refused on every beat, it kept a dead node
+ * up (and its target serving) for good. */
+START_TEST(test_lease_runs_out_when_refused_requests_reload_state)
+{
+	static struct cfs_target_report r[MGMTD_NODE_TARGETS_MAX];
+	static char path[MGMTD_PATH_MAX];
+	struct cl c;
+
+	memset(path, 'p', sizeof(path) - 1);
+	for (uint32_t i = 0; i < MGMTD_NODE_TARGETS_MAX; i++)
+		r[i] = (struct cfs_target_report){.target = 900 + i,
+						  .local_state = CFS_LS_ONLINE,
+						  .path = {(const uint8_t *)path, sizeof(path) - 1}};
+	cl_start(&c);
+	three_node_chain(&c);
+	/* Node 2 goes silent; the others beat, and node 9 is refused each time. */
+	for (int i = 0; i < 11; i++) {
+		advance(&c, LEASE_MS / 10);
+		beat(&c, 1u << 1 | 1u << 3, 1);
+		ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 9, "h:9", 3, r,
+						   MGMTD_NODE_TARGETS_MAX, NULL),
+				 -ENOSPC);
+	}
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 2)->state, CFS_NODE_DOWN);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:O");
+	ck_assert_ptr_null(mgmtd_node_find(&c.s, 9));
+	cl_stop(&c);
+}
+END_TEST
+
 START_TEST(test_chain_member_resyncs_at_tail_when_its_node_returns)
 {
 	struct cl c;
@@ -1606,6 +1637,7 @@ mgmtd_suite(void)
 
 	tc = tcase_create("failover");
 	tcase_add_test(tc, test_chain_member_moves_to_end_when_its_node_misses_the_lease);
+	tcase_add_test(tc, test_lease_runs_out_when_refused_requests_reload_state);
 	tcase_add_test(tc, test_chain_member_resyncs_at_tail_when_its_node_returns);
 	tcase_add_test(tc, test_sync_done_refused_when_input_is_bad);
 	tcase_add_test(tc, test_uptodate_counts_as_online_when_said_from_stale_routing);

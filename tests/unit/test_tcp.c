@@ -1289,18 +1289,23 @@ START_TEST(test_tcp_bad_conn_closed_when_frame_malformed)
 END_TEST
 
 /* A peer that stops inside a frame (its payload, or its header) is cut off
- * after frame_timeout_ms; one that is merely quiet between frames is not. */
+ * after frame_timeout_ms without a byte; one that is merely quiet between
+ * frames is not, nor one whose frame comes slowly but steadily (it takes
+ * three times the timeout, a piece every tenth of it). */
 START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 {
+	enum { SLOW_LEN = 30 << 10, PIECE = 1 << 10 };
+	static const char piece[PIECE];
 	struct net_config nc;
 	struct wire_buf wb;
 	struct srv s;
 	struct cli c;
 	uint32_t alias;
-	int in_payload, in_header, quiet;
+	int in_payload, in_header, quiet, slow;
+	char buf[256];
 
 	net_config_init(&nc);
-	nc.frame_timeout_ms = 200;
+	nc.frame_timeout_ms = 500;
 	srv_start_cfg(&s, 2, 0, &nc);
 	cli_start(&c);
 	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
@@ -1321,6 +1326,16 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	quiet = raw_connect(s.port);
 	ck_assert(raw_ping_answered(quiet));
 
+	ping_frame_plen(&wb, SLOW_LEN);
+	slow = raw_connect(s.port);
+	raw_write(slow, wb.p, wb.len);
+	wire_buf_fini(&wb);
+	for (unsigned i = 0; i < SLOW_LEN / PIECE; i++) {
+		sleep_ms(50);
+		raw_write(slow, piece, PIECE);
+	}
+	ck_assert_msg(read(slow, buf, sizeof(buf)) > 0, "a slow, steady frame was cut off");
+
 	ck_assert_msg(raw_wait_closed(in_payload), "kept a peer stalled inside a payload");
 	ck_assert_msg(raw_wait_closed(in_header), "kept a peer stalled inside a header");
 	ck_assert_uint_eq(STAT_SUM(s.rt, s.net, frame_timeouts), 2);
@@ -1330,6 +1345,7 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	close(in_payload);
 	close(in_header);
 	close(quiet);
+	close(slow);
 	cli_stop(&c);
 	srv_stop(&s);
 }
