@@ -217,7 +217,6 @@ struct disk_mitem {
 enum disk_sitem_kind {
 	DISK_SI_ROW,   /* an index update (after fdatasync of sync_cls) */
 	DISK_SI_GROW,  /* fallocate a data file extent */
-	DISK_SI_FSYNC, /* fdatasync a data file (after zero-fill) */
 };
 
 /* Work for the helper thread; `done` is posted back with rc set. */
@@ -252,15 +251,13 @@ struct disk_class {
 	uint32_t nfile;	  /* slots the file holds or is growing to */
 	uint32_t nbits;	  /* bitmap capacity */
 	uint64_t *bits;	  /* 1: used by a version, an operation or quarantine */
-	uint64_t *stable; /* 1: blocks written and mapped durably: overwriting needs
-			     no file system metadata, a device flush makes it durable */
 	uint32_t nused;
 	uint32_t hint;
 	uint32_t nquar; /* of nused, waiting in quarantine */
 	bool growing;
 	bool grow_failed; /* the last growth failed: parked writers get -ENOSPC */
 	bool zero;	  /* new extents are zero-filled */
-	uint64_t zero_start, zero_next, zero_end; /* bytes being zero-filled */
+	uint64_t zero_next, zero_end; /* bytes being zero-filled */
 	bool zero_busy;
 	struct disk_io zio;
 	struct disk_op *waitq; /* operations waiting for a slot */
@@ -314,13 +311,6 @@ disk_slot_isset(const struct disk_class *k, uint32_t slot)
 {
 	return slot < k->nbits && (k->bits[slot / 64] >> (slot % 64)) & 1;
 }
-static inline bool
-disk_slot_stable(const struct disk_class *k, uint32_t slot)
-{
-	return slot < k->nbits && (k->stable[slot / 64] >> (slot % 64)) & 1;
-}
-/* Mark slots [first, first + n) stable. */
-void disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n);
 static inline bool
 disk_slot_hole(const struct disk_class *k, uint32_t slot)
 {

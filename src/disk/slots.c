@@ -16,16 +16,6 @@
  * through the aio engine because writing into never-written (unwritten)
  * extents costs about twice as much as overwriting (see README.md).
  *
- * A second bitmap marks "stable" slots: blocks allocated, written, and their
- * mapping committed by the file system. Overwriting a stable slot changes no
- * file system metadata, so the device cache flush that the index commit
- * issues (fdatasync of the SQLite WAL) also makes the slot's new content
- * durable: the group commit then skips the data file's fdatasync, one device
- * flush per batch instead of two. Writes into other slots (never written,
- * unwritten extents) keep the data fdatasync, after which they are stable.
- * At open, FIEMAP tells which slots are stable (after an fdatasync that
- * commits any mapping change a crashed process left in the journal).
- *
  * Space moves between classes ("reclaim", README.md): the capacity limits
  * the bytes the data files hold, not their sizes. A class that needs room
  * while the files hold the whole capacity starts a reclaim job that gives
@@ -33,8 +23,8 @@
  * file is cut off (ftruncate), free slots inside are punched out
  * (FALLOC_FL_PUNCH_HOLE); the room becomes a growth step of the class that
  * needed it. A punched slot is a "hole": free, unprepared; its class
- * prepares it again like a new extent (fallocate, zero-fill, stable after a
- * sync) before handing it out. The job's syscalls wait for the direct I/O
+ * prepares it again like a new extent (fallocate, zero-fill) before handing
+ * it out. The job's syscalls wait for the direct I/O
  * in flight on the file and for the journal (measured 0.4-0.9 ms per punch,
  * ~25 ms for a 56 MiB truncate), so they run on a short-lived thread of
  * their own, neither on the loop nor in front of the group commit. Which
@@ -91,7 +81,7 @@ static int
 bits_reserve(struct disk_class *k, uint32_t nslots)
 {
 	uint32_t words, oldwords;
-	uint64_t *nb, *ns, *nh;
+	uint64_t *nb, *nh;
 
 	if (nslots <= k->nbits)
 		return 0;
@@ -101,16 +91,11 @@ bits_reserve(struct disk_class *k, uint32_t nslots)
 	if (nb == NULL)
 		return -ENOMEM;
 	k->bits = nb;
-	ns = realloc(k->stable, (size_t)words * sizeof(*ns));
-	if (ns == NULL)
-		return -ENOMEM;
-	k->stable = ns;
 	nh = realloc(k->holes, (size_t)words * sizeof(*nh));
 	if (nh == NULL)
 		return -ENOMEM;
 	k->holes = nh;
 	memset(nb + oldwords, 0, (words - oldwords) * sizeof(*nb));
-	memset(ns + oldwords, 0, (words - oldwords) * sizeof(*ns));
 	memset(nh + oldwords, 0, (words - oldwords) * sizeof(*nh));
 	k->nbits = words * 64;
 	return 0;
@@ -125,14 +110,6 @@ map_set(uint64_t *map, uint32_t first, uint32_t n, bool on)
 		else
 			map[s / 64] &= ~(1ull << (s % 64));
 	}
-}
-
-void
-disk_slots_set_stable(struct disk_class *k, uint32_t first, uint32_t n)
-{
-	if (first >= k->nbits)
-		return;
-	map_set(k->stable, first, n < k->nbits - first ? n : k->nbits - first, true);
 }
 
 static uint32_t
@@ -188,32 +165,14 @@ walk_extents(const struct disk_class *k, void (*fn)(void *arg, const struct fiem
 
 struct scan {
 	struct disk_class *k;
-	bool stable;		     /* mark stable slots too */
-	uint64_t run_start, run_end; /* current run of adjacent written extents */
-	uint64_t *mapped;	     /* slots with at least one mapped byte */
+	uint64_t *mapped; /* slots with at least one mapped byte */
 };
-
-static void
-scan_run_end(struct scan *x)
-{
-	struct disk_class *k = x->k;
-
-	if (x->stable && x->run_end > x->run_start) {
-		uint64_t a = (x->run_start + k->size - 1) / k->size;
-		uint64_t b = x->run_end / k->size;
-
-		if (b > a)
-			disk_slots_set_stable(k, (uint32_t)a, (uint32_t)(b - a));
-	}
-}
 
 static void
 scan_extent(void *arg, const struct fiemap_extent *x)
 {
 	struct scan *sc = arg;
 	const struct disk_class *k = sc->k;
-	bool written = !(x->fe_flags & (FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_UNKNOWN |
-					FIEMAP_EXTENT_DELALLOC));
 	uint64_t first = x->fe_logical / k->size;
 	uint64_t last = (x->fe_logical + x->fe_length - 1) / k->size;
 
@@ -223,34 +182,23 @@ scan_extent(void *arg, const struct fiemap_extent *x)
 		last = k->nfile - 1;
 	if (first <= last)
 		map_set(sc->mapped, (uint32_t)first, (uint32_t)(last - first + 1), true);
-	if (written && x->fe_logical == sc->run_end) {
-		sc->run_end = x->fe_logical + x->fe_length;
-	} else {
-		scan_run_end(sc);
-		sc->run_start = x->fe_logical;
-		sc->run_end = written ? x->fe_logical + x->fe_length : x->fe_logical;
-	}
 }
 
-/* At open: mark the slots lying wholly inside written, mapped extents stable
- * (when `stable`), and the slots without any mapped byte as holes (punched
- * by an earlier reclaim). Without FIEMAP every slot stays unstable (more
- * fdatasyncs) and none is a hole (the space is counted as held). */
+/* At open: mark the slots without any mapped byte as holes (punched by an
+ * earlier reclaim). Without FIEMAP none is a hole (the space is counted as
+ * held). */
 static void
-scan_extents(struct disk_class *k, bool stable)
+scan_extents(struct disk_class *k)
 {
-	struct scan sc = {.k = k, .stable = stable};
+	struct scan sc = {.k = k};
 	uint32_t words = (k->nfile + 63) / 64;
 
 	if (k->nfile == 0)
-		return;
-	if (stable && fdatasync(k->fd) != 0)
 		return;
 	sc.mapped = calloc(words, sizeof(uint64_t));
 	if (sc.mapped == NULL)
 		return;
 	if (walk_extents(k, scan_extent, &sc) == 0) {
-		scan_run_end(&sc);
 		for (uint32_t s = 0; s < k->nfile; s++) {
 			if (!((sc.mapped[s / 64] >> (s % 64)) & 1)) {
 				k->holes[s / 64] |= 1ull << (s % 64);
@@ -332,7 +280,7 @@ disk_slots_open(struct disk_target *t)
 		rc = bits_reserve(k, k->nfile);
 		if (rc != 0)
 			goto out;
-		scan_extents(k, t->sync_mode == DISK_SYNC_FDATASYNC);
+		scan_extents(k);
 		t->file_bytes += (uint64_t)(k->nfile - k->nholes) * k->size;
 	}
 out:
@@ -350,10 +298,8 @@ disk_slots_close(struct disk_target *t)
 			close(k->fd);
 		k->fd = -1;
 		free(k->bits);
-		free(k->stable);
 		free(k->holes);
 		k->bits = NULL;
-		k->stable = NULL;
 		k->holes = NULL;
 	}
 	while (t->quar_head != NULL) {
@@ -721,8 +667,8 @@ disk_slots_kick(struct disk_target *t)
  * A growth step prepares slots [first, first + n) of a class: at the end of
  * the file (the file grows), or over a run of holes (refill: the file keeps
  * its size, the slots stay reserved until prepared). Either way: fallocate
- * on the helper thread, zero-fill for small classes, then an fdatasync makes
- * them stable, exactly as for the first extent of a class.
+ * on the helper thread, then zero-fill for small classes, exactly as for the
+ * first extent of a class.
  */
 struct grow {
 	struct disk_sitem si;
@@ -730,49 +676,6 @@ struct grow {
 };
 
 static void zero_next(struct disk_target *t, struct disk_class *k);
-
-/* The zero-filled extent becomes stable once an fdatasync has committed its
- * unwritten-to-written conversion. A reclaim that started meanwhile may have
- * released some of those slots (epoch): then none is marked, which costs
- * only fdatasyncs. */
-struct stab {
-	struct disk_sitem si;
-	uint32_t epoch;
-};
-
-static void
-stabilize_done(struct disk_target *t, struct disk_mitem *mi)
-{
-	struct stab *s = (struct stab *)((char *)mi - offsetof(struct stab, si.done));
-	struct disk_class *k = &t->cls[s->si.cls];
-
-	if (s->si.rc == 0 && s->epoch == k->epoch)
-		disk_slots_set_stable(k, (uint32_t)(s->si.off / k->size),
-				      (uint32_t)(s->si.len / k->size));
-	t->bg_inflight--;
-	free(s);
-}
-
-static void
-stabilize(struct disk_target *t, struct disk_class *k, uint64_t from, uint64_t to)
-{
-	struct stab *s;
-
-	if (t->sync_mode != DISK_SYNC_FDATASYNC || to <= from || t->closing)
-		return;
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		return; /* the slots stay unstable: more fdatasyncs, nothing worse */
-	s->si.kind = DISK_SI_FSYNC;
-	s->si.sync_cls = (int8_t)(k - t->cls);
-	s->si.cls = (uint8_t)(k - t->cls);
-	s->si.off = from;
-	s->si.len = to - from;
-	s->si.done.fn = stabilize_done;
-	s->epoch = k->epoch;
-	t->bg_inflight++;
-	disk_sync_push(t, &s->si);
-}
 
 static void
 grow_finish(struct disk_target *t, struct disk_class *k)
@@ -797,8 +700,6 @@ zero_done(struct disk_io *io, long res)
 	/* The io is embedded in its class. */
 	struct disk_class *k = (struct disk_class *)((char *)io - offsetof(struct disk_class, zio));
 
-	bool whole = res == (long)io->len && k->zero_next >= k->zero_end;
-
 	k->zero_busy = false;
 	if (t->closing && res == (long)io->len) {
 		/* Do not make close wait for the rest: those slots are usable as
@@ -818,8 +719,6 @@ zero_done(struct disk_io *io, long res)
 	if (k->zero_next >= k->zero_end) {
 		if (!k->refill)
 			k->nslots = k->nfile;
-		if (whole) /* every byte of the extent written: stable once synced */
-			stabilize(t, k, k->zero_start, k->zero_end);
 		grow_finish(t, k);
 		return;
 	}
@@ -874,7 +773,7 @@ grow_done(struct disk_target *t, struct disk_mitem *mi)
 		return;
 	}
 	if (k->zero && t->zero_buf != NULL) {
-		k->zero_start = k->zero_next = g->si.off;
+		k->zero_next = g->si.off;
 		k->zero_end = g->si.off + g->si.len;
 		free(g);
 		zero_next(t, k);
@@ -978,7 +877,6 @@ reclaim_done(struct disk_target *t, struct disk_mitem *mi)
 		}
 		released += bytes;
 		t->file_bytes -= bytes;
-		map_set(k->stable, r->first, r->n, false);
 		if (r->cut) {
 			map_set(k->holes, r->first, r->n, false);
 			k->nholes -= holes;

@@ -140,10 +140,11 @@ index_apply(struct disk_target *t, struct disk_sitem *batch)
 }
 
 /* Durably apply the rows of a batch: data first, index after, so an index
- * entry never points at bytes that could still be lost. Rows whose data went
- * to stable slots (see slots.c) need no data fdatasync: their writes
- * completed before the commit, and the commit's own sync of the WAL flushes
- * the device cache, which makes every completed write durable. */
+ * entry never points at bytes that could still be lost. Two device cache
+ * flushes, always: the data files' fdatasync, then the commit's sync of the
+ * WAL. One would make both durable at its end, but not in order: a disk
+ * losing power in the middle of it may keep the WAL's new row and not the
+ * bytes it points at, and the version that row replaced is then lost too. */
 static void
 commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 {
@@ -233,8 +234,6 @@ sync_main(void *arg)
 		for (si = batch; si != NULL; si = si->next) {
 			if (si->kind == DISK_SI_GROW)
 				si->rc = do_grow(t, si);
-			else if (si->kind == DISK_SI_FSYNC)
-				si->rc = fdatasync(t->cls[si->cls].fd) == 0 ? 0 : -errno;
 			else if (si->rc == 0)
 				nrows++;
 		}

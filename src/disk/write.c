@@ -163,15 +163,6 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 	int rc = op->si.rc;
 
 	if (rc == 0) {
-		/* Durable data in a slot: its mapping is committed now too (by the
-		 * data fdatasync, or by RWF_DSYNC) — but only for the blocks written.
-		 * A slot of a class that is not zero-filled keeps unwritten blocks
-		 * past a shorter version; were it marked stable, a later longer write
-		 * would skip the data fdatasync and its unwritten-to-written
-		 * conversion could be lost with the power. */
-		if (op->wrote_data && (op->si.sync_cls >= 0 || t->sync_mode == DISK_SYNC_DSYNC) &&
-		    (t->cls[op->cls].zero || disk_roundup(op->nv.len) >= t->cls[op->cls].size))
-			disk_slots_set_stable(&t->cls[op->cls], op->nv.slot, 1);
 		apply(op);
 		if (op->kind == DISK_OP_WRITE || op->kind == DISK_OP_TRUNCATE) {
 			t->st.writes++;
@@ -265,10 +256,8 @@ op_sync(struct disk_op *op, bool wrote_data)
 	}
 	op->si.kind = DISK_SI_ROW;
 	op->si.rc = 0;
-	op->si.sync_cls = wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC &&
-					  !disk_slot_stable(&t->cls[op->cls], op->nv.slot)
-				  ? (int8_t)op->cls
-				  : -1;
+	op->si.sync_cls =
+		wrote_data && t->sync_mode == DISK_SYNC_FDATASYNC ? (int8_t)op->cls : -1;
 	op->wrote_data = wrote_data;
 	op->si.done.fn = op_durable;
 	disk_sync_push(t, &op->si);
