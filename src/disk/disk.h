@@ -174,8 +174,9 @@ struct disk_target;
  * part), and the group-commit thread. Call on e's loop thread.
  * Errors: -EINVAL (bad options), -CFS_ECONFIG (the directory holds an index of
  * another format or class table), -EIO (SQLite error, corrupt index: two
- * chunks sharing a slot, a slot beyond its data file), -ENOMEM, other -errno
- * from the file system.
+ * chunks sharing a slot, a slot beyond its data file), -EBUSY (another
+ * target, in this process or another, has the directory open: `lock`, flock),
+ * -ENOMEM, other -errno from the file system.
  */
 int disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o,
 		     struct disk_target **out);

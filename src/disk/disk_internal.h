@@ -392,6 +392,7 @@ struct disk_target {
 	struct disk_ioeng *e;
 	struct ev_loop *ev;
 	char *path;
+	int lock_fd; /* <path>/lock, flock'd: one opener per directory */
 	uint32_t id;
 	uint64_t capacity;
 	uint64_t grow_bytes;

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -402,6 +403,35 @@ wake_cb(struct ev_loop *ev, ev_async *w, int revents)
 
 static void free_entries(struct disk_target *t);
 
+/* Two openers of one directory (two [target.N] sections naming it, a
+ * restart overlapping the old process) would hand out the same free slots and
+ * overwrite each other's chunks: the second is refused. flock, not fcntl: it
+ * also holds between two opens in one process, and the kernel drops it with
+ * the process. */
+static int
+lock_dir(struct disk_target *t)
+{
+	char *lp = malloc(strlen(t->path) + 8);
+	int rc = 0;
+
+	if (lp == NULL)
+		return -ENOMEM;
+	sprintf(lp, "%s/lock", t->path);
+	t->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (t->lock_fd < 0) {
+		rc = -errno;
+		RT_ERR(rc, "open %s", lp);
+	} else if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		RT_ERR(rc, "target=%u %s: the directory is in use by another opener", t->id,
+		       t->path);
+		close(t->lock_fd);
+		t->lock_fd = -1;
+	}
+	free(lp);
+	return rc;
+}
+
 int
 disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct disk_target **out)
 {
@@ -447,9 +477,12 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 		RT_ERR(rc, "mkdir %s", o->path);
 		goto out_free;
 	}
-	rc = disk_cmap_init(&t->map);
+	rc = lock_dir(t);
 	if (rc != 0)
 		goto out_free;
+	rc = disk_cmap_init(&t->map);
+	if (rc != 0)
+		goto out_unlock;
 	rc = disk_slots_open(t);
 	if (rc != 0)
 		goto out_slots;
@@ -496,6 +529,8 @@ out_slots:
 	free_entries(t);
 	disk_cmap_fini(&t->map);
 	disk_rmap_fini(&t->removed);
+out_unlock:
+	close(t->lock_fd);
 out_free:
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
@@ -555,6 +590,7 @@ disk_target_close(struct disk_target **pt)
 	disk_cmap_fini(&t->map);
 	disk_rmap_fini(&t->removed);
 	free(t->zero_buf);
+	close(t->lock_fd); /* the directory is free for the next opener */
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
 	RT_INFO("target=%u closed %s", t->id, t->path);

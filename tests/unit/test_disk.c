@@ -3076,6 +3076,23 @@ START_TEST(test_disk_waiting_read_serves_version_asked_when_chunk_moves)
 }
 END_TEST
 
+/* One opener per directory: a second one would hand out the same free slots
+ * and overwrite the first one's chunks. It is refused until the first
+ * closes. */
+START_TEST(test_disk_second_open_refused_when_directory_in_use)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL, *t2 = NULL;
+
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t2), -EBUSY);
+	ck_assert_ptr_null(t2);
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t2), 0);
+	disk_target_close(&t2);
+}
+END_TEST
+
 static Suite *
 disk_suite(void)
 {
@@ -3112,6 +3129,7 @@ disk_suite(void)
 		{"checksum_small", test_disk_small_chunk_fails_checksum_when_flipped_after_reopen},
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
 		{"whole_moved", test_disk_waiting_read_serves_version_asked_when_chunk_moves},
+		{"open_twice", test_disk_second_open_refused_when_directory_in_use},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},
 		{"ver_overflow", test_disk_update_fails_with_eoverflow_when_versions_exhausted},
