@@ -362,9 +362,17 @@ load_row(const struct disk_row *r, void *arg)
 
 	if (r->chunk_size == 0 || r->chunk_size > DISK_MAX_CHUNK ||
 	    disk_class_of(r->chunk_size) != r->cls || (r->ver == 0 && r->pver == 0) ||
-	    (r->ptomb && r->plen != 0)) {
-		RT_ERRLOG("%s: malformed index row (size %u class %u)", t->path, r->chunk_size,
-			  r->cls);
+	    (r->ptomb && r->plen != 0) || (r->pver != 0 && r->pver <= r->ver)) {
+		RT_ERRLOG("%s: malformed index row (size %u class %u, versions %llu/%llu)",
+			  t->path, r->chunk_size, r->cls, (unsigned long long)r->ver,
+			  (unsigned long long)r->pver);
+		return -EIO;
+	}
+	/* The id is the table's primary key, but a database written by anyone
+	 * else may hold it twice (as text and as a blob, or a table without the
+	 * key): two entries for one chunk corrupt the in-memory index. */
+	if (disk_chunk_get(t, &r->id, false) != NULL) {
+		RT_ERRLOG("%s: chunk listed twice in the index", t->path);
 		return -EIO;
 	}
 	rc = mark_ver(t, r, r->ver, r->slot, r->len);
@@ -372,7 +380,7 @@ load_row(const struct disk_row *r, void *arg)
 		rc = mark_ver(t, r, r->pver, r->pslot, r->plen);
 	if (rc != 0)
 		return rc;
-	c = chunk_new(t, &r->id); /* ids are the index's primary key: never twice */
+	c = chunk_new(t, &r->id);
 	if (c == NULL)
 		return -ENOMEM;
 	c->chunk_size = r->chunk_size;
