@@ -400,6 +400,11 @@ struct disk_target {
 	enum disk_sync_mode sync_mode;
 	enum disk_prep_mode prep;
 	bool closing;
+	/* An index commit failed: its transaction may still be in the WAL, and
+	 * come back at the next open naming the batch's slots. Those are kept,
+	 * and mutations are refused (-EIO) until the target is opened again.
+	 * Written by the helper thread under lock, read by the loop. */
+	bool index_failed;
 	unsigned cb_depth; /* inside a user callback: close is refused */
 
 	struct disk_cmap map;

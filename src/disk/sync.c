@@ -150,6 +150,7 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 {
 	bool synced[DISK_NCLASS] = {false};
 	uint64_t t0 = mono_ns(), t1;
+	bool data_ok;
 	int rc = 0;
 
 	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next) {
@@ -163,6 +164,7 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 		}
 	}
 	t1 = mono_ns();
+	data_ok = rc == 0;
 	if (rc == 0) {
 		rc = index_apply(t, batch);
 		/* The file system is full: the index gets its reserve (index.c)
@@ -179,6 +181,17 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 	 * when data grows: writes into freed slots never do). */
 	if (rc == 0 && t->ix.reserve_spent && disk_index_reserve_restore(&t->ix) == 0)
 		RT_INFO("target=%u: the index reserve is back", t->id);
+	if (data_ok && rc != 0 && rc != -ENOSPC) {
+		/* The data was synced, so the failure is the commit's own: treat
+		 * the transaction as possibly durable (see index_failed). */
+		pthread_mutex_lock(&t->lock);
+		if (!t->index_failed)
+			RT_ERR(rc, "target=%u: index commit failed; writes refused until the "
+				   "target is opened again",
+			       t->id);
+		t->index_failed = true;
+		pthread_mutex_unlock(&t->lock);
+	}
 	/* One failure fails the whole transaction: every row of it reports it. */
 	for (struct disk_sitem *si = batch; si != NULL; si = si->next)
 		if (si->kind == DISK_SI_ROW && si->rc == 0)

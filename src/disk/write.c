@@ -169,8 +169,9 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 			t->st.write_bytes += op->kind == DISK_OP_WRITE ? op->len : 0;
 		}
 		disk_chunk_info(c, &info);
-	} else if (op->nv.slot != DISK_NOSLOT) {
-		/* Never referenced by the index nor visible to reads. */
+	} else if (op->nv.slot != DISK_NOSLOT && !t->index_failed) {
+		/* Never referenced by the index nor visible to reads. (After a
+		 * failed commit it may be, at the next open: kept.) */
 		disk_slot_free_now(t, op->cls, op->nv.slot);
 		op->nv.slot = DISK_NOSLOT;
 	}
@@ -664,6 +665,8 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 
 	if (t->closing)
 		return -CFS_ENOTSERVING;
+	if (t->index_failed)
+		return -EIO;
 	if (w->chunk_size == 0 || w->chunk_size > DISK_MAX_CHUNK ||
 	    (uint64_t)w->off + w->len > w->chunk_size || ((w->flags & DISK_W_FORCE) && w->ver == 0))
 		return -EINVAL;
@@ -738,6 +741,8 @@ submit_simple(struct disk_target *t, const struct cfs_id128 *id, uint8_t kind, u
 
 	if (t->closing)
 		return -CFS_ENOTSERVING;
+	if (t->index_failed)
+		return -EIO;
 	c = disk_chunk_get(t, id, false);
 	if (c == NULL)
 		return -CFS_ENOCHUNK;
