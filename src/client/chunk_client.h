@@ -47,9 +47,10 @@ struct cfs_chunk_client_opts {
 int cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts,
 			    struct cfs_chunk_client **out);
 /** Stop and free. Sets *pc to NULL. Waits first for the done callback of every
- *  cfs_chunk_submit still under way (each ends by its deadline); must not be
- *  called from one (CFS_PANIC), nor while another thread is inside
- *  cfs_chunk_batch on this client. */
+ *  cfs_chunk_submit still under way (each ends by its deadline), so callbacks
+ *  that submit again must stop doing so first; must not be called from one
+ *  (CFS_PANIC), nor while another thread is inside cfs_chunk_batch on this
+ *  client. */
 void cfs_chunk_client_destroy(struct cfs_chunk_client **pc);
 
 /** The newest routing snapshot (a reference: cfs_routing_snap_put it). */

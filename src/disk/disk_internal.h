@@ -271,7 +271,6 @@ struct disk_class {
 	bool shrinking;			 /* a reclaim job is releasing some of its slots */
 	bool refill;			 /* the growth in progress re-prepares holes: */
 	uint32_t refill_first, refill_n; /* [refill_first, +refill_n) */
-	uint32_t epoch;			 /* bumped when slots are released */
 };
 
 /* A freed slot waiting for the reads that may still use it. */

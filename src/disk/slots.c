@@ -1019,10 +1019,8 @@ reclaim_start(struct disk_target *t, uint8_t cls, bool fs_full)
 		free(j);
 		return false;
 	}
-	for (unsigned i = 0; i < j->n; i++) {
+	for (unsigned i = 0; i < j->n; i++)
 		t->cls[j->r[i].cls].shrinking = true;
-		t->cls[j->r[i].cls].epoch++;
-	}
 	rc = pthread_create(&j->thread, NULL, reclaim_main, j);
 	if (rc != 0) {
 		RT_ERR(-rc, "target=%u reclaim thread", t->id);

@@ -118,7 +118,7 @@ mono_ns(void)
  * transaction (and no WAL sync) of their own, and none at all while the
  * oldest record is young. */
 static int
-index_apply(struct disk_target *t, struct disk_sitem *batch)
+index_apply(struct disk_target *t, struct disk_sitem *batch, bool *at_commit)
 {
 	uint64_t now = disk_wall_ms();
 	uint64_t cutoff = now > t->removed_retention_ms ? now - t->removed_retention_ms : 0;
@@ -130,10 +130,12 @@ index_apply(struct disk_target *t, struct disk_sitem *batch)
 			rc = disk_index_put(&t->ix, &si->row);
 	if (rc == 0 && purge)
 		rc = disk_index_purge_removed(&t->ix, cutoff);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = disk_index_commit(&t->ix);
-	else
+		*at_commit = rc != 0;
+	} else {
 		disk_index_rollback(&t->ix);
+	}
 	if (rc == 0 && purge)
 		disk_index_removed_oldest(&t->ix);
 	return rc;
@@ -150,7 +152,7 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 {
 	bool synced[DISK_NCLASS] = {false};
 	uint64_t t0 = mono_ns(), t1;
-	bool data_ok;
+	bool at_commit = false;
 	int rc = 0;
 
 	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next) {
@@ -164,9 +166,8 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 		}
 	}
 	t1 = mono_ns();
-	data_ok = rc == 0;
 	if (rc == 0) {
-		rc = index_apply(t, batch);
+		rc = index_apply(t, batch, &at_commit);
 		/* The file system is full: the index gets its reserve (index.c)
 		 * and the batch, removals that make room among it, goes in after
 		 * all. (Only here: a failed data sync must fail the batch.) */
@@ -174,23 +175,21 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 			RT_WARN("target=%u: file system full: the index used its reserve; "
 				"data space waits until the reserve is back",
 				t->id);
-			rc = index_apply(t, batch);
+			rc = index_apply(t, batch, &at_commit);
 		}
 	}
 	/* Spent, the reserve comes back as soon as there is room again (not only
 	 * when data grows: writes into freed slots never do). */
 	if (rc == 0 && t->ix.reserve_spent && disk_index_reserve_restore(&t->ix) == 0)
 		RT_INFO("target=%u: the index reserve is back", t->id);
-	if (data_ok && rc != 0 && rc != -ENOSPC) {
-		/* The data was synced, so the failure is the commit's own: treat
-		 * the transaction as possibly durable (see index_failed). */
-		pthread_mutex_lock(&t->lock);
-		if (!t->index_failed)
+	if (at_commit && rc != 0 && rc != -ENOSPC) {
+		/* COMMIT itself failed: its frames may be in the WAL, and the
+		 * transaction may come back at the next open (see index_failed).
+		 * Earlier steps roll back and leave nothing behind. */
+		if (!__atomic_exchange_n(&t->index_failed, true, __ATOMIC_ACQ_REL))
 			RT_ERR(rc, "target=%u: index commit failed; writes refused until the "
 				   "target is opened again",
 			       t->id);
-		t->index_failed = true;
-		pthread_mutex_unlock(&t->lock);
 	}
 	/* One failure fails the whole transaction: every row of it reports it. */
 	for (struct disk_sitem *si = batch; si != NULL; si = si->next)

@@ -62,6 +62,13 @@ op_free(struct disk_op *op)
 	free(op);
 }
 
+/* index_failed is set by the helper thread: read it as such. */
+static bool
+t_index_failed(const struct disk_target *t)
+{
+	return __atomic_load_n(&t->index_failed, __ATOMIC_ACQUIRE);
+}
+
 static void
 chunk_release(struct disk_target *t, struct disk_chunk *c)
 {
@@ -169,7 +176,7 @@ op_durable(struct disk_target *t, struct disk_mitem *mi)
 			t->st.write_bytes += op->kind == DISK_OP_WRITE ? op->len : 0;
 		}
 		disk_chunk_info(c, &info);
-	} else if (op->nv.slot != DISK_NOSLOT && !t->index_failed) {
+	} else if (op->nv.slot != DISK_NOSLOT && !t_index_failed(t)) {
 		/* Never referenced by the index nor visible to reads. (After a
 		 * failed commit it may be, at the next open: kept.) */
 		disk_slot_free_now(t, op->cls, op->nv.slot);
@@ -577,6 +584,11 @@ op_start(struct disk_op *op)
 
 	op->chunk_size = op->kind == DISK_OP_WRITE ? op->chunk_size : c->chunk_size;
 	op->cls = c->cls;
+	/* Queued behind its chunk before an index commit failed: refused too. */
+	if (t_index_failed(op->t)) {
+		op_finish(op, -EIO);
+		return;
+	}
 	switch (op->kind) {
 	case DISK_OP_WRITE:
 	case DISK_OP_TRUNCATE:
@@ -665,7 +677,7 @@ disk_write(struct disk_target *t, const struct disk_write *w, disk_done_fn cb, v
 
 	if (t->closing)
 		return -CFS_ENOTSERVING;
-	if (t->index_failed)
+	if (t_index_failed(t))
 		return -EIO;
 	if (w->chunk_size == 0 || w->chunk_size > DISK_MAX_CHUNK ||
 	    (uint64_t)w->off + w->len > w->chunk_size || ((w->flags & DISK_W_FORCE) && w->ver == 0))
@@ -741,7 +753,7 @@ submit_simple(struct disk_target *t, const struct cfs_id128 *id, uint8_t kind, u
 
 	if (t->closing)
 		return -CFS_ENOTSERVING;
-	if (t->index_failed)
+	if (t_index_failed(t))
 		return -EIO;
 	c = disk_chunk_get(t, id, false);
 	if (c == NULL)

@@ -3093,6 +3093,33 @@ START_TEST(test_disk_second_open_refused_when_directory_in_use)
 }
 END_TEST
 
+/* An index step that fails before COMMIT rolls back and leaves nothing in
+ * the WAL: that batch fails, the next one goes through. (Only a failed
+ * COMMIT refuses further writes until the target is opened again.) */
+START_TEST(test_disk_write_recovers_when_index_busy_for_one_batch)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	static uint8_t a[4096];
+	char path[700];
+	sqlite3 *db = NULL;
+
+	fill(a, sizeof(a), 5);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	ck_assert_int_eq(write_sync(t, mkid(7, 1), 4096, 0, a, 4096, 0, DISK_W_COMMIT, NULL), 0);
+	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(write_sync(t, mkid(7, 2), 4096, 0, a, 4096, 0, DISK_W_COMMIT, NULL), -EIO);
+	ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(write_sync(t, mkid(7, 3), 4096, 0, a, 4096, 0, DISK_W_COMMIT, NULL), 0);
+	assert_content(t, mkid(7, 1), 0, a, sizeof(a));
+	assert_content(t, mkid(7, 3), 0, a, sizeof(a));
+	disk_target_close(&t);
+}
+END_TEST
+
 static Suite *
 disk_suite(void)
 {
@@ -3130,6 +3157,7 @@ disk_suite(void)
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
 		{"whole_moved", test_disk_waiting_read_serves_version_asked_when_chunk_moves},
 		{"open_twice", test_disk_second_open_refused_when_directory_in_use},
+		{"index_busy", test_disk_write_recovers_when_index_busy_for_one_batch},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},
 		{"ver_overflow", test_disk_update_fails_with_eoverflow_when_versions_exhausted},
