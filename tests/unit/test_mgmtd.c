@@ -1266,40 +1266,58 @@ START_TEST(test_actor_answers_and_pushes_when_nodes_register)
 }
 END_TEST
 
+/* mgmtd with nodes 1..3 registered, and a routing cache on loop 1 that polls
+ * only every minute (a new version can only come by push): its first
+ * snapshot in *s. */
+static struct cfs_routing *
+cache_start(struct h *h, struct cfs_routing_snap **s)
+{
+	struct cfs_routing_opts o = {0};
+	struct cfs_routing *r = NULL;
+
+	h_start(h, 2, HB_MS, LEASE_MS);
+	for (uint32_t n = 1; n <= 3; n++)
+		ck_assert_int_eq(h_register(h, n, 1), 0);
+	o.mgmtd = h->mgmtd;
+	o.loop = 1;
+	o.poll_ms = 60000;
+	ck_assert_int_eq(cfs_routing_create(h->rt, &o, &r), 0);
+	ck_assert_int_eq(cfs_routing_wait(r, 1, WAIT_S * 1000, s), 0);
+	return r;
+}
+
+/* The cache's first snapshot newer than s, without refreshing (a push). */
+static struct cfs_routing_snap *
+cache_next(struct cfs_routing *r, const struct cfs_routing_snap *s)
+{
+	struct timespec ts = {0, 10 * 1000000};
+	struct cfs_routing_snap *s2 = NULL;
+
+	for (int guard = WAIT_S * 100; guard > 0; guard--) {
+		s2 = cfs_routing_get(r);
+		if (s2 && s2->routing_ver > s->routing_ver)
+			return s2;
+		cfs_routing_snap_put(&s2);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 START_TEST(test_routing_cache_follows_mgmtd_when_routing_changes)
 {
 	struct h h;
-	struct cfs_routing *r = NULL;
+	struct cfs_routing *r;
 	struct cfs_routing_snap *s = NULL, *s2 = NULL;
-	struct cfs_routing_opts o = {0};
 	const struct cfs_route_chain *ch;
 	uint32_t made;
 
-	h_start(&h, 2, HB_MS, LEASE_MS);
-	for (uint32_t n = 1; n <= 3; n++)
-		ck_assert_int_eq(h_register(&h, n, 1), 0);
-	o.mgmtd = h.mgmtd;
-	o.loop = 1;
-	o.poll_ms = 60000; /* so a new version can only come by push (or refresh) */
-	ck_assert_int_eq(cfs_routing_create(h.rt, &o, &r), 0);
-	ck_assert_int_eq(cfs_routing_wait(r, 1, WAIT_S * 1000, &s), 0);
+	r = cache_start(&h, &s);
 	ck_assert_uint_eq(s->nnodes, 3);
 	ck_assert_uint_eq(s->nchains, 0);
 	ck_assert_ptr_null(cfs_routing_chain(s, 1));
 	ck_assert_int_eq(h_create_chains(&h, 3, 1, &made), 0);
-	/* The push brings it: wait for a version past s without refreshing. */
-	{
-		struct timespec ts = {0, 10 * 1000000};
-		int guard = WAIT_S * 100;
-
-		while (guard-- > 0) {
-			s2 = cfs_routing_get(r);
-			if (s2 && s2->routing_ver > s->routing_ver)
-				break;
-			cfs_routing_snap_put(&s2);
-			nanosleep(&ts, NULL);
-		}
-	}
+	/* The push brings it. */
+	s2 = cache_next(r, s);
 	ck_assert_ptr_nonnull(s2);
 	ch = cfs_routing_chain(s2, 1);
 	ck_assert_ptr_nonnull(ch);
@@ -1538,6 +1556,64 @@ stor_chain_ver_past(struct h *h, void *arg)
 	return h->stor[want[0]].chain_ver >= want[1];
 }
 
+struct kind_find {
+	const char *kind;
+	cfs_addr_t addr; /* atomic: 0 until found */
+	bool done;	 /* atomic */
+};
+
+static void
+kind_visit(struct rt_actor *a, uint64_t handled, void *arg)
+{
+	struct kind_find *f = arg;
+
+	if (strcmp(rt_actor_kind(a)->name, f->kind) == 0)
+		__atomic_store_n(&f->addr, rt_actor_addr(a), __ATOMIC_RELEASE);
+}
+
+static void
+kind_find_on_loop(void *arg)
+{
+	struct kind_find *f = arg;
+
+	rt_loop_foreach_actor(rt_loop_current(), kind_visit, f);
+	__atomic_store_n(&f->done, true, __ATOMIC_RELEASE);
+}
+
+/* The client's routing cache, like nodectl, takes routing only from mgmtd:
+ * forged pushes (a peer's connection, another node's) are ignored, and the
+ * cache follows mgmtd's next version. */
+START_TEST(test_routing_cache_ignores_routing_not_from_mgmtd)
+{
+	struct h h;
+	struct cfs_routing *r;
+	struct cfs_routing_snap *s = NULL, *s2 = NULL;
+	struct kind_find f = {.kind = "routing"};
+	uint32_t made;
+
+	r = cache_start(&h, &s);
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(h.rt, 1), kind_find_on_loop, &f), 0);
+	for (int guard = WAIT_S * 100; !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE) && guard > 0;
+	     guard--) {
+		struct timespec ts = {0, 10 * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_uint_ne(__atomic_load_n(&f.addr, __ATOMIC_ACQUIRE), 0);
+	forge_routing_update(&h, f.addr, 0);
+	forge_routing_update(&h, f.addr, 77);
+	ck_assert_int_eq(h_create_chains(&h, 3, 1, &made), 0);
+	s2 = cache_next(r, s);
+	ck_assert_ptr_nonnull(s2);
+	ck_assert_uint_lt(s2->routing_ver, UINT64_MAX);
+	ck_assert_ptr_nonnull(cfs_routing_chain(s2, 1));
+	cfs_routing_snap_put(&s);
+	cfs_routing_snap_put(&s2);
+	cfs_routing_destroy(&r);
+	h_stop(&h);
+}
+END_TEST
+
 START_TEST(test_nodectl_joins_and_tells_storage_when_chains_change)
 {
 	struct h h;
@@ -1663,6 +1739,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_routing_cache_follows_mgmtd_when_routing_changes);
 	tcase_add_test(tc, test_routing_snapshot_refused_when_info_is_inconsistent);
 	tcase_add_test(tc, test_nodectl_joins_and_tells_storage_when_chains_change);
+	tcase_add_test(tc, test_routing_cache_ignores_routing_not_from_mgmtd);
 	suite_add_tcase(s, tc);
 	return s;
 }
