@@ -1291,7 +1291,7 @@ END_TEST
 /* A peer that stops inside a frame (its payload, or its header) is cut off
  * after frame_timeout_ms without a byte; one that is merely quiet between
  * frames is not, nor one whose frame comes slowly but steadily (it takes
- * three times the timeout, a piece every tenth of it). */
+ * one and a half times the timeout, a piece every twentieth of it). */
 START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 {
 	enum { SLOW_LEN = 30 << 10, PIECE = 1 << 10 };
@@ -1305,7 +1305,7 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	char buf[256];
 
 	net_config_init(&nc);
-	nc.frame_timeout_ms = 500;
+	nc.frame_timeout_ms = 1000;
 	srv_start_cfg(&s, 2, 0, &nc);
 	cli_start(&c);
 	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
