@@ -584,6 +584,15 @@ chunk_get(int argc, char **argv)
 	}
 	if (cluster_check(&co) != 0)
 		return 2;
+	/* No chunk is larger: say which option is wrong, rather than pass on
+	 * the target's bare EINVAL. */
+	if (offset > DISK_MAX_CHUNK || (uint64_t)offset + len > DISK_MAX_CHUNK) {
+		fprintf(stderr,
+			"chainfs: --offset %" PRIu32 " --len %" PRIu32
+			": past the largest chunk (%u bytes)\n",
+			offset, len, DISK_MAX_CHUNK);
+		return 2;
+	}
 	if (co.mgmtd) {
 		struct cluster_get g = {
 			.offset = offset,

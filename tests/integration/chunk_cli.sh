@@ -61,6 +61,12 @@ for args in "put $C 9:0 $WORK/in --offset 18014398509481985K" \
 	"$CHAINFS" chunk $args > /dev/null 2>&1 || rc=$?
 	[ "$rc" = 2 ] || fail "chunk $args: rc=$rc, expected 2"
 done
+# Past the largest chunk (64 MiB): exit 2, naming the options.
+rc=0
+# shellcheck disable=SC2086
+"$CHAINFS" chunk get $C 9:0 --offset 60M --len 8M > /dev/null 2> "$WORK/err" || rc=$?
+[ "$rc" = 2 ] && grep -q -- "--offset 62914560 --len 8388608: past the largest chunk" "$WORK/err" ||
+	fail "get past 64 MiB: rc=$rc $(cat "$WORK/err")"
 rc=0; "$CHAINFS" -t 4294967297 chunk get $C 9:0 > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "-t 4294967297: rc=$rc, expected 2"
 # shellcheck disable=SC2086
