@@ -805,7 +805,7 @@ on_routing_update(struct rt_actor *self, struct rt_msg *req)
 	/* Routing comes from mgmtd: on the connection we opened to it, or from
 	 * this process. Anyone else (any peer can connect and name any sender)
 	 * could pin us to chains of its making with a version nothing outranks. */
-	if (req->conn != 0 && req->via_node != CFS_ADDR_NODE(nc->mgmtd)) {
+	if (!rt_msg_from_node(req, CFS_ADDR_NODE(nc->mgmtd))) {
 		RT_WARN("node=%" PRIu32 ": routing update on connection %" PRIx64
 			" not from mgmtd: ignored",
 			nc->node_id, req->conn);

@@ -180,6 +180,17 @@ batch_wake(struct batch *b)
 
 /* The last operation of b ended: wake the caller, or run the submitter's
  * callback and free the batch (async_batch: b is its first member). */
+/* n more (or, negative, fewer) submissions whose done is still to run. */
+static void
+submitted_add(struct cfs_chunk_client *c, int n)
+{
+	pthread_mutex_lock(&c->mu);
+	c->submitted += (unsigned)n;
+	if (c->submitted == 0)
+		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->mu);
+}
+
 static void
 batch_end(struct batch *b)
 {
@@ -191,21 +202,7 @@ batch_end(struct batch *b)
 	}
 	b->end_fn(b->end_arg, b->ops, b->n);
 	free(b);
-	pthread_mutex_lock(&c->mu);
-	if (--c->submitted == 0)
-		pthread_cond_broadcast(&c->idle);
-	pthread_mutex_unlock(&c->mu);
-}
-
-/* n more (or, negative, fewer) submissions whose done is still to run. */
-static void
-submitted_add(struct cfs_chunk_client *c, int n)
-{
-	pthread_mutex_lock(&c->mu);
-	c->submitted += (unsigned)n;
-	if (c->submitted == 0)
-		pthread_cond_broadcast(&c->idle);
-	pthread_mutex_unlock(&c->mu);
+	submitted_add(c, -1);
 }
 
 /* The operation ends with rc. The last one ends the batch, which frees x and

@@ -418,7 +418,7 @@ on_routing_update(struct rt_actor *self, struct rt_msg *req)
 	struct routing_actor *ra = rt_actor_state(self);
 
 	/* Only mgmtd's pushes, on the connection we opened to it (see nodectl). */
-	if (req->conn != 0 && req->via_node != CFS_ADDR_NODE(ra->r->opts.mgmtd)) {
+	if (!rt_msg_from_node(req, CFS_ADDR_NODE(ra->r->opts.mgmtd))) {
 		rt_reply(req, -EPERM, NULL);
 		return 0;
 	}

@@ -411,6 +411,17 @@ wake_cb(struct ev_loop *ev, ev_async *w, int revents)
 
 static void free_entries(struct disk_target *t);
 
+/* "dir/name" in a new string (the caller frees it); NULL on OOM. */
+static char *
+path_in(const char *dir, const char *name)
+{
+	char *p = malloc(strlen(dir) + strlen(name) + 2);
+
+	if (p != NULL)
+		sprintf(p, "%s/%s", dir, name);
+	return p;
+}
+
 /* Two openers of one directory (two [target.N] sections naming it, a
  * restart overlapping the old process) would hand out the same free slots and
  * overwrite each other's chunks: the second is refused. flock, not fcntl: it
@@ -419,12 +430,11 @@ static void free_entries(struct disk_target *t);
 static int
 lock_dir(struct disk_target *t)
 {
-	char *lp = malloc(strlen(t->path) + 8);
+	char *lp = path_in(t->path, "lock");
 	int rc = 0;
 
 	if (lp == NULL)
 		return -ENOMEM;
-	sprintf(lp, "%s/lock", t->path);
 	t->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (t->lock_fd < 0) {
 		rc = -errno;
@@ -474,12 +484,11 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	t->path = strdup(o->path);
-	ipath = malloc(strlen(o->path) + 16);
+	ipath = path_in(o->path, "index.db");
 	if (t->path == NULL || ipath == NULL) {
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	sprintf(ipath, "%s/index.db", o->path);
 	if (mkdir(o->path, 0755) != 0 && errno != EEXIST) {
 		rc = -errno;
 		RT_ERR(rc, "mkdir %s", o->path);
@@ -761,10 +770,9 @@ disk_target_check(struct disk_target *t, struct disk_check *out)
 
 	memset(out, 0, sizeof(*out));
 	out->chunks = t->nchunks;
-	ipath = malloc(strlen(t->path) + 16);
+	ipath = path_in(t->path, "index.db");
 	if (ipath == NULL)
 		return -ENOMEM;
-	sprintf(ipath, "%s/index.db", t->path);
 	rc = -ENOMEM;
 	for (int i = 0; i < DISK_NCLASS; i++) {
 		x.nref[i] = t->cls[i].nbits;

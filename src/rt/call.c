@@ -347,16 +347,6 @@ rt_msg_claim(struct rt_msg *resp)
 	tls_claimed = true;
 }
 
-/* May response m complete call p? Only if it came from this process, or on
- * the connection this node opened to the node p called: a peer that
- * connected to us, or another node, could answer with a guessed request id
- * (and, say, acknowledge a chain write that never reached the successor). */
-static bool
-resp_from_callee(const struct rt_pending *p, const struct rt_msg *m)
-{
-	return m->conn == 0 || m->via_node == p->dst_node;
-}
-
 void
 rt_call_complete(struct rt_actor *a, struct rt_msg *m)
 {
@@ -372,7 +362,10 @@ rt_call_complete(struct rt_actor *a, struct rt_msg *m)
 		rt_msg_free(&m);
 		return;
 	}
-	if (!resp_from_callee(p, m)) {
+	/* Only the node called may answer: another, or a peer that connected
+	 * to us, could guess a request id (and, say, acknowledge a chain write
+	 * that never reached the successor). */
+	if (!rt_msg_from_node(m, p->dst_node)) {
 		RT_WARN("%s req=%llx on connection %llx (node %" PRIu32
 			") for a call to node %" PRIu32 ": dropped",
 			cfs_msg_name(m->type), (unsigned long long)m->req_id,
@@ -436,7 +429,7 @@ mark_answered(struct rt_loop *loop, bool on)
 			continue;
 		p = pend_find(&loop->pending, m->req_id);
 		if (p != NULL && p->actor->local == CFS_ADDR_LOCAL(m->dst) &&
-		    resp_from_callee(p, m))
+		    rt_msg_from_node(m, p->dst_node))
 			p->answered = on;
 	}
 }

@@ -137,6 +137,15 @@ int rt_msg_payload_copy(const struct rt_msg *m, uint32_t off, void *dst, uint32_
 
 #define RT_BODY(m, lc) ((struct cfs_##lc *)(m)->body)
 
+/** Whether m comes from this process or from `node` itself: on the connection
+ *  this node opened to it (m->via_node). Neither src, which the sender writes,
+ *  nor a connection a peer opened to us proves where a message is from. */
+static inline bool
+rt_msg_from_node(const struct rt_msg *m, uint32_t node)
+{
+	return m->conn == 0 || m->via_node == node;
+}
+
 /* ------------------------------------------------------------------- actors */
 
 /*

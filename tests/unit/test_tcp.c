@@ -915,6 +915,16 @@ bp_attempt(struct bp *b, bool call)
 	return b->rc;
 }
 
+/* Name node `node` of c's runtime as 127.0.0.1:port. */
+static void
+cli_peer_at(struct cli *c, uint32_t node, uint16_t port)
+{
+	char ep[64];
+
+	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
+	ck_assert_int_eq(net_add_peer(c->net, node, ep), 0);
+}
+
 /* A client with a 64 KiB queue bound whose peer 5 is a raw listener that
  * never reads; returns the listener (close it after cli_stop). */
 static int
@@ -923,13 +933,11 @@ cli_start_to_unread_peer(struct cli *c)
 	struct net_config nc;
 	uint16_t port;
 	int lfd = raw_listen(&port);
-	char ep[64];
 
 	net_config_init(&nc);
 	nc.max_outq_bytes = 64u << 10;
 	cli_start_cfg(c, &nc);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c->net, 5, ep), 0);
+	cli_peer_at(c, 5, port);
 	return lfd;
 }
 
@@ -1554,13 +1562,11 @@ answer_all_run(struct rpc *r, unsigned n, bool wrong_type)
 	struct answer_all a = {.n = n, .wrong_type = wrong_type};
 	struct cli c;
 	uint16_t port;
-	char ep[64];
 
 	a.lfd = raw_listen(&port);
 	ck_assert_int_eq(pthread_create(&a.th, NULL, answer_all_main, &a), 0);
 	cli_start(&c);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
+	cli_peer_at(&c, 9, port);
 	for (unsigned i = 0; i < n; i++) {
 		r[i] = (struct rpc){0};
 		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
@@ -1609,13 +1615,11 @@ START_TEST(test_tcp_pending_call_fails_when_peer_dies)
 	struct cli c;
 	struct rpc r[4];
 	uint16_t port;
-	char ep[64];
 
 	d.lfd = raw_listen(&port);
 	ck_assert_int_eq(pthread_create(&d.th, NULL, dying_main, &d), 0);
 	cli_start(&c);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 9, ep), 0);
+	cli_peer_at(&c, 9, port);
 	memset(r, 0, sizeof(r));
 	for (unsigned i = 0; i < 4; i++) {
 		r[i].dst = CFS_ADDR(9, ECHO_LOCAL);
@@ -1637,12 +1641,10 @@ START_TEST(test_tcp_call_refused_when_nobody_listens)
 	struct cli c;
 	uint16_t port;
 	int lfd = raw_listen(&port);
-	char ep[64];
 
 	close(lfd); /* the port is now (almost certainly) closed */
 	cli_start(&c);
-	snprintf(ep, sizeof(ep), "127.0.0.1:%u", port);
-	ck_assert_int_eq(net_add_peer(c.net, 4, ep), 0);
+	cli_peer_at(&c, 4, port);
 	ck_assert_int_eq(call_once(&c, CFS_ADDR(4, ECHO_LOCAL), 0, 0), -ECONNREFUSED);
 	/* No route at all is refused at once. */
 	ck_assert_int_eq(call_once(&c, CFS_ADDR(12, ECHO_LOCAL), 0, 0), -EHOSTUNREACH);
