@@ -499,8 +499,8 @@ net_conn_rx_mark(struct net_conn *c, bool partial)
  * frame_timeout_ms: a peer that stops inside a frame holds a receive buffer
  * as large as the payload it announced. Not the peer's fault, and skipped:
  * connections this loop is not reading (its backlog; their clocks restart
- * when read again), and ones whose bytes wait unread in the socket (this
- * loop was busy). */
+ * when read again), and ones whose bytes wait unread (this loop was busy, or
+ * the transport waits for more before waking it). */
 static void
 frame_sweep(struct rt_timer *t, void *arg)
 {
@@ -514,7 +514,7 @@ frame_sweep(struct rt_timer *t, void *arg)
 		if (!c || c->state != NET_CONN_UP || c->rx_paused || !c->rx_frame_ns ||
 		    now - c->rx_frame_ns <= limit)
 			continue;
-		if (c->type->rx_waiting(c)) {
+		if (c->type->rx_progress(c)) {
 			c->rx_frame_ns = now;
 			continue;
 		}

@@ -108,6 +108,7 @@ struct tcp_conn {
 	uint32_t rx_got;
 	bool rx_big;	   /* the last payload was >= TCP_RX_BIG */
 	uint32_t rx_lowat; /* SO_RCVLOWAT as last set (0 or 1: the default) */
+	uint32_t rx_unread_seen; /* unread bytes the frame sweep last saw */
 };
 
 struct tcp_listener {
@@ -371,6 +372,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		return;
 	}
 	NET_STAT_ADD(nc->stats, bytes_in, (uint64_t)n);
+	c->rx_unread_seen = 0;
 	left = (size_t)n;
 	if (c->rx_msg) {
 		take = c->rx_plen - c->rx_got;
@@ -595,12 +597,23 @@ tcp_rx_resume(struct net_conn *nc)
 	ev_io_start(nc->ev, &c->rio);
 }
 
+/* Bytes at or past SO_RCVLOWAT wake the loop (it was busy); fewer do not,
+ * so a trickle below it counts only while it grows. */
 static bool
-tcp_rx_waiting(struct net_conn *nc)
+tcp_rx_progress(struct net_conn *nc)
 {
+	struct tcp_conn *c = tcp_of(nc);
+	uint32_t wake = c->rx_lowat ? c->rx_lowat : 1;
 	int n = 0;
 
-	return ioctl(tcp_of(nc)->fd, FIONREAD, &n) == 0 && n > 0;
+	if (ioctl(c->fd, FIONREAD, &n) != 0 || n <= 0)
+		return false;
+	if ((uint32_t)n >= wake)
+		return true;
+	if ((uint32_t)n == c->rx_unread_seen)
+		return false;
+	c->rx_unread_seen = (uint32_t)n;
+	return true;
 }
 
 static void
@@ -970,7 +983,7 @@ const struct net_conn_type net_tcp_type = {
 	.send_frame = tcp_send_frame,
 	.flush = tcp_flush,
 	.rx_resume = tcp_rx_resume,
-	.rx_waiting = tcp_rx_waiting,
+	.rx_progress = tcp_rx_progress,
 	.mr_register = tcp_mr_register,
 	.bulk_pull = tcp_bulk_pull,
 	.bulk_push = tcp_bulk_push,

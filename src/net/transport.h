@@ -169,8 +169,11 @@ struct net_conn_type {
 	/** Read c again after net_conn_rx_pause(): its loop's backlog is short
 	 *  again. Not called for a closed connection. */
 	void (*rx_resume)(struct net_conn *c);
-	/** Whether received bytes wait unread (TCP: in the socket). */
-	bool (*rx_waiting)(struct net_conn *c);
+	/** Whether the frame in progress moved on although nothing was read
+	 *  since net_conn_rx_mark(): bytes arrived since last asked, or wait for
+	 *  a read the loop will do (TCP: in the socket, under SO_RCVLOWAT or
+	 *  past it). False means the peer sent nothing new. */
+	bool (*rx_progress)(struct net_conn *c);
 
 	/** Make [addr, addr+len) usable as a bulk source/destination; once per
 	 *  pool region. TCP: nothing to register, *rkey = 0. @return 0, -errno. */

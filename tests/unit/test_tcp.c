@@ -1299,17 +1299,19 @@ END_TEST
 /* A peer that stops inside a frame (its payload, or its header) is cut off
  * after frame_timeout_ms without a byte; one that is merely quiet between
  * frames is not, nor one whose frame comes slowly but steadily (it takes
- * one and a half times the timeout, a piece every twentieth of it). */
+ * one and a half times the timeout, a piece every twentieth of it): a small
+ * frame, read piece by piece, and a large one whose pieces wait under
+ * SO_RCVLOWAT without waking the server. */
 START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 {
-	enum { SLOW_LEN = 30 << 10, PIECE = 1 << 10 };
-	static const char piece[PIECE];
+	enum { SLOW_LEN = 30 << 10, BIG_LEN = 1 << 20, PIECE = 1 << 10 };
+	static char zeros[BIG_LEN];
 	struct net_config nc;
 	struct wire_buf wb;
 	struct srv s;
 	struct cli c;
 	uint32_t alias;
-	int in_payload, in_header, quiet, slow;
+	int in_payload, in_header, quiet, slow, slow_big;
 	char buf[256];
 
 	net_config_init(&nc);
@@ -1319,12 +1321,15 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
 	ck_assert_int_eq(call_once(&c, CFS_ADDR(alias, ECHO_LOCAL), 100, 1), 0);
 
-	/* A PING announcing 1 MiB of payload, of which 10 bytes come. */
-	ping_frame_plen(&wb, 1u << 20);
+	/* A PING announcing 1 MiB of payload, of which 10 bytes come, after
+	 * the server has (most likely) read the header and waits for more
+	 * than 10 bytes under SO_RCVLOWAT. */
+	ping_frame_plen(&wb, BIG_LEN);
 	in_payload = raw_connect(s.port);
 	raw_write(in_payload, wb.p, wb.len);
-	raw_write(in_payload, "0123456789", 10);
 	wire_buf_fini(&wb);
+	sleep_ms(100);
+	raw_write(in_payload, "0123456789", 10);
 
 	ping_frame(&wb);
 	in_header = raw_connect(s.port);
@@ -1338,11 +1343,19 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	slow = raw_connect(s.port);
 	raw_write(slow, wb.p, wb.len);
 	wire_buf_fini(&wb);
+	ping_frame_plen(&wb, BIG_LEN);
+	slow_big = raw_connect(s.port);
+	raw_write(slow_big, wb.p, wb.len);
+	wire_buf_fini(&wb);
 	for (unsigned i = 0; i < SLOW_LEN / PIECE; i++) {
 		sleep_ms(50);
-		raw_write(slow, piece, PIECE);
+		raw_write(slow, zeros, PIECE);
+		raw_write(slow_big, zeros, PIECE);
 	}
 	ck_assert_msg(read(slow, buf, sizeof(buf)) > 0, "a slow, steady frame was cut off");
+	raw_write(slow_big, zeros, BIG_LEN - SLOW_LEN);
+	ck_assert_msg(read(slow_big, buf, sizeof(buf)) > 0,
+		      "a slow, steady frame under SO_RCVLOWAT was cut off");
 
 	ck_assert_msg(raw_wait_closed(in_payload), "kept a peer stalled inside a payload");
 	ck_assert_msg(raw_wait_closed(in_header), "kept a peer stalled inside a header");
@@ -1354,6 +1367,7 @@ START_TEST(test_tcp_conn_closed_when_peer_stalls_inside_frame)
 	close(in_header);
 	close(quiet);
 	close(slow);
+	close(slow_big);
 	cli_stop(&c);
 	srv_stop(&s);
 }
