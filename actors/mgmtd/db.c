@@ -391,6 +391,38 @@ load_all(struct mgmtd_state *s, uint64_t now_ns)
 	return rc;
 }
 
+/* The nodes of the last run hold leases of the lease_ms it granted, counted
+ * from before this start. When that was longer than ours, wait for them as
+ * long: a node cut off from us keeps serving its targets that long, and they
+ * must not be given to others meanwhile. */
+static int
+load_lease(struct mgmtd_state *s, uint64_t now_ns)
+{
+	uint64_t prev = 0, extra_ns;
+	bool found;
+	int rc;
+
+	rc = config_get(s, "lease_ms", &prev, &found);
+	if (rc != 0)
+		return rc;
+	if (!found || prev > UINT32_MAX)
+		prev = 0;
+	s->granted_lease_ms = s->lease_ms;
+	if (prev > s->lease_ms) {
+		s->granted_lease_ms = (uint32_t)prev;
+		s->granted_until_ns = now_ns + prev * 1000000ull;
+		extra_ns = (prev - s->lease_ms) * 1000000ull;
+		for (uint32_t i = 0; i < s->nnodes; i++)
+			s->nodes[i].last_hb_ns = now_ns + extra_ns;
+		RT_INFO("db=%s: lease_ms %" PRIu32 " is shorter than the %" PRIu64
+			" ms last granted: nodes get that long to beat again",
+			s->db_path, s->lease_ms, prev);
+	}
+	if (prev != s->granted_lease_ms)
+		s->config_dirty = true;
+	return 0;
+}
+
 int
 mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns)
 {
@@ -411,6 +443,8 @@ mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns)
 		rc = exec(s, g_schema);
 	if (rc == 0)
 		rc = load_all(s, now_ns);
+	if (rc == 0)
+		rc = load_lease(s, now_ns);
 	if (rc == 0 && s->config_dirty)
 		rc = mgmtd_db_save(s);
 	if (rc != 0)
@@ -502,6 +536,8 @@ mgmtd_db_save(struct mgmtd_state *s)
 			rc = save_config(s, cfg, "routing_ver", s->routing_ver);
 		if (rc == 0)
 			rc = save_config(s, cfg, "next_chain_id", s->next_chain_id);
+		if (rc == 0)
+			rc = save_config(s, cfg, "lease_ms", s->granted_lease_ms);
 		if (rc != 0)
 			goto out_rollback;
 	}

@@ -326,6 +326,12 @@ mgmtd_op_tick(struct mgmtd_state *s, uint64_t now_ns, bool *changed)
 	uint64_t lease_ns = (uint64_t)s->lease_ms * 1000000;
 	bool any_down = false;
 
+	/* The longer leases of the last run have all run out. */
+	if (s->granted_lease_ms > s->lease_ms && now_ns >= s->granted_until_ns) {
+		s->granted_lease_ms = s->lease_ms;
+		s->config_dirty = true;
+	}
+
 	for (uint32_t i = 0; i < s->nnodes; i++) {
 		struct mgmtd_node *n = &s->nodes[i];
 

@@ -74,6 +74,11 @@ struct mgmtd_state {
 	char *db_path;
 	uint32_t heartbeat_ms;
 	uint32_t lease_ms;
+	/* The longest lease a node may still hold, saved: a restart with a
+	 * shorter lease_ms waits for the longer one before taking targets away
+	 * (until granted_until_ns), then saves lease_ms. */
+	uint32_t granted_lease_ms;
+	uint64_t granted_until_ns;
 	uint64_t routing_ver;
 	uint64_t next_chain_id;
 	uint64_t wall_ms;     /* wall clock of the operation running now (listings, db) */
@@ -97,7 +102,8 @@ struct mgmtd_state {
  * Open (or create) the database at path with WAL and synchronous=FULL, create
  * the schema, and load the state into s (zeroed by the caller; heartbeat_ms and
  * lease_ms already set). Nodes that were up get last_hb_ns = now_ns: a full
- * lease to heartbeat again.
+ * lease to heartbeat again; when the database saved a longer lease than
+ * lease_ms (the one its nodes may still hold), as much longer.
  * @return 0; -EIO (open, schema or query failed; not a mgmtd database), -ENOMEM.
  */
 int mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns);

@@ -204,13 +204,20 @@ struct cl {
 	uint64_t now;
 };
 
+/* (Re)open the database as a mgmtd with lease_ms (heartbeats at a tenth). */
+static void
+cl_open_lease(struct cl *c, uint32_t lease_ms)
+{
+	memset(&c->s, 0, sizeof(c->s));
+	c->s.heartbeat_ms = lease_ms / 10;
+	c->s.lease_ms = lease_ms;
+	ck_assert_int_eq(mgmtd_db_open(&c->s, c->tmp.db, c->now), 0);
+}
+
 static void
 cl_open(struct cl *c)
 {
-	memset(&c->s, 0, sizeof(c->s));
-	c->s.heartbeat_ms = HB_MS;
-	c->s.lease_ms = LEASE_MS;
-	ck_assert_int_eq(mgmtd_db_open(&c->s, c->tmp.db, c->now), 0);
+	cl_open_lease(c, LEASE_MS);
 }
 
 static void
@@ -779,6 +786,52 @@ START_TEST(test_state_survives_restart_when_database_reopened)
 	ck_assert_int_eq(mgmtd_node_find(&c.s, 3)->state, CFS_NODE_DOWN);
 	/* The last one serving is kept as lastsrv, at the end like any down member. */
 	ck_assert_str_eq(chain_str(&c, 1), "21:O 11:O 31:L");
+	cl_stop(&c);
+}
+END_TEST
+
+/* The nodes of the last run hold leases of its lease_ms. Restarted with a
+ * shorter one, mgmtd waits for the longer lease before marking a silent node
+ * down (it may still serve its targets), also across a second restart in
+ * that window; afterwards it saves the shorter one and uses it. */
+START_TEST(test_restart_with_shorter_lease_waits_for_the_longer_one)
+{
+	struct cl c;
+
+	cl_start(&c);
+	three_node_chain(&c);
+	mgmtd_state_fini(&c.s);
+
+	c.now += 10 * MS;
+	cl_open_lease(&c, LEASE_MS / 4);
+	advance(&c, LEASE_MS / 2);
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 1)->state, CFS_NODE_UP);
+	ck_assert_uint_eq(c.s.granted_lease_ms, LEASE_MS);
+	/* Restarted again inside the window: the window is the longer lease
+	 * from this start. */
+	mgmtd_state_fini(&c.s);
+	cl_open_lease(&c, LEASE_MS / 4);
+	advance(&c, LEASE_MS - 1);
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 1)->state, CFS_NODE_UP);
+	beat(&c, 1u << 2 | 1u << 3, 1);
+	advance(&c, 2);
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 1)->state, CFS_NODE_DOWN);
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 2)->state, CFS_NODE_UP);
+	ck_assert_uint_eq(c.s.granted_lease_ms, LEASE_MS / 4);
+
+	/* Saved: the next restart gives the short lease only. */
+	mgmtd_state_fini(&c.s);
+	cl_open_lease(&c, LEASE_MS / 4);
+	advance(&c, LEASE_MS / 4 + 1);
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 2)->state, CFS_NODE_DOWN);
+
+	/* A longer lease than saved is saved at once. */
+	mgmtd_state_fini(&c.s);
+	cl_open(&c);
+	ck_assert_uint_eq(c.s.granted_lease_ms, LEASE_MS);
+	mgmtd_state_fini(&c.s);
+	cl_open_lease(&c, LEASE_MS / 4);
+	ck_assert_uint_eq(c.s.granted_lease_ms, LEASE_MS);
 	cl_stop(&c);
 }
 END_TEST
@@ -1730,6 +1783,7 @@ mgmtd_suite(void)
 
 	tc = tcase_create("persistence");
 	tcase_add_test(tc, test_state_survives_restart_when_database_reopened);
+	tcase_add_test(tc, test_restart_with_shorter_lease_waits_for_the_longer_one);
 	tcase_add_test(tc, test_open_fails_when_file_is_not_a_database);
 	suite_add_tcase(s, tc);
 
