@@ -43,7 +43,7 @@ mgmtd_routing_bytes(const struct mgmtd_state *s)
 		     (s->targets[i].path ? strlen(s->targets[i].path) : 0);
 	for (uint32_t i = 0; i < s->nchains; i++)
 		n += MP_HDR + MP_U64 + 3 * MP_U32 +
-		     (size_t)s->chains[i].n * (MP_HDR + 3 * MP_U32 + MP_U64);
+		     (size_t)s->chains[i].n * (MP_HDR + 3 * MP_U32 + 2 * MP_U64);
 	return n;
 }
 
@@ -116,6 +116,7 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 			members[k].node_id = t ? t->node : 0;
 			members[k].addr = t ? t->addr : 0;
 			members[k].public_state = t ? t->public_state : CFS_TS_OFFLINE;
+			members[k].state_ver = t ? t->state_ver : 0;
 		}
 	}
 

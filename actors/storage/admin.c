@@ -147,6 +147,10 @@ stor_on_target_stats(struct rt_actor *self, struct rt_msg *req)
 	r->commits = st.commits;
 	r->commit_items = st.commit_items;
 	r->rejected = t->rejected;
+	r->sync_compared = t->sync_compared;
+	r->sync_copied = t->sync_copied;
+	r->sync_removed = t->sync_removed;
+	r->sync_resumed = t->sync_resumed;
 	rt_reply(req, 0, resp);
 	return 0;
 }

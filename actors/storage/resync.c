@@ -32,7 +32,10 @@
  * tombstone follows as a re-drive). A failed step ends the walk and
  * arms a retry with backoff (the usual cause: the syncing target has not yet
  * received the routing that names the new chain version); a routing push also
- * restarts it. Chunks already equal are then only compared.
+ * restarts it. A restarted walk goes on from the page the stopped one was on
+ * (its mark) when the routing shows both ends in the states of the same
+ * change (state_ver); otherwise it starts over, and chunks already equal are
+ * only compared.
  */
 #define RT_LOG_SUBSYS "storage"
 #include "actors/storage/storage_internal.h"
@@ -44,6 +47,40 @@
 #include "chainfs/cluster.h"
 
 static void sync_step(struct stor_target *t);
+
+/* The walk is about to list a page: everything before it is done. */
+static void
+sync_mark(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+
+	s->mark = (struct stor_sync_mark){
+		.valid = true,
+		.sweeping = s->sweeping,
+		.started = s->started,
+		.dst = s->dst,
+		.dst_state_ver = s->dst_state_ver,
+		.own_state_ver = s->own_state_ver,
+		.begin = s->next,
+	};
+}
+
+/* A walk stopped (the chain version moved, a step failed) goes on from its
+ * mark when neither end left the write path since: the routing shows both in
+ * the public states of the same change. state_ver 0 is a mgmtd that does not
+ * send it. */
+static bool
+sync_resume(struct stor_sync *s, const struct stor_sync_mark *mk)
+{
+	if (!mk->valid || mk->dst != s->dst || s->dst_state_ver == 0 ||
+	    mk->dst_state_ver != s->dst_state_ver || mk->own_state_ver != s->own_state_ver)
+		return false;
+	s->mark = *mk;
+	s->sweeping = mk->sweeping;
+	s->started = mk->started;
+	s->next = mk->begin;
+	return true;
+}
 
 /* Whether the walk still serves the chain we hold. */
 static bool
@@ -116,6 +153,7 @@ done_answered(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	(void)cb_arg;
 	if (rc == 0) {
 		s->done_ver = s->chain_ver;
+		s->mark.valid = false;
 		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " done: %" PRIu64
 			" chunks copied, %" PRIu64 " compared, %" PRIu64 " removed",
 			t->id, s->dst, s->copied, s->compared, s->removed);
@@ -156,6 +194,7 @@ copied(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	t->sync.copied++;
+	t->sync_copied++;
 	t->sync.i++;
 	sync_step(t);
 }
@@ -295,6 +334,7 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	s->compared++;
+	t->sync_compared++;
 	q = rc == 0 ? RT_BODY(resp, chunk_query_resp) : NULL;
 	/* The chunk size too: a new life of the chunk may hold the same bytes
 	 * under another size, and the size is part of what the copy installs. */
@@ -325,6 +365,7 @@ swept(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	t->sync.removed++;
+	t->sync_removed++;
 	t->sync.i++;
 	sweep_step(t);
 }
@@ -396,6 +437,7 @@ sweep_step(struct stor_target *t)
 		sync_stop(t, -ENOMEM, "list");
 		return;
 	}
+	sync_mark(t);
 	l = RT_BODY(m, chunk_list);
 	l->target = s->dst;
 	if (s->started)
@@ -459,6 +501,7 @@ sync_step(struct stor_target *t)
 			sync_finish(t);
 			return;
 		}
+		sync_mark(t);
 		s->n = (unsigned)disk_list(t->dt, s->started ? &s->next : NULL, NULL, s->page,
 					   STOR_SYNC_PAGE, &s->more);
 		s->started = true;
@@ -527,21 +570,36 @@ stor_sync_maybe_start(struct stor_target *t)
 {
 	const struct stor_chain *c = &t->chain;
 	struct stor_sync *s = &t->sync;
+	struct stor_sync_mark mark;
 
 	if (!t->in_cluster || s->running || c->pos < 0 || c->succ < 0 ||
 	    c->public_state != CFS_TS_SERVING ||
 	    c->members[c->succ].public_state != CFS_TS_SYNCING || c->mgmtd == 0 ||
 	    s->done_ver == c->chain_ver || rt_now_ns(t->loop) >= c->lease_until_ns)
 		return;
+	mark = s->mark;
 	*s = (struct stor_sync){
 		.running = true,
 		.more = true,
 		.chain_ver = c->chain_ver,
 		.dst = c->members[c->succ].target,
+		.dst_state_ver = c->members[c->succ].state_ver,
+		.own_state_ver = c->members[c->pos].state_ver,
 		.done_ver = s->done_ver,
 	};
-	RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " (chain %" PRIu64 " v%" PRIu32
-		") starts",
-		t->id, s->dst, c->chain_id, c->chain_ver);
-	sync_step(t);
+	if (sync_resume(s, &mark)) {
+		t->sync_resumed++;
+		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " (chain %" PRIu64
+			" v%" PRIu32 ") goes on where it stopped (%s)",
+			t->id, s->dst, c->chain_id, c->chain_ver,
+			s->sweeping ? "removing leftovers" : "comparing");
+	} else {
+		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " (chain %" PRIu64
+			" v%" PRIu32 ") starts",
+			t->id, s->dst, c->chain_id, c->chain_ver);
+	}
+	if (s->sweeping)
+		sweep_step(t);
+	else
+		sync_step(t);
 }

@@ -79,6 +79,19 @@ struct craq_q;
 #define STOR_SYNC_PAGE 64u
 
 /* The resync walk (resync.c) towards our syncing successor. */
+/* Where a stopped walk may go on: the page it was on, for the same syncing
+ * target in the same public states (their state_ver unchanged: neither left
+ * the chain's write path meanwhile, so what was copied is still there and
+ * every write since reached it). */
+struct stor_sync_mark {
+	bool valid;
+	bool sweeping;
+	bool started; /* begin is valid (else the walk's first page) */
+	uint32_t dst;
+	uint64_t dst_state_ver, own_state_ver;
+	struct cfs_id128 begin;
+};
+
 struct stor_sync {
 	bool running;
 	bool more;    /* chunks remain after the page */
@@ -86,6 +99,8 @@ struct stor_sync {
 	uint32_t chain_ver;
 	uint32_t done_ver; /* mgmtd took our sync_done for this chain version */
 	uint32_t dst;	   /* the syncing target */
+	uint64_t dst_state_ver, own_state_ver; /* the routing's, at the start */
+	struct stor_sync_mark mark;
 	struct cfs_id128 next;
 	struct disk_chunk_info page[STOR_SYNC_PAGE];
 	unsigned n, i;
@@ -132,6 +147,8 @@ struct stor_target {
 	uint32_t sync_backoff_ms;
 	/* requests refused before reaching the engine (bad input, wrong target) */
 	uint64_t rejected;
+	/* every walk's work, for target_stats */
+	uint64_t sync_compared, sync_copied, sync_removed, sync_resumed;
 	/* rate limit of data-path logs */
 	uint64_t log_window_ns;
 	unsigned log_lines;

@@ -118,6 +118,9 @@ now_ns(struct h *h)
 
 static uint64_t g_routing_ver;
 static cfs_addr_t g_mgmtd; /* what routing names as mgmtd; 0: none */
+/* Each target's state_ver in the routing (by target id); 0: a mgmtd that
+ * does not send it. */
+static uint64_t g_state_ver[NREP + 1];
 
 /* Tell replica rep: chain CHAIN_ID version ver, members head first (targets,
  * addresses, public states). */
@@ -142,6 +145,7 @@ route_rep(struct h *h, unsigned rep, uint32_t ver, uint64_t lease_until_ns, unsi
 			.target = targets[k],
 			.addr = addrs[k],
 			.public_state = states[k],
+			.state_ver = targets[k] <= NREP ? g_state_ver[targets[k]] : 0,
 		};
 		if (targets[k] == rep + 1)
 			b->public_state = states[k];
@@ -1320,6 +1324,15 @@ static const struct rt_actor_kind mg_kind = {
 };
 
 static void
+wait_sync_done(void)
+{
+	pthread_mutex_lock(&g_sd_mu);
+	while (g_sd_count == 0)
+		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	pthread_mutex_unlock(&g_sd_mu);
+}
+
+static void
 expect_same(struct h *h, unsigned a, unsigned b, uint64_t chunk)
 {
 	struct cfs_chunk_query_resp qa = query(h, a, chunk), qb = query(h, b, chunk);
@@ -1368,10 +1381,7 @@ START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
 	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
 	g_mgmtd = mg;
 	route(&h, 3, now_ns(&h) + LEASE_NS, k_order, states, NREP);
-	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
-	pthread_mutex_unlock(&g_sd_mu);
+	wait_sync_done();
 	ck_assert_uint_eq(g_sd.target, 3);
 	ck_assert_uint_eq(g_sd.chain_id, CHAIN_ID);
 	ck_assert_uint_eq(g_sd.chain_ver, 3);
@@ -1425,10 +1435,7 @@ START_TEST(test_craq_resync_removes_leftovers_when_predecessor_lacks_them)
 	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
 	g_mgmtd = mg;
 	route(&h, 2, now_ns(&h) + LEASE_NS, k_order, states, NREP);
-	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
-	pthread_mutex_unlock(&g_sd_mu);
+	wait_sync_done();
 	ck_assert_uint_eq(g_sd.target, 3);
 	for (uint64_t c = 100; c < 100 + 70; c++)
 		ck_assert_uint_eq(query(&h, 2, c).committed, 0); /* gone */
@@ -1436,6 +1443,132 @@ START_TEST(test_craq_resync_removes_leftovers_when_predecessor_lacks_them)
 	expect_same(&h, 0, 2, 301);
 	g_mgmtd = 0;
 	h_stop(&h);
+}
+END_TEST
+
+static struct cfs_target_stats_resp
+stats(struct h *h, unsigned rep)
+{
+	struct rt_msg *req = rt_msg_new(CFS_MSG_TARGET_STATS), *resp = NULL;
+	struct cfs_target_stats_resp r;
+
+	ck_assert_ptr_nonnull(req);
+	RT_BODY(req, target_stats)->target = rep + 1;
+	ck_assert_int_eq(call(h, rep, req, &resp), 0);
+	r = *RT_BODY(resp, target_stats_resp);
+	r.path = (struct cfs_bytes){0};
+	rt_msg_free(&resp);
+	return r;
+}
+
+/* Replica 1 walks for syncing replica 2 until at least `copied` copies are
+ * done in all, then its lease runs out (same chain version): the walk stops
+ * where it is. Returns how many chunks it compared meanwhile. */
+static uint64_t
+resync_until_stopped(struct h *h, uint64_t copied)
+{
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t addrs[NREP] = {h->addr[0], h->addr[1], h->addr[2]};
+	uint64_t before = stats(h, 1).sync_compared, done;
+
+	route(h, h->chain_ver + 1, now_ns(h) + LEASE_NS, k_order, states, NREP);
+	/* hang guard (10 s), not a performance bound */
+	for (unsigned i = 0; stats(h, 1).sync_copied < copied; i++) {
+		ck_assert_msg(i < 10000, "the walk copied nothing");
+		usleep(1000);
+	}
+	route_rep(h, 1, h->chain_ver, now_ns(h) - 1, NREP, targets, addrs, states);
+	done = stats(h, 1).sync_compared;
+	usleep(100 * 1000); /* a step under way ends; no next one starts */
+	ck_assert_uint_eq(stats(h, 1).sync_compared, done);
+	ck_assert_uint_eq(g_sd_count, 0);
+	return done - before;
+}
+
+/* Chunks 1000.. (n of them) on replicas 0 and 1, replica 2 empty; the
+ * stand-in mgmtd on; state_vers 1, 1, 2 (replica 2 syncing since). */
+static void
+resync_setup(struct h *h, unsigned n)
+{
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SERVING};
+	cfs_addr_t mg;
+
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	route(h, 1, now_ns(h) + LEASE_NS, k_order, two, 2);
+	for (uint64_t c = 0; c < n; c++)
+		ck_assert_int_eq(do_write(h, 0, 1000 + c, 4096, (uint32_t)c + 1, 0, NULL, NULL), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h->c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	g_state_ver[1] = g_state_ver[2] = 1;
+	g_state_ver[3] = 2;
+}
+
+static void
+resync_teardown(struct h *h)
+{
+	g_mgmtd = 0;
+	memset(g_state_ver, 0, sizeof(g_state_ver));
+	h_stop(h);
+}
+
+/* A walk stopped by a chain version that moved for another reason (or a
+ * lapsed lease, a failed step) goes on from the page it was on when the
+ * routing shows the syncing target and its predecessor in the states of the
+ * same change. */
+START_TEST(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay)
+{
+	enum { N = 300 };
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	struct cfs_target_stats_resp st;
+	struct h h;
+
+	h_start(&h);
+	resync_setup(&h, N);
+	ck_assert_uint_lt(resync_until_stopped(&h, N / 2), N);
+	/* The chain moves on (version + 1), both ends as they were. */
+	route(&h, h.chain_ver + 1, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	wait_sync_done();
+	st = stats(&h, 1);
+	ck_assert_uint_ge(st.sync_resumed, 1);
+	/* Each resume compares again at most the page it stopped on. */
+	ck_assert_uint_le(st.sync_compared, N + st.sync_resumed * 64);
+	ck_assert_uint_eq(st.sync_copied, N);
+	for (uint64_t c = 0; c < N; c += 37)
+		expect_same(&h, 0, 2, 1000 + c);
+	resync_teardown(&h);
+}
+END_TEST
+
+/* The syncing target left while the walk was stopped, took other writes
+ * alone, and came back (its state_ver moved): what was compared before the
+ * walk's mark differs now, and the walk starts over. */
+START_TEST(test_craq_resync_starts_over_when_syncing_target_left_meanwhile)
+{
+	enum { N = 300 };
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t alone_t[1] = {3};
+	cfs_addr_t alone_a[1];
+	struct h h;
+
+	h_start(&h);
+	resync_setup(&h, N);
+	resync_until_stopped(&h, N / 2);
+	alone_a[0] = h.addr[2];
+	h.chain_ver++;
+	route_rep(&h, 2, h.chain_ver, now_ns(&h) + LEASE_NS, 1, alone_t, alone_a, one);
+	for (uint64_t c = 0; c < 8; c++)
+		ck_assert_int_eq(do_write(&h, 2, 1000 + c, 4096, 9000 + (uint32_t)c, 0, NULL, NULL),
+				 0);
+	g_state_ver[3] = 6;
+	route(&h, h.chain_ver + 1, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	wait_sync_done();
+	for (uint64_t c = 0; c < 8; c++)
+		expect_same(&h, 0, 2, 1000 + c);
+	expect_same(&h, 0, 2, 1000 + N - 1);
+	resync_teardown(&h);
 }
 END_TEST
 
@@ -1914,10 +2047,7 @@ START_TEST(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_to
 	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
 	g_mgmtd = mg;
 	route(&h, 3, now_ns(&h) + LEASE_NS, order, two, 2);
-	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
-	pthread_mutex_unlock(&g_sd_mu);
+	wait_sync_done();
 	ck_assert_uint_eq(g_sd.target, 3);
 	/* hang guard (10 s), not a performance bound */
 	for (unsigned n = 0; query(&h, 0, 70).committed != 0; n++) {
@@ -1987,10 +2117,7 @@ resync_now(struct h *h, uint32_t ver, cfs_addr_t *mg)
 	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h->c), 0), &mg_kind, NULL, 0, mg), 0);
 	g_mgmtd = *mg;
 	route(h, ver, now_ns(h) + LEASE_NS, order, two, 2);
-	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
-	pthread_mutex_unlock(&g_sd_mu);
+	wait_sync_done();
 	ck_assert_uint_eq(g_sd.chain_ver, ver);
 }
 
@@ -2249,15 +2376,6 @@ write_cs(struct h *h, unsigned rep, uint64_t chunk, uint32_t csize, uint32_t len
 	return rc;
 }
 
-static void
-wait_sync_done(void)
-{
-	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
-	pthread_mutex_unlock(&g_sd_mu);
-}
-
 /* Replica 2 holds chunk 84 of a 64 KiB chunk size from before it left; the
  * chunk was removed and re-created at 128 KiB meanwhile. Forwarded writes and
  * the walk's copy install the new life (before: -EINVAL at replica 2 for
@@ -2473,6 +2591,8 @@ craq_suite(void)
 	ADD(test_craq_duplicate_client_req_busy_when_first_still_in_chain);
 	ADD(test_craq_resync_fills_syncing_target_when_it_rejoins);
 	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
+	ADD(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay);
+	ADD(test_craq_resync_starts_over_when_syncing_target_left_meanwhile);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
 	ADD(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails);
 	ADD(test_craq_remove_redriven_by_head_when_every_replica_restarted);

@@ -402,6 +402,24 @@ START_TEST(test_register_refused_when_input_is_bad)
 }
 END_TEST
 
+/* The routing as mgmtd sends it; its encoding is checked to fit the bound
+ * mgmtd_routing_bytes() counts. */
+static struct rt_msg *
+routing_msg(struct cl *c)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_MGMTD_ROUTING_RESP);
+	struct wire_buf wb;
+
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(mgmtd_routing_fill(&c->s, c->now, m), 0);
+	m->flags |= RT_MSG_F_RESP;
+	wire_buf_init(&wb);
+	ck_assert_int_eq(wire_encode(&wb, m, NULL), 0);
+	ck_assert_uint_le(wb.len, mgmtd_routing_bytes(&c->s));
+	wire_buf_fini(&wb);
+	return m;
+}
+
 /* Reports are bounded (a node has at most 256 targets), and so is the
  * routing: a registration that would make it larger than a node accepts
  * (its frame header, 1 MiB by default) is refused and changes nothing, while
@@ -411,7 +429,6 @@ START_TEST(test_register_refused_when_reports_or_routing_too_large)
 	enum { N = MGMTD_NODE_TARGETS_MAX };
 	static struct cfs_target_report r[N + 1];
 	static char path[MGMTD_PATH_MAX];
-	struct wire_buf wb;
 	struct rt_msg *m;
 	struct cl c;
 	uint64_t v0;
@@ -437,14 +454,31 @@ START_TEST(test_register_refused_when_reports_or_routing_too_large)
 		r[i].target = 1000 + i;
 	ck_assert_int_eq(mgmtd_op_heartbeat(&c.s, c.now, 1, v0, r, N / 2, NULL), 0);
 	/* What is there still goes out whole, within the bound counted. */
-	m = rt_msg_new(CFS_MSG_MGMTD_ROUTING_RESP);
-	ck_assert_ptr_nonnull(m);
-	ck_assert_int_eq(mgmtd_routing_fill(&c.s, c.now, m), 0);
-	m->flags |= RT_MSG_F_RESP;
-	wire_buf_init(&wb);
-	ck_assert_int_eq(wire_encode(&wb, m, NULL), 0);
-	ck_assert_uint_le(wb.len, mgmtd_routing_bytes(&c.s));
-	wire_buf_fini(&wb);
+	m = routing_msg(&c);
+	rt_msg_free(&m);
+	cl_stop(&c);
+}
+END_TEST
+
+/* Each chain member in the routing carries the routing version of its last
+ * public-state change (a predecessor's resync goes on across chain versions
+ * only while both ends keep theirs), within the size bound counted. */
+START_TEST(test_routing_members_carry_their_last_state_change)
+{
+	const struct cfs_mgmtd_routing_resp *r;
+	struct rt_msg *m;
+	struct cl c;
+
+	cl_start(&c);
+	three_node_chain(&c);
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, false, NULL), 0);
+	m = routing_msg(&c);
+	r = RT_BODY(m, mgmtd_routing_resp);
+	ck_assert_uint_eq(r->members_count, 3);
+	for (uint32_t i = 0; i < r->members_count; i++)
+		ck_assert_uint_eq(r->members[i].state_ver,
+				  mgmtd_target_find(&c.s, r->members[i].target)->state_ver);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->state_ver, c.s.routing_ver);
 	rt_msg_free(&m);
 	cl_stop(&c);
 }
@@ -1761,6 +1795,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_register_records_node_and_targets_when_new);
 	tcase_add_test(tc, test_register_refused_when_input_is_bad);
 	tcase_add_test(tc, test_register_refused_when_reports_or_routing_too_large);
+	tcase_add_test(tc, test_routing_members_carry_their_last_state_change);
 	tcase_add_test(tc, test_subscribers_bounded_when_one_connection_names_many);
 	suite_add_tcase(s, tc);
 
