@@ -161,6 +161,7 @@ cfsd_start(const struct cfsd_config *cfg, struct cfsd **out)
 	ncfg.peer_timeout_ms = cfg->peer_timeout_ms;
 	ncfg.frame_timeout_ms = cfg->frame_timeout_ms;
 	ncfg.max_conns = cfg->max_conns;
+	ncfg.max_rx_held = cfg->max_rx_held;
 	rc = net_create(d->rt, &ncfg, &d->net);
 	if (rc != 0)
 		goto out_rt;

@@ -137,6 +137,7 @@ net_config_init(struct net_config *cfg)
 		.reconnect_max_ms = NET_DEFAULT_RECONNECT_MAX_MS,
 		.peer_timeout_ms = NET_DEFAULT_PEER_TIMEOUT_MS,
 		.frame_timeout_ms = NET_DEFAULT_FRAME_TIMEOUT_MS,
+		.max_rx_held = NET_DEFAULT_MAX_RX_HELD,
 		.max_conns = NET_DEFAULT_MAX_CONNS,
 	};
 }
@@ -531,45 +532,65 @@ frame_sweep(struct rt_timer *t, void *arg)
 /* While paused for another loop's inbox, how often to look again. */
 #define NET_RX_RESUME_MS 1
 
+/* What this loop reads may be for actors of another loop: their inbox
+ * counts as much as our own run queue. */
+static bool
+backlog_over(struct net_loop *nl, size_t mark)
+{
+	return rt_loop_backlog(nl->loop) >= mark || rt_inbox_max(nl->net->rt) >= mark;
+}
+
+/* Payloads received and still held (waiting in actors' queues, for the
+ * disk) stop only connections peers opened: ours carry the answers that
+ * release them, and must never wait for that. */
+static bool
+held_over(struct net_loop *nl, uint64_t mark)
+{
+	return rt_rx_held(nl->net->rt) >= mark;
+}
+
 bool
 net_conn_rx_pause(struct net_conn *c)
 {
 	struct net_loop *nl = c->nl;
+	bool held;
 
 	if (c->rx_paused)
 		return true;
-	/* What this loop reads may be for actors of another loop: their inbox
-	 * counts as much as our own run queue. */
-	if (rt_loop_backlog(nl->loop) < NET_RX_BACKLOG_HIGH &&
-	    rt_inbox_max(nl->net->rt) < NET_RX_BACKLOG_HIGH)
+	held = c->accepted && held_over(nl, nl->net->cfg.max_rx_held);
+	if (!held && !backlog_over(nl, NET_RX_BACKLOG_HIGH))
 		return false;
-	/* Another loop draining its inbox does not wake us: look again soon. */
+	/* Another loop draining its inbox, or releasing buffers, does not wake
+	 * us: look again soon. */
 	if (!nl->paused)
 		rt_timer_start(&nl->resume, NET_RX_RESUME_MS, NET_RX_RESUME_MS);
 	c->rx_paused = true;
 	c->paused_next = nl->paused;
 	nl->paused = c;
 	NET_STAT_ADD(nl->stats, rx_pauses, 1);
+	if (held)
+		NET_STAT_ADD(nl->stats, rx_held_pauses, 1);
 	return true;
 }
 
 /* After the iteration's handlers ran: read the paused connections again once
- * the backlog is short. */
+ * the backlog is short, and the accepted ones once a quarter of max_rx_held
+ * was released. */
 static void
 rx_resume_all(struct net_loop *nl)
 {
-	struct net_conn *c;
+	struct net_conn **pp = &nl->paused, *c;
+	bool held;
 
-	if (!nl->paused) {
-		rt_timer_stop(&nl->resume); /* the paused ones closed */
+	if (nl->paused && backlog_over(nl, NET_RX_BACKLOG_LOW))
 		return;
-	}
-	if (rt_loop_backlog(nl->loop) >= NET_RX_BACKLOG_LOW ||
-	    rt_inbox_max(nl->net->rt) >= NET_RX_BACKLOG_LOW)
-		return;
-	rt_timer_stop(&nl->resume);
-	while ((c = nl->paused)) {
-		nl->paused = c->paused_next;
+	held = nl->paused && held_over(nl, nl->net->cfg.max_rx_held / 4 * 3);
+	while ((c = *pp)) {
+		if (held && c->accepted) {
+			pp = &c->paused_next;
+			continue;
+		}
+		*pp = c->paused_next;
 		c->paused_next = NULL;
 		c->rx_paused = false;
 		if (c->rx_frame_ns)
@@ -577,6 +598,8 @@ rx_resume_all(struct net_loop *nl)
 		if (c->state != NET_CONN_CLOSED)
 			c->type->rx_resume(c);
 	}
+	if (!nl->paused)
+		rt_timer_stop(&nl->resume); /* none left, or the paused ones closed */
 }
 
 static void
@@ -1098,6 +1121,8 @@ net_create(struct rt *rt, const struct net_config *cfg, struct net **out)
 		net->cfg.peer_timeout_ms = dflt.peer_timeout_ms;
 	if (!net->cfg.frame_timeout_ms)
 		net->cfg.frame_timeout_ms = dflt.frame_timeout_ms;
+	if (!net->cfg.max_rx_held)
+		net->cfg.max_rx_held = dflt.max_rx_held;
 	if (!net->cfg.max_conns)
 		net->cfg.max_conns = dflt.max_conns;
 	/* A payload lands in one rt_buf, and rt_buf_get stops at 64 MiB; a

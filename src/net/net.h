@@ -53,6 +53,10 @@ struct net_config {
 	 * is not reading, its own backlog, not counted). */
 	uint32_t frame_timeout_ms;
 	uint32_t max_conns; /* accepted connections open at once, this process */
+	/* Payload bytes received and not yet released, this process (requests
+	 * waiting in actors' queues or for the disk): above it, connections
+	 * peers opened stop reading until a quarter is released. */
+	uint64_t max_rx_held;
 };
 
 #define NET_DEFAULT_MAX_OUTQ	       (64u << 20)
@@ -62,10 +66,12 @@ struct net_config {
 #define NET_DEFAULT_PEER_TIMEOUT_MS    30000
 #define NET_DEFAULT_FRAME_TIMEOUT_MS   30000
 #define NET_DEFAULT_MAX_CONNS	       4096
+#define NET_DEFAULT_MAX_RX_HELD	       (1ull << 30)
 
 /** Fill cfg with the defaults (no listener, WIRE_LIMITS_DEFAULT, 64 MiB queue,
  *  2 s connect timeout, backoff 100 ms .. 5 s, peers dead after 30 s of
- *  silence, frames stalled 30 s, 4096 accepted connections). */
+ *  silence, frames stalled 30 s, 4096 accepted connections, 1 GiB of
+ *  received payloads held). */
 void net_config_init(struct net_config *cfg);
 
 /**
@@ -138,7 +144,8 @@ struct net_stats {
 	uint64_t conn_errors;  /* connections closed by an I/O error or reset */
 	uint64_t proto_errors; /* connections closed for a bad frame */
 	uint64_t busy;	       /* sends refused with -CFS_EBUSY */
-	uint64_t rx_pauses;    /* a connection stopped reading: loop backlog long */
+	uint64_t rx_pauses;    /* a connection stopped reading: backlog or memory */
+	uint64_t rx_held_pauses; /* of which for max_rx_held */
 	uint64_t frame_timeouts; /* connections closed: a frame took too long */
 	uint64_t conns_refused;	 /* accepted and closed at once: max_conns reached */
 };

@@ -271,6 +271,7 @@ rx_parse(struct tcp_conn *c)
 			net_conn_close(nc, -ENOMEM);
 			return;
 		}
+		rt_buf_count_rx(b);
 		take = c->rend - c->rpos;
 		if (take > plen)
 			take = (uint32_t)plen;

@@ -266,6 +266,23 @@ rt_buf_get(size_t size)
 }
 
 void
+rt_buf_count_rx(struct rt_buf *b)
+{
+	struct rt_buf_pool *pool = RT_CONTAINER_OF(b, struct buf_hdr, b)->pool;
+
+	if (!pool || b->rx)
+		return;
+	b->rx = 1;
+	atomic_fetch_add_explicit(&pool->rt->rx_held, b->cap, memory_order_relaxed);
+}
+
+uint64_t
+rt_rx_held(const struct rt *rt)
+{
+	return atomic_load_explicit(&rt->rx_held, memory_order_relaxed);
+}
+
+void
 rt_buf_ref(struct rt_buf *b)
 {
 	__atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
@@ -288,6 +305,10 @@ rt_buf_put(struct rt_buf **pb)
 	if (refs < 1)
 		CFS_PANIC("rt_buf_put: buffer %p released more often than referenced", (void *)b);
 	pool = RT_CONTAINER_OF(b, struct buf_hdr, b)->pool;
+	if (b->rx) {
+		b->rx = 0;
+		atomic_fetch_sub_explicit(&pool->rt->rx_held, b->cap, memory_order_relaxed);
+	}
 	if (!pool) {
 		buf_release(b);
 		return;

@@ -47,6 +47,7 @@ struct rt_buf {
 	int refs;		/* atomic */
 	uint16_t loop;		/* owning loop: the buffer returns to its pool */
 	uint8_t cls;
+	uint8_t rx;		/* counted in rt_rx_held() until its last put */
 	struct rt_buf *next;	/* pool free list / return stack */
 };
 
@@ -62,6 +63,13 @@ void rt_buf_ref(struct rt_buf *b);
  *  return stack). Sets *pb to NULL; NULL is a no-op. Every pooled buffer must be
  *  put before rt_destroy of its runtime. */
 void rt_buf_put(struct rt_buf **pb);
+/** Count b, a pooled buffer a transport fills with a payload it received, in
+ *  rt_rx_held() until its last put, wherever the message waits meanwhile (an
+ *  actor's queue, the disk): what peers' requests hold of this process's
+ *  memory. On b's loop; an unpooled buffer is not counted. */
+void rt_buf_count_rx(struct rt_buf *b);
+/** Bytes of counted receive buffers alive in rt; any thread, racy. */
+uint64_t rt_rx_held(const struct rt *rt);
 
 /* A slice of a buffer: payload segments of a message. */
 struct rt_iov {

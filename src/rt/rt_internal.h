@@ -332,6 +332,7 @@ struct rt {
 	bool started;
 	bool loop0_in_caller;
 	atomic_bool shutdown;
+	_Atomic uint64_t rx_held; /* rt_rx_held() */
 	pthread_mutex_t ctl_lock;
 	pthread_cond_t ctl_cond;
 };

@@ -24,6 +24,7 @@
 #include <msgpack.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,8 +540,18 @@ raw_ping_answered(int fd)
 
 /* A valid PING frame announcing plen payload bytes in wb (the header only:
  * the payload is for the caller to send, or not). */
+static void ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local);
+
 static void
 ping_frame_plen(struct wire_buf *wb, uint32_t plen)
+{
+	ping_frame_to(wb, plen, ECHO_LOCAL);
+}
+
+/* A PING frame for actor `local` announcing plen bytes of payload (the
+ * header only in wb; the payload bytes are the caller's to send). */
+static void
+ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local)
 {
 	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
 	struct rt_buf *b;
@@ -555,7 +566,7 @@ ping_frame_plen(struct wire_buf *wb, uint32_t plen)
 	}
 	m->req_id = 77;
 	m->src = CFS_ADDR(0, 0x01000100);
-	m->dst = CFS_ADDR(CFS_NODE_ANY, ECHO_LOCAL);
+	m->dst = CFS_ADDR(CFS_NODE_ANY, local);
 	wire_buf_init(wb);
 	ck_assert_int_eq(wire_encode(wb, m, NULL), 0);
 	rt_msg_free(&m);
@@ -1185,6 +1196,129 @@ START_TEST(test_tcp_server_memory_bounded_when_flood_is_for_another_loop)
 	srv_stop(&s);
 	ck_assert_msg(grew < 64 * 1024, "server grew by %ld KiB", grew);
 	ck_assert_uint_gt(st.rx_pauses, 0);
+}
+END_TEST
+
+/* An actor that keeps every PING it gets (as one waiting for a slow disk
+ * would) until keeper_release() answers them; on the server's loop 0. */
+#define KEEP_LOCAL CFS_LOCAL(0, 0x11)
+#define KEEP_MAX   1024u
+static struct rt_msg *g_kept[KEEP_MAX];
+static atomic_uint g_kept_n, g_kept_total;
+
+static int
+keeper_on_ping(struct rt_actor *self, struct rt_msg *req)
+{
+	unsigned n = atomic_load(&g_kept_n);
+
+	(void)self;
+	if (n == KEEP_MAX)
+		return -CFS_EBUSY;
+	g_kept[n] = req;
+	atomic_store(&g_kept_n, n + 1);
+	atomic_fetch_add(&g_kept_total, 1);
+	return 0;
+}
+
+static const rt_handler_fn keeper_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_PING] = keeper_on_ping,
+};
+
+static const struct rt_actor_kind keeper_kind = {
+	.name = "keeper",
+	.handlers = keeper_handlers,
+};
+
+static void
+keeper_release(void *arg)
+{
+	unsigned n = atomic_load(&g_kept_n);
+
+	(void)arg;
+	for (unsigned i = 0; i < n; i++)
+		rt_reply(g_kept[i], 0, NULL);
+	atomic_store(&g_kept_n, 0);
+}
+
+struct flood_writer {
+	int fd;
+	unsigned frames;
+	uint32_t plen;
+	pthread_t th;
+};
+
+static void *
+flood_writer_main(void *arg)
+{
+	static uint8_t zeros[1u << 20];
+	struct flood_writer *w = arg;
+	struct wire_buf wb;
+
+	ping_frame_to(&wb, w->plen, KEEP_LOCAL);
+	for (unsigned i = 0; i < w->frames; i++) {
+		if (write(w->fd, wb.p, wb.len) != (ssize_t)wb.len ||
+		    write(w->fd, zeros, w->plen) != (ssize_t)w->plen)
+			break;
+	}
+	wire_buf_fini(&wb);
+	return NULL;
+}
+
+/* Requests whose payloads an actor holds (queued for a disk slower than the
+ * network) count against max_rx_held: a peer pipelining 1 MiB writes gets
+ * no further than about that much held, the rest waits in its socket, and
+ * once the actor lets go the server reads on until every request arrived.
+ * Without the bound the server read the whole flood into memory. */
+START_TEST(test_tcp_server_stops_reading_when_held_payloads_reach_max)
+{
+	enum { FRAMES = 512, PLEN = 1 << 20, HELD_MAX = 64 << 20 };
+	struct flood_writer w = {.frames = FRAMES, .plen = PLEN};
+	struct net_config nc;
+	struct net_stats st;
+	struct srv s;
+	cfs_addr_t addr;
+	unsigned held;
+
+	atomic_store(&g_kept_n, 0);
+	atomic_store(&g_kept_total, 0);
+	net_config_init(&nc);
+	nc.max_rx_held = HELD_MAX;
+	srv_start_cfg(&s, 1, 0, &nc);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 0), &keeper_kind, NULL, KEEP_LOCAL, &addr), 0);
+	w.fd = raw_connect(s.port);
+	ck_assert_int_eq(pthread_create(&w.th, NULL, flood_writer_main, &w), 0);
+
+	/* (The last buffer counted may be one still being filled.)
+	 * hang guard (WAIT_S), not a performance bound */
+	for (unsigned i = 0; atomic_load(&g_kept_n) < HELD_MAX / PLEN - 1; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "the keeper got %u requests",
+			      atomic_load(&g_kept_n));
+		sleep_ms(10);
+	}
+	sleep_ms(300); /* what the server would read on, it reads by now */
+	held = atomic_load(&g_kept_n);
+	ck_assert_msg(held <= HELD_MAX / PLEN + 2,
+		      "held %u MiB of requests with max_rx_held %u MiB", held, HELD_MAX >> 20);
+	ck_assert_int_eq(net_stats(s.net, 0, &st), 0);
+	ck_assert_uint_gt(st.rx_held_pauses, 0);
+	ck_assert_uint_le(rt_rx_held(s.rt), (uint64_t)(held + 1) * PLEN);
+
+	/* Let go: the rest comes in. */
+	for (unsigned i = 0; atomic_load(&g_kept_total) < FRAMES; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "only %u of %u requests arrived",
+			      atomic_load(&g_kept_total), FRAMES);
+		ck_assert_int_eq(rt_loop_post(rt_loop_at(s.rt, 0), keeper_release, NULL), 0);
+		sleep_ms(10);
+	}
+	pthread_join(w.th, NULL);
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(s.rt, 0), keeper_release, NULL), 0);
+	for (unsigned i = 0; rt_rx_held(s.rt) != 0; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "%llu bytes still counted",
+			      (unsigned long long)rt_rx_held(s.rt));
+		sleep_ms(10);
+	}
+	close(w.fd);
+	srv_stop(&s);
 }
 END_TEST
 
@@ -1879,6 +2013,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_queue_bound_counts_frames_when_small_frames_wait);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_flood_is_for_another_loop);
+	tcase_add_test(tc, test_tcp_server_stops_reading_when_held_payloads_reach_max);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
