@@ -94,13 +94,13 @@ admin_target_stats(const char *endpoint)
 		cli_error("status", rc);
 		goto out;
 	}
-	printf("%-8s %-4s %-8s %-8s %-8s %-9s %-10s %-10s %-8s %-8s %-6s %-6s %s\n", "TARGET",
+	printf("%-8s %-4s %-8s %-8s %-8s %-9s %-10s %-10s %-8s %-8s %-6s %-6s %-13s %s\n", "TARGET",
 	       "LOOP", "CAPACITY", "USED", "FREE", "CHUNKS", "READS", "WRITES", "READ", "WRITTEN",
-	       "CSUM", "IOERR", "PATH");
+	       "CSUM", "IOERR", "RESYNC", "PATH");
 	for (unsigned i = 0; i < n; i++) {
 		struct rt_msg *req = rt_msg_new(CFS_MSG_TARGET_STATS), *resp = NULL;
 		const struct cfs_target_stats_resp *r;
-		char b[5][16];
+		char b[5][16], sync[48];
 
 		if (!req) {
 			rc = -ENOMEM;
@@ -116,13 +116,16 @@ admin_target_stats(const char *endpoint)
 			continue;
 		}
 		r = RT_BODY(resp, target_stats_resp);
+		/* What its resync walks copied of what they compared. */
+		snprintf(sync, sizeof(sync), "%" PRIu64 "/%" PRIu64, r->sync_copied,
+			 r->sync_compared);
 		printf("%-8" PRIu32 " %-4" PRIu32 " %-8s %-8s %-8s %-9" PRIu64 " %-10" PRIu64
-		       " %-10" PRIu64 " %-8s %-8s %-6" PRIu64 " %-6" PRIu64 " %.*s\n",
+		       " %-10" PRIu64 " %-8s %-8s %-6" PRIu64 " %-6" PRIu64 " %-13s %.*s\n",
 		       r->target, v[i].loop, human(r->capacity, b[0], sizeof(b[0])),
 		       human(r->used, b[1], sizeof(b[1])), human(r->free, b[2], sizeof(b[2])),
 		       r->chunks, r->reads, r->writes, human(r->read_bytes, b[3], sizeof(b[3])),
 		       human(r->write_bytes, b[4], sizeof(b[4])), r->checksum_errors, r->io_errors,
-		       (int)r->path.len, (const char *)r->path.p);
+		       sync, (int)r->path.len, (const char *)r->path.p);
 		rt_msg_free(&resp);
 	}
 	if (rc == 0 && failed)
