@@ -485,6 +485,10 @@ void
 net_conn_frame(struct net_conn *c, struct rt_msg *m)
 {
 	NET_STAT_ADD(c->stats, frames_in, 1);
+	if (!c->classified) {
+		c->classified = true;
+		c->from_client = c->accepted && CFS_ADDR_NODE(m->src) == 0;
+	}
 	m->conn = c->id;
 	m->via_node = !c->accepted && c->peer ? c->peer->node : 0;
 	rt_deliver(c->loop, m);
@@ -541,8 +545,11 @@ backlog_over(struct net_loop *nl, size_t mark)
 }
 
 /* Payloads received and still held (waiting in actors' queues, for the
- * disk) stop only connections peers opened: ours carry the answers that
- * release them, and must never wait for that. */
+ * disk) stop only connections clients opened. Ours carry the answers that
+ * release them; those other nodes opened carry their forwards down our
+ * chains, which they hold until we answer: two nodes full of writes for
+ * each other's chains would wait for ever. What nodes forward is bounded by
+ * what they took from their own clients. */
 static bool
 held_over(struct net_loop *nl, uint64_t mark)
 {
@@ -557,7 +564,7 @@ net_conn_rx_pause(struct net_conn *c)
 
 	if (c->rx_paused)
 		return true;
-	held = c->accepted && held_over(nl, nl->net->cfg.max_rx_held);
+	held = c->from_client && held_over(nl, nl->net->cfg.max_rx_held);
 	if (!held && !backlog_over(nl, NET_RX_BACKLOG_HIGH))
 		return false;
 	/* Another loop draining its inbox, or releasing buffers, does not wake
@@ -574,8 +581,8 @@ net_conn_rx_pause(struct net_conn *c)
 }
 
 /* After the iteration's handlers ran: read the paused connections again once
- * the backlog is short, and the accepted ones once a quarter of max_rx_held
- * was released. */
+ * the backlog is short, and clients' once a quarter of max_rx_held was
+ * released. */
 static void
 rx_resume_all(struct net_loop *nl)
 {
@@ -586,7 +593,7 @@ rx_resume_all(struct net_loop *nl)
 		return;
 	held = nl->paused && held_over(nl, nl->net->cfg.max_rx_held / 4 * 3);
 	while ((c = *pp)) {
-		if (held && c->accepted) {
+		if (held && c->from_client) {
 			pp = &c->paused_next;
 			continue;
 		}

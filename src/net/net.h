@@ -55,7 +55,7 @@ struct net_config {
 	uint32_t max_conns; /* accepted connections open at once, this process */
 	/* Payload bytes received and not yet released, this process (requests
 	 * waiting in actors' queues or for the disk): above it, connections
-	 * peers opened stop reading until a quarter is released. */
+	 * clients opened stop reading until a quarter is released. */
 	uint64_t max_rx_held;
 };
 

@@ -76,6 +76,10 @@ struct net_conn {
 	uint64_t id; /* (loop index << 56) | generation << 32 | slot */
 	enum net_conn_state state;
 	bool accepted;	       /* incoming (true) or to a peer (false) */
+	/* Accepted, and its first frame came from a client (source node 0), not
+	 * from another node: max_rx_held pauses it (net.c, held_over). */
+	bool from_client;
+	bool classified;       /* from_client is set (a first frame arrived) */
 	bool dirty;	       /* on the loop's flush list */
 	bool rx_paused;	       /* on the loop's list of connections not read */
 	struct net_peer *peer; /* outgoing: the loop's peer entry */

@@ -540,18 +540,19 @@ raw_ping_answered(int fd)
 
 /* A valid PING frame announcing plen payload bytes in wb (the header only:
  * the payload is for the caller to send, or not). */
-static void ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local);
+static void ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local, uint32_t src_node);
 
 static void
 ping_frame_plen(struct wire_buf *wb, uint32_t plen)
 {
-	ping_frame_to(wb, plen, ECHO_LOCAL);
+	ping_frame_to(wb, plen, ECHO_LOCAL, 0);
 }
 
 /* A PING frame for actor `local` announcing plen bytes of payload (the
- * header only in wb; the payload bytes are the caller's to send). */
+ * header only in wb; the payload bytes are the caller's to send), from node
+ * src_node (0: a client). */
 static void
-ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local)
+ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local, uint32_t src_node)
 {
 	struct rt_msg *m = rt_msg_new(CFS_MSG_PING);
 	struct rt_buf *b;
@@ -565,7 +566,7 @@ ping_frame_to(struct wire_buf *wb, uint32_t plen, uint64_t local)
 		rt_buf_put(&b);
 	}
 	m->req_id = 77;
-	m->src = CFS_ADDR(0, 0x01000100);
+	m->src = CFS_ADDR(src_node, 0x01000100);
 	m->dst = CFS_ADDR(CFS_NODE_ANY, local);
 	wire_buf_init(wb);
 	ck_assert_int_eq(wire_encode(wb, m, NULL), 0);
@@ -1244,6 +1245,7 @@ struct flood_writer {
 	int fd;
 	unsigned frames;
 	uint32_t plen;
+	uint32_t src_node;
 	pthread_t th;
 };
 
@@ -1254,7 +1256,7 @@ flood_writer_main(void *arg)
 	struct flood_writer *w = arg;
 	struct wire_buf wb;
 
-	ping_frame_to(&wb, w->plen, KEEP_LOCAL);
+	ping_frame_to(&wb, w->plen, KEEP_LOCAL, w->src_node);
 	for (unsigned i = 0; i < w->frames; i++) {
 		if (write(w->fd, wb.p, wb.len) != (ssize_t)wb.len ||
 		    write(w->fd, zeros, w->plen) != (ssize_t)w->plen)
@@ -1262,6 +1264,39 @@ flood_writer_main(void *arg)
 	}
 	wire_buf_fini(&wb);
 	return NULL;
+}
+
+/* A server of one loop with the keeper and max_rx_held, and w's frames
+ * written to it from a thread. */
+static void
+keeper_flood_start(struct srv *s, struct flood_writer *w, uint64_t held_max)
+{
+	struct net_config nc;
+	cfs_addr_t addr;
+
+	atomic_store(&g_kept_n, 0);
+	atomic_store(&g_kept_total, 0);
+	net_config_init(&nc);
+	nc.max_rx_held = held_max;
+	srv_start_cfg(s, 1, 0, &nc);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s->rt, 0), &keeper_kind, NULL, KEEP_LOCAL, &addr), 0);
+	w->fd = raw_connect(s->port);
+	ck_assert_int_eq(pthread_create(&w->th, NULL, flood_writer_main, w), 0);
+}
+
+/* Once w is done: the keeper answers what it holds, every counted byte is
+ * released, the server stops. */
+static void
+keeper_flood_end(struct srv *s, struct flood_writer *w)
+{
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(s->rt, 0), keeper_release, NULL), 0);
+	for (unsigned i = 0; rt_rx_held(s->rt) != 0; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "%llu bytes still counted",
+			      (unsigned long long)rt_rx_held(s->rt));
+		sleep_ms(10);
+	}
+	close(w->fd);
+	srv_stop(s);
 }
 
 /* Requests whose payloads an actor holds (queued for a disk slower than the
@@ -1273,20 +1308,11 @@ START_TEST(test_tcp_server_stops_reading_when_held_payloads_reach_max)
 {
 	enum { FRAMES = 512, PLEN = 1 << 20, HELD_MAX = 64 << 20 };
 	struct flood_writer w = {.frames = FRAMES, .plen = PLEN};
-	struct net_config nc;
 	struct net_stats st;
 	struct srv s;
-	cfs_addr_t addr;
 	unsigned held;
 
-	atomic_store(&g_kept_n, 0);
-	atomic_store(&g_kept_total, 0);
-	net_config_init(&nc);
-	nc.max_rx_held = HELD_MAX;
-	srv_start_cfg(&s, 1, 0, &nc);
-	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 0), &keeper_kind, NULL, KEEP_LOCAL, &addr), 0);
-	w.fd = raw_connect(s.port);
-	ck_assert_int_eq(pthread_create(&w.th, NULL, flood_writer_main, &w), 0);
+	keeper_flood_start(&s, &w, HELD_MAX);
 
 	/* (The last buffer counted may be one still being filled.)
 	 * hang guard (WAIT_S), not a performance bound */
@@ -1311,14 +1337,33 @@ START_TEST(test_tcp_server_stops_reading_when_held_payloads_reach_max)
 		sleep_ms(10);
 	}
 	pthread_join(w.th, NULL);
-	ck_assert_int_eq(rt_loop_post(rt_loop_at(s.rt, 0), keeper_release, NULL), 0);
-	for (unsigned i = 0; rt_rx_held(s.rt) != 0; i++) {
-		ck_assert_msg(i < WAIT_S * 100, "%llu bytes still counted",
-			      (unsigned long long)rt_rx_held(s.rt));
+	keeper_flood_end(&s, &w);
+}
+END_TEST
+
+/* A connection another node opened is not paused for max_rx_held: it
+ * brings that node's forwards down our chains, which it holds until we
+ * answer; two nodes full of writes for each other's chains would otherwise
+ * wait for ever. Its writes arrive whole while the keeper holds them all. */
+START_TEST(test_tcp_node_connection_read_on_when_held_payloads_reach_max)
+{
+	enum { FRAMES = 48, PLEN = 1 << 20, HELD_MAX = 16 << 20 };
+	struct flood_writer w = {.frames = FRAMES, .plen = PLEN, .src_node = 5};
+	struct net_stats st;
+	struct srv s;
+
+	keeper_flood_start(&s, &w, HELD_MAX);
+	/* hang guard (WAIT_S), not a performance bound */
+	for (unsigned i = 0; atomic_load(&g_kept_n) < FRAMES; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "the keeper got %u of %u forwards",
+			      atomic_load(&g_kept_n), FRAMES);
 		sleep_ms(10);
 	}
-	close(w.fd);
-	srv_stop(&s);
+	pthread_join(w.th, NULL);
+	ck_assert_uint_ge(rt_rx_held(s.rt), (uint64_t)FRAMES * PLEN);
+	ck_assert_int_eq(net_stats(s.net, 0, &st), 0);
+	ck_assert_uint_eq(st.rx_held_pauses, 0);
+	keeper_flood_end(&s, &w);
 }
 END_TEST
 
@@ -2014,6 +2059,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_flood_is_for_another_loop);
 	tcase_add_test(tc, test_tcp_server_stops_reading_when_held_payloads_reach_max);
+	tcase_add_test(tc, test_tcp_node_connection_read_on_when_held_payloads_reach_max);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
