@@ -485,10 +485,6 @@ void
 net_conn_frame(struct net_conn *c, struct rt_msg *m)
 {
 	NET_STAT_ADD(c->stats, frames_in, 1);
-	if (!c->classified) {
-		c->classified = true;
-		c->from_client = c->accepted && CFS_ADDR_NODE(m->src) == 0;
-	}
 	m->conn = c->id;
 	m->via_node = !c->accepted && c->peer ? c->peer->node : 0;
 	rt_deliver(c->loop, m);
@@ -556,17 +552,11 @@ held_over(struct net_loop *nl, uint64_t mark)
 	return rt_rx_held(nl->net->rt) >= mark;
 }
 
-bool
-net_conn_rx_pause(struct net_conn *c)
+static void
+rx_pause(struct net_conn *c, bool held)
 {
 	struct net_loop *nl = c->nl;
-	bool held;
 
-	if (c->rx_paused)
-		return true;
-	held = c->from_client && held_over(nl, nl->net->cfg.max_rx_held);
-	if (!held && !backlog_over(nl, NET_RX_BACKLOG_HIGH))
-		return false;
 	/* Another loop draining its inbox, or releasing buffers, does not wake
 	 * us: look again soon. */
 	if (!nl->paused)
@@ -577,6 +567,32 @@ net_conn_rx_pause(struct net_conn *c)
 	NET_STAT_ADD(nl->stats, rx_pauses, 1);
 	if (held)
 		NET_STAT_ADD(nl->stats, rx_held_pauses, 1);
+}
+
+bool
+net_conn_rx_pause(struct net_conn *c)
+{
+	if (c->rx_paused)
+		return true;
+	if (!backlog_over(c->nl, NET_RX_BACKLOG_HIGH))
+		return false;
+	rx_pause(c, false);
+	return true;
+}
+
+bool
+net_conn_rx_hold(struct net_conn *c, const struct rt_msg *m, uint64_t plen)
+{
+	struct net_loop *nl = c->nl;
+
+	if (!c->classified) {
+		c->classified = true;
+		c->from_client = c->accepted && CFS_ADDR_NODE(m->src) == 0;
+	}
+	if (!plen || !c->from_client || !held_over(nl, nl->net->cfg.max_rx_held))
+		return false;
+	if (!c->rx_paused)
+		rx_pause(c, true);
 	return true;
 }
 

@@ -109,6 +109,7 @@ struct tcp_conn {
 	bool rx_big;	   /* the last payload was >= TCP_RX_BIG */
 	uint32_t rx_lowat; /* SO_RCVLOWAT as last set (0 or 1: the default) */
 	uint32_t rx_unread_seen; /* unread bytes the frame sweep last saw */
+	bool rx_held_back;	 /* a header left in rbuf by net_conn_rx_hold */
 };
 
 struct tcp_listener {
@@ -259,6 +260,12 @@ rx_parse(struct tcp_conn *c)
 		rc = wire_decode(c->rbuf + c->rpos + WIRE_PREFIX, hlen, &nc->lim, &m, &plen);
 		if (rc != 0)
 			goto out_bad;
+		if (net_conn_rx_hold(nc, m, plen)) {
+			/* No buffer taken: the header waits in rbuf for the resume. */
+			rt_msg_free(&m);
+			c->rx_held_back = true;
+			break;
+		}
 		c->rpos += need;
 		if (plen == 0) {
 			c->rx_big = false;
@@ -341,6 +348,16 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		ev_io_stop(nc->ev, &c->rio);
 		return;
 	}
+	if (c->rx_held_back) {
+		c->rx_held_back = false;
+		rx_parse(c);
+		if (nc->state == NET_CONN_CLOSED)
+			return;
+		if (nc->rx_paused) {
+			ev_io_stop(nc->ev, &c->rio);
+			return;
+		}
+	}
 	if (c->rx_msg) {
 		iov[cnt].iov_base = c->rx_buf->data + c->rx_got;
 		iov[cnt].iov_len = c->rx_plen - c->rx_got;
@@ -394,6 +411,8 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 	rx_parse(c);
 	if (nc->state == NET_CONN_CLOSED)
 		return;
+	if (nc->rx_paused)
+		ev_io_stop(nc->ev, &c->rio); /* held back: net_conn_rx_hold */
 	net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
 	rx_set_lowat(c);
 }
@@ -596,6 +615,10 @@ tcp_rx_resume(struct net_conn *nc)
 	struct tcp_conn *c = tcp_of(nc);
 
 	ev_io_start(nc->ev, &c->rio);
+	/* A header kept back may be all there is: nothing more will arrive to
+	 * wake the watcher. */
+	if (c->rx_held_back)
+		ev_feed_event(nc->ev, &c->rio, EV_READ);
 }
 
 /* Bytes at or past SO_RCVLOWAT wake the loop (it was busy); fewer do not,

@@ -77,9 +77,9 @@ struct net_conn {
 	enum net_conn_state state;
 	bool accepted;	       /* incoming (true) or to a peer (false) */
 	/* Accepted, and its first frame came from a client (source node 0), not
-	 * from another node: max_rx_held pauses it (net.c, held_over). */
+	 * from another node: max_rx_held pauses it (net_conn_rx_hold). */
 	bool from_client;
-	bool classified;       /* from_client is set (a first frame arrived) */
+	bool classified;       /* from_client is set (a first header was decoded) */
 	bool dirty;	       /* on the loop's flush list */
 	bool rx_paused;	       /* on the loop's list of connections not read */
 	struct net_peer *peer; /* outgoing: the loop's peer entry */
@@ -170,7 +170,8 @@ struct net_conn_type {
 	/** Write what is queued (once per loop iteration, for every connection
 	 *  that asked). May close c through net_conn_close(). */
 	void (*flush)(struct net_conn *c);
-	/** Read c again after net_conn_rx_pause(): its loop's backlog is short
+	/** Read c again after net_conn_rx_pause() or net_conn_rx_hold() (then
+	 *  parse first the header kept back): its loop's backlog is short
 	 *  again. Not called for a closed connection. */
 	void (*rx_resume)(struct net_conn *c);
 	/** Whether the frame in progress moved on although nothing was read
@@ -229,6 +230,14 @@ void net_conn_want_flush(struct net_conn *c);
  *  listed and type->rx_resume(c) runs once the backlog is short again; the
  *  type stops reading until then (what the peer sends waits in the socket). */
 bool net_conn_rx_pause(struct net_conn *c);
+/** A header announcing plen payload bytes was decoded on c (before its
+ *  buffer is taken): whether c must stop before it, because clients hold
+ *  max_rx_held bytes of payloads already (net.c, held_over). When true, c is
+ *  paused and listed like net_conn_rx_pause()'s; the type keeps the header
+ *  unparsed, takes no buffer, and parses it again when rx_resume(c) runs.
+ *  Never true in the middle of a frame, so a paused connection holds no
+ *  buffer half filled. Also learns from m whether c is a client's. */
+bool net_conn_rx_hold(struct net_conn *c, const struct rt_msg *m, uint64_t plen);
 /**
  * Close c because of rc (0: orderly shutdown, -ECONNRESET, -CFS_EPROTO, ...):
  * type->close, forget the id, fail the peer's pending calls with rt_peer_lost,
