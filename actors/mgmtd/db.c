@@ -392,13 +392,14 @@ load_all(struct mgmtd_state *s, uint64_t now_ns)
 }
 
 /* The nodes of the last run hold leases of the lease_ms it granted, counted
- * from before this start. When that was longer than ours, wait for them as
- * long: a node cut off from us keeps serving its targets that long, and they
- * must not be given to others meanwhile. */
+ * from before this start, and a node never shortens the lease it holds.
+ * When that was longer than ours, no node is marked down until it ran out
+ * (mgmtd_op_tick): a node cut off from us keeps serving its targets that
+ * long, and they must not be given to others meanwhile. */
 static int
 load_lease(struct mgmtd_state *s, uint64_t now_ns)
 {
-	uint64_t prev = 0, extra_ns;
+	uint64_t prev = 0;
 	bool found;
 	int rc;
 
@@ -411,11 +412,8 @@ load_lease(struct mgmtd_state *s, uint64_t now_ns)
 	if (prev > s->lease_ms) {
 		s->granted_lease_ms = (uint32_t)prev;
 		s->granted_until_ns = now_ns + prev * 1000000ull;
-		extra_ns = (prev - s->lease_ms) * 1000000ull;
-		for (uint32_t i = 0; i < s->nnodes; i++)
-			s->nodes[i].last_hb_ns = now_ns + extra_ns;
 		RT_INFO("db=%s: lease_ms %" PRIu32 " is shorter than the %" PRIu64
-			" ms last granted: nodes get that long to beat again",
+			" ms last granted: no node is marked down for that long",
 			s->db_path, s->lease_ms, prev);
 	}
 	if (prev != s->granted_lease_ms)

@@ -326,8 +326,12 @@ mgmtd_op_tick(struct mgmtd_state *s, uint64_t now_ns, bool *changed)
 	uint64_t lease_ns = (uint64_t)s->lease_ms * 1000000;
 	bool any_down = false;
 
-	/* The longer leases of the last run have all run out. */
-	if (s->granted_lease_ms > s->lease_ms && now_ns >= s->granted_until_ns) {
+	/* Nodes may hold the longer leases of the last run (db.c, load_lease):
+	 * none goes down before they have all run out, also one that beat
+	 * since (it kept its longer lease). */
+	if (s->granted_lease_ms > s->lease_ms) {
+		if (now_ns < s->granted_until_ns)
+			return mgmtd_commit(s, now_ns, changed);
 		s->granted_lease_ms = s->lease_ms;
 		s->config_dirty = true;
 	}

@@ -103,7 +103,8 @@ struct mgmtd_state {
  * the schema, and load the state into s (zeroed by the caller; heartbeat_ms and
  * lease_ms already set). Nodes that were up get last_hb_ns = now_ns: a full
  * lease to heartbeat again; when the database saved a longer lease than
- * lease_ms (the one its nodes may still hold), as much longer.
+ * lease_ms (the one its nodes may still hold), none is marked down before
+ * that much time passed (granted_until_ns).
  * @return 0; -EIO (open, schema or query failed; not a mgmtd database), -ENOMEM.
  */
 int mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns);
