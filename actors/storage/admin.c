@@ -34,7 +34,7 @@ stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req)
 		t->rejected++;
 	if (rc == 0)
 		rc = disk_query(t->dt, &m->chunk, &info);
-	if (rc != 0) {
+	if (rc != 0 && rc != -CFS_ENOCHUNK) {
 		stor_log_fail(t, "query", &m->chunk, rc);
 		return rc;
 	}
@@ -42,6 +42,13 @@ stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req)
 	if (!resp)
 		return -ENOMEM;
 	r = RT_BODY(resp, chunk_query_resp);
+	/* Also with ENOCHUNK: a resync learns from every answer which opening
+	 * of the target it talks to. */
+	r->instance = t->instance;
+	if (rc != 0) {
+		rt_reply(req, rc, resp);
+		return 0;
+	}
 	r->len = info.len;
 	r->crc = info.crc;
 	r->committed = info.ver;
@@ -100,6 +107,7 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 	}
 	r->chunks_count = (uint32_t)n;
 	r->more = more;
+	r->instance = t->instance;
 	free(info);
 	rt_reply(req, 0, resp);
 	return 0;

@@ -61,8 +61,22 @@ sync_mark(struct stor_target *t)
 		.dst = s->dst,
 		.dst_state_ver = s->dst_state_ver,
 		.own_state_ver = s->own_state_ver,
+		.dst_instance = s->dst_instance,
 		.begin = s->next,
 	};
+}
+
+/* Whether an answer of the syncing target comes from the opening of it the
+ * walk has been talking to (the first answer names it; 0: a target that
+ * does not say). */
+static bool
+sync_same_instance(struct stor_sync *s, uint64_t instance)
+{
+	if (instance == 0)
+		return true;
+	if (s->dst_instance == 0)
+		s->dst_instance = instance;
+	return s->dst_instance == instance;
 }
 
 /* A walk stopped (the chain version moved, a step failed) goes on from its
@@ -76,6 +90,7 @@ sync_resume(struct stor_sync *s, const struct stor_sync_mark *mk)
 	    mk->dst_state_ver != s->dst_state_ver || mk->own_state_ver != s->own_state_ver)
 		return false;
 	s->mark = *mk;
+	s->dst_instance = mk->dst_instance;
 	s->sweeping = mk->sweeping;
 	s->started = mk->started;
 	s->next = mk->begin;
@@ -140,6 +155,19 @@ static void
 sync_changed(struct stor_target *t)
 {
 	sync_stop(t, 0, "chain changed");
+	stor_sync_maybe_start(t);
+}
+
+/* The syncing target was opened again since the walk started (a restart,
+ * maybe on another disk): what was copied before may be gone. */
+static void
+sync_reopened(struct stor_target *t)
+{
+	RT_INFO("target=%" PRIu32 ": target %" PRIu32
+		" was reopened during its resync: starting over",
+		t->id, t->sync.dst);
+	t->sync.mark.valid = false;
+	sync_stop(t, 0, "reopened");
 	stor_sync_maybe_start(t);
 }
 
@@ -333,6 +361,10 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		sync_changed(t);
 		return;
 	}
+	if (resp && !sync_same_instance(s, RT_BODY(resp, chunk_query_resp)->instance)) {
+		sync_reopened(t);
+		return;
+	}
 	s->compared++;
 	t->sync_compared++;
 	q = rc == 0 ? RT_BODY(resp, chunk_query_resp) : NULL;
@@ -387,6 +419,10 @@ listed(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	r = RT_BODY(resp, chunk_list_resp);
+	if (!sync_same_instance(s, r->instance)) {
+		sync_reopened(t);
+		return;
+	}
 	s->n = r->chunks_count < STOR_SYNC_PAGE ? r->chunks_count : STOR_SYNC_PAGE;
 	s->more = r->more || r->chunks_count > STOR_SYNC_PAGE;
 	s->i = 0;

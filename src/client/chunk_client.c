@@ -30,7 +30,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1167,21 +1166,6 @@ cfs_chunk_client_place(struct cfs_chunk_client *c, uint64_t seed, uint64_t index
 	return chain;
 }
 
-static uint64_t
-random_req_base(void)
-{
-	uint64_t v = 0;
-	struct timespec ts;
-
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
-		/* No entropy yet: time and pid still differ between clients. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		v = cfs_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-			      ((uint64_t)getpid() << 40));
-	}
-	return v;
-}
-
 int
 cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts, struct cfs_chunk_client **out)
 {
@@ -1202,7 +1186,7 @@ cfs_chunk_client_create(const struct cfs_chunk_client_opts *opts, struct cfs_chu
 	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->deadline_ms = opts->deadline_ms ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
 	c->nloops = opts->loops ? opts->loops : 1;
-	c->req_base = random_req_base();
+	c->req_base = rt_random64();
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	copts.loops = c->nloops;

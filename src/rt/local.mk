@@ -3,7 +3,8 @@
 noinst_LTLIBRARIES += libcfs_rt.la
 libcfs_rt_la_SOURCES = src/rt/rt.h src/rt/rt_internal.h \
 	src/rt/loop.c src/rt/actor.c src/rt/msg.c src/rt/call.c src/rt/mailbox.c \
-	src/rt/timer.c src/rt/clock.c src/rt/buf.c src/rt/log.c src/rt/proto.c src/rt/errno.c
+	src/rt/timer.c src/rt/clock.c src/rt/buf.c src/rt/log.c src/rt/proto.c src/rt/errno.c \
+	src/rt/random.c
 libcfs_rt_la_LIBADD = $(EV_LIBS) $(PTHREAD_LIBS)
 EXTRA_DIST += src/rt/README.md
 

@@ -71,6 +71,10 @@ void rt_buf_count_rx(struct rt_buf *b);
 /** Bytes of counted receive buffers alive in rt; any thread, racy. */
 uint64_t rt_rx_held(const struct rt *rt);
 
+/** 64 random bits (getrandom; time and pid when it has no entropy yet): for
+ *  identities that must differ between processes and runs, not secrets. */
+uint64_t rt_random64(void);
+
 /* A slice of a buffer: payload segments of a message. */
 struct rt_iov {
 	struct rt_buf *buf;	/* the message holds one reference */

@@ -23,9 +23,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "actors/storage/storage.h"
@@ -1326,10 +1329,17 @@ static const struct rt_actor_kind mg_kind = {
 static void
 wait_sync_done(void)
 {
+	struct timespec until;
+	int rc = 0;
+
+	/* hang guard (60 s), not a performance bound */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
 	pthread_mutex_lock(&g_sd_mu);
-	while (g_sd_count == 0)
-		pthread_cond_wait(&g_sd_cv, &g_sd_mu);
+	while (g_sd_count == 0 && rc == 0)
+		rc = pthread_cond_timedwait(&g_sd_cv, &g_sd_mu, &until);
 	pthread_mutex_unlock(&g_sd_mu);
+	ck_assert_msg(g_sd_count > 0, "no sync_done reached mgmtd");
 }
 
 static void
@@ -1486,6 +1496,12 @@ resync_until_stopped(struct h *h, uint64_t copied)
 	return done - before;
 }
 
+/* The resync tests' chunks, and after how many copies they stop the walk:
+ * early, so that the rest of the walk outlasts any delay of the test's own
+ * thread between seeing the copies and stopping it. */
+#define RESYNC_N    1000u
+#define RESYNC_STOP 100u
+
 /* Chunks 1000.. (n of them) on replicas 0 and 1, replica 2 empty; the
  * stand-in mgmtd on; state_vers 1, 1, 2 (replica 2 syncing since). */
 static void
@@ -1519,14 +1535,14 @@ resync_teardown(struct h *h)
  * same change. */
 START_TEST(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay)
 {
-	enum { N = 300 };
+	enum { N = RESYNC_N };
 	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
 	struct cfs_target_stats_resp st;
 	struct h h;
 
 	h_start(&h);
 	resync_setup(&h, N);
-	ck_assert_uint_lt(resync_until_stopped(&h, N / 2), N);
+	ck_assert_uint_lt(resync_until_stopped(&h, RESYNC_STOP), N);
 	/* The chain moves on (version + 1), both ends as they were. */
 	route(&h, h.chain_ver + 1, now_ns(&h) + LEASE_NS, k_order, states, NREP);
 	wait_sync_done();
@@ -1546,7 +1562,7 @@ END_TEST
  * walk's mark differs now, and the walk starts over. */
 START_TEST(test_craq_resync_starts_over_when_syncing_target_left_meanwhile)
 {
-	enum { N = 300 };
+	enum { N = RESYNC_N };
 	static const uint32_t one[1] = {CFS_TS_SERVING};
 	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
 	uint32_t alone_t[1] = {3};
@@ -1555,7 +1571,7 @@ START_TEST(test_craq_resync_starts_over_when_syncing_target_left_meanwhile)
 
 	h_start(&h);
 	resync_setup(&h, N);
-	resync_until_stopped(&h, N / 2);
+	resync_until_stopped(&h, RESYNC_STOP);
 	alone_a[0] = h.addr[2];
 	h.chain_ver++;
 	route_rep(&h, 2, h.chain_ver, now_ns(&h) + LEASE_NS, 1, alone_t, alone_a, one);
@@ -1566,6 +1582,82 @@ START_TEST(test_craq_resync_starts_over_when_syncing_target_left_meanwhile)
 	route(&h, h.chain_ver + 1, now_ns(&h) + LEASE_NS, k_order, states, NREP);
 	wait_sync_done();
 	for (uint64_t c = 0; c < 8; c++)
+		expect_same(&h, 0, 2, 1000 + c);
+	expect_same(&h, 0, 2, 1000 + N - 1);
+	resync_teardown(&h);
+}
+END_TEST
+
+struct reopen {
+	cfs_addr_t addr;
+	atomic_bool done;
+};
+
+static void
+stop_visit(struct rt_actor *a, uint64_t handled, void *arg)
+{
+	struct reopen *r = arg;
+
+	(void)handled;
+	if (rt_actor_addr(a) == r->addr)
+		rt_actor_stop(a);
+}
+
+static void
+stop_on_loop(void *arg)
+{
+	struct reopen *r = arg;
+
+	rt_loop_foreach_actor(rt_loop_current(), stop_visit, r);
+	atomic_store(&r->done, true);
+}
+
+/* Stop replica rep's target and open it again on an empty directory (a
+ * replaced disk), same target id: a new opening, a new address. */
+static void
+h_reopen_empty(struct h *h, unsigned rep)
+{
+	struct reopen r = {.addr = h->addr[rep]};
+	struct stor_config cfg = {
+		.target_id = rep + 1,
+		.path = g_dir[rep],
+		.capacity = 1ull << 30,
+		.in_cluster = true,
+	};
+	struct rt_loop *loop = rt_loop_at(cfs_client_rt(h->c), rep + 1);
+	int rc = -1;
+
+	ck_assert_int_eq(rt_loop_post(loop, stop_on_loop, &r), 0);
+	while (!atomic_load(&r.done))
+		usleep(1000);
+	/* fini (closing the target) runs in the same iteration: the directory
+	 * is free once its lock is. hang guard (10 s), not a performance bound */
+	for (unsigned i = 0; i < 10000 && rc != 0; i++) {
+		usleep(1000);
+		tp_rm_rf(g_dir[rep]);
+		ck_assert_int_eq(mkdir(g_dir[rep], 0700), 0);
+		rc = rt_spawn(loop, &stor_kind, &cfg, 0, &h->addr[rep]);
+	}
+	ck_assert_int_eq(rc, 0);
+}
+
+/* The syncing target was opened again on an empty disk while the walk was
+ * stopped, and mgmtd saw nothing (its node came back within the lease): its
+ * answers name another opening, and the walk starts over instead of going
+ * on from its mark, so the chunks before the mark reach it too. */
+START_TEST(test_craq_resync_starts_over_when_syncing_target_reopened)
+{
+	enum { N = RESYNC_N };
+	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	struct h h;
+
+	h_start(&h);
+	resync_setup(&h, N);
+	resync_until_stopped(&h, RESYNC_STOP);
+	h_reopen_empty(&h, 2);
+	route(&h, h.chain_ver + 1, now_ns(&h) + LEASE_NS, k_order, states, NREP);
+	wait_sync_done();
+	for (uint64_t c = 0; c < N; c += 37)
 		expect_same(&h, 0, 2, 1000 + c);
 	expect_same(&h, 0, 2, 1000 + N - 1);
 	resync_teardown(&h);
@@ -2593,6 +2685,7 @@ craq_suite(void)
 	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
 	ADD(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay);
 	ADD(test_craq_resync_starts_over_when_syncing_target_left_meanwhile);
+	ADD(test_craq_resync_starts_over_when_syncing_target_reopened);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
 	ADD(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails);
 	ADD(test_craq_remove_redriven_by_head_when_every_replica_restarted);
