@@ -357,6 +357,10 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 			ev_io_stop(nc->ev, &c->rio);
 			return;
 		}
+		/* As after any parse: the read below may find nothing, and a
+		 * frame clock left running would cut an idle connection. */
+		net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
+		rx_set_lowat(c);
 	}
 	if (c->rx_msg) {
 		iov[cnt].iov_base = c->rx_buf->data + c->rx_got;

@@ -1396,6 +1396,58 @@ START_TEST(test_tcp_clients_finish_payloads_when_held_max_reached_midway)
 }
 END_TEST
 
+/* A client whose frame was held back at max_rx_held, then read and
+ * answered, stays connected while idle afterwards: its frame clock stopped
+ * with the frame (the re-parse on resume once left it running, and the
+ * sweep cut the idle connection as stalled). */
+START_TEST(test_tcp_client_kept_idle_after_held_frame_answered)
+{
+	enum { PLEN = 1 << 20, HELD_MAX = 4 << 20 };
+	struct flood_writer w = {.frames = HELD_MAX / PLEN, .plen = PLEN};
+	struct net_config nc;
+	struct net_stats st;
+	struct wire_buf wb;
+	struct srv s;
+	cfs_addr_t addr;
+	uint8_t *frame;
+	int fd;
+
+	atomic_store(&g_kept_n, 0);
+	atomic_store(&g_kept_total, 0);
+	net_config_init(&nc);
+	nc.max_rx_held = HELD_MAX;
+	nc.frame_timeout_ms = 300;
+	srv_start_cfg(&s, 1, 0, &nc);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 0), &keeper_kind, NULL, KEEP_LOCAL, &addr), 0);
+	w.fd = raw_connect(s.port);
+	flood_writer_main(&w);
+	/* hang guard (WAIT_S), not a performance bound */
+	for (unsigned i = 0; atomic_load(&g_kept_n) < HELD_MAX / PLEN; i++) {
+		ck_assert_msg(i < WAIT_S * 100, "the keeper got %u", atomic_load(&g_kept_n));
+		sleep_ms(10);
+	}
+	/* A small echo, whole in one write, held back at its header. */
+	ping_frame_plen(&wb, 1024);
+	frame = calloc(1, wb.len + 1024);
+	ck_assert_ptr_nonnull(frame);
+	memcpy(frame, wb.p, wb.len);
+	fd = raw_connect(s.port);
+	raw_write(fd, frame, wb.len + 1024);
+	free(frame);
+	sleep_ms(100);
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(s.rt, 0), keeper_release, NULL), 0);
+	ck_assert_msg(raw_read_n(fd, 1024), "the held frame got no answer");
+	sleep_ms(1500); /* idle for five frame timeouts */
+	ck_assert_int_eq(net_stats(s.net, 0, &st), 0);
+	ck_assert_uint_eq(st.frame_timeouts, 0);
+	ck_assert(raw_ping_answered(fd));
+	close(fd);
+	wire_buf_fini(&wb);
+	close(w.fd);
+	srv_stop(&s);
+}
+END_TEST
+
 /* A connection another node opened is not paused for max_rx_held: it
  * brings that node's forwards down our chains, which it holds until we
  * answer; two nodes full of writes for each other's chains would otherwise
@@ -2116,6 +2168,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_server_stops_reading_when_held_payloads_reach_max);
 	tcase_add_test(tc, test_tcp_node_connection_read_on_when_held_payloads_reach_max);
 	tcase_add_test(tc, test_tcp_clients_finish_payloads_when_held_max_reached_midway);
+	tcase_add_test(tc, test_tcp_client_kept_idle_after_held_frame_answered);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad_input");
