@@ -25,7 +25,8 @@ static const char g_schema[] =
 	"CREATE TABLE IF NOT EXISTS targets(id INTEGER PRIMARY KEY, node INTEGER NOT NULL,"
 	" addr INTEGER NOT NULL, path TEXT NOT NULL, local_state INTEGER NOT NULL,"
 	" public_state INTEGER NOT NULL, chain INTEGER NOT NULL, position INTEGER NOT NULL,"
-	" admin_offline INTEGER NOT NULL, state_ver INTEGER NOT NULL);"
+	" admin_offline INTEGER NOT NULL, state_ver INTEGER NOT NULL,"
+	" format_id INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS chains(id INTEGER PRIMARY KEY, version INTEGER NOT NULL);"
 	"CREATE VIEW IF NOT EXISTS chain_members AS SELECT c.id AS chain, c.version AS version,"
 	" t.position AS position, t.id AS target, t.node AS node, t.public_state AS public_state"
@@ -266,7 +267,7 @@ load_targets(struct mgmtd_state *s)
 
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT id, node, addr, path, local_state, public_state, chain,"
-			       " position, admin_offline, state_ver FROM targets",
+			       " position, admin_offline, state_ver, format_id FROM targets",
 			       -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, "prepare targets");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -293,6 +294,7 @@ load_targets(struct mgmtd_state *s)
 		t->position = (uint32_t)sqlite3_column_int64(st, 7);
 		t->admin_offline = sqlite3_column_int(st, 8) != 0;
 		t->state_ver = (uint64_t)sqlite3_column_int64(st, 9);
+		t->format_id = (uint64_t)sqlite3_column_int64(st, 10);
 	}
 	sqlite3_finalize(st);
 	if (err == 0 && rc != SQLITE_DONE)
@@ -391,6 +393,31 @@ load_all(struct mgmtd_state *s, uint64_t now_ns)
 	return rc;
 }
 
+/* A database made before targets had a format id gets the column (0: not
+ * known yet; the next report fills it in). */
+static int
+add_format_id(struct mgmtd_state *s)
+{
+	sqlite3_stmt *st;
+	bool have = false;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA table_info(targets)", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, "prepare table_info");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+
+		if (name && strcmp(name, "format_id") == 0)
+			have = true;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, "read table_info");
+	if (have)
+		return 0;
+	return exec(s, "ALTER TABLE targets ADD COLUMN format_id INTEGER NOT NULL DEFAULT 0;");
+}
+
 /* The nodes of the last run hold leases of the lease_ms it granted, counted
  * from before this start, and a node never shortens the lease it holds.
  * When that was longer than ours, no node is marked down until it ran out
@@ -439,6 +466,8 @@ mgmtd_db_open(struct mgmtd_state *s, const char *path, uint64_t now_ns)
 	rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
 	if (rc == 0)
 		rc = exec(s, g_schema);
+	if (rc == 0)
+		rc = add_format_id(s);
 	if (rc == 0)
 		rc = load_all(s, now_ns);
 	if (rc == 0)
@@ -518,11 +547,12 @@ mgmtd_db_save(struct mgmtd_state *s)
 			       "INSERT OR REPLACE INTO nodes(id, endpoint, state, last_hb_ms)"
 			       " VALUES(?, ?, ?, ?)",
 			       -1, &node, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db,
-			       "INSERT OR REPLACE INTO targets(id, node, addr, path, local_state,"
-			       " public_state, chain, position, admin_offline, state_ver)"
-			       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			       -1, &tgt, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(
+		    s->db,
+		    "INSERT OR REPLACE INTO targets(id, node, addr, path, local_state,"
+		    " public_state, chain, position, admin_offline, state_ver, format_id)"
+		    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		    -1, &tgt, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO chains(id, version) VALUES(?, ?)", -1,
 			       &chain, NULL) != SQLITE_OK) {
 		rc = db_err(s, "prepare save");
@@ -570,6 +600,7 @@ mgmtd_db_save(struct mgmtd_state *s)
 		sqlite3_bind_int64(tgt, 8, t->position);
 		sqlite3_bind_int(tgt, 9, t->admin_offline);
 		sqlite3_bind_int64(tgt, 10, (int64_t)t->state_ver);
+		sqlite3_bind_int64(tgt, 11, (int64_t)t->format_id);
 		if (sqlite3_step(tgt) != SQLITE_DONE) {
 			rc = db_err(s, "write target");
 			goto out_rollback;

@@ -189,6 +189,7 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 				return -ENOMEM;
 			t->node = node->id;
 			t->addr = r[i].addr;
+			t->format_id = r[i].format_id;
 			t->local_state = ls;
 			t->public_state = CFS_TS_OFFLINE;
 			t->listed = s->reports;
@@ -203,6 +204,20 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 		 * change is about a state that is gone: count it as online. */
 		if (ls == CFS_LS_UPTODATE && node_routing_ver < t->state_ver)
 			ls = CFS_LS_ONLINE;
+		/* Made again under its id (an emptied directory, a new disk): not
+		 * the target the chain knew. It leaves the chain's live members
+		 * as if it had gone down, and comes back through a resync. */
+		if (r[i].format_id != 0 && r[i].format_id != t->format_id) {
+			if (t->format_id != 0) {
+				RT_WARN("node=%" PRIu32 " target=%" PRIu32 ": format %016" PRIx64
+					" replaces %016" PRIx64 ": a new target, it resyncs",
+					node->id, t->id, r[i].format_id, t->format_id);
+				ls = CFS_LS_OFFLINE;
+			}
+			t->format_id = r[i].format_id;
+			t->dirty = true;
+			s->routing_changed = true;
+		}
 		if (t->addr != r[i].addr) {
 			t->addr = r[i].addr;
 			t->dirty = true;

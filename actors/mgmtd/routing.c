@@ -39,7 +39,7 @@ mgmtd_routing_bytes(const struct mgmtd_state *s)
 		n += MP_HDR + MP_U32 + MP_HDR + MP_U32 + MP_U64 +
 		     (s->nodes[i].endpoint ? strlen(s->nodes[i].endpoint) : 0);
 	for (uint32_t i = 0; i < s->ntargets; i++)
-		n += MP_HDR + 4 * MP_U32 + 2 * MP_U64 + MP_HDR +
+		n += MP_HDR + 4 * MP_U32 + 3 * MP_U64 + MP_HDR +
 		     (s->targets[i].path ? strlen(s->targets[i].path) : 0);
 	for (uint32_t i = 0; i < s->nchains; i++)
 		n += MP_HDR + MP_U64 + 3 * MP_U32 +
@@ -85,6 +85,7 @@ mgmtd_routing_fill(const struct mgmtd_state *s, uint64_t now_ns, struct rt_msg *
 		/* What mgmtd acts on: offline also when the node is down or an
 		 * operator took the target out. */
 		targets[i].local_state = mgmtd_effective_local((struct mgmtd_state *)s, t);
+		targets[i].format_id = t->format_id;
 		if (set_cstr(m, &targets[i].path, t->path) != 0)
 			return -ENOMEM;
 	}

@@ -37,6 +37,7 @@ struct nc_target {
 	char *path;
 	cfs_addr_t addr;	     /* its storage actor; 0 until found */
 	enum cfs_local_state report; /* what the actor said, REPORT_NONE */
+	uint64_t format_id;	     /* what the actor said it is; 0: not yet */
 };
 
 struct member_walk;
@@ -408,6 +409,7 @@ push_target(struct nodectl *nc, const struct nc_target *t)
 	b->routing_ver = nc->routing_ver;
 	b->lease_until_ns = nc->lease_until_ns;
 	b->public_state = ti ? ti->public_state : CFS_TS_OFFLINE;
+	b->format_id = ti ? ti->format_id : 0;
 	b->mgmtd = nc->mgmtd;
 	if (ci) {
 		b->chain_id = ci->chain_id;
@@ -489,6 +491,7 @@ fill_reports(struct nodectl *nc, struct rt_msg *m, struct cfs_target_report **ou
 		r[i].target = t->id;
 		r[i].addr = t->addr;
 		r[i].local_state = local_state(nc, t);
+		r[i].format_id = t->format_id;
 		if (rt_msg_set_str(m, &r[i].path, t->path) != 0)
 			return -ENOMEM;
 	}
@@ -834,11 +837,18 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 	}
 	if (!t)
 		return -CFS_ENOTARGET;
-	if (b->local_state >= CFS_LS__COUNT)
+	/* CFS_LS__COUNT: no word on the state (a report of the format id). */
+	if (b->local_state > CFS_LS__COUNT)
 		return -EINVAL;
 	if (CFS_ADDR_NODE(req->src) == rt_node_id(rt_loop_rt(nc->loop)) && req->conn == 0)
 		t->addr = req->src;
-	if (t->report != (enum cfs_local_state)b->local_state) {
+	if (b->format_id != 0 && b->format_id != t->format_id) {
+		RT_INFO("target=%" PRIu32 " format %016" PRIx64, t->id, b->format_id);
+		t->format_id = b->format_id;
+		if (nc->mgmtd)
+			send_heartbeat(nc);
+	}
+	if (b->local_state != CFS_LS__COUNT && t->report != (enum cfs_local_state)b->local_state) {
 		RT_INFO("target=%" PRIu32 " reports %s", t->id,
 			cfs_local_state_name(b->local_state));
 		t->report = (enum cfs_local_state)b->local_state;

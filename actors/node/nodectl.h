@@ -21,8 +21,11 @@
  *     rt_now_ns() < lease_until_ns and its state there is serving (or
  *     syncing, for forwarded writes);
  *   - takes NODE_TARGET_REPORT from storage actors: local state offline (disk
- *     failed), online, or up-to-date (it finished a resync), passed on to
- *     mgmtd with the next heartbeat, which is sent at once.
+ *     failed), online, or up-to-date (it finished a resync), and the
+ *     target's format id (sent once, with the first routing the actor gets),
+ *     passed on to mgmtd with the next heartbeat, which is sent at once; and
+ *     hands each actor the format id mgmtd knows for it, so a target made
+ *     again serves nothing under the old one's state.
  *
  * Storage actors are found by walking the loops for actors of kind "storage"
  * tagged with a configured target id; a configured target without one is

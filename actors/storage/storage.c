@@ -78,6 +78,29 @@ stor_check_chain(const struct stor_target *t, uint32_t target, uint32_t chain_ve
 	return -CFS_ENOTSERVING;
 }
 
+/* Tell our nodectl (who sent us routing) the target's format id, for mgmtd;
+ * one-way, again with the next routing if it could not be sent. */
+static void
+tell_format(struct stor_target *t, cfs_addr_t nodectl)
+{
+	struct rt_msg *m = rt_msg_new(CFS_MSG_NODE_TARGET_REPORT);
+	struct cfs_node_target_report *b;
+
+	if (!m)
+		return;
+	b = RT_BODY(m, node_target_report);
+	b->target = t->id;
+	b->local_state = CFS_LS__COUNT; /* no word on our state */
+	b->format_id = t->format_id;
+	m->dst = nodectl;
+	m->flags |= RT_MSG_F_ONEWAY;
+	if (rt_send(t->self, m) != 0) {
+		rt_msg_free(&m);
+		return;
+	}
+	t->format_told = true;
+}
+
 /*
  * NODE_TARGET_ROUTING: nodectl's view of our chain (one-way, node-local).
  * Taken as it comes, newest routing_ver wins; a lease extension with the same
@@ -104,6 +127,19 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 	c->chain_id = m->chain_id;
 	c->public_state = m->public_state;
 	c->mgmtd = m->mgmtd;
+	/* mgmtd's state is about the target it knew. Made again under our id
+	 * (an emptied directory, a new disk), we are not that one: serve
+	 * nothing until mgmtd has taken us for a new member (the format id
+	 * our node reports) and sends our own state. */
+	if (m->format_id != 0 && m->format_id != t->format_id) {
+		if (c->public_state != CFS_TS_OFFLINE)
+			RT_WARN("target=%" PRIu32 ": routing names format %016" PRIx64
+				", this is %016" PRIx64 ": not serving until mgmtd knows it",
+				t->id, m->format_id, t->format_id);
+		c->public_state = CFS_TS_OFFLINE;
+	}
+	if (!t->format_told)
+		tell_format(t, req->src);
 	c->pos = -1;
 	c->count = 0;
 	c->chain_ver = 0;
@@ -123,7 +159,7 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 	c->head = c->succ = c->rtail = -1;
 	for (uint32_t i = 0; i < c->count; i++) {
 		/* Our own state is the one addressed to us. */
-		uint32_t st = (int)i == c->pos ? m->public_state : c->members[i].public_state;
+		uint32_t st = (int)i == c->pos ? c->public_state : c->members[i].public_state;
 
 		if (st != CFS_TS_SERVING && st != CFS_TS_SYNCING)
 			continue;
@@ -249,6 +285,7 @@ stor_init(struct rt_actor *self, const void *arg)
 		disk_aio_put(&t->e);
 		return rc;
 	}
+	t->format_id = disk_target_format_id(t->dt);
 	rc = craq_init(t);
 	if (rc != 0) {
 		disk_target_close(&t->dt);

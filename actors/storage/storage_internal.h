@@ -118,6 +118,8 @@ struct stor_target {
 	/* Random per opening: a predecessor's resync that sees it change knows
 	 * the target was reopened, maybe on another disk, and starts over. */
 	uint64_t instance;
+	uint64_t format_id; /* disk_target_format_id: this target, as made */
+	bool format_told;   /* nodectl has it (tell_format) */
 	uint64_t max_reply;
 	uint32_t max_reads; /* per chunk_read: STOR_MAX_READS or what max_hdr allows */
 	uint32_t max_list;  /* per chunk_list page: STOR_LIST_MAX or what max_hdr allows */

@@ -446,5 +446,9 @@ int disk_target_check(struct disk_target *t, struct disk_check *out);
 
 /** The target's directory and id (for logs). */
 const char *disk_target_path(const struct disk_target *t);
+/** The target's format id: random and nonzero, made when its index was first
+ *  created and kept with it. Another one under the same directory means the
+ *  target was made again (emptied, or a new disk). */
+uint64_t disk_target_format_id(const struct disk_target *t);
 
 #endif

@@ -178,6 +178,7 @@ struct disk_index {
 	uint64_t rm_oldest;	/* helper thread: oldest record's time, 0: none */
 	int reserve_fd;	    /* <index>.reserve, or -1 (none: no fallocate here) */
 	bool reserve_spent; /* given back to the file system for the index */
+	uint64_t format_id; /* meta 'format_id': random, written when first made */
 };
 
 /* Open or create path's index; -CFS_ECONFIG on a foreign format, -EIO. */

@@ -103,6 +103,41 @@ class_table(char *buf, size_t n)
 					disk_class_size[i]);
 }
 
+/* The target's identity: made with the index, kept with it. A directory
+ * emptied (or a disk replaced) makes another, so the cluster can tell the
+ * target it knew from a new one under the same id. */
+static int
+load_format_id(struct disk_index *ix)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[128];
+	uint64_t id = 0;
+	int src, rc = 0;
+
+	src = sqlite3_prepare_v2(ix->db, "SELECT v FROM meta WHERE k = 'format_id'", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(ix->db, src, "prepare format_id");
+	src = sqlite3_step(st);
+	if (src == SQLITE_ROW && sqlite3_column_text(st, 0))
+		id = strtoull((const char *)sqlite3_column_text(st, 0), NULL, 16);
+	else if (src != SQLITE_DONE)
+		rc = sql_err(ix->db, src, "read format_id");
+	sqlite3_finalize(st);
+	if (rc != 0)
+		return rc;
+	if (id == 0) {
+		do
+			id = rt_random64();
+		while (id == 0);
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR REPLACE INTO meta VALUES('format_id','%016llx');",
+			 (unsigned long long)id);
+		rc = exec(ix->db, sql);
+	}
+	ix->format_id = id;
+	return rc;
+}
+
 static int
 check_meta(sqlite3 *db)
 {
@@ -280,6 +315,8 @@ disk_index_open(struct disk_index *ix, const char *path)
 	if (rc != 0)
 		goto out_close;
 	rc = check_meta(ix->db);
+	if (rc == 0)
+		rc = load_format_id(ix);
 	if (rc != 0)
 		goto out_close;
 	rc = migrate(ix->db);

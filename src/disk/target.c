@@ -92,6 +92,12 @@ disk_target_path(const struct disk_target *t)
 	return t->path;
 }
 
+uint64_t
+disk_target_format_id(const struct disk_target *t)
+{
+	return t->ix.format_id;
+}
+
 /* ------------------------------------------------------------ CRC cache */
 
 static void

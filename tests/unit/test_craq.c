@@ -124,6 +124,9 @@ static cfs_addr_t g_mgmtd; /* what routing names as mgmtd; 0: none */
 /* Each target's state_ver in the routing (by target id); 0: a mgmtd that
  * does not send it. */
 static uint64_t g_state_ver[NREP + 1];
+/* The format id routing names for each replica's target; 0: none (a mgmtd
+ * that does not send it). */
+static uint64_t g_route_format[NREP];
 
 /* Tell replica rep: chain CHAIN_ID version ver, members head first (targets,
  * addresses, public states). */
@@ -140,6 +143,7 @@ route_rep(struct h *h, unsigned rep, uint32_t ver, uint64_t lease_until_ns, unsi
 	b->chain_id = CHAIN_ID;
 	b->chain_ver = ver;
 	b->mgmtd = g_mgmtd;
+	b->format_id = g_route_format[rep];
 	b->public_state = CFS_TS_OFFLINE;
 	b->members = rt_msg_alloc(m, n * sizeof(*b->members));
 	b->members_count = n;
@@ -1664,6 +1668,31 @@ START_TEST(test_craq_resync_starts_over_when_syncing_target_reopened)
 }
 END_TEST
 
+/* Routing that names another format of our target (the directory was
+ * emptied, or a new disk put in, while mgmtd still counts the old target as
+ * a live member) is not about us: the target serves nothing until routing
+ * names its own format. */
+START_TEST(test_craq_target_serves_nothing_when_routing_names_another_format)
+{
+	uint64_t fmt;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 5, 4096, 1, 0, NULL, NULL), 0);
+	fmt = stats(&h, 0).format_id;
+	ck_assert_uint_ne(fmt, 0);
+	g_route_format[0] = fmt ^ 1;
+	route(&h, 2, now_ns(&h) + LEASE_NS, k_order, k_serving, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 5, 4096, 2, 0, NULL, NULL), -CFS_ENOTSERVING);
+	g_route_format[0] = fmt;
+	route(&h, 3, now_ns(&h) + LEASE_NS, k_order, k_serving, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 5, 4096, 3, 0, NULL, NULL), 0);
+	memset(g_route_format, 0, sizeof(g_route_format));
+	h_stop(&h);
+}
+END_TEST
+
 /* ------------------------------------------------------ serialization */
 
 #define PIPE 16u
@@ -2686,6 +2715,7 @@ craq_suite(void)
 	ADD(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay);
 	ADD(test_craq_resync_starts_over_when_syncing_target_left_meanwhile);
 	ADD(test_craq_resync_starts_over_when_syncing_target_reopened);
+	ADD(test_craq_target_serves_nothing_when_routing_names_another_format);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
 	ADD(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails);
 	ADD(test_craq_remove_redriven_by_head_when_every_replica_restarted);

@@ -3093,6 +3093,31 @@ START_TEST(test_disk_second_open_refused_when_directory_in_use)
 }
 END_TEST
 
+/* A target keeps its format id across openings; made again in an emptied
+ * directory it gets another (what tells the cluster it is a new target). */
+START_TEST(test_disk_format_id_kept_until_directory_made_again)
+{
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = NULL;
+	uint64_t first;
+	char path[700];
+
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	first = disk_target_format_id(t);
+	ck_assert_uint_ne(first, 0);
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	ck_assert_uint_eq(disk_target_format_id(t), first);
+	disk_target_close(&t);
+	snprintf(path, sizeof(path), "%s/t", g_dir);
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	ck_assert_uint_ne(disk_target_format_id(t), 0);
+	ck_assert_uint_ne(disk_target_format_id(t), first);
+	disk_target_close(&t);
+}
+END_TEST
+
 /* An index step that fails before COMMIT rolls back and leaves nothing in
  * the WAL: that batch fails, the next one goes through. (Only a failed
  * COMMIT refuses further writes until the target is opened again.) */
@@ -3157,6 +3182,7 @@ disk_suite(void)
 		{"whole_once", test_disk_read_waits_for_one_whole_read_when_chunk_uncached},
 		{"whole_moved", test_disk_waiting_read_serves_version_asked_when_chunk_moves},
 		{"open_twice", test_disk_second_open_refused_when_directory_in_use},
+		{"format_id", test_disk_format_id_kept_until_directory_made_again},
 		{"index_busy", test_disk_write_recovers_when_index_busy_for_one_batch},
 		{"whole_bound", test_disk_read_bounds_whole_reads_when_many_chunks_uncached},
 		{"no_fallocate", test_disk_refill_keeps_chunks_above_when_fallocate_unsupported},

@@ -237,6 +237,10 @@ cl_stop(struct cl *c)
 }
 
 /* Report `n` targets first, first+1, ... with local state ls. */
+/* Each target's format id as its node reports it (by target id; 0: a node
+ * that does not say). */
+static uint64_t g_format[64];
+
 static void
 reports(struct cfs_target_report *r, uint32_t first, uint32_t n, enum cfs_local_state ls)
 {
@@ -248,6 +252,7 @@ reports(struct cfs_target_report *r, uint32_t first, uint32_t n, enum cfs_local_
 			.target = first + i,
 			.addr = CFS_ADDR(first / 10, 0x100 + i),
 			.local_state = ls,
+			.format_id = g_format[(first + i) % 64],
 			.path = {(const uint8_t *)paths[(first + i) % 64],
 				 (uint32_t)strlen(paths[(first + i) % 64])},
 		};
@@ -778,6 +783,43 @@ START_TEST(test_create_chains_refused_when_too_few_nodes)
 	ck_assert_int_eq(
 		mgmtd_op_create_chains(&c.s, c.now, 1, 0, &made, detail, sizeof(detail), NULL), 0);
 	ck_assert_uint_eq(made, 4);
+	cl_stop(&c);
+}
+END_TEST
+
+/* A target made again under its id (its directory emptied, a new disk)
+ * reports another format id: it is not the member the chain knew, so it
+ * leaves the live members as if it had gone down, comes back waiting, and
+ * syncs from scratch. The first format id a target reports is just kept. */
+START_TEST(test_target_resyncs_when_its_format_changes)
+{
+	struct cl c;
+
+	cl_start(&c);
+	memset(g_format, 0, sizeof(g_format));
+	three_node_chain(&c);
+	g_format[11] = 0x1111;
+	g_format[21] = 0x2121;
+	g_format[31] = 0x3131;
+	beat(&c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2121);
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:S 11:S");
+
+	/* Node 2 comes back within its lease, target 21 on an empty disk; it
+	 * reports it up to date (its routing shows it serving). */
+	g_format[21] = 0x2222;
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:O");
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2222);
+	/* Its node, still on the old routing, says up to date again: online. */
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver - 1), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:Y");
+
+	/* The format is saved with the target. */
+	mgmtd_state_fini(&c.s);
+	cl_open(&c);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2222);
+	memset(g_format, 0, sizeof(g_format));
 	cl_stop(&c);
 }
 END_TEST
@@ -1800,6 +1842,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_register_refused_when_input_is_bad);
 	tcase_add_test(tc, test_register_refused_when_reports_or_routing_too_large);
 	tcase_add_test(tc, test_routing_members_carry_their_last_state_change);
+	tcase_add_test(tc, test_target_resyncs_when_its_format_changes);
 	tcase_add_test(tc, test_subscribers_bounded_when_one_connection_names_many);
 	suite_add_tcase(s, tc);
 
