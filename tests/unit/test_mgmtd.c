@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -912,6 +913,50 @@ START_TEST(test_restart_with_shorter_lease_waits_for_the_longer_one)
 	mgmtd_state_fini(&c.s);
 	cl_open_lease(&c, LEASE_MS / 4);
 	ck_assert_uint_eq(c.s.granted_lease_ms, LEASE_MS);
+	cl_stop(&c);
+}
+END_TEST
+
+/* A database made before targets had a format id opens: the column is
+ * added, the targets read 0 (not known), and the next report fills it in
+ * without taking the target for a new one. */
+START_TEST(test_open_adds_format_id_when_database_older)
+{
+	struct cl c;
+	sqlite3 *db = NULL;
+
+	memset(&c, 0, sizeof(c));
+	tmp_make(&c.tmp);
+	c.now = 1000 * MS;
+	ck_assert_int_eq(sqlite3_open(c.tmp.db, &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(
+			db,
+			"CREATE TABLE config(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+			"INSERT INTO config VALUES('schema', 1), ('routing_ver', 5),"
+			" ('next_chain_id', 1);"
+			"CREATE TABLE nodes(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL,"
+			" state INTEGER NOT NULL, last_hb_ms INTEGER NOT NULL);"
+			"INSERT INTO nodes VALUES(2, '127.0.0.1:7002', 0, 0);"
+			"CREATE TABLE targets(id INTEGER PRIMARY KEY, node INTEGER NOT NULL,"
+			" addr INTEGER NOT NULL, path TEXT NOT NULL, local_state INTEGER NOT NULL,"
+			" public_state INTEGER NOT NULL, chain INTEGER NOT NULL, position INTEGER"
+			" NOT NULL, admin_offline INTEGER NOT NULL, state_ver INTEGER NOT NULL);"
+			"INSERT INTO targets VALUES(21, 2, 0, '/d/21', 1, 0, 0, 0, 0, 3);",
+			NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	cl_open(&c);
+	ck_assert_uint_eq(c.s.routing_ver, 5);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0);
+	g_format[21] = 0x2121;
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_ONLINE, c.s.routing_ver), 0);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2121);
+	ck_assert_int_eq(mgmtd_target_find(&c.s, 21)->local_state, CFS_LS_ONLINE);
+	g_format[21] = 0;
+	mgmtd_state_fini(&c.s);
+	cl_open(&c);
+	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2121);
 	cl_stop(&c);
 }
 END_TEST
@@ -1865,6 +1910,7 @@ mgmtd_suite(void)
 
 	tc = tcase_create("persistence");
 	tcase_add_test(tc, test_state_survives_restart_when_database_reopened);
+	tcase_add_test(tc, test_open_adds_format_id_when_database_older);
 	tcase_add_test(tc, test_restart_with_shorter_lease_waits_for_the_longer_one);
 	tcase_add_test(tc, test_open_fails_when_file_is_not_a_database);
 	suite_add_tcase(s, tc);
