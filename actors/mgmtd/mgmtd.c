@@ -213,6 +213,7 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 					" replaces %016" PRIx64 ": a new target, it resyncs",
 					node->id, t->id, r[i].format_id, t->format_id);
 				ls = CFS_LS_OFFLINE;
+				t->replaced = t->chain_id != 0;
 			}
 			t->format_id = r[i].format_id;
 			t->dirty = true;

@@ -57,6 +57,8 @@ struct mgmtd_target {
 	bool admin_offline; /* offline-target: counts as offline until undone */
 	uint64_t state_ver; /* routing version of its last public-state change */
 	uint64_t format_id; /* as its node last reported it; 0: not yet */
+	bool replaced;	    /* reported another format id: the next chain update
+			     * takes it out, never as lastsrv (memory only) */
 	uint64_t listed;    /* the report (s->reports) that last listed it */
 	bool state_changed; /* public state changed since the last commit */
 	bool dirty;

@@ -825,6 +825,42 @@ START_TEST(test_target_resyncs_when_its_format_changes)
 }
 END_TEST
 
+/* The last serving member made again is no lastsrv: its chunks are gone,
+ * there is nothing to wait for. It goes offline like any replaced target and
+ * the chain waits (for an operator); before, it came back as lastsrv, then
+ * serving, empty, and the others would have resynced from it. */
+START_TEST(test_replaced_last_serving_target_is_not_kept_as_lastsrv)
+{
+	struct cl c;
+
+	cl_start(&c);
+	memset(g_format, 0, sizeof(g_format));
+	three_node_chain(&c);
+	g_format[11] = 0x1111;
+	g_format[21] = 0x2121;
+	g_format[31] = 0x3131;
+	beat(&c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+	/* Nodes 1 and 3 go silent: 21 serves alone. */
+	for (int i = 0; i < 11; i++) {
+		advance(&c, LEASE_MS / 10);
+		beat(&c, 1u << 2, 1);
+	}
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:O 11:O");
+	g_format[21] = 0x2222;
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:O 11:O 21:O");
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_ONLINE, c.s.routing_ver), 0);
+	ck_assert_int_eq(pstate(&c, 21), CFS_TS_WAITING);
+	/* The others come back: nobody serves, nobody syncs from the empty one. */
+	beat(&c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+	ck_assert_int_eq(pstate(&c, 11), CFS_TS_WAITING);
+	ck_assert_int_eq(pstate(&c, 21), CFS_TS_WAITING);
+	ck_assert_int_eq(pstate(&c, 31), CFS_TS_WAITING);
+	memset(g_format, 0, sizeof(g_format));
+	cl_stop(&c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ persistence */
 
 START_TEST(test_state_survives_restart_when_database_reopened)
@@ -1888,6 +1924,7 @@ mgmtd_suite(void)
 	tcase_add_test(tc, test_register_refused_when_reports_or_routing_too_large);
 	tcase_add_test(tc, test_routing_members_carry_their_last_state_change);
 	tcase_add_test(tc, test_target_resyncs_when_its_format_changes);
+	tcase_add_test(tc, test_replaced_last_serving_target_is_not_kept_as_lastsrv);
 	tcase_add_test(tc, test_subscribers_bounded_when_one_connection_names_many);
 	suite_add_tcase(s, tc);
 
