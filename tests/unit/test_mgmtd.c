@@ -788,6 +788,20 @@ START_TEST(test_create_chains_refused_when_too_few_nodes)
 }
 END_TEST
 
+/* The chain of three_node_chain, its targets 11, 21, 31 reporting format
+ * ids 0x1111, 0x2121, 0x3131 (kept: the first ones mgmtd hears). */
+static void
+formats_chain(struct cl *c)
+{
+	cl_start(c);
+	memset(g_format, 0, sizeof(g_format));
+	three_node_chain(c);
+	g_format[11] = 0x1111;
+	g_format[21] = 0x2121;
+	g_format[31] = 0x3131;
+	beat(c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+}
+
 /* A target made again under its id (its directory emptied, a new disk)
  * reports another format id: it is not the member the chain knew, so it
  * leaves the live members as if it had gone down, comes back waiting, and
@@ -796,13 +810,7 @@ START_TEST(test_target_resyncs_when_its_format_changes)
 {
 	struct cl c;
 
-	cl_start(&c);
-	memset(g_format, 0, sizeof(g_format));
-	three_node_chain(&c);
-	g_format[11] = 0x1111;
-	g_format[21] = 0x2121;
-	g_format[31] = 0x3131;
-	beat(&c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+	formats_chain(&c);
 	ck_assert_uint_eq(mgmtd_target_find(&c.s, 21)->format_id, 0x2121);
 	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:S 11:S");
 
@@ -833,13 +841,7 @@ START_TEST(test_replaced_last_serving_target_is_not_kept_as_lastsrv)
 {
 	struct cl c;
 
-	cl_start(&c);
-	memset(g_format, 0, sizeof(g_format));
-	three_node_chain(&c);
-	g_format[11] = 0x1111;
-	g_format[21] = 0x2121;
-	g_format[31] = 0x3131;
-	beat(&c, 1u << 1 | 1u << 2 | 1u << 3, 1);
+	formats_chain(&c);
 	/* Nodes 1 and 3 go silent: 21 serves alone. */
 	for (int i = 0; i < 11; i++) {
 		advance(&c, LEASE_MS / 10);
