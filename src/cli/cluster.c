@@ -85,18 +85,21 @@ show_nodes(const struct cfs_routing_ref *r)
 static int
 show_targets(const struct cfs_routing_ref *r)
 {
-	printf("%-8s %-8s %-8s %-9s %-11s %-20s %s\n", "TARGET", "NODE", "CHAIN", "PUBLIC", "LOCAL",
-	       "ADDRESS", "PATH");
+	printf("%-8s %-8s %-8s %-9s %-11s %-20s %-16s %s\n", "TARGET", "NODE", "CHAIN", "PUBLIC",
+	       "LOCAL", "ADDRESS", "FORMAT", "PATH");
 	for (uint32_t i = 0; i < r->targets_count; i++) {
 		const struct cfs_target_info *t = &r->targets[i];
-		char chain[24] = "-";
+		char chain[24] = "-", format[24] = "-";
 
 		if (t->chain_id)
 			snprintf(chain, sizeof(chain), "%" PRIu64, t->chain_id);
-		printf("%-8" PRIu32 " %-8" PRIu32 " %-8s %-9s %-11s 0x%016" PRIx64 "   %.*s\n",
+		if (t->format_id)
+			snprintf(format, sizeof(format), "%016" PRIx64, t->format_id);
+		printf("%-8" PRIu32 " %-8" PRIu32 " %-8s %-9s %-11s 0x%016" PRIx64
+		       "   %-16s %.*s\n",
 		       t->target, t->node_id, chain,
 		       t->chain_id ? cfs_target_state_name(t->public_state) : "-",
-		       cfs_local_state_name(t->local_state), t->addr, (int)t->path.len,
+		       cfs_local_state_name(t->local_state), t->addr, format, (int)t->path.len,
 		       (const char *)t->path.p);
 	}
 	return 0;
