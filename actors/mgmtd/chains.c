@@ -101,27 +101,26 @@ mgmtd_chain_update(struct mgmtd_state *s, struct mgmtd_chain *c)
 				  c->members[i]);
 		before[i] = now[i] = t[i]->public_state;
 		local[i] = mgmtd_effective_local(s, t[i]);
-		/* Made again (a new disk): its chunks are gone, so it is no
-		 * lastsrv to wait for, even if it was the last one serving. */
-		if (t[i]->replaced) {
-			t[i]->replaced = false;
-			if (now[i] == CFS_TS_SERVING || now[i] == CFS_TS_LASTSRV) {
-				bool other = false;
+	}
+	/* Made again (a new disk): its chunks are gone, so it is no lastsrv to
+	 * wait for, even if it was the last one holding the data. */
+	for (uint32_t i = 0; i < c->n; i++) {
+		bool had_data = before[i] == CFS_TS_SERVING || before[i] == CFS_TS_LASTSRV;
+		bool other = false;
 
-				for (uint32_t j = 0; j < c->n; j++)
-					other |= j != i &&
-						 (t[j] = mgmtd_target_find(s, c->members[j])) &&
-						 (t[j]->public_state == CFS_TS_SERVING ||
-						  t[j]->public_state == CFS_TS_LASTSRV);
-				if (!other)
-					RT_ERRLOG("chain=%" PRIu64 " target=%" PRIu32
-						  ": its only up-to-date replica was made again;"
-						  " the chain waits for an operator",
-						  c->id, t[i]->id);
-			}
-			now[i] = CFS_TS_OFFLINE;
-			local[i] = CFS_LS_OFFLINE;
-		}
+		if (!t[i]->replaced)
+			continue;
+		t[i]->replaced = false;
+		for (uint32_t j = 0; j < c->n; j++)
+			other |= j != i &&
+				 (before[j] == CFS_TS_SERVING || before[j] == CFS_TS_LASTSRV);
+		if (had_data && !other)
+			RT_ERRLOG("chain=%" PRIu64 " target=%" PRIu32
+				  ": its only up-to-date replica was made again;"
+				  " the chain waits for an operator",
+				  c->id, t[i]->id);
+		now[i] = CFS_TS_OFFLINE;
+		local[i] = CFS_LS_OFFLINE;
 	}
 	/* Each pass can only move a member along offline -> waiting -> syncing ->
 	 * serving or down, so a fixpoint comes within a few passes. */

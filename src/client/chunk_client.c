@@ -177,8 +177,6 @@ batch_wake(struct batch *b)
 	pthread_mutex_unlock(&b->mu);
 }
 
-/* The last operation of b ended: wake the caller, or run the submitter's
- * callback and free the batch (async_batch: b is its first member). */
 /* n more (or, negative, fewer) submissions whose done is still to run. */
 static void
 submitted_add(struct cfs_chunk_client *c, int n)
@@ -190,6 +188,8 @@ submitted_add(struct cfs_chunk_client *c, int n)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* The last operation of b ended: wake the caller, or run the submitter's
+ * callback and free the batch (async_batch: b is its first member). */
 static void
 batch_end(struct batch *b)
 {

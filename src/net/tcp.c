@@ -332,6 +332,24 @@ rx_set_lowat(struct tcp_conn *c)
 	c->rx_lowat = want;
 }
 
+/* Parse rbuf, then set what follows from where it stopped: the read watcher
+ * off if a header was held back (net_conn_rx_hold), the frame clock, and
+ * SO_RCVLOWAT. False when c closed or paused: read no more now. */
+static bool
+rx_parse_settle(struct tcp_conn *c)
+{
+	struct net_conn *nc = &c->base;
+
+	rx_parse(c);
+	if (nc->state == NET_CONN_CLOSED)
+		return false;
+	if (nc->rx_paused)
+		ev_io_stop(nc->ev, &c->rio);
+	net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
+	rx_set_lowat(c);
+	return !nc->rx_paused;
+}
+
 static void
 tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
@@ -348,19 +366,12 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 		ev_io_stop(nc->ev, &c->rio);
 		return;
 	}
+	/* The read below may find nothing: a frame clock left running from
+	 * the pause would cut an idle connection. */
 	if (c->rx_held_back) {
 		c->rx_held_back = false;
-		rx_parse(c);
-		if (nc->state == NET_CONN_CLOSED)
+		if (!rx_parse_settle(c))
 			return;
-		if (nc->rx_paused) {
-			ev_io_stop(nc->ev, &c->rio);
-			return;
-		}
-		/* As after any parse: the read below may find nothing, and a
-		 * frame clock left running would cut an idle connection. */
-		net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
-		rx_set_lowat(c);
 	}
 	if (c->rx_msg) {
 		iov[cnt].iov_base = c->rx_buf->data + c->rx_got;
@@ -412,13 +423,7 @@ tcp_read_cb(struct ev_loop *ev, ev_io *w, int revents)
 			return;
 	}
 	c->rend += (uint32_t)left;
-	rx_parse(c);
-	if (nc->state == NET_CONN_CLOSED)
-		return;
-	if (nc->rx_paused)
-		ev_io_stop(nc->ev, &c->rio); /* held back: net_conn_rx_hold */
-	net_conn_rx_mark(nc, c->rx_msg || c->rpos != c->rend);
-	rx_set_lowat(c);
+	rx_parse_settle(c);
 }
 
 /* --------------------------------------------------------------------- send */

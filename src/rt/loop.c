@@ -118,13 +118,17 @@ static void
 loop_drain_inbox(struct rt_loop *loop)
 {
 	struct rt_msg *m, *next;
+	size_t n = 0;
 
 	for (m = rt_mpsc_take(&loop->inbox); m; m = next) {
 		next = m->next;
 		m->next = NULL;
-		atomic_fetch_sub_explicit(&loop->inbox_n, 1, memory_order_relaxed);
+		n++;
 		loop_item(loop, m);
 	}
+	/* Once per batch: the counter is shared with every pushing thread. */
+	if (n)
+		atomic_fetch_sub_explicit(&loop->inbox_n, n, memory_order_relaxed);
 }
 
 static void
