@@ -42,9 +42,9 @@ stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req)
 	if (!resp)
 		return -ENOMEM;
 	r = RT_BODY(resp, chunk_query_resp);
-	/* Also with ENOCHUNK: a resync learns from every answer which opening
-	 * of the target it talks to. */
-	r->instance = t->instance;
+	/* Also with ENOCHUNK: a resync learns from every answer which target,
+	 * as made, it talks to. */
+	r->format_id = t->format_id;
 	if (rc != 0) {
 		rt_reply(req, rc, resp);
 		return 0;
@@ -107,7 +107,7 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 	}
 	r->chunks_count = (uint32_t)n;
 	r->more = more;
-	r->instance = t->instance;
+	r->format_id = t->format_id;
 	free(info);
 	rt_reply(req, 0, resp);
 	return 0;

@@ -61,22 +61,22 @@ sync_mark(struct stor_target *t)
 		.dst = s->dst,
 		.dst_state_ver = s->dst_state_ver,
 		.own_state_ver = s->own_state_ver,
-		.dst_instance = s->dst_instance,
+		.dst_format = s->dst_format,
 		.begin = s->next,
 	};
 }
 
-/* Whether an answer of the syncing target comes from the opening of it the
- * walk has been talking to (the first answer names it; 0: a target that
+/* Whether an answer of the syncing target comes from the target, as made,
+ * the walk has been copying to (the first answer names it; 0: a target that
  * does not say). */
 static bool
-sync_same_instance(struct stor_sync *s, uint64_t instance)
+sync_same_format(struct stor_sync *s, uint64_t format_id)
 {
-	if (instance == 0)
+	if (format_id == 0)
 		return true;
-	if (s->dst_instance == 0)
-		s->dst_instance = instance;
-	return s->dst_instance == instance;
+	if (s->dst_format == 0)
+		s->dst_format = format_id;
+	return s->dst_format == format_id;
 }
 
 /* A walk stopped (the chain version moved, a step failed) goes on from its
@@ -90,7 +90,7 @@ sync_resume(struct stor_sync *s, const struct stor_sync_mark *mk)
 	    mk->dst_state_ver != s->dst_state_ver || mk->own_state_ver != s->own_state_ver)
 		return false;
 	s->mark = *mk;
-	s->dst_instance = mk->dst_instance;
+	s->dst_format = mk->dst_format;
 	s->sweeping = mk->sweeping;
 	s->started = mk->started;
 	s->next = mk->begin;
@@ -158,16 +158,16 @@ sync_changed(struct stor_target *t)
 	stor_sync_maybe_start(t);
 }
 
-/* The syncing target was opened again since the walk started (a restart,
- * maybe on another disk): what was copied before may be gone. */
+/* The syncing target was made again since the walk started (an emptied
+ * directory, a new disk): what was copied before is gone. */
 static void
-sync_reopened(struct stor_target *t)
+sync_made_again(struct stor_target *t)
 {
 	RT_INFO("target=%" PRIu32 ": target %" PRIu32
-		" was reopened during its resync: starting over",
+		" was made again during its resync: starting over",
 		t->id, t->sync.dst);
 	t->sync.mark.valid = false;
-	sync_stop(t, 0, "reopened");
+	sync_stop(t, 0, "made again");
 	stor_sync_maybe_start(t);
 }
 
@@ -361,8 +361,8 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		sync_changed(t);
 		return;
 	}
-	if (resp && !sync_same_instance(s, RT_BODY(resp, chunk_query_resp)->instance)) {
-		sync_reopened(t);
+	if (resp && !sync_same_format(s, RT_BODY(resp, chunk_query_resp)->format_id)) {
+		sync_made_again(t);
 		return;
 	}
 	s->compared++;
@@ -419,8 +419,8 @@ listed(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	r = RT_BODY(resp, chunk_list_resp);
-	if (!sync_same_instance(s, r->instance)) {
-		sync_reopened(t);
+	if (!sync_same_format(s, r->format_id)) {
+		sync_made_again(t);
 		return;
 	}
 	s->n = r->chunks_count < STOR_SYNC_PAGE ? r->chunks_count : STOR_SYNC_PAGE;

@@ -256,9 +256,6 @@ stor_init(struct rt_actor *self, const void *arg)
 	t->self = self;
 	t->loop = rt_actor_loop(self);
 	t->id = cfg->target_id;
-	do
-		t->instance = rt_random64();
-	while (t->instance == 0);
 	t->in_cluster = cfg->in_cluster;
 	t->chain.pos = t->chain.head = t->chain.succ = t->chain.rtail = -1;
 	t->max_reply = cfg->max_reply ? cfg->max_reply : STOR_DEFAULT_MAX_REPLY;

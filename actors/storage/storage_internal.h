@@ -89,7 +89,7 @@ struct stor_sync_mark {
 	bool started; /* begin is valid (else the walk's first page) */
 	uint32_t dst;
 	uint64_t dst_state_ver, own_state_ver;
-	uint64_t dst_instance; /* the syncing target as opened (0: not seen yet) */
+	uint64_t dst_format; /* the syncing target as made (0: not seen yet) */
 	struct cfs_id128 begin;
 };
 
@@ -101,7 +101,7 @@ struct stor_sync {
 	uint32_t done_ver; /* mgmtd took our sync_done for this chain version */
 	uint32_t dst;	   /* the syncing target */
 	uint64_t dst_state_ver, own_state_ver; /* the routing's, at the start */
-	uint64_t dst_instance;		       /* what its answers name (0: none yet) */
+	uint64_t dst_format;		       /* what its answers name (0: none yet) */
 	struct stor_sync_mark mark;
 	struct cfs_id128 next;
 	struct disk_chunk_info page[STOR_SYNC_PAGE];
@@ -115,10 +115,9 @@ struct stor_target {
 	struct rt_actor *self;
 	struct rt_loop *loop;
 	uint32_t id;
-	/* Random per opening: a predecessor's resync that sees it change knows
-	 * the target was reopened, maybe on another disk, and starts over. */
-	uint64_t instance;
-	uint64_t format_id; /* disk_target_format_id: this target, as made */
+	/* disk_target_format_id: this target, as made. Answers to a resync
+	 * carry it: a walk that sees it change starts over. */
+	uint64_t format_id;
 	bool format_told;   /* nodectl has it (tell_format) */
 	uint64_t max_reply;
 	uint32_t max_reads; /* per chunk_read: STOR_MAX_READS or what max_hdr allows */

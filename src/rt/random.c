@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * 64 random bits for identities that must differ between processes and
- * between runs (request id bases, a target's instance), not for secrets.
+ * between runs (request id bases, a target's format id), not for secrets.
  */
 #include <config.h>
 

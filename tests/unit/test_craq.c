@@ -1617,7 +1617,7 @@ stop_on_loop(void *arg)
 }
 
 /* Stop replica rep's target and open it again on an empty directory (a
- * replaced disk), same target id: a new opening, a new address. */
+ * replaced disk), same target id: a new format id, a new address. */
 static void
 h_reopen_empty(struct h *h, unsigned rep)
 {
@@ -1645,11 +1645,12 @@ h_reopen_empty(struct h *h, unsigned rep)
 	ck_assert_int_eq(rc, 0);
 }
 
-/* The syncing target was opened again on an empty disk while the walk was
- * stopped, and mgmtd saw nothing (its node came back within the lease): its
- * answers name another opening, and the walk starts over instead of going
- * on from its mark, so the chunks before the mark reach it too. */
-START_TEST(test_craq_resync_starts_over_when_syncing_target_reopened)
+/* The syncing target was made again on an empty disk while the walk was
+ * stopped, and its new format id had not reached mgmtd (the routing names
+ * none): its answers name another format id, and the walk starts over
+ * instead of going on from its mark, so the chunks before the mark reach it
+ * too. */
+START_TEST(test_craq_resync_starts_over_when_syncing_target_made_again)
 {
 	enum { N = RESYNC_N };
 	static const uint32_t states[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
@@ -2714,7 +2715,7 @@ craq_suite(void)
 	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
 	ADD(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay);
 	ADD(test_craq_resync_starts_over_when_syncing_target_left_meanwhile);
-	ADD(test_craq_resync_starts_over_when_syncing_target_reopened);
+	ADD(test_craq_resync_starts_over_when_syncing_target_made_again);
 	ADD(test_craq_target_serves_nothing_when_routing_names_another_format);
 	ADD(test_craq_writes_get_consecutive_versions_when_pipelined_on_one_chunk);
 	ADD(test_craq_remove_stores_pending_tombstone_down_the_chain_when_forward_fails);
