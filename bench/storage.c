@@ -10,10 +10,13 @@
  *   randread_4k    random 4 KiB reads, 32 in flight, sent as   IOPS    goal 0.7
  *                  4 requests of 8 reads each (batched); fio
  *                  with the same batching (iodepth_batch 8);
- *                  fio unbatched is printed for reference, and
- *                  fio taking each wave of 32 whole with 50 us
- *                  between waves: what a design that pays one
- *                  round trip per wave can reach on a disk that
+ *                  daemon, client and fio all on the CPU that
+ *                  takes the disk's interrupts (see below);
+ *                  printed for reference: both left to the
+ *                  scheduler, fio unbatched, and fio taking
+ *                  each wave of 32 whole with 50 us between
+ *                  waves: what a design that pays one round
+ *                  trip per wave can reach on a disk that
  *                  completes its queue in passes (bench/README.md)
  *   randread_64k   random 64 KiB reads, 16 in flight           MiB/s   goal 0.8
  *   seqwrite_1m    sequential 1 MiB durable writes, 8 in       MiB/s   goal 0.8
@@ -30,6 +33,17 @@
  * process instead of a chainfsd (no TCP: what the transport costs);
  * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2); BENCH_NET picks the network
  * (bench/net.h: by default a private namespace whose loopback has BIG TCP).
+ *
+ * The 4 KiB row is bound by wake-ups, not by CPU: every wave of 32 reads is
+ * one hop from daemon to client and one back. Across two vCPUs of this kind
+ * of machine a hop is an interrupt through the hypervisor (tens of us), on
+ * one CPU a switch (a few us), and the scheduler chooses differently from run
+ * to run. So that row runs the daemon's threads, this process and fio on one
+ * CPU, the same for both sides (bench/cpu.h): BENCH_STORAGE_PIN=irq (default:
+ * the CPU that took most of the data directory's disk interrupts), a CPU
+ * number, or none. It is run left to the scheduler as well, and printed.
+ * The throughput rows need the second CPU for their copies and are not
+ * pinned.
  * The daemon is $CHAINFSD, else ./chainfsd (make runs it from the build
  * directory). Prints a table and a last line "ratio: name=value ..." (ratios
  * of the medians; the table also shows the median of the rounds' own ratios).
@@ -43,6 +57,7 @@
  * once: the client's CRC cost is not what this measures (a real client pays
  * about 0.1 ms per MiB with isa-l).
  */
+#define _GNU_SOURCE   /* cpu_set_t */
 #define RT_LOG_SUBSYS "bench"
 #include <dirent.h>
 #include <errno.h>
@@ -60,6 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/cpu.h"
 #include "bench/fio.h"
 #include "bench/net.h"
 #include "bench/stats.h"
@@ -80,6 +96,8 @@ static char g_dir[512];
 static char g_fio_file[600];
 static char g_tdir[600];
 static struct tp_proc g_proc; /* the daemon: pid, port, conf, log */
+static int g_pin_cpu = -1;    /* the latency row's CPU; -1: not pinned */
+static cpu_set_t g_all_cpus;  /* this process's affinity as it started */
 
 static void
 die(const char *what, int rc)
@@ -179,6 +197,64 @@ cpu_snap(struct cpu_snap *out)
 		closedir(d);
 }
 
+/* ------------------------------------------------------------- placement */
+
+/* Where the daemon's threads and this process's (and so the fio it starts)
+ * run: all on g_pin_cpu, or back on every CPU this process started with. */
+static void
+place(bool pinned)
+{
+	cpu_set_t one;
+	int rc;
+
+	if (g_pin_cpu < 0)
+		return;
+	CPU_ZERO(&one);
+	CPU_SET(g_pin_cpu, &one);
+	rc = bench_pin(0, pinned ? &one : &g_all_cpus);
+	if (rc == 0 && g_proc.pid > 0)
+		rc = bench_pin(g_proc.pid, pinned ? &one : &g_all_cpus);
+	if (rc != 0)
+		die("set the CPU affinity", rc);
+}
+
+/* BENCH_STORAGE_PIN: the latency row's CPU, or -1; says which on stdout. */
+static int
+pin_cpu_choose(void)
+{
+	const char *want = getenv("BENCH_STORAGE_PIN");
+	int cpu;
+
+	if (want && strcmp(want, "none") == 0) {
+		printf("bench_storage: randread_4k not pinned (BENCH_STORAGE_PIN=none)\n");
+		return -1;
+	}
+	if (want && *want && strcmp(want, "irq") != 0) {
+		char *end;
+		long v = strtol(want, &end, 10);
+
+		if (*end != '\0' || v < 0 || v >= CPU_SETSIZE || !CPU_ISSET((int)v, &g_all_cpus)) {
+			fprintf(stderr,
+				"bench_storage: BENCH_STORAGE_PIN=%s: not a CPU this process may "
+				"use\n",
+				want);
+			exit(2);
+		}
+		printf("bench_storage: randread_4k on cpu %ld (BENCH_STORAGE_PIN)\n", v);
+		return (int)v;
+	}
+	cpu = bench_disk_irq_cpu(g_dir);
+	if (cpu < 0 || !CPU_ISSET(cpu, &g_all_cpus)) {
+		printf("bench_storage: randread_4k not pinned: cannot tell which CPU takes the "
+		       "interrupts of the disk under %s\n",
+		       g_dir);
+		return -1;
+	}
+	printf("bench_storage: randread_4k on cpu %d, the one that takes the disk's interrupts\n",
+	       cpu);
+	return cpu;
+}
+
 /* ---------------------------------------------------- the driver (client) */
 
 enum op { OP_SEQREAD, OP_RANDREAD, OP_SEQWRITE };
@@ -188,6 +264,7 @@ struct job {
 	uint32_t bs;	 /* bytes per io */
 	unsigned batch;	 /* ios per request */
 	unsigned window; /* requests in flight */
+	bool pinned;	 /* latency-bound: run on g_pin_cpu, fio too */
 	double seconds;
 	uint64_t count; /* requests to issue; 0: until `seconds` pass */
 	cfs_addr_t addr;
@@ -414,6 +491,7 @@ struct row {
 	double extra[64]; /* seqwrite: fio without syncs; batch per commit */
 	double batch[64];
 	double wave[64];		    /* randread_4k: fio taking whole waves, 50 us apart */
+	double free_cand[64], free_base[64]; /* a pinned row left to the scheduler */
 	double dcpu[64], ccpu[64], dcs[64]; /* per I/O: daemon us, client us, daemon switches */
 };
 
@@ -433,7 +511,7 @@ main(int argc, char **argv)
 	};
 	struct job jobs[4] = {
 		{.op = OP_SEQREAD, .bs = CHUNK, .batch = 1, .window = 4},
-		{.op = OP_RANDREAD, .bs = 4096, .batch = 8, .window = 4},
+		{.op = OP_RANDREAD, .bs = 4096, .batch = 8, .window = 4, .pinned = true},
 		{.op = OP_RANDREAD, .bs = 65536, .batch = 1, .window = 16},
 		{.op = OP_SEQWRITE, .bs = CHUNK, .batch = 1, .window = 8},
 	};
@@ -469,6 +547,10 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	rt_log_set_level(RT_LOG_ERR);
 	printf("bench_storage: %s\n", bench_net_setup());
+	if (sched_getaffinity(0, sizeof(g_all_cpus), &g_all_cpus) != 0)
+		die("read the CPU affinity", -errno);
+	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[1].name))
+		g_pin_cpu = pin_cpu_choose();
 
 	if (inproc) {
 		/* The target in this process, on the client runtime's second loop:
@@ -548,6 +630,7 @@ main(int argc, char **argv)
 			if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 				continue;
 			j->seconds = g_seconds;
+			place(j->pinned);
 			target_stats(c, addr, &st0);
 			cpu_snap(&cs0);
 			ops = run_job(c, j);
@@ -598,7 +681,15 @@ main(int argc, char **argv)
 							   g_seconds, fio_dir[k], wave);
 					rows[k].wave[r] = k == 1 ? ops : ops * j->bs / (1 << 20);
 				}
+				if (j->pinned && g_pin_cpu >= 0) {
+					/* The same, placed by the scheduler: for reference. */
+					place(false);
+					rows[k].free_cand[r] = run_job(c, j);
+					rows[k].free_base[r] = run_fio(fio_rw[k], j->bs, depth, fb,
+								       0, g_seconds, fio_dir[k]);
+				}
 			}
+			place(false);
 			printf("round %u %-13s chainfs %10.1f  fio %10.1f %-5s  per io: daemon "
 			       "%6.1f us, client %6.1f us, daemon cs %5.2f\n",
 			       r + 1, rows[k].name, rows[k].cand[r], rows[k].base[r], rows[k].unit,
@@ -621,6 +712,9 @@ main(int argc, char **argv)
 		if (k == 3)
 			snprintf(label, sizeof(label), "%s durable %s (fdatasync/%.0f)",
 				 rows[k].name, rows[k].unit, bench_median(rows[k].batch, g_rounds));
+		else if (jobs[k].batch > 1 && jobs[k].pinned && g_pin_cpu >= 0)
+			snprintf(label, sizeof(label), "%s %s (batches of %u, cpu %d)",
+				 rows[k].name, rows[k].unit, jobs[k].batch, g_pin_cpu);
 		else if (jobs[k].batch > 1)
 			snprintf(label, sizeof(label), "%s %s (batches of %u)", rows[k].name,
 				 rows[k].unit, jobs[k].batch);
@@ -647,6 +741,14 @@ main(int argc, char **argv)
 		       bench_median(rows[1].extra, g_rounds), "-", "-");
 		printf("%-40s %12.1f %12.1f %7.2f %6s\n", "randread_4k fio whole waves +50us IOPS",
 		       cm, wm, wm > 0 ? cm / wm : 0, "-");
+		if (g_pin_cpu >= 0) {
+			double fc = bench_median(rows[1].free_cand, g_rounds);
+			double fb = bench_median(rows[1].free_base, g_rounds);
+
+			printf("%-40s %12.1f %12.1f %7.2f %6s\n",
+			       "randread_4k left to the scheduler IOPS", fc, fb,
+			       fb > 0 ? fc / fb : 0, "-");
+		}
 	}
 	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[3].name))
 		printf("%-40s %12s %12.1f %7s %6s\n", "seqwrite_1m fio without syncs MiB/s", "-",
@@ -658,6 +760,12 @@ main(int argc, char **argv)
 		if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 			continue;
 		printf(" %s=%.2f", rows[k].name, bm > 0 ? cm / bm : 0);
+		if (k == 1 && g_pin_cpu >= 0) {
+			double fc = bench_median(rows[k].free_cand, g_rounds);
+			double fb = bench_median(rows[k].free_base, g_rounds);
+
+			printf(" %s_unpinned=%.2f", rows[k].name, fb > 0 ? fc / fb : 0);
+		}
 	}
 	printf("\n");
 
