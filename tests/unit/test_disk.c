@@ -471,11 +471,14 @@ START_TEST(test_disk_batch_read_returns_every_item_when_mixed_results)
 END_TEST
 
 /* The engine sends a read batch at once when the disk has nothing of its own
- * (so the idle device starts while later batches are prepared); a batch
+ * (so the idle device starts while later batches are prepared); a small batch
  * arriving while reads are at the device waits for the loop iteration's
- * io_submit, with the rest of the iteration's I/O. */
+ * io_submit, with the rest of the iteration's I/O, until KICK_BATCH (8) reads
+ * are queued: those go down at once, joining the device's pass. */
 START_TEST(test_disk_read_batch_submitted_at_once_when_device_idle)
 {
+	struct disk_read c[6];
+	struct rres rc = {0};
 	struct disk_target *t = open_t("t", 64ull << 20);
 	uint8_t data[8192];
 	struct disk_read a[2] = {
@@ -503,9 +506,23 @@ START_TEST(test_disk_read_batch_submitted_at_once_when_device_idle)
 	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 4);
 	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 2);
 
+	for (int i = 0; i < 6; i++)
+		c[i] = (struct disk_read){
+			.id = mkid(2, 1), .off = (uint32_t)(i % 2) * 4096, .len = 4096};
+	ck_assert_int_eq(disk_read(t, c, 6, read_cb, &rc), 0);
+	ck_assert_int_eq(rc.done, 0);
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 10);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 0); /* 2 + 6 queued: all sent */
+
 	run_until(&ra.done);
 	run_until(&rb.done);
+	run_until(&rc.done);
 	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 0);
+	for (int i = 0; i < 6; i++) {
+		ck_assert_int_eq(c[i].rc, 0);
+		ck_assert(memcmp(c[i].data.buf->data + c[i].data.off, data + c[i].off, 4096) == 0);
+		rt_buf_put(&c[i].data.buf);
+	}
 	for (int i = 0; i < 2; i++) {
 		ck_assert_int_eq(a[i].rc, 0);
 		ck_assert(memcmp(a[i].data.buf->data + a[i].data.off, data + a[i].off, 4096) == 0);
