@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define RT_LOG_SUBSYS "disk"
@@ -230,6 +231,103 @@ migrate(sqlite3 *db)
 	return rc;
 }
 
+/*
+ * The tables as this build uses them, checked after migrate: CREATE TABLE IF
+ * NOT EXISTS keeps whatever table of that name is there, and a database made
+ * or changed by hand (no primary key, so INSERT OR REPLACE adds a second row
+ * for a chunk; a column without NOT NULL; a trigger that rewrites rows
+ * behind the engine) would be used as it is. Such an index is refused with
+ * the first difference named, before any row is read.
+ */
+struct index_col {
+	const char *name, *type;
+	int pk; /* position in the primary key, 0: not in it */
+};
+
+static const struct index_col meta_cols[] = {{"k", "TEXT", 1}, {"v", "TEXT", 0}};
+static const struct index_col chunks_cols[] = {
+	{"id", "BLOB", 1},	{"csize", "INTEGER", 0}, {"cls", "INTEGER", 0},
+	{"ver", "INTEGER", 0},	{"slot", "INTEGER", 0},	 {"len", "INTEGER", 0},
+	{"crc", "INTEGER", 0},	{"pver", "INTEGER", 0},	 {"pslot", "INTEGER", 0},
+	{"plen", "INTEGER", 0}, {"pcrc", "INTEGER", 0},	 {"req", "INTEGER", 0},
+	{"preq", "INTEGER", 0}, {"ptomb", "INTEGER", 0},
+};
+static const struct index_col removed_cols[] = {
+	{"id", "BLOB", 1}, {"req", "INTEGER", 2}, {"ver", "INTEGER", 0}, {"at", "INTEGER", 0}};
+
+static int
+check_table(sqlite3 *db, const char *table, const struct index_col *cols, int ncols)
+{
+	char sql[64];
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src, n = 0;
+
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare table_info");
+	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *type = (const char *)sqlite3_column_text(st, 2);
+		int notnull = sqlite3_column_int(st, 3), pk = sqlite3_column_int(st, 5);
+		const struct index_col *c = n < ncols ? &cols[n] : NULL;
+
+		if (c == NULL || name == NULL || type == NULL || strcmp(name, c->name) != 0 ||
+		    strcasecmp(type, c->type) != 0 || !notnull || pk != c->pk) {
+			RT_ERRLOG("index: table %s, column %d is %s %s%s (primary key %d), this "
+				  "build needs %s %s NOT NULL (primary key %d): not an index "
+				  "this build made; refused",
+				  table, n + 1, name ? name : "?", type && *type ? type : "untyped",
+				  notnull ? " NOT NULL" : "", pk, c ? c->name : "no column",
+				  c ? c->type : "-", c ? c->pk : 0);
+			rc = -CFS_ECONFIG;
+		}
+		n++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = sql_err(db, src, "table_info");
+	sqlite3_finalize(st);
+	if (rc == 0 && n < ncols) {
+		RT_ERRLOG("index: table %s has %d columns, this build needs %d (from %s on): "
+			  "refused",
+			  table, n, ncols, cols[n].name);
+		rc = -CFS_ECONFIG;
+	}
+	return rc;
+}
+
+static int
+check_schema(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, src;
+
+	rc = check_table(db, "meta", meta_cols, (int)(sizeof(meta_cols) / sizeof(meta_cols[0])));
+	if (rc == 0)
+		rc = check_table(db, "chunks", chunks_cols,
+				 (int)(sizeof(chunks_cols) / sizeof(chunks_cols[0])));
+	if (rc == 0)
+		rc = check_table(db, "removed", removed_cols,
+				 (int)(sizeof(removed_cols) / sizeof(removed_cols[0])));
+	if (rc != 0)
+		return rc;
+	src = sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'", -1,
+				 &st, NULL);
+	if (src != SQLITE_OK)
+		return sql_err(db, src, "prepare trigger list");
+	src = sqlite3_step(st);
+	if (src == SQLITE_ROW) {
+		RT_ERRLOG("index: has trigger %s, which would change rows behind the engine: "
+			  "refused",
+			  (const char *)sqlite3_column_text(st, 0));
+		rc = -CFS_ECONFIG;
+	} else if (src != SQLITE_DONE) {
+		rc = sql_err(db, src, "trigger list");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int
 prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
@@ -325,6 +423,8 @@ disk_index_open(struct disk_index *ix, const char *path)
 	if (rc != 0)
 		goto out_close;
 	rc = migrate(ix->db);
+	if (rc == 0)
+		rc = check_schema(ix->db);
 	if (rc != 0)
 		goto out_close;
 	if ((rc = prepare(

@@ -1412,23 +1412,84 @@ meta_format(const char *sub)
 	return fmt;
 }
 
+/* Run sql on the index of a closed target t ("t" under g_dir). */
+static void
+index_exec(const char *sql)
+{
+	char path[700];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 START_TEST(test_disk_open_refuses_index_when_format_newer)
 {
 	struct disk_target_opts o = opts("t", 64ull << 20);
 	struct disk_target *t = open_t("t", 64ull << 20);
-	char path[700];
-	sqlite3 *db = NULL;
 
 	ck_assert_str_eq(meta_format("t"), "2");
 	disk_target_close(&t);
-	snprintf(path, sizeof(path), "%s/t/index.db", g_dir);
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(
-		sqlite3_exec(db, "UPDATE meta SET v = '3' WHERE k = 'format'", NULL, NULL, NULL),
-		SQLITE_OK);
-	sqlite3_close(db);
+	index_exec("UPDATE meta SET v = '3' WHERE k = 'format'");
 	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), -CFS_ECONFIG);
 	ck_assert_ptr_null(t);
+}
+END_TEST
+
+/* An index changed by hand is refused, not used as it is: a chunks table
+ * without its primary key (INSERT OR REPLACE would then add a second row for
+ * a chunk), one whose column lost NOT NULL, a trigger that rewrites rows. The
+ * same index restored opens again with its chunk. */
+START_TEST(test_disk_open_refuses_index_when_schema_changed_by_hand)
+{
+	static const char *const changes[] = {
+		"CREATE TABLE c2 AS SELECT * FROM chunks; DROP TABLE chunks;"
+		" ALTER TABLE c2 RENAME TO chunks;",
+		"CREATE TABLE c2 (id BLOB PRIMARY KEY NOT NULL, csize INTEGER NOT NULL,"
+		" cls INTEGER NOT NULL, ver INTEGER NOT NULL, slot INTEGER NOT NULL,"
+		" len INTEGER NOT NULL, crc INTEGER NOT NULL, pver INTEGER NOT NULL,"
+		" pslot INTEGER NOT NULL, plen INTEGER NOT NULL, pcrc INTEGER NOT NULL,"
+		" req INTEGER NOT NULL DEFAULT 0, preq INTEGER, ptomb INTEGER NOT NULL DEFAULT 0)"
+		" WITHOUT ROWID; INSERT INTO c2 SELECT * FROM chunks; DROP TABLE chunks;"
+		" ALTER TABLE c2 RENAME TO chunks;",
+		"CREATE TRIGGER bump AFTER UPDATE ON chunks BEGIN"
+		" UPDATE chunks SET ver = ver + 1 WHERE id = NEW.id; END;",
+	};
+	static const char *const undo[] = {
+		"CREATE TABLE c2 (id BLOB PRIMARY KEY NOT NULL, csize INTEGER NOT NULL,"
+		" cls INTEGER NOT NULL, ver INTEGER NOT NULL, slot INTEGER NOT NULL,"
+		" len INTEGER NOT NULL, crc INTEGER NOT NULL, pver INTEGER NOT NULL,"
+		" pslot INTEGER NOT NULL, plen INTEGER NOT NULL, pcrc INTEGER NOT NULL,"
+		" req INTEGER NOT NULL DEFAULT 0, preq INTEGER NOT NULL DEFAULT 0,"
+		" ptomb INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+		" INSERT INTO c2 SELECT * FROM chunks; DROP TABLE chunks;"
+		" ALTER TABLE c2 RENAME TO chunks;",
+		NULL, /* the same as the first */
+		"DROP TRIGGER bump;",
+	};
+	struct disk_target_opts o = opts("t", 64ull << 20);
+	struct disk_target *t = open_t("t", 64ull << 20);
+	struct disk_chunk_info ci;
+	struct cfs_id128 id = mkid(3, 1);
+	uint8_t data[4096];
+
+	fill(data, sizeof(data), 9);
+	ck_assert_int_eq(write_sync(t, id, 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
+			 0);
+	disk_target_close(&t);
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		index_exec(changes[i]);
+		ck_assert_int_eq(disk_target_open(g_eng, &o, &t), -CFS_ECONFIG);
+		ck_assert_ptr_null(t);
+		index_exec(undo[i] ? undo[i] : undo[0]);
+		ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+		ck_assert_int_eq(disk_query(t, &id, &ci), 0);
+		ck_assert_uint_eq(ci.ver, 1);
+		ck_assert_uint_eq(ci.len, sizeof(data));
+		disk_target_close(&t);
+	}
 }
 END_TEST
 
@@ -3187,6 +3248,7 @@ disk_suite(void)
 		{"reqs", test_disk_request_ids_follow_versions_when_committed_and_reopened},
 		{"old_index", test_disk_old_index_opens_and_gains_request_ids_when_columns_missing},
 		{"format", test_disk_open_refuses_index_when_format_newer},
+		{"schema", test_disk_open_refuses_index_when_schema_changed_by_hand},
 		{"tombstone",
 		 test_disk_tombstone_keeps_committed_readable_until_commit_when_pending},
 		{"removed", test_disk_removed_record_kept_when_tombstone_with_request_commits},
