@@ -297,11 +297,11 @@ aio_submit(struct disk_ioeng *e, struct disk_io *io)
 
 /* A caller's batch is complete: if none of our requests is outstanding, or
  * KICK_BATCH or more are queued, send everything queued now (see the top of
- * the file). A refused request is not
- * failed here, inside the caller, but left queued for the prepare watcher.
- * Not while a flush runs: a callback it calls (a refused request's) may queue
- * and kick, and a nested flush would reuse the batch array under it; what
- * that callback queued goes down in the next flush (the idle watcher is on). */
+ * the file). A refused request is not failed here, inside the caller, but
+ * left queued for the prepare watcher. Not while a flush runs: a callback it
+ * calls (a refused request's) may queue and kick, and a nested flush would
+ * reuse the batch array under it; what that callback queued goes down in the
+ * next flush (the idle watcher is on). */
 static void
 aio_kick(struct disk_ioeng *e)
 {
