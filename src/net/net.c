@@ -121,6 +121,8 @@ struct net {
 	/* Accepted connections open (or on their way to a loop), against
 	 * cfg.max_conns: admitted by the accepting loop, let go by any. */
 	_Atomic uint32_t accepted_open;
+	/* Send-queue ring entries the connections hold (net_txq_slots). */
+	_Atomic uint64_t txq_slots;
 
 	struct net_stats_slot stats[RT_MAX_LOOPS];
 };
@@ -643,6 +645,19 @@ rx_unpause(struct net_loop *nl, struct net_conn *c)
 	*pp = c->paused_next;
 	c->paused_next = NULL;
 	c->rx_paused = false;
+}
+
+void
+net_conn_txq_held(struct net_conn *c, int64_t delta)
+{
+	if (c->nl)
+		atomic_fetch_add(&c->nl->net->txq_slots, (uint64_t)delta);
+}
+
+uint64_t
+net_txq_slots(const struct net *net)
+{
+	return atomic_load(&((struct net *)net)->txq_slots);
 }
 
 void

@@ -131,6 +131,14 @@ int net_add_peer(struct net *net, uint32_t node, const char *endpoint);
  */
 int net_connect_alias(struct net *net, const char *endpoint, uint32_t *node);
 
+/**
+ * Send-queue ring entries all of net's TCP connections hold. A queue grows
+ * while a peer reads slower than frames are queued, and a ring of more than
+ * 256 entries is given back once it has drained. A gauge, for tests and
+ * memory accounting.
+ */
+uint64_t net_txq_slots(const struct net *net);
+
 /* Per loop counters; written by their loop, read racily by anyone. */
 struct net_stats {
 	uint64_t frames_in;

@@ -71,6 +71,10 @@
 /* Header buffer bytes already written before it is worth moving the rest down. */
 #define TCP_HDRS_COMPACT (64u << 10)
 #define TCP_HDRS_KEEP	 (1u << 20)
+/* Send-queue ring entries kept once the queue is empty: a burst to a slow
+ * peer can grow the ring to max_outq / TCP_FRAME_COST entries (about 24 bytes
+ * each), which an idle connection should not hold on to. */
+#define TCP_TXQ_KEEP 256u
 
 /* One queued frame: its header bytes in c->hdrs, its payload in m->iov. */
 struct tcp_txe {
@@ -440,10 +444,24 @@ txq_grow(struct tcp_conn *c)
 	for (uint32_t i = 0; i < c->txcount; i++)
 		n[i] = c->txq[(c->txhead + i) & (c->txcap - 1)];
 	free(c->txq);
+	net_conn_txq_held(&c->base, (int64_t)cap - (int64_t)c->txcap);
 	c->txq = n;
 	c->txcap = cap;
 	c->txhead = 0;
 	return 0;
+}
+
+/* The queue is empty: give back a ring a burst grew far past normal. */
+static void
+txq_trim(struct tcp_conn *c)
+{
+	if (c->txcount || c->txcap <= TCP_TXQ_KEEP)
+		return;
+	net_conn_txq_held(&c->base, -(int64_t)c->txcap);
+	free(c->txq);
+	c->txq = NULL;
+	c->txcap = 0;
+	c->txhead = 0;
 }
 
 static int
@@ -518,6 +536,7 @@ hdrs_trim(struct tcp_conn *c)
 			wire_buf_fini(&c->hdrs);
 		else
 			wire_buf_reset(&c->hdrs);
+		txq_trim(c);
 		return;
 	}
 	off = c->txq[c->txhead].hoff;
@@ -783,6 +802,7 @@ tcp_close(struct net_conn *nc)
 	c->outq = 0;
 	c->head_done = 0;
 	wire_buf_fini(&c->hdrs);
+	net_conn_txq_held(&c->base, -(int64_t)c->txcap);
 	free(c->txq);
 	c->txq = NULL;
 	c->txcap = 0;

@@ -225,6 +225,8 @@ void net_conn_up(struct net_conn *c);
 void net_conn_frame(struct net_conn *c, struct rt_msg *m);
 /** c has bytes queued: call type->flush(c) at the end of this loop iteration. */
 void net_conn_want_flush(struct net_conn *c);
+/** c's send queue took (delta > 0) or gave back ring entries: net_txq_slots. */
+void net_conn_txq_held(struct net_conn *c, int64_t delta);
 /** Whether c should stop reading for now: its loop has more delivered
  *  messages waiting than it handles in a few iterations. When true, c is
  *  listed and type->rx_resume(c) runs once the backlog is short again; the

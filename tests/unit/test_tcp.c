@@ -1067,6 +1067,59 @@ START_TEST(test_tcp_queue_bound_counts_frames_when_small_frames_wait)
 }
 END_TEST
 
+/* A send queue that a burst grew gives its ring back once it has drained:
+ * small frames queue for a peer that reads nothing until the ring holds
+ * 16384 entries or more, then the peer reads them all. */
+START_TEST(test_tcp_send_queue_ring_given_back_when_burst_drained)
+{
+	struct net_config nc;
+	struct net_stats st = {0};
+	struct cli c;
+	struct smallq q = {0};
+	uint64_t total = 0;
+	uint16_t port;
+	unsigned posts = 0;
+	static char buf[1 << 16];
+	int lfd = raw_listen(&port), fd;
+
+	net_config_init(&nc);
+	nc.max_outq_bytes = 1u << 30; /* the bound is not what this is about */
+	cli_start_cfg(&c, &nc);
+	cli_peer_at(&c, 5, port);
+	q.c = &c;
+	q.dst = CFS_ADDR(5, ECHO_LOCAL);
+	waiter_init(&q.w);
+	/* The kernel's socket buffers take megabytes of them first. */
+	while (net_txq_slots(c.net) < 16384) {
+		ck_assert_int_eq(rt_loop_post(rt_loop_at(c.rt, 0), smallq_try, &q), 0);
+		ck_assert(waiter_wait(&q.w, ++posts));
+		ck_assert_int_eq(q.rc, 0);
+		total += q.sent;
+		ck_assert_uint_lt(posts, 1000);
+	}
+	fd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	for (int idle = 0; idle < 10000;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		ck_assert(n != 0);
+		ck_assert_int_eq(net_stats(c.net, 0, &st), 0);
+		if (st.frames_out == total && net_txq_slots(c.net) <= 256)
+			break;
+		if (n < 0) {
+			idle++;
+			sleep_ms(1);
+		}
+	}
+	ck_assert_uint_eq(st.frames_out, total);
+	ck_assert_uint_le(net_txq_slots(c.net), 256);
+	cli_stop(&c);
+	waiter_fini(&q.w);
+	close(fd);
+	close(lfd);
+}
+END_TEST
+
 static long
 rss_kib(void)
 {
@@ -2163,6 +2216,7 @@ tcp_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_send_refused_busy_when_peer_does_not_read);
 	tcase_add_test(tc, test_tcp_queue_bound_counts_frames_when_small_frames_wait);
+	tcase_add_test(tc, test_tcp_send_queue_ring_given_back_when_burst_drained);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_flood_is_for_another_loop);
 	tcase_add_test(tc, test_tcp_server_stops_reading_when_held_payloads_reach_max);
