@@ -657,7 +657,7 @@ net_conn_txq_held(struct net_conn *c, int64_t delta)
 uint64_t
 net_txq_slots(const struct net *net)
 {
-	return atomic_load(&((struct net *)net)->txq_slots);
+	return atomic_load(&net->txq_slots);
 }
 
 void
