@@ -522,7 +522,7 @@ main(int argc, char **argv)
 	char ep[64];
 	uint32_t node;
 	cfs_addr_t addr;
-	double t0;
+	double t0, free_ratio;
 	int rc;
 
 	if (argc > 1)
@@ -696,6 +696,12 @@ main(int argc, char **argv)
 			       rows[k].dcpu[r], rows[k].ccpu[r], rows[k].dcs[r]);
 		}
 	}
+	{
+		double fb = bench_median(rows[1].free_base, g_rounds);
+
+		/* The pinned row left to the scheduler (when it was pinned). */
+		free_ratio = fb > 0 ? bench_median(rows[1].free_cand, g_rounds) / fb : 0;
+	}
 
 	/* Each round's own ratio too: chainfs and fio run back to back, so on a
 	 * noisy machine the median of those pairs says more than the ratio of
@@ -741,14 +747,11 @@ main(int argc, char **argv)
 		       bench_median(rows[1].extra, g_rounds), "-", "-");
 		printf("%-40s %12.1f %12.1f %7.2f %6s\n", "randread_4k fio whole waves +50us IOPS",
 		       cm, wm, wm > 0 ? cm / wm : 0, "-");
-		if (g_pin_cpu >= 0) {
-			double fc = bench_median(rows[1].free_cand, g_rounds);
-			double fb = bench_median(rows[1].free_base, g_rounds);
-
+		if (g_pin_cpu >= 0)
 			printf("%-40s %12.1f %12.1f %7.2f %6s\n",
-			       "randread_4k left to the scheduler IOPS", fc, fb,
-			       fb > 0 ? fc / fb : 0, "-");
-		}
+			       "randread_4k left to the scheduler IOPS",
+			       bench_median(rows[1].free_cand, g_rounds),
+			       bench_median(rows[1].free_base, g_rounds), free_ratio, "-");
 	}
 	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[3].name))
 		printf("%-40s %12s %12.1f %7s %6s\n", "seqwrite_1m fio without syncs MiB/s", "-",
@@ -760,12 +763,8 @@ main(int argc, char **argv)
 		if (!bench_row_wanted("BENCH_STORAGE_ROWS", rows[k].name))
 			continue;
 		printf(" %s=%.2f", rows[k].name, bm > 0 ? cm / bm : 0);
-		if (k == 1 && g_pin_cpu >= 0) {
-			double fc = bench_median(rows[k].free_cand, g_rounds);
-			double fb = bench_median(rows[k].free_base, g_rounds);
-
-			printf(" %s_unpinned=%.2f", rows[k].name, fb > 0 ? fc / fb : 0);
-		}
+		if (k == 1 && g_pin_cpu >= 0)
+			printf(" %s_unpinned=%.2f", rows[k].name, free_ratio);
 	}
 	printf("\n");
 

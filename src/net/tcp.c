@@ -536,7 +536,6 @@ hdrs_trim(struct tcp_conn *c)
 			wire_buf_fini(&c->hdrs);
 		else
 			wire_buf_reset(&c->hdrs);
-		txq_trim(c);
 		return;
 	}
 	off = c->txq[c->txhead].hoff;
@@ -628,6 +627,7 @@ tcp_flush(struct net_conn *nc)
 			break;
 	}
 	hdrs_trim(c);
+	txq_trim(c);
 	if (c->txcount && !c->wblocked) {
 		c->wblocked = true;
 		ev_io_start(nc->ev, &c->wio);
