@@ -489,6 +489,7 @@ net_conn_frame(struct net_conn *c, struct rt_msg *m)
 	NET_STAT_ADD(c->stats, frames_in, 1);
 	m->conn = c->id;
 	m->via_node = !c->accepted && c->peer ? c->peer->node : 0;
+	c->fed_loops |= rt_loop_bit(CFS_LOCAL_LOOP(CFS_ADDR_LOCAL(m->dst)));
 	rt_deliver(c->loop, m);
 }
 
@@ -534,12 +535,23 @@ frame_sweep(struct rt_timer *t, void *arg)
 /* While paused for another loop's inbox, how often to look again. */
 #define NET_RX_RESUME_MS 1
 
-/* What this loop reads may be for actors of another loop: their inbox
- * counts as much as our own run queue. */
+/* This loop's own backlog: every connection it reads adds to it. */
 static bool
 backlog_over(struct net_loop *nl, size_t mark)
 {
-	return rt_loop_backlog(nl->loop) >= mark || rt_inbox_max(nl->net->rt) >= mark;
+	return rt_loop_backlog(nl->loop) >= mark;
+}
+
+/* What c reads may be for actors of other loops: the inboxes of those it
+ * fed count as much as our own run queue. Only those: one loop stalled (a
+ * slow disk, a long handler) stops the connections that feed it, not every
+ * connection of the process. */
+static bool
+fed_over(const struct net_conn *c, size_t mark)
+{
+	uint64_t others = c->fed_loops & ~rt_loop_bit(rt_loop_index(c->loop));
+
+	return others != 0 && rt_inbox_max(c->nl->net->rt, others) >= mark;
 }
 
 /* Payloads received and still held (waiting in actors' queues, for the
@@ -576,8 +588,10 @@ net_conn_rx_pause(struct net_conn *c)
 {
 	if (c->rx_paused)
 		return true;
-	if (!backlog_over(c->nl, NET_RX_BACKLOG_HIGH))
+	if (!backlog_over(c->nl, NET_RX_BACKLOG_HIGH) && !fed_over(c, NET_RX_BACKLOG_HIGH)) {
+		c->fed_loops = 0;
 		return false;
+	}
 	rx_pause(c, false);
 	return true;
 }
@@ -599,8 +613,8 @@ net_conn_rx_hold(struct net_conn *c, const struct rt_msg *m, uint64_t plen)
 }
 
 /* After the iteration's handlers ran: read the paused connections again once
- * the backlog is short, and clients' once a quarter of max_rx_held was
- * released. */
+ * the backlog and the inboxes they fed are short, and clients' once a
+ * quarter of max_rx_held was released. */
 static void
 rx_resume_all(struct net_loop *nl)
 {
@@ -611,7 +625,7 @@ rx_resume_all(struct net_loop *nl)
 		return;
 	held = nl->paused && held_over(nl, nl->net->cfg.max_rx_held / 4 * 3);
 	while ((c = *pp)) {
-		if (held && c->from_client) {
+		if ((held && c->from_client) || fed_over(c, NET_RX_BACKLOG_LOW)) {
 			pp = &c->paused_next;
 			continue;
 		}

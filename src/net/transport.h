@@ -82,6 +82,9 @@ struct net_conn {
 	bool classified;       /* from_client is set (a first header was decoded) */
 	bool dirty;	       /* on the loop's flush list */
 	bool rx_paused;	       /* on the loop's list of connections not read */
+	/* rt_loop_bit() of the loops its frames went to since the last read that
+	 * found them all short (net_conn_rx_pause): whose inboxes stop it. */
+	uint64_t fed_loops;
 	struct net_peer *peer; /* outgoing: the loop's peer entry */
 	struct net_conn *dirty_next;
 	struct net_conn *paused_next;

@@ -617,12 +617,16 @@ rt_loop_backlog(const struct rt_loop *loop)
 }
 
 size_t
-rt_inbox_max(const struct rt *rt)
+rt_inbox_max(const struct rt *rt, uint64_t loops)
 {
 	size_t max = 0;
 
 	for (unsigned i = 0; i < rt->nloops; i++) {
-		size_t n = atomic_load_explicit(&rt->loops[i]->inbox_n, memory_order_relaxed);
+		size_t n;
+
+		if (!(loops & rt_loop_bit(i)))
+			continue;
+		n = atomic_load_explicit(&rt->loops[i]->inbox_n, memory_order_relaxed);
 
 		max = n > max ? n : max;
 	}

@@ -375,11 +375,19 @@ void rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc);
  *  is long: what a peer sends faster than the loop handles it must wait in
  *  the socket. */
 size_t rt_loop_backlog(const struct rt_loop *loop);
-/** The longest inbox of rt's loops (messages other threads handed a loop,
- *  not taken yet); any thread, racy. A loop that reads a connection hands
- *  what is for another loop's actors to that loop's inbox: while one is long
- *  it reads no more either. */
-size_t rt_inbox_max(const struct rt *rt);
+/** The longest inbox (messages other threads handed a loop, not taken yet)
+ *  among the loops in `loops`, a mask from rt_loop_bit(); any thread, racy. A
+ *  loop that reads a connection hands what is for another loop's actors to
+ *  that loop's inbox: while that inbox is long the connection reads no more
+ *  either, and the connections that feed other loops read on. */
+size_t rt_inbox_max(const struct rt *rt, uint64_t loops);
+/** The bit of loop `index` in an rt_inbox_max() mask: loops 63 and up share
+ *  the last bit. */
+static inline uint64_t
+rt_loop_bit(unsigned index)
+{
+	return 1ull << (index < 63 ? index : 63);
+}
 
 /* Counters, read racily by the status actor. */
 struct rt_loop_stats {

@@ -237,6 +237,28 @@ srv_stop(struct srv *s)
 	net_destroy(&s->net);
 }
 
+/* A server of `loops` loops whose connections are served by the loops in
+ * conn_loops, with the echo actor on loop 0; not started, so that a test
+ * may spawn more actors first. */
+static void
+srv_create_conn_loops(struct srv *s, unsigned loops, uint64_t conn_loops, size_t max_outq)
+{
+	struct rt_config rc = {.loops = loops, .node_id = SRV_NODE};
+	struct net_config nc;
+	cfs_addr_t addr;
+
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(rt_create(&rc, &s->rt), 0);
+	net_config_init(&nc);
+	nc.listen = "127.0.0.1:0";
+	if (max_outq)
+		nc.max_outq_bytes = max_outq;
+	ck_assert_int_eq(net_create(s->rt, &nc, &s->net), 0);
+	ck_assert_int_eq(net_set_conn_loops(s->net, conn_loops), 0);
+	s->port = net_listen_port(s->net);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s->rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
+}
+
 /* The sum over all loops of one net_stats counter (at byte offset off). */
 static uint64_t
 stat_sum(struct rt *rt, struct net *net, size_t off)
@@ -1229,27 +1251,115 @@ END_TEST
  * loop 1 stops reading (without it: ~350 MiB, the flood in memory). */
 START_TEST(test_tcp_server_memory_bounded_when_flood_is_for_another_loop)
 {
-	struct rt_config rc = {.loops = 2, .node_id = SRV_NODE};
 	struct net_stats st;
-	struct net_config nc;
 	struct srv s;
-	cfs_addr_t addr;
 	long grew;
 
-	memset(&s, 0, sizeof(s));
-	ck_assert_int_eq(rt_create(&rc, &s.rt), 0);
-	net_config_init(&nc);
-	nc.listen = "127.0.0.1:0";
-	nc.max_outq_bytes = 64u << 10;
-	ck_assert_int_eq(net_create(s.rt, &nc, &s.net), 0);
-	ck_assert_int_eq(net_set_conn_loops(s.net, 1u << 1), 0);
-	s.port = net_listen_port(s.net);
-	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 0), &echo_kind, NULL, ECHO_LOCAL, &addr), 0);
+	srv_create_conn_loops(&s, 2, 1u << 1, 64u << 10);
 	ck_assert_int_eq(rt_start(s.rt, false), 0);
 	grew = flood_growth_kib(&s, 1, 1500, &st);
 	srv_stop(&s);
 	ck_assert_msg(grew < 64 * 1024, "server grew by %ld KiB", grew);
 	ck_assert_uint_gt(st.rx_pauses, 0);
+}
+END_TEST
+
+/* Loop 0 of a server held until g_loop_held drops (loop_hold posted to it). */
+static atomic_bool g_loop_held;
+
+static void
+loop_hold(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&g_loop_held))
+		sleep_ms(1);
+}
+
+struct raw_flood {
+	int fd;
+	const uint8_t *p;
+	size_t len;
+	pthread_t th;
+};
+
+static void *
+raw_flood_main(void *arg)
+{
+	struct raw_flood *f = arg;
+
+	raw_write(f->fd, f->p, f->len);
+	return NULL;
+}
+
+/* One loop stalled stops only the connections that feed it: loop 1 reads a
+ * flood for an actor of loop 0, which is held; that connection pauses, and
+ * another connection of loop 1 still gets its PING to loop 1's actor
+ * answered (before, any long inbox paused every connection of the process
+ * until it drained). Once loop 0 runs again the flood is read to its end. */
+START_TEST(test_tcp_other_loops_served_when_one_loop_stalls)
+{
+	enum { N = 40000 };
+	const uint64_t echo1 = CFS_LOCAL(1, 0x10);
+	struct timeval tv = {.tv_sec = 10};
+	struct raw_flood f = {0};
+	struct net_stats st;
+	struct wire_buf wb, one;
+	struct srv s;
+	cfs_addr_t addr;
+	uint8_t *flood;
+	char buf[256];
+	ssize_t n;
+	int fd;
+
+	srv_create_conn_loops(&s, 2, 1u << 1, 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(s.rt, 1), &echo_kind, NULL, echo1, &addr), 0);
+	ck_assert_int_eq(rt_start(s.rt, false), 0);
+
+	/* Both connections accepted (by loop 0) and answered before it is held. */
+	f.fd = raw_connect(s.port);
+	ck_assert(raw_ping_answered(f.fd));
+	fd = raw_connect(s.port);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ping_frame_to(&one, 0, echo1, 0);
+	raw_write(fd, one.p, one.len);
+	ck_assert_int_gt(read(fd, buf, sizeof(buf)), 0);
+
+	atomic_store(&g_loop_held, true);
+	ck_assert_int_eq(rt_loop_post(rt_loop_at(s.rt, 0), loop_hold, NULL), 0);
+	ping_frame(&wb);
+	flood = malloc(wb.len * N);
+	ck_assert_ptr_nonnull(flood);
+	for (size_t i = 0; i < N; i++)
+		memcpy(flood + i * wb.len, wb.p, wb.len);
+	f.p = flood;
+	f.len = wb.len * N;
+	ck_assert_int_eq(pthread_create(&f.th, NULL, raw_flood_main, &f), 0);
+	memset(&st, 0, sizeof(st));
+	for (unsigned i = 0; st.rx_pauses == 0; i++) {
+		ck_assert_msg(i < WAIT_S * 200, "the flood never paused");
+		sleep_ms(5);
+		ck_assert_int_eq(net_stats(s.net, 1, &st), 0);
+	}
+
+	raw_write(fd, one.p, one.len);
+	do {
+		n = read(fd, buf, sizeof(buf));
+	} while (n < 0 && errno == EINTR);
+	atomic_store(&g_loop_held, false);
+	ck_assert_msg(n > 0, "PING to loop 1 unanswered while loop 0 was held");
+
+	pthread_join(f.th, NULL);
+	for (unsigned i = 0; st.frames_in < N + 3; i++) {
+		ck_assert_msg(i < WAIT_S * 200, "the flood was not read to its end");
+		sleep_ms(5);
+		ck_assert_int_eq(net_stats(s.net, 1, &st), 0);
+	}
+	close(fd);
+	close(f.fd);
+	free(flood);
+	wire_buf_fini(&one);
+	wire_buf_fini(&wb);
+	srv_stop(&s);
 }
 END_TEST
 
@@ -2219,6 +2329,7 @@ tcp_suite(void)
 	tcase_add_test(tc, test_tcp_send_queue_ring_given_back_when_burst_drained);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_peer_floods_requests);
 	tcase_add_test(tc, test_tcp_server_memory_bounded_when_flood_is_for_another_loop);
+	tcase_add_test(tc, test_tcp_other_loops_served_when_one_loop_stalls);
 	tcase_add_test(tc, test_tcp_server_stops_reading_when_held_payloads_reach_max);
 	tcase_add_test(tc, test_tcp_node_connection_read_on_when_held_payloads_reach_max);
 	tcase_add_test(tc, test_tcp_clients_finish_payloads_when_held_max_reached_midway);
