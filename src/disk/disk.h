@@ -15,7 +15,8 @@
  *    thread, copy-on-write versions.
  *
  * Threading: a target and its I/O engine belong to one loop (the ev_loop given
- * at creation). Every function here except disk_crc32c*, disk_target_check and
+ * at creation). Every function here except disk_crc32c*, disk_probe_cached,
+ * disk_target_check and
  * the registry calls is called on that loop's thread, and every callback runs
  * there. Callbacks are never called from inside the call that started the
  * operation: a function either returns <0 and never calls its callback, or
@@ -432,6 +433,16 @@ struct disk_check {
 	uint64_t mismatched;  /* rows that differ from the in-memory entry */
 	char first[160];      /* description of the first problem */
 };
+
+/**
+ * Whether the file system under `dir` keeps a block written and read back in
+ * the page cache: writes and reads one block of a scratch file (opened with
+ * O_DIRECT when `direct`), asks mincore, removes the file. Some file systems
+ * accept O_DIRECT and serve it buffered; then chunk data is held twice and
+ * reads may come from memory. 1: cached, 0: not, or a negative errno (the
+ * file system refused the file or O_DIRECT). Blocks; any thread.
+ */
+int disk_probe_cached(const char *dir, bool direct);
 
 /**
  * Compare the slot bitmaps and the in-memory index against the SQLite index

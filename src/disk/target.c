@@ -503,6 +503,10 @@ disk_target_open(struct disk_ioeng *e, const struct disk_target_opts *o, struct 
 	rc = lock_dir(t);
 	if (rc != 0)
 		goto out_free;
+	if (disk_probe_cached(t->path, true) > 0)
+		RT_WARN("target=%u %s: the file system keeps O_DIRECT data in the page cache: "
+			"chunks are held twice in memory and reads may not reach the disk",
+			t->id, t->path);
 	rc = disk_cmap_init(&t->map);
 	if (rc != 0)
 		goto out_unlock;

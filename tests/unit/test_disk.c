@@ -29,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,6 +141,55 @@ open_t(const char *sub, uint64_t capacity)
 
 	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
 	return t;
+}
+
+/* Pages of target `sub`'s data files in the page cache (mincore): chunk
+ * data goes by O_DIRECT only, so none should be. A buffered read or write
+ * anywhere on the data path would leave the file's pages cached: a second
+ * copy of the data in memory, and reads served from it instead of the disk. */
+static size_t
+data_pages_cached(const char *sub)
+{
+	char dir[700], p[1000];
+	long page = sysconf(_SC_PAGESIZE);
+	size_t cached = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/%s", g_dir, sub);
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		struct stat sb;
+		unsigned char *vec;
+		size_t pages;
+		void *map;
+		int fd;
+
+		if (strncmp(de->d_name, "slots-", 6) != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(fstat(fd, &sb), 0);
+		if (sb.st_size == 0) {
+			close(fd);
+			continue;
+		}
+		pages = ((size_t)sb.st_size + (size_t)page - 1) / (size_t)page;
+		map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		ck_assert_ptr_ne(map, MAP_FAILED);
+		vec = malloc(pages);
+		ck_assert_ptr_nonnull(vec);
+		ck_assert_int_eq(mincore(map, (size_t)sb.st_size, vec), 0);
+		for (size_t i = 0; i < pages; i++)
+			cached += vec[i] & 1;
+		free(vec);
+		munmap(map, (size_t)sb.st_size);
+		close(fd);
+	}
+	closedir(d);
+	return cached;
 }
 
 static void
@@ -433,6 +484,12 @@ START_TEST(test_disk_roundtrip_when_each_size_class)
 		}
 	}
 	assert_consistent(t);
+	/* Every class was grown, zero-filled, written and read, whole and in
+	 * pieces; the files were never read through the cache. The probe open
+	 * runs says the same of this file system, and sees a buffered block. */
+	ck_assert_uint_eq(data_pages_cached("t"), 0);
+	ck_assert_int_eq(disk_probe_cached(g_dir, true), 0);
+	ck_assert_int_eq(disk_probe_cached(g_dir, false), 1);
 	disk_target_close(&t);
 	ck_assert_ptr_null(t);
 	free(data);
