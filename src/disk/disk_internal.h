@@ -228,6 +228,10 @@ struct disk_sitem {
 	int rc;
 	struct disk_row row;
 	uint8_t cls; /* DISK_SI_GROW */
+	/* DISK_SI_GROW over a run of holes inside the file. If its fallocate
+	 * fails, the helper punches the run again (what it took in part goes
+	 * back) and sets holes_kept: the run is holes as before. */
+	bool refill, holes_kept;
 	uint64_t off, len;
 	struct disk_mitem done;
 };

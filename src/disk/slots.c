@@ -677,14 +677,18 @@ struct grow {
 
 static void zero_next(struct disk_target *t, struct disk_class *k);
 
+/* The step is over. A refilled run is prepared now; after a failure it is
+ * still holes if the helper punched it again (holes_kept), else partly
+ * allocated: a write there allocates the rest, and the space is counted as
+ * held. */
 static void
-grow_finish(struct disk_target *t, struct disk_class *k)
+grow_finish(struct disk_target *t, struct disk_class *k, bool holes_kept)
 {
 	if (k->refill) {
-		/* Prepared (or, after a failure, partly allocated: a write there
-		 * allocates the rest, and the space is counted as held either way). */
-		k->nholes -= holes_in(k, k->refill_first, k->refill_n);
-		map_set(k->holes, k->refill_first, k->refill_n, false);
+		if (!holes_kept) {
+			k->nholes -= holes_in(k, k->refill_first, k->refill_n);
+			map_set(k->holes, k->refill_first, k->refill_n, false);
+		}
 		resv_clear(k, k->refill_first, k->refill_n);
 		k->refill = false;
 	}
@@ -719,7 +723,7 @@ zero_done(struct disk_io *io, long res)
 	if (k->zero_next >= k->zero_end) {
 		if (!k->refill)
 			k->nslots = k->nfile;
-		grow_finish(t, k);
+		grow_finish(t, k, false);
 		return;
 	}
 	if (!k->refill)
@@ -757,10 +761,13 @@ grow_done(struct disk_target *t, struct disk_mitem *mi)
 	int rc = g->si.rc;
 
 	if (rc != 0) {
+		bool kept = g->si.holes_kept;
+
 		RT_ERR(rc, "target=%u %s cls=%u by %u slots", t->id, k->refill ? "refill" : "grow",
 		       k->size, added);
-		if (!k->refill) {
-			k->nfile -= added;
+		if (!k->refill || kept) {
+			if (!k->refill)
+				k->nfile -= added;
 			t->file_bytes -= g->si.len;
 			/* The file system is full below the capacity: other classes'
 			 * free slots can make room there too; the growth is retried
@@ -769,7 +776,7 @@ grow_done(struct disk_target *t, struct disk_mitem *mi)
 			k->grow_failed = !(rc == -ENOSPC && reclaim_start(t, g->si.cls, true));
 		}
 		free(g);
-		grow_finish(t, k);
+		grow_finish(t, k, kept);
 		return;
 	}
 	if (k->zero && t->zero_buf != NULL) {
@@ -782,7 +789,7 @@ grow_done(struct disk_target *t, struct disk_mitem *mi)
 	if (!k->refill)
 		k->nslots = k->nfile;
 	free(g);
-	grow_finish(t, k);
+	grow_finish(t, k, false);
 }
 
 static void
@@ -803,6 +810,7 @@ prep_start(struct disk_target *t, uint8_t cls, uint32_t first, uint32_t n, bool 
 	g->si.off = (uint64_t)first * k->size;
 	g->si.len = (uint64_t)n * k->size;
 	g->si.done.fn = grow_done;
+	g->si.refill = refill;
 	if (refill) {
 		k->refill = true;
 		k->refill_first = first;

@@ -16,6 +16,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -93,12 +94,20 @@ do_grow(struct disk_target *t, struct disk_sitem *si)
 	int fd = t->cls[si->cls].fd;
 	int rc = disk_index_reserve_restore(&t->ix); /* the index's room first */
 
-	if (rc != 0)
+	if (rc != 0) {
+		si->holes_kept = si->refill; /* not touched */
 		return rc;
+	}
 	if (fallocate(fd, 0, (off_t)si->off, (off_t)si->len) != 0) {
 		rc = -errno;
 		if (rc == -EOPNOTSUPP) /* no fallocate: size now, blocks on first write */
 			rc = extend_to(fd, si->off + si->len);
+		/* A full file system may have given part of the run: punched again,
+		 * the run is all holes as the loop knows it, and the loop can make
+		 * room elsewhere and try again. */
+		else if (si->refill)
+			si->holes_kept = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						   (off_t)si->off, (off_t)si->len) == 0;
 	}
 	return rc;
 }

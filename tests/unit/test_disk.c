@@ -3071,6 +3071,74 @@ START_TEST(test_disk_space_accounting_holds_when_killed_while_space_moves)
 }
 END_TEST
 
+/* Fills the rest of file system `fs` with a file named after `tag` but
+ * `leave` bytes; returns its path (static). */
+static const char *
+fs_top_up(const char *fs, const char *tag, off_t leave)
+{
+	static char path[640];
+	static uint8_t block[4096];
+	off_t size = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cfs-%s-%d", fs, tag, (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	while (write(fd, block, sizeof(block)) == (ssize_t)sizeof(block))
+		size += (off_t)sizeof(block);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_int_ge(size, leave);
+	ck_assert_int_eq(ftruncate(fd, size - leave), 0);
+	fsync(fd);
+	close(fd);
+	return path;
+}
+
+/* A target on the small file system CFS_TEST_SMALLFS names, after a 512
+ * KiB filler file: capacity far above the file system's size, growth steps
+ * of 256 KiB. NULL when the variable is unset (the test has nothing to do). */
+struct smallfs {
+	const char *fs;
+	char path[600], filler[640];
+	struct disk_target_opts o;
+};
+
+static struct disk_target *
+smallfs_open(const char *test, struct smallfs *sf)
+{
+	struct disk_target *t = NULL;
+	uint8_t *zeros;
+	int fd;
+
+	sf->fs = getenv("CFS_TEST_SMALLFS");
+	if (sf->fs == NULL) {
+		fprintf(stderr, "%s: CFS_TEST_SMALLFS not set, nothing tested\n", test);
+		return NULL;
+	}
+	snprintf(sf->path, sizeof(sf->path), "%s/cfs-%s-%d", sf->fs, test, (int)getpid());
+	snprintf(sf->filler, sizeof(sf->filler), "%s/cfs-filler-%d", sf->fs, (int)getpid());
+	zeros = calloc(1, 512 << 10);
+	ck_assert_ptr_nonnull(zeros);
+	fd = open(sf->filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, zeros, 512 << 10), 512 << 10);
+	ck_assert_int_eq(fsync(fd), 0);
+	close(fd);
+	free(zeros);
+	sf->o = opts("unused", 1ull << 40);
+	sf->o.path = sf->path;
+	sf->o.grow_bytes = 256 << 10;
+	ck_assert_int_eq(disk_target_open(g_eng, &sf->o, &t), 0);
+	return t;
+}
+
+static void
+smallfs_end(struct smallfs *sf)
+{
+	ck_assert_int_eq(unlink(sf->filler), 0);
+	nftw(sf->path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* The file system itself full (capacity far above its size): the write that
  * meets ENOSPC fails alone, what is stored reads back, reads go on. With the
  * file system still full, removals work (the index spends its reserve) and
@@ -3081,32 +3149,14 @@ END_TEST
  * CFS_TEST_SMALLFS=<its mount point>; without it the test has nothing to do. */
 START_TEST(test_disk_write_fails_alone_when_file_system_full)
 {
-	const char *fs = getenv("CFS_TEST_SMALLFS");
-	struct disk_target_opts o;
-	struct disk_target *t = NULL;
+	struct smallfs sf;
+	struct disk_target *t = smallfs_open("fs_full", &sf);
 	bool ok[256] = {false}, ok2[1] = {false};
-	char path[600], filler[640], topup[640];
-	static uint8_t block[4096];
-	uint8_t *zeros = calloc(1, 512 << 10);
-	int n, rc, fd;
+	char topup[640];
+	int n, rc;
 
-	if (fs == NULL) {
-		fprintf(stderr, "fs_full: CFS_TEST_SMALLFS not set, nothing tested\n");
-		free(zeros);
+	if (t == NULL)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/cfs-full-%d", fs, (int)getpid());
-	snprintf(filler, sizeof(filler), "%s/cfs-filler-%d", fs, (int)getpid());
-	fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, zeros, 512 << 10), 512 << 10);
-	ck_assert_int_eq(fsync(fd), 0);
-	close(fd);
-	free(zeros);
-	o = opts("unused", 1ull << 40);
-	o.path = path;
-	o.grow_bytes = 256 << 10;
-	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
 	n = sl_fill(t, 6, 0, 64 << 10, 256, ok, &rc);
 	ck_assert_int_eq(rc, -ENOSPC);
 	ck_assert_int_gt(n, 4);
@@ -3114,14 +3164,7 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 	assert_consistent(t);
 
 	/* Whatever room a growth step left goes too: nothing at all is free. */
-	snprintf(topup, sizeof(topup), "%s/cfs-topup-%d", fs, (int)getpid());
-	fd = open(topup, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	while (write(fd, block, sizeof(block)) == (ssize_t)sizeof(block))
-		;
-	ck_assert_int_eq(errno, ENOSPC);
-	fsync(fd);
-	close(fd);
+	snprintf(topup, sizeof(topup), "%s", fs_top_up(sf.fs, "topup", 0));
 	/* Still full: removals go in all the same (the index's reserve), all
 	 * but two of the stored chunks. */
 	for (int k = 0, kept = 0; k < 256; k++) {
@@ -3137,14 +3180,72 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 	assert_consistent(t);
 	disk_target_close(&t);
 	/* Reopened on the full file system: what was stored is there. */
-	ck_assert_int_eq(disk_target_open(g_eng, &o, &t), 0);
+	ck_assert_int_eq(disk_target_open(g_eng, &sf.o, &t), 0);
 	sl_check(t, 7, 0, 1 << 20, 1, ok2);
 	sl_check(t, 6, 0, 64 << 10, 256, ok);
 	assert_consistent(t);
 	disk_target_close(&t);
-	ck_assert_int_eq(unlink(filler), 0);
 	ck_assert_int_eq(unlink(topup), 0);
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	smallfs_end(&sf);
+}
+END_TEST
+
+/* Holes (slots punched for another class) are refilled before a class
+ * grows its file. On a full file system that refill fails; it must then
+ * release other classes' free slots as a failed growth does, and keep the
+ * holes as holes: here a free 256 KiB slot is given back and four 64 KiB
+ * writes land in the refilled run. Before, the run was handed out as it
+ * was, its writes failed with ENOSPC, and the 256 KiB slot stayed held.
+ * Needs CFS_TEST_SMALLFS, as fs_full. */
+START_TEST(test_disk_refill_releases_other_classes_when_file_system_full)
+{
+	struct smallfs sf;
+	struct disk_target *t = smallfs_open("fs_full_refill", &sf);
+	bool ok[256] = {false}, okb[1] = {false}, ok2[64] = {false};
+	char big[700];
+	struct stat sb;
+	int n, n2, rc;
+
+	if (t == NULL)
+		return;
+	/* 64 KiB chunks until the file system is full; the first eight go, so
+	 * that the class's free slots lie below used ones (no free tail). */
+	n = sl_fill(t, 8, 0, 64 << 10, 256, ok, &rc);
+	ck_assert_int_eq(rc, -ENOSPC);
+	ck_assert_int_gt(n, 12);
+	for (int k = 0; k < 8; k++) {
+		ck_assert(ok[k]);
+		ck_assert_int_eq(remove_sync(t, mkid(8, (uint64_t)k)), 0);
+		ok[k] = false;
+	}
+	/* A 256 KiB-class chunk: its growth meets ENOSPC, four free 64 KiB slots
+	 * are punched for it. Then it goes: its slot is free, and held. */
+	ck_assert_int_eq(sl_fill(t, 9, 0, 256 << 10, 1, okb, &rc), 1);
+	ck_assert_int_eq(remove_sync(t, mkid(9, 0)), 0);
+	snprintf(big, sizeof(big), "%s/slots-256K.dat", sf.path);
+	ck_assert_int_eq(stat(big, &sb), 0);
+	ck_assert_int_gt(sb.st_blocks, 0);
+	/* The file system now has less room than a growth step, and the index
+	 * its reserve. */
+	/* 64 KiB writes take the four free prepared slots, then the class refills
+	 * its four holes: ENOSPC, the 256 KiB slot is given back, the refill
+	 * goes through. */
+	n2 = sl_fill(t, 10, 0, 64 << 10, 64, ok2, &rc);
+	fprintf(stderr, "fs_full_refill: %d then %d written, rc %d\n", n, n2, rc);
+	ck_assert_int_eq(rc, -ENOSPC);
+	ck_assert_int_ge(n2, 8);
+	ck_assert_int_eq(stat(big, &sb), 0);
+	ck_assert_int_eq(sb.st_blocks, 0);
+	sl_check(t, 8, 0, 64 << 10, 256, ok);
+	sl_check(t, 10, 0, 64 << 10, 64, ok2);
+	assert_consistent(t);
+	disk_target_close(&t);
+	ck_assert_int_eq(disk_target_open(g_eng, &sf.o, &t), 0);
+	sl_check(t, 8, 0, 64 << 10, 256, ok);
+	sl_check(t, 10, 0, 64 << 10, 64, ok2);
+	assert_consistent(t);
+	disk_target_close(&t);
+	smallfs_end(&sf);
 }
 END_TEST
 
@@ -3335,6 +3436,7 @@ disk_suite(void)
 		{"space_mix", test_disk_write_fits_when_free_space_covers_its_slot},
 		{"space_crash", test_disk_space_accounting_holds_when_killed_while_space_moves},
 		{"fs_full", test_disk_write_fails_alone_when_file_system_full},
+		{"fs_full_refill", test_disk_refill_releases_other_classes_when_file_system_full},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
