@@ -31,6 +31,8 @@
  * BENCH_STORAGE_ROWS=seqread_1m,randread_4k,... runs only those rows (for
  * profiling one of them); BENCH_STORAGE_INPROC=1 runs the target in this
  * process instead of a chainfsd (no TCP: what the transport costs);
+ * BENCH_STORAGE_4K_SHAPE=WxB shapes the 4 KiB row: W requests of B reads
+ * in flight (default 4x8; fio then submits and reaps B at a time).
  * BENCH_STORAGE_LOOPS=N sets the daemon's loops (default 2); BENCH_NET picks the network
  * (bench/net.h: by default a private namespace whose loopback has BIG TCP).
  *
@@ -547,6 +549,18 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	rt_log_set_level(RT_LOG_ERR);
 	printf("bench_storage: %s\n", bench_net_setup());
+	if (getenv("BENCH_STORAGE_4K_SHAPE") != NULL) {
+		/* WINDOWxBATCH: requests in flight x reads per request */
+		unsigned w, b;
+
+		if (sscanf(getenv("BENCH_STORAGE_4K_SHAPE"), "%ux%u", &w, &b) != 2 || w == 0 ||
+		    b == 0 || w * b > 256) {
+			fprintf(stderr, "BENCH_STORAGE_4K_SHAPE: WINDOWxBATCH, e.g. 4x8\n");
+			return 2;
+		}
+		jobs[1].window = w;
+		jobs[1].batch = b;
+	}
 	if (sched_getaffinity(0, sizeof(g_all_cpus), &g_all_cpus) != 0)
 		die("read the CPU affinity", -errno);
 	if (bench_row_wanted("BENCH_STORAGE_ROWS", rows[1].name))
