@@ -128,6 +128,10 @@ struct batch {
 	unsigned n;
 };
 
+/* Replicas a read remembers as holding bad bytes (ECHECKSUM); past that
+ * many, the rest are asked again in turn. */
+#define BAD_MAX 8u
+
 /* One operation's retry state, on its part's loop. */
 struct op_ctx {
 	struct batch *b;
@@ -144,7 +148,8 @@ struct op_ctx {
 	uint32_t backoffs;	   /* backoffs so far (the exponent) */
 	uint32_t sent;		   /* attempts whose request left (rt_call took it) */
 	uint32_t fast_tries;	   /* read: replicas tried without a backoff in a row */
-	uint32_t bad_crc;	   /* read: replicas that answered ECHECKSUM */
+	uint32_t nbad;		   /* read: replicas that answered ECHECKSUM, */
+	uint32_t bad[BAD_MAX];	   /* by target id: not asked again */
 	uint32_t nserving;	   /* read: serving replicas at the last attempt */
 	uint32_t rng;
 };
@@ -295,6 +300,16 @@ op_retry_in(struct op_ctx *x, uint32_t delay_ms)
 	rt_timer_start(&x->timer, delay_ms, 0);
 }
 
+/* Whether target answered this read with bad bytes. */
+static bool
+bad_has(const struct op_ctx *x, uint32_t target)
+{
+	for (uint32_t i = 0; i < x->nbad; i++)
+		if (x->bad[i] == target)
+			return true;
+	return false;
+}
+
 /*
  * An attempt failed with rc (named_ver: the chain version an ESTALECHAIN
  * answer carried, else 0). Retry or finish.
@@ -309,11 +324,10 @@ op_failed(struct op_ctx *x, int rc, uint32_t named_ver)
 		 cfs_errname(rc));
 	if (rc == -CFS_ECHECKSUM && read && !(x->op->flags & CFS_CHUNK_F_REPLICA)) {
 		/* That replica's copy (or the bytes on the way) is bad: another
-		 * replica may hold a good one. All bad: the data is. */
-		if (++x->bad_crc >= x->nserving) {
-			op_finish(x, rc);
-			return;
-		}
+		 * replica may hold a good one, and it is not asked again. Every
+		 * serving one bad: the data is (op_pick finishes the read). */
+		if (!bad_has(x, x->op->target) && x->nbad < BAD_MAX)
+			x->bad[x->nbad++] = x->op->target;
 		op_retry_in(x, 0);
 		return;
 	}
@@ -598,7 +612,8 @@ op_msg(struct op_ctx *x, const struct cfs_route_chain *ch, const struct cfs_rout
 enum pick {
 	PICK_OK,   /* *member chosen */
 	PICK_WAIT, /* routing not there yet (chain unknown, version behind): wait */
-	PICK_NONE, /* no member can take it now (nothing serving): retry later */
+	PICK_NONE, /* no member can take it now (nothing serving): retry later;
+		      with *rc set, finish with it */
 };
 
 /* Which member of the chain takes this attempt. */
@@ -638,10 +653,20 @@ op_pick(struct op_ctx *x, const struct cfs_routing_snap *s, const struct cfs_rou
 			return PICK_NONE;
 		}
 		*member = (int)op->replica;
-	} else {
-		*member = (int)((x->hash + op->attempts) % x->nserving);
+		return PICK_OK;
 	}
-	return PICK_OK;
+	/* Spread over the serving replicas, past those that answered bad bytes:
+	 * a slow good one is asked again rather than a bad one. */
+	for (uint32_t i = 0; i < x->nserving; i++) {
+		uint32_t m = (uint32_t)((x->hash + op->attempts + i) % x->nserving);
+
+		if (!bad_has(x, ch->members[m].target)) {
+			*member = (int)m;
+			return PICK_OK;
+		}
+	}
+	*rc = -CFS_ECHECKSUM;
+	return PICK_NONE;
 }
 
 static uint32_t
@@ -680,7 +705,7 @@ op_attempt(struct op_ctx *x)
 	p = op_pick(x, s, &ch, &member, &rc);
 	if (p != PICK_OK) {
 		cfs_routing_snap_put(&s);
-		if (rc == -CFS_ENOCHAIN || (rc == -CFS_ENOTSERVING && p == PICK_NONE)) {
+		if (rc == -CFS_ENOCHAIN || (rc != 0 && p == PICK_NONE)) {
 			op_finish(x, rc);
 			return;
 		}

@@ -572,16 +572,17 @@ START_TEST(test_chunk_client_truncates_and_removes_when_chain_replicates_them)
 }
 END_TEST
 
-struct remove_job {
+/* One operation run by cfs_chunk_batch on a thread of its own. */
+struct op_job {
 	struct cfs_chunk_client *c;
 	struct cfs_chunk_op op;
 	int rc;
 };
 
 static void *
-remove_thread(void *arg)
+op_thread(void *arg)
 {
-	struct remove_job *j = arg;
+	struct op_job *j = arg;
 
 	j->rc = cfs_chunk_batch(j->c, &j->op, 1);
 	return NULL;
@@ -594,7 +595,7 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .timeout_ms = 200};
 	struct cfs_chunk_client *c = client_new(), *fast = NULL;
 	struct cfs_chunk_client_stats st;
-	struct remove_job j = {0};
+	struct op_job j = {0};
 	uint64_t chain = chain_id(c, 1), rv;
 	double t0 = tp_now_s();
 	pthread_t th;
@@ -616,7 +617,7 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 	j.op = (struct cfs_chunk_op){
 		.kind = CFS_CHUNK_OP_REMOVE, .chain_id = chain, .chunk = cfs_chunk_id(8, 2)};
 	ck_assert(kill(g.node[node].pid, SIGSTOP) == 0);
-	ck_assert_int_eq(pthread_create(&th, NULL, remove_thread, &j), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
 	do {
 		tp_sleep_ms(20);
 		cfs_chunk_client_stats(fast, &st);
@@ -710,10 +711,10 @@ START_TEST(test_chunk_client_follows_chain_when_its_version_moves)
 }
 END_TEST
 
-/* Flip every byte of target's 16 KiB size class file (only the checksum
- * test writes chunks of that class). */
+/* Flip every byte of target's size class file slots-<cls>.dat (each
+ * checksum test writes chunks of a class no other test uses: 16K, 64K). */
 static void
-corrupt_16k(uint32_t target)
+corrupt_class(uint32_t target, const char *cls)
 {
 	char path[400];
 	uint8_t buf[65536];
@@ -721,7 +722,7 @@ corrupt_16k(uint32_t target)
 	off_t off = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/t%u/slots-16K.dat", g.dir, target);
+	snprintf(path, sizeof(path), "%s/t%u/slots-%s.dat", g.dir, target, cls);
 	fd = open(path, O_RDWR);
 	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
 	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
@@ -751,8 +752,8 @@ START_TEST(test_chunk_client_reads_a_good_replica_when_others_fail_checksum)
 	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, 16384, 0, data, sizeof(data), NULL), 0);
 	/* Two replicas hold bad bytes: a read finds the third, whichever it
 	 * tries first. */
-	corrupt_16k(t[0]);
-	corrupt_16k(t[1]);
+	corrupt_class(t[0], "16K");
+	corrupt_class(t[1], "16K");
 	for (unsigned k = 0; k < 3; k++) {
 		memset(back, 0, sizeof(back));
 		op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_READ,
@@ -770,10 +771,60 @@ START_TEST(test_chunk_client_reads_a_good_replica_when_others_fail_checksum)
 	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ECHECKSUM);
 	ck_assert_uint_eq(op.attempts, 1);
 	/* All bad: every replica tried once, then the error. */
-	corrupt_16k(t[2]);
+	corrupt_class(t[2], "16K");
 	op.flags = 0;
 	ck_assert_int_eq(cfs_chunk_batch(c, &op, 1), -CFS_ECHECKSUM);
 	ck_assert_uint_eq(op.attempts, 3);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
+/* A replica that answered bad bytes is not asked again by that read: with
+ * two bad replicas and the good one stopped for a while, the read keeps
+ * asking the good one until it answers. Before, every ECHECKSUM answer
+ * counted, the same replica's again too, and the read failed with
+ * ECHECKSUM after three of them while a good copy existed. */
+START_TEST(test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_checksum)
+{
+	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .timeout_ms = 200};
+	struct cfs_chunk_client *c = client_new(), *fast = NULL;
+	struct cfs_id128 id = cfs_chunk_id(40, 0);
+	uint64_t chain = chain_id(c, 0);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t t[3] = {ch->members[0].target, ch->members[1].target, ch->members[2].target};
+	struct cfs_chunk_client_stats st;
+	static uint8_t data[40000], back[40000];
+	struct op_job j = {0};
+	double t0 = tp_now_s();
+	pthread_t th;
+
+	cfs_routing_snap_put(&s);
+	tp_fill(data, sizeof(data), 40);
+	ck_assert_int_eq(cfs_chunk_put(c, chain, &id, 65536, 0, data, sizeof(data), NULL), 0);
+	corrupt_class(t[0], "64K");
+	corrupt_class(t[1], "64K");
+	ck_assert_int_eq(cfs_chunk_client_create(&o, &fast), 0);
+	j.c = fast;
+	j.op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_READ,
+				     .chain_id = chain,
+				     .chunk = id,
+				     .len = 40000,
+				     .data = back};
+	/* The good replica's node stops (well inside its lease) until the read
+	 * has made six attempts, or ended. */
+	ck_assert(kill(g.node[t[2] / 10].pid, SIGSTOP) == 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
+	do {
+		tp_sleep_ms(5);
+		cfs_chunk_client_stats(fast, &st);
+	} while (st.retries < 5 && st.failed == 0 && tp_now_s() - t0 < GUARD_S);
+	ck_assert(kill(g.node[t[2] / 10].pid, SIGCONT) == 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(j.rc == 0, "read: %s after %u attempts", cfs_errname(j.rc), j.op.attempts);
+	ck_assert_uint_eq(j.op.target, t[2]);
+	ck_assert_mem_eq(back, data, sizeof(data));
+	cfs_chunk_client_destroy(&fast);
 	cfs_chunk_client_destroy(&c);
 }
 END_TEST
@@ -1220,6 +1271,8 @@ chunk_client_suite(void)
 	tcase_add_test(tc, test_chunk_client_submit_refills_its_window_when_callbacks_resubmit);
 	tcase_add_test(tc, test_chunk_client_follows_chain_when_its_version_moves);
 	tcase_add_test(tc, test_chunk_client_reads_a_good_replica_when_others_fail_checksum);
+	tcase_add_test(
+		tc, test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_checksum);
 	tcase_add_test(tc, test_chunk_client_truncates_and_removes_when_chain_replicates_them);
 	tcase_add_test(tc, test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone);
 	/* Last: it leaves the cluster one node short. */
