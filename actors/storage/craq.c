@@ -252,6 +252,26 @@ dd_claim(struct stor_target *t, uint64_t client_req, const struct cfs_id128 *chu
 	return d;
 }
 
+void
+craq_dedup_forget(struct stor_target *t)
+{
+	if (!t->dedup)
+		return;
+	memset(t->dedup_hash, 0, STOR_DEDUP_SLOTS * sizeof(*t->dedup_hash));
+	for (uint32_t i = 0; i < STOR_DEDUP_SLOTS; i++) {
+		struct stor_dedup *d = &t->dedup[i];
+		uint32_t b;
+
+		if (d->client_req == 0 || !d->busy) {
+			*d = (struct stor_dedup){0};
+			continue;
+		}
+		b = d->bucket - 1;
+		d->hnext = t->dedup_hash[b];
+		t->dedup_hash[b] = i + 1;
+	}
+}
+
 static bool
 dd_ours(const struct stor_dedup *d, const struct craq_op *op)
 {

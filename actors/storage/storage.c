@@ -115,7 +115,7 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 	struct stor_target *t = rt_actor_state(self);
 	const struct cfs_node_target_routing *m = RT_BODY(req, node_target_routing);
 	struct stor_chain *c = &t->chain;
-	uint32_t old_ver = c->chain_ver;
+	uint32_t old_ver = c->chain_ver, old_state = c->public_state;
 	bool was_head = c->pos >= 0 && c->pos == c->head;
 
 	if (m->target != t->id)
@@ -138,6 +138,13 @@ stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req)
 				t->id, m->format_id, t->format_id);
 		c->public_state = CFS_TS_OFFLINE;
 	}
+	/* A resync begins: what it installs replaces our chunks, versions and
+	 * the requests that made them. The ring's memory of requests from
+	 * before would answer a retry from a chunk we no longer hold (a pending
+	 * version taken for committed because a newer life's version number is
+	 * higher): retries ask the engine again. */
+	if (c->public_state == CFS_TS_SYNCING && old_state != CFS_TS_SYNCING)
+		craq_dedup_forget(t);
 	if (!t->format_told)
 		tell_format(t, req->src);
 	c->pos = -1;

@@ -317,6 +317,11 @@ void stor_sync_maybe_start(struct stor_target *t);
  *  version of ours left pending by a failed attempt. */
 void craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head);
 
+/** A resync into this target begins (storage.c): forget the ring's requests
+ *  but those of ops still under way; retries ask the engine, whose versions
+ *  the resync replaces together with the requests that made them. */
+void craq_dedup_forget(struct stor_target *t);
+
 /** Allocate the cluster state (dedup ring); -ENOMEM. */
 int craq_init(struct stor_target *t);
 /** Free the cluster state; requests still queued are answered -CFS_ENOTSERVING. */

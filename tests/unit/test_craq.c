@@ -1422,6 +1422,63 @@ START_TEST(test_craq_resync_fills_syncing_target_when_it_rejoins)
 }
 END_TEST
 
+/*
+ * A head left request 700's version pending (its forward failed) and then
+ * left the chain; the others wrote the chunk twice more (requests 701, 702:
+ * versions 2 and 3); it came back through a resync, which installed their
+ * version 3 over its pending version 2. The client's retry of 700 reaching it
+ * as head again is a new write: version 2 of 700 was never committed. Before,
+ * its ring still remembered 700's pending version 2 and, the chunk's committed
+ * version now being higher, answered success with version 2, which request
+ * 701 made.
+ */
+START_TEST(test_craq_retry_applied_as_new_when_resync_replaced_its_pending_version)
+{
+	static const unsigned back[NREP] = {1, 2, 0};
+	static const uint32_t away[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_OFFLINE};
+	static const uint32_t syncing[NREP] = {CFS_TS_SERVING, CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t addrs[NREP], mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	route_default(&h);
+	ck_assert_int_eq(do_write(&h, 0, 60, 4096, 1, 0, &ver, NULL), 0);
+	/* The head believes in a successor that does not exist. */
+	addrs[0] = h.addr[0];
+	addrs[1] = h.addr[1] + 0x50;
+	addrs[2] = h.addr[2];
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, NREP, targets, addrs, k_serving);
+	ck_assert_int_ne(do_write(&h, 0, 60, 4096, 2, 700, &ver, NULL), 0);
+	ck_assert_uint_eq(query(&h, 0, 60).pending, 2);
+	ck_assert_uint_eq(query(&h, 1, 60).pending, 0);
+	/* The chain goes on without it. */
+	route(&h, 2, now_ns(&h) + LEASE_NS, back, away, NREP);
+	ck_assert_int_eq(do_write(&h, 1, 60, 4096, 3, 701, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 2);
+	ck_assert_int_eq(do_write(&h, 1, 60, 4096, 4, 702, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 3);
+	/* Back as syncing: its predecessor copies version 3 over what it holds. */
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 3, now_ns(&h) + LEASE_NS, back, syncing, NREP);
+	wait_sync_done();
+	g_mgmtd = 0;
+	expect_same(&h, 2, 0, 60);
+	ck_assert_uint_eq(query(&h, 0, 60).pending, 0);
+	/* Head again: the retry is applied, as version 4, on every replica. */
+	route(&h, 4, now_ns(&h) + LEASE_NS, k_order, k_serving, NREP);
+	ck_assert_int_eq(do_write(&h, 0, 60, 4096, 5, 700, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 4);
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 60, 4, 4096, 5);
+	h_stop(&h);
+}
+END_TEST
+
 START_TEST(test_craq_resync_removes_leftovers_when_predecessor_lacks_them)
 {
 	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SERVING};
@@ -2712,6 +2769,7 @@ craq_suite(void)
 	ADD(test_craq_remove_redriven_before_next_write_when_answer_lost);
 	ADD(test_craq_duplicate_client_req_busy_when_first_still_in_chain);
 	ADD(test_craq_resync_fills_syncing_target_when_it_rejoins);
+	ADD(test_craq_retry_applied_as_new_when_resync_replaced_its_pending_version);
 	ADD(test_craq_resync_removes_leftovers_when_predecessor_lacks_them);
 	ADD(test_craq_resync_goes_on_where_it_stopped_when_both_ends_stay);
 	ADD(test_craq_resync_starts_over_when_syncing_target_left_meanwhile);
