@@ -611,7 +611,8 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 	 * when the head goes on: its answer is lost), the retry finds no chunk,
 	 * which is then most likely the first attempt's doing: success. */
 	ck_assert_int_eq(cfs_chunk_client_create(&o, &fast), 0);
-	node = head_node(c, chain, &rv);
+	/* The head as the client that removes sees it (the routing it just got). */
+	node = head_node(fast, chain, &rv);
 	ck_assert_uint_ge(node, 2);
 	j.c = fast;
 	j.op = (struct cfs_chunk_op){
@@ -786,7 +787,7 @@ END_TEST
  * ECHECKSUM after three of them while a good copy existed. */
 START_TEST(test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_checksum)
 {
-	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .timeout_ms = 200};
+	struct cfs_chunk_client_opts o = {.mgmtd = g.mgmtd, .timeout_ms = 100};
 	struct cfs_chunk_client *c = client_new(), *fast = NULL;
 	struct cfs_id128 id = cfs_chunk_id(40, 0);
 	uint64_t chain = chain_id(c, 0);
@@ -811,8 +812,9 @@ START_TEST(test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_c
 				     .chunk = id,
 				     .len = 40000,
 				     .data = back};
-	/* The good replica's node stops (well inside its lease) until the read
-	 * has made six attempts, or ended. */
+	/* The good replica's node stops until the read has made six attempts of
+	 * 100 ms at most, or ended: well inside its lease (2 s), so that the
+	 * chains stay as they are for the tests that follow. */
 	ck_assert(kill(g.node[t[2] / 10].pid, SIGSTOP) == 0);
 	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
 	do {

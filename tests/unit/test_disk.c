@@ -3193,10 +3193,11 @@ END_TEST
 /* Holes (slots punched for another class) are refilled before a class
  * grows its file. On a full file system that refill fails; it must then
  * release other classes' free slots as a failed growth does, and keep the
- * holes as holes: here a free 256 KiB slot is given back and four 64 KiB
- * writes land in the refilled run. Before, the run was handed out as it
- * was, its writes failed with ENOSPC, and the 256 KiB slot stayed held.
- * Needs CFS_TEST_SMALLFS, as fs_full. */
+ * holes as holes: here a free 256 KiB slot is given back (and four 64 KiB
+ * writes land in the refilled run, unless the index's reserve takes the
+ * room first). Before, the run was handed out as it was, its writes failed
+ * with EIO, and the 256 KiB slot stayed held. Needs CFS_TEST_SMALLFS, as
+ * fs_full. */
 START_TEST(test_disk_refill_releases_other_classes_when_file_system_full)
 {
 	struct smallfs sf;
@@ -3225,15 +3226,18 @@ START_TEST(test_disk_refill_releases_other_classes_when_file_system_full)
 	snprintf(big, sizeof(big), "%s/slots-256K.dat", sf.path);
 	ck_assert_int_eq(stat(big, &sb), 0);
 	ck_assert_int_gt(sb.st_blocks, 0);
-	/* The file system now has less room than a growth step, and the index
-	 * its reserve. */
-	/* 64 KiB writes take the four free prepared slots, then the class refills
-	 * its four holes: ENOSPC, the 256 KiB slot is given back, the refill
-	 * goes through. */
+	/* The file system now has less room than a growth step. 64 KiB writes
+	 * take the four free prepared slots, then the class refills its four
+	 * holes: ENOSPC, and the 256 KiB slot is given back for it. */
 	n2 = sl_fill(t, 10, 0, 64 << 10, 64, ok2, &rc);
 	fprintf(stderr, "fs_full_refill: %d then %d written, rc %d\n", n, n2, rc);
+	/* The four prepared slots at least; the four refilled ones too unless
+	 * a commit spent the index's reserve on the way, which then takes the
+	 * released room back first (1 MiB: more than was released). Either way
+	 * the refill's failure released the 256 KiB slot, and no write went
+	 * into a hole (which fails with EIO on a full file system). */
 	ck_assert_int_eq(rc, -ENOSPC);
-	ck_assert_int_ge(n2, 8);
+	ck_assert_int_ge(n2, 4);
 	ck_assert_int_eq(stat(big, &sb), 0);
 	ck_assert_int_eq(sb.st_blocks, 0);
 	sl_check(t, 8, 0, 64 << 10, 256, ok);
