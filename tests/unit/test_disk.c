@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <time.h>
@@ -3107,6 +3108,7 @@ static struct disk_target *
 smallfs_open(const char *test, struct smallfs *sf)
 {
 	struct disk_target *t = NULL;
+	struct statvfs vfs;
 	uint8_t *zeros;
 	int fd;
 
@@ -3115,6 +3117,11 @@ smallfs_open(const char *test, struct smallfs *sf)
 		fprintf(stderr, "%s: CFS_TEST_SMALLFS not set, nothing tested\n", test);
 		return NULL;
 	}
+	/* What a failed run left behind would fill it before the test does. */
+	ck_assert_int_eq(statvfs(sf->fs, &vfs), 0);
+	ck_assert_msg((uint64_t)vfs.f_bavail * vfs.f_frsize >= (3u << 20),
+		      "%s: %llu KiB free, 3 MiB wanted (files left by an earlier run?)", sf->fs,
+		      (unsigned long long)vfs.f_bavail * vfs.f_frsize >> 10);
 	snprintf(sf->path, sizeof(sf->path), "%s/cfs-%s-%d", sf->fs, test, (int)getpid());
 	snprintf(sf->filler, sizeof(sf->filler), "%s/cfs-filler-%d", sf->fs, (int)getpid());
 	zeros = calloc(1, 512 << 10);
