@@ -139,8 +139,9 @@ void cfs_chunk_client_stats(struct cfs_chunk_client *c, struct cfs_chunk_client_
  * zero chunk id or chain, a range outside chunk_size or 64 MiB, no data),
  * -CFS_ENOCHUNK, -ENOSPC, -CFS_ECHECKSUM (a read asks the other serving
  * replicas first, never one that answered it bad bytes; it fails when every
- * serving replica did), -CFS_ENOCHAIN (the chain stayed unknown to routing for 2 s),
- * -CFS_ENOTSERVING for CFS_CHUNK_F_REPLICA beyond the serving members.
+ * serving replica did), -CFS_ENOCHAIN (the chain stayed unknown to routing
+ * for 2 s), -CFS_ENOTSERVING for CFS_CHUNK_F_REPLICA beyond the serving
+ * members.
  * A remove answered -CFS_ENOCHUNK on a retry (an earlier attempt was sent and
  * may have removed the chunk, its answer lost) succeeds with version 0; on
  * its first attempt it fails with -CFS_ENOCHUNK.

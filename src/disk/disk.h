@@ -16,11 +16,10 @@
  *
  * Threading: a target and its I/O engine belong to one loop (the ev_loop given
  * at creation). Every function here except disk_crc32c*, disk_probe_cached,
- * disk_target_check and
- * the registry calls is called on that loop's thread, and every callback runs
- * there. Callbacks are never called from inside the call that started the
- * operation: a function either returns <0 and never calls its callback, or
- * returns 0 and calls it exactly once later.
+ * disk_target_check and the registry calls is called on that loop's thread,
+ * and every callback runs there. Callbacks are never called from inside the
+ * call that started the operation: a function either returns <0 and never
+ * calls its callback, or returns 0 and calls it exactly once later.
  *
  * Durability: a mutation's callback reports success only after its data and
  * its index entry are on stable storage (data fdatasync or RWF_DSYNC writes,

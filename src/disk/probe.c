@@ -23,6 +23,7 @@ disk_probe_cached(const char *dir, bool direct)
 	unsigned char vec = 0;
 	void *buf = NULL, *map = MAP_FAILED;
 	char *path;
+	ssize_t n;
 	int fd = -1, rc;
 
 	if (dir == NULL)
@@ -42,9 +43,11 @@ disk_probe_cached(const char *dir, bool direct)
 		rc = -errno;
 		goto out;
 	}
-	if (pwrite(fd, buf, DISK_BLOCK, 0) != (ssize_t)DISK_BLOCK ||
-	    pread(fd, buf, DISK_BLOCK, 0) != (ssize_t)DISK_BLOCK) {
-		rc = errno ? -errno : -EIO;
+	n = pwrite(fd, buf, DISK_BLOCK, 0);
+	if (n == (ssize_t)DISK_BLOCK)
+		n = pread(fd, buf, DISK_BLOCK, 0);
+	if (n != (ssize_t)DISK_BLOCK) {
+		rc = n < 0 ? -errno : -EIO;
 		goto out;
 	}
 	/* A mapping only looks: it does not bring the page in by itself. */

@@ -104,7 +104,9 @@ do_grow(struct disk_target *t, struct disk_sitem *si)
 			rc = extend_to(fd, si->off + si->len);
 		/* A full file system may have given part of the run: punched again,
 		 * the run is all holes as the loop knows it, and the loop can make
-		 * room elsewhere and try again. */
+		 * room elsewhere and try again. The punch (up to a millisecond)
+		 * delays the commits queued behind it; it comes only with a full
+		 * file system. */
 		else if (si->refill)
 			si->holes_kept = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						   (off_t)si->off, (off_t)si->len) == 0;
