@@ -465,6 +465,11 @@ maybe_grow(struct disk_target *t, uint8_t cls)
 
 	if (k->growing || k->shrinking || k->grow_failed || t->closing)
 		return;
+	/* A job releasing room for this class runs: the growth follows it (one
+	 * started now could fail first, and its failure would park the class
+	 * with the room on its way). */
+	if (t->reclaim != NULL && t->reclaim->cls == cls)
+		return;
 	step = grow_slots(t, k);
 	if (step == 0)
 		return;
@@ -771,9 +776,12 @@ grow_done(struct disk_target *t, struct disk_mitem *mi)
 			t->file_bytes -= g->si.len;
 			/* The file system is full below the capacity: other classes'
 			 * free slots can make room there too; the growth is retried
-			 * when the job is done (it releases something each time, or
-			 * the next failure fails the waiters). */
-			k->grow_failed = !(rc == -ENOSPC && reclaim_start(t, g->si.cls, true));
+			 * when the job is done. A job that released nothing (its
+			 * punches failed) starts no other: the next failure fails
+			 * the waiters, instead of a job and a growth taking turns
+			 * for ever over the same slots. */
+			k->grow_failed = !(rc == -ENOSPC && !t->reclaim_failed &&
+					   reclaim_start(t, g->si.cls, true));
 		}
 		free(g);
 		grow_finish(t, k, kept);

@@ -21,11 +21,14 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/falloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1142,6 +1144,9 @@ END_TEST
  * volume without extents, for one) is played by this binary's fallocate, which
  * wins over libc's while g_no_fallocate is set. */
 static bool g_no_fallocate;
+/* A file system whose hole punching fails (EIO), while set; read by the
+ * threads that punch. */
+static atomic_bool g_punch_fails;
 
 int
 fallocate(int fd, int mode, off_t off, off_t len)
@@ -1150,6 +1155,10 @@ fallocate(int fd, int mode, off_t off, off_t len)
 
 	if (g_no_fallocate && mode == 0) {
 		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && atomic_load(&g_punch_fails)) {
+		errno = EIO;
 		return -1;
 	}
 	if (real == NULL)
@@ -3260,6 +3269,65 @@ START_TEST(test_disk_refill_releases_other_classes_when_file_system_full)
 }
 END_TEST
 
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* On a full file system a growth asks other classes for room; here every
+ * punch of that release fails, so it releases nothing. The write then fails
+ * with ENOSPC. Before, the failed growth started another release, which
+ * failed again, and so on: the writer waited for ever, a thread and a
+ * fallocate per turn. With punching back, the next write gets its room. */
+START_TEST(test_disk_write_fails_when_file_system_full_and_nothing_released)
+{
+	struct smallfs sf;
+	struct disk_target *t = smallfs_open("fs_full_stuck", &sf);
+	bool ok[256] = {false}, okb[1] = {false};
+	static uint8_t big[256 << 10];
+	struct res r = {0};
+	double t0;
+	int n, rc;
+
+	if (t == NULL)
+		return;
+	/* 64 KiB chunks until full; the first eight go (free slots below used
+	 * ones: the release would punch them). */
+	n = sl_fill(t, 11, 0, 64 << 10, 256, ok, &rc);
+	ck_assert_int_eq(rc, -ENOSPC);
+	ck_assert_int_gt(n, 12);
+	for (int k = 0; k < 8; k++) {
+		ck_assert(ok[k]);
+		ck_assert_int_eq(remove_sync(t, mkid(11, (uint64_t)k)), 0);
+		ok[k] = false;
+	}
+	atomic_store(&g_punch_fails, true);
+	fill(big, sizeof(big), 12);
+	ck_assert_int_eq(
+		write_async(t, mkid(12, 0), 256 << 10, 0, big, sizeof(big), 0, DISK_W_COMMIT, &r),
+		0);
+	t0 = now_s();
+	while (!r.done && now_s() - t0 < 60) /* hang guard, not a bound */
+		ev_run(g_ev, EVRUN_ONCE);
+	atomic_store(&g_punch_fails, false);
+	ck_assert_msg(r.done, "the write still waits: release and growth take turns");
+	ck_assert_int_eq(r.rc, -ENOSPC);
+	sl_check(t, 11, 0, 64 << 10, 256, ok);
+	assert_consistent(t);
+	/* Punching works again: the next write gets its room. */
+	ck_assert_int_eq(sl_fill(t, 12, 1, 256 << 10, 1, okb, &rc), 1);
+	sl_check(t, 12, 1, 256 << 10, 1, okb);
+	sl_check(t, 11, 0, 64 << 10, 256, ok);
+	assert_consistent(t);
+	disk_target_close(&t);
+	smallfs_end(&sf);
+}
+END_TEST
+
 /* A read that waits for a whole read of its chunk serves the version chosen
  * when it was asked: the pending v2 a tail had committed, now committed here
  * too; not v3, pending since, which no tail has committed. And when that
@@ -3448,6 +3516,7 @@ disk_suite(void)
 		{"space_crash", test_disk_space_accounting_holds_when_killed_while_space_moves},
 		{"fs_full", test_disk_write_fails_alone_when_file_system_full},
 		{"fs_full_refill", test_disk_refill_releases_other_classes_when_file_system_full},
+		{"fs_full_stuck", test_disk_write_fails_when_file_system_full_and_nothing_released},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
