@@ -761,16 +761,19 @@ static void
 whole_read(void *cb_arg, struct disk_read *dr, unsigned n)
 {
 	struct craq_op *op = cb_arg;
+	/* dr lives in op, which finish() may free (a failed send ends in it
+	 * too): everything needed after it is taken first. */
+	struct rt_iov data = dr->data;
+	struct rt_buf *buf = dr->data.buf;
+	int rc = dr->rc == 0 && dr->ver != op->ver ? -EIO : dr->rc;
 
 	(void)n;
-	if (dr->rc == 0 && dr->ver != op->ver)
-		dr->rc = -EIO;
-	if (dr->rc != 0)
-		finish(op, dr->rc, NULL);
+	dr->data.buf = NULL;
+	if (rc != 0)
+		finish(op, rc, NULL);
 	else
-		send_whole(op, &dr->data, dr->crc);
-	if (dr->data.buf)
-		rt_buf_put(&dr->data.buf);
+		send_whole(op, &data, dr->crc);
+	rt_buf_put(&buf);
 }
 
 /*

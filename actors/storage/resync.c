@@ -297,16 +297,20 @@ read_for_copy(void *cb_arg, struct disk_read *dr, unsigned n)
 {
 	struct stor_target *t = cb_arg;
 	struct stor_sync *s = &t->sync;
+	/* dr is s->rd, which a walk started over from sync_changed() zeroes:
+	 * the buffer is taken first, or it would be lost with it. */
+	struct rt_iov data = dr->data;
+	struct rt_buf *buf = dr->data.buf;
 
 	(void)n;
+	dr->data.buf = NULL;
 	if (!sync_current(t))
 		sync_changed(t);
 	else if (dr->rc != 0)
 		sync_stop(t, dr->rc, "read");
 	else
-		send_copy(t, &s->page[s->i], dr->ver, dr->crc, &dr->data);
-	if (dr->data.buf)
-		rt_buf_put(&dr->data.buf);
+		send_copy(t, &s->page[s->i], dr->ver, dr->crc, &data);
+	rt_buf_put(&buf);
 }
 
 static void
