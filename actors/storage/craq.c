@@ -1439,6 +1439,7 @@ redrive_walk(struct stor_target *t)
 
 		if (!serving_head(t)) {
 			t->redrive_walking = false;
+			t->redrive_owed = true;
 			return;
 		}
 		n = disk_list(t->dt, t->redrive_started ? &t->redrive_next : NULL, NULL, page,
@@ -1466,8 +1467,11 @@ redrive_walk(struct stor_target *t)
 static void
 redrive_begin(struct stor_target *t)
 {
-	if (!serving_head(t))
+	if (!serving_head(t)) {
+		t->redrive_owed = true;
 		return;
+	}
+	t->redrive_owed = false;
 	t->redrive_walking = true;
 	t->redrive_started = false;
 	t->redrive_again = false;
@@ -1593,7 +1597,8 @@ craq_sync_release(struct stor_target *t)
 void
 craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head)
 {
-	if (!serving_head(t) || (was_head && old_chain_ver == t->chain.chain_ver))
+	if (!serving_head(t) ||
+	    (was_head && old_chain_ver == t->chain.chain_ver && !t->redrive_owed))
 		return;
 	t->redrive_backoff_ms = REDRIVE_BACKOFF_MIN;
 	redrive_begin(t);

@@ -144,6 +144,10 @@ struct stor_target {
 	bool redrive_again; /* a re-drive failed during the walk: walk again later */
 	bool redrive_armed; /* the timer waits out a backoff: failures leave it be */
 	bool redrive_started;
+	/* A walk was due while we were not a serving head (our lease had
+	 * lapsed): it runs when routing makes us one again, also under the same
+	 * chain version (a renewed lease). */
+	bool redrive_owed;
 	struct cfs_id128 redrive_next;
 	bool stopping; /* fini runs: no timers are armed any more */
 	/* A walk that failed (say, the syncing target had not yet seen the new
@@ -313,8 +317,9 @@ void stor_sync_fini(struct stor_target *t);
 void stor_sync_maybe_start(struct stor_target *t);
 
 /** Routing changed (storage.c, after the new chain is in t->chain): when it
- *  makes us the serving head, or changes the chain we head, re-drive every
- *  version of ours left pending by a failed attempt. */
+ *  makes us the serving head, changes the chain we head, or renews our lease
+ *  after a re-drive fell due while it had lapsed, re-drive every version of
+ *  ours left pending by a failed attempt. */
 void craq_routing_changed(struct stor_target *t, uint32_t old_chain_ver, bool was_head);
 
 /** A resync into this target begins (storage.c): forget the ring's requests

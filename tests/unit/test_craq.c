@@ -2444,6 +2444,45 @@ START_TEST(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chai
 }
 END_TEST
 
+/* The head's write fails down the chain and its re-drive falls due while its
+ * lease has lapsed (it is no serving head then: nothing is sent). Its lease
+ * is then renewed under the same chain version: the re-drive it owes runs.
+ * Before, the renewal looked like no change (same chain, head before and
+ * after) and the version stayed pending until a client came back. */
+START_TEST(test_craq_head_redrives_owed_walk_when_lease_renewed)
+{
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t good[NREP];
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	route_default(&h);
+	for (unsigned i = 0; i < NREP; i++)
+		good[i] = h.addr[i];
+	ck_assert_int_eq(do_write(&h, 0, 96, 4096, 1, 0, &ver, NULL), 0);
+	route_bad_tail(&h, 1);
+	ck_assert_int_ne(do_write(&h, 0, 96, 4096, 2, 1500, &ver, NULL), 0);
+	/* At once, before its re-drive (50 ms): the head's lease lapses, and the
+	 * middle's routing is repaired. The re-drive falls due and does nothing. */
+	route_rep(&h, 0, 1, now_ns(&h) - 1, NREP, targets, good, k_serving);
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	usleep(1500 * 1000);
+	ck_assert_uint_eq(query(&h, 0, 96).pending, 2);
+	ck_assert_uint_eq(query(&h, 2, 96).committed, 1);
+	/* The lease comes back, same chain version. Hang guard (20 s). */
+	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	for (unsigned n = 0; query(&h, 0, 96).pending != 0 || query(&h, 2, 96).committed != 2;
+	     n++) {
+		ck_assert_msg(n < 10000, "the head did not re-drive its pending version");
+		usleep(2000);
+	}
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 96, 2, 4096, 2);
+	h_stop(&h);
+}
+END_TEST
+
 START_TEST(test_craq_replica_refuses_successor_version_when_successor_answers_estale)
 {
 	uint64_t ver = 0;
@@ -2783,6 +2822,7 @@ craq_suite(void)
 	ADD(test_craq_read_at_middle_asks_tail_when_tombstone_pending);
 	ADD(test_craq_replica_refuses_successor_version_when_successor_answers_estale);
 	ADD(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chain);
+	ADD(test_craq_head_redrives_owed_walk_when_lease_renewed);
 	ADD(test_craq_syncing_target_takes_acked_life_when_it_holds_older_higher_version);
 	ADD(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_version);
 	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
