@@ -2409,6 +2409,36 @@ START_TEST(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_ve
 }
 END_TEST
 
+/* A chain of three where the middle forwards into the void: chunk's v2,
+ * written by request req, stays pending at head and middle (v1 everywhere).
+ * good: the replicas' real addresses. */
+static void
+head_left_pending(struct h *h, uint64_t chunk, uint64_t req, cfs_addr_t *good)
+{
+	uint64_t ver = 0;
+
+	route_default(h);
+	for (unsigned i = 0; i < NREP; i++)
+		good[i] = h->addr[i];
+	ck_assert_int_eq(do_write(h, 0, chunk, 4096, 1, 0, &ver, NULL), 0);
+	route_bad_tail(h, 1);
+	ck_assert_int_ne(do_write(h, 0, chunk, 4096, 2, req, &ver, NULL), 0);
+}
+
+/* Until chunk's v2 is committed on every replica, by no client's doing.
+ * Hang guard (20 s), not a performance bound. */
+static void
+wait_redriven(struct h *h, uint64_t chunk)
+{
+	for (unsigned n = 0; query(h, 0, chunk).pending != 0 || query(h, 2, chunk).committed != 2;
+	     n++) {
+		ck_assert_msg(n < 10000, "the head did not re-drive its pending version");
+		usleep(2000);
+	}
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(h, i, chunk, 2, 4096, 2);
+}
+
 START_TEST(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chain)
 {
 	uint32_t targets[NREP] = {1, 2, 3};
@@ -2417,26 +2447,14 @@ START_TEST(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chai
 	struct h h;
 
 	h_start(&h);
-	route_default(&h);
-	for (unsigned i = 0; i < NREP; i++)
-		good[i] = h.addr[i];
-	ck_assert_int_eq(do_write(&h, 0, 95, 4096, 1, 0, &ver, NULL), 0);
-	/* The middle forwards into the void: head and middle keep v2 pending. */
-	route_bad_tail(&h, 1);
-	ck_assert_int_ne(do_write(&h, 0, 95, 4096, 2, 1400, &ver, NULL), 0);
+	head_left_pending(&h, 95, 1400, good);
 	ck_assert_uint_eq(query(&h, 0, 95).pending, 2);
 	/* The middle's routing is repaired; the head hears of nothing (its own
 	 * routing did not change) and no client retries: the head's re-drive
 	 * after a backoff brings v2 down the chain (before: pending until a
-	 * client came back). Hang guard (20 s), not a performance bound. */
+	 * client came back). */
 	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
-	for (unsigned n = 0; query(&h, 0, 95).pending != 0 || query(&h, 2, 95).committed != 2;
-	     n++) {
-		ck_assert_msg(n < 10000, "the head did not re-drive its pending version");
-		usleep(2000);
-	}
-	for (unsigned i = 0; i < NREP; i++)
-		expect_version(&h, i, 95, 2, 4096, 2);
+	wait_redriven(&h, 95);
 	/* The client's late retry gets that version. */
 	ck_assert_int_eq(do_write(&h, 0, 95, 4096, 2, 1400, &ver, NULL), 0);
 	ck_assert_uint_eq(ver, 2);
@@ -2453,16 +2471,10 @@ START_TEST(test_craq_head_redrives_owed_walk_when_lease_renewed)
 {
 	uint32_t targets[NREP] = {1, 2, 3};
 	cfs_addr_t good[NREP];
-	uint64_t ver = 0;
 	struct h h;
 
 	h_start(&h);
-	route_default(&h);
-	for (unsigned i = 0; i < NREP; i++)
-		good[i] = h.addr[i];
-	ck_assert_int_eq(do_write(&h, 0, 96, 4096, 1, 0, &ver, NULL), 0);
-	route_bad_tail(&h, 1);
-	ck_assert_int_ne(do_write(&h, 0, 96, 4096, 2, 1500, &ver, NULL), 0);
+	head_left_pending(&h, 96, 1500, good);
 	/* At once, before its re-drive (50 ms): the head's lease lapses, and the
 	 * middle's routing is repaired. The re-drive falls due and does nothing. */
 	route_rep(&h, 0, 1, now_ns(&h) - 1, NREP, targets, good, k_serving);
@@ -2470,15 +2482,9 @@ START_TEST(test_craq_head_redrives_owed_walk_when_lease_renewed)
 	usleep(1500 * 1000);
 	ck_assert_uint_eq(query(&h, 0, 96).pending, 2);
 	ck_assert_uint_eq(query(&h, 2, 96).committed, 1);
-	/* The lease comes back, same chain version. Hang guard (20 s). */
+	/* The lease comes back, same chain version. */
 	route_rep(&h, 0, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
-	for (unsigned n = 0; query(&h, 0, 96).pending != 0 || query(&h, 2, 96).committed != 2;
-	     n++) {
-		ck_assert_msg(n < 10000, "the head did not re-drive its pending version");
-		usleep(2000);
-	}
-	for (unsigned i = 0; i < NREP; i++)
-		expect_version(&h, i, 96, 2, 4096, 2);
+	wait_redriven(&h, 96);
 	h_stop(&h);
 }
 END_TEST
