@@ -114,6 +114,11 @@ struct tcp_conn {
 	uint32_t rx_lowat; /* SO_RCVLOWAT as last set (0 or 1: the default) */
 	uint32_t rx_unread_seen; /* unread bytes the frame sweep last saw */
 	bool rx_held_back;	 /* a header left in rbuf by net_conn_rx_hold */
+	/* Reads the header held back once the connection resumes (tcp_rx_resume):
+	 * a 0 ms timer, so that the loop polls without blocking and the frames
+	 * go to the next iteration's run queue. */
+	struct rt_timer rx_kick;
+	bool rx_kick_inited;
 };
 
 struct tcp_listener {
@@ -638,15 +643,26 @@ tcp_flush(struct net_conn *nc)
 }
 
 static void
+tcp_rx_kick(struct rt_timer *t, void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	(void)t;
+	tcp_read_cb(c->base.ev, &c->rio, EV_READ);
+}
+
+static void
 tcp_rx_resume(struct net_conn *nc)
 {
 	struct tcp_conn *c = tcp_of(nc);
 
 	ev_io_start(nc->ev, &c->rio);
 	/* A header kept back may be all there is: nothing more will arrive to
-	 * wake the watcher. */
+	 * wake the watcher. Not an event fed now: resumes run in the loop's
+	 * prepare hook, after it decided whether to block, and the frames read
+	 * would wait in the run queue until something else woke the loop. */
 	if (c->rx_held_back)
-		ev_feed_event(nc->ev, &c->rio, EV_READ);
+		rt_timer_start(&c->rx_kick, 0, 0);
 }
 
 /* Bytes at or past SO_RCVLOWAT wake the loop (it was busy); fewer do not,
@@ -704,6 +720,8 @@ tcp_start(struct tcp_conn *c)
 	c->rio.data = c;
 	ev_io_init(&c->wio, tcp_write_cb, c->fd, EV_WRITE);
 	c->wio.data = c;
+	rt_timer_init(c->base.loop, &c->rx_kick, tcp_rx_kick, c);
+	c->rx_kick_inited = true;
 	ev_io_start(c->base.ev, &c->rio);
 	return 0;
 }
@@ -787,6 +805,8 @@ tcp_close(struct net_conn *nc)
 		rt_timer_stop(&c->ctimer);
 		c->ctimer_on = false;
 	}
+	if (c->rx_kick_inited)
+		rt_timer_stop(&c->rx_kick);
 	if (c->fd >= 0) {
 		ev_io_stop(nc->ev, &c->rio);
 		ev_io_stop(nc->ev, &c->wio);
