@@ -115,6 +115,7 @@ struct craq_op {
 	uint32_t plen;	   /* its length and CRC: what the successor must answer */
 	uint32_t pcrc;
 	uint32_t csize; /* the chunk's size, for a whole copy */
+	uint32_t rcsize; /* re-drive: the leftover's chunk size (csize stays the request's) */
 	uint64_t rreq;	/* re-drive: the request that made the version (engine), 0: unknown */
 	struct disk_read rd;
 };
@@ -736,7 +737,7 @@ send_whole(struct craq_op *op, const struct rt_iov *data, uint32_t crc)
 			.chain_id = op->chain_id,
 			.chain_ver = op->chain_ver,
 			.chunk = op->chunk,
-			.chunk_size = op->csize,
+			.chunk_size = op->redrive ? op->rcsize : op->csize,
 			.ver = op->ver,
 			.client_req = op->client_req,
 			.crc = crc,
@@ -1137,7 +1138,9 @@ redrive(struct craq_op *op, const struct disk_chunk_info *info)
 	op->plen = info->plen;
 	op->pcrc = info->pcrc;
 	op->rreq = info->preq;
-	op->csize = info->chunk_size;
+	/* Not csize: the op's own request is checked against it afterwards (a
+	 * truncate naming the wrong chunk size is refused). */
+	op->rcsize = info->chunk_size;
 	if (!op->tail) {
 		if (op->tomb)
 			forward(op); /* a tombstone has no content: the remove itself */

@@ -2489,6 +2489,42 @@ START_TEST(test_craq_head_redrives_owed_walk_when_lease_renewed)
 }
 END_TEST
 
+/* A truncate that names the wrong chunk size is refused (EINVAL), also when
+ * the head first re-drives the chunk's leftover version for it. Before, the
+ * re-drive set the op's chunk size from the chunk, and the check that
+ * follows it compared the chunk with itself: the truncate was applied. */
+START_TEST(test_craq_truncate_with_wrong_chunk_size_refused_when_leftover_redriven_first)
+{
+	uint32_t targets[NREP] = {1, 2, 3};
+	cfs_addr_t good[NREP];
+	struct rt_msg *m;
+	struct cfs_chunk_truncate *r;
+	struct h h;
+
+	h_start(&h);
+	head_left_pending(&h, 97, 1600, good);
+	/* The head's own re-drives fail meanwhile, and its backoff grows past
+	 * a second: none falls between the repair and the truncate below. */
+	usleep(3000 * 1000);
+	ck_assert_uint_eq(query(&h, 0, 97).pending, 2);
+	route_rep(&h, 1, 1, now_ns(&h) + LEASE_NS, NREP, targets, good, k_serving);
+	m = rt_msg_new(CFS_MSG_CHUNK_TRUNCATE);
+	r = RT_BODY(m, chunk_truncate);
+	r->target = 1;
+	r->chain_id = CHAIN_ID;
+	r->chain_ver = h.chain_ver;
+	r->chunk = cfs_chunk_id(1, 97);
+	r->len = 100;
+	r->chunk_size = CHUNK_SIZE * 2;
+	r->client_req = 1601;
+	ck_assert_int_eq(call(&h, 0, m, NULL), -EINVAL);
+	/* The leftover went down the chain all the same; nothing else did. */
+	for (unsigned i = 0; i < NREP; i++)
+		expect_version(&h, i, 97, 2, 4096, 2);
+	h_stop(&h);
+}
+END_TEST
+
 START_TEST(test_craq_replica_refuses_successor_version_when_successor_answers_estale)
 {
 	uint64_t ver = 0;
@@ -2829,6 +2865,7 @@ craq_suite(void)
 	ADD(test_craq_replica_refuses_successor_version_when_successor_answers_estale);
 	ADD(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chain);
 	ADD(test_craq_head_redrives_owed_walk_when_lease_renewed);
+	ADD(test_craq_truncate_with_wrong_chunk_size_refused_when_leftover_redriven_first);
 	ADD(test_craq_syncing_target_takes_acked_life_when_it_holds_older_higher_version);
 	ADD(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_version);
 	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
