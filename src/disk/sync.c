@@ -110,6 +110,12 @@ do_grow(struct disk_target *t, struct disk_sitem *si)
 		else if (si->refill)
 			si->holes_kept = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						   (off_t)si->off, (off_t)si->len) == 0;
+		/* At the end of the file, what it took in part (and the size it
+		 * grew to) is cut off again: the loop takes the step back, and the
+		 * file must not hold more than the slots it counts. */
+		else if (ftruncate(fd, (off_t)si->off) != 0)
+			RT_ERR(-errno, "target=%u cls=%u: cut back a failed growth", t->id,
+			       t->cls[si->cls].size);
 	}
 	return rc;
 }

@@ -1147,6 +1147,23 @@ static bool g_no_fallocate;
 /* A file system whose hole punching fails (EIO), while set; read by the
  * threads that punch. */
 static atomic_bool g_punch_fails;
+/* A file system that, while set, fills only half of a growth of a data file
+ * and then says ENOSPC (as ext4 may). */
+static atomic_bool g_fallocate_half;
+
+static bool
+is_data_file(int fd)
+{
+	char link[64], path[700];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = 0;
+	return strstr(path, "/slots-") != NULL;
+}
 
 int
 fallocate(int fd, int mode, off_t off, off_t len)
@@ -1163,6 +1180,11 @@ fallocate(int fd, int mode, off_t off, off_t len)
 	}
 	if (real == NULL)
 		real = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT, "fallocate");
+	if (mode == 0 && atomic_load(&g_fallocate_half) && is_data_file(fd)) {
+		(void)real(fd, 0, off, len / 2);
+		errno = ENOSPC;
+		return -1;
+	}
 	return real(fd, mode, off, len);
 }
 
@@ -3278,6 +3300,43 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A growth at the end of a data file that the file system fills only in
+ * part before ENOSPC is cut back: the file keeps the size of the slots the
+ * target counts, the write fails alone, and the next growth starts where the
+ * failed one did. Before, the file kept the half step (blocks and size) the
+ * target did not count. */
+START_TEST(test_disk_failed_growth_cut_back_when_file_system_gave_part)
+{
+	struct disk_target *t = open_t("t", 64ull << 20);
+	static uint8_t data[65536];
+	char path[700];
+	struct stat sb;
+
+	fill(data, sizeof(data), 21);
+	ck_assert_int_eq(
+		write_sync(t, mkid(21, 0), 65536, 0, data, sizeof(data), 0, DISK_W_COMMIT, NULL),
+		0);
+	snprintf(path, sizeof(path), "%s/t/slots-256K.dat", g_dir);
+	atomic_store(&g_fallocate_half, true);
+	ck_assert_int_eq(write_sync(t, mkid(21, 1), 256 << 10, 0, data, sizeof(data), 0,
+				    DISK_W_COMMIT, NULL),
+			 -ENOSPC);
+	atomic_store(&g_fallocate_half, false);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_size, 0);
+	ck_assert_int_eq(sb.st_blocks, 0);
+	assert_consistent(t);
+	/* The file system has room again: the same write goes through. */
+	ck_assert_int_eq(write_sync(t, mkid(21, 1), 256 << 10, 0, data, sizeof(data), 0,
+				    DISK_W_COMMIT, NULL),
+			 0);
+	assert_content(t, mkid(21, 1), 0, data, sizeof(data));
+	assert_content(t, mkid(21, 0), 0, data, sizeof(data));
+	assert_consistent(t);
+	disk_target_close(&t);
+}
+END_TEST
+
 /* On a full file system a growth asks other classes for room; here every
  * punch of that release fails, so it releases nothing. The write then fails
  * with ENOSPC. Before, the failed growth started another release, which
@@ -3517,6 +3576,7 @@ disk_suite(void)
 		{"fs_full", test_disk_write_fails_alone_when_file_system_full},
 		{"fs_full_refill", test_disk_refill_releases_other_classes_when_file_system_full},
 		{"fs_full_stuck", test_disk_write_fails_when_file_system_full_and_nothing_released},
+		{"growth_cut_back", test_disk_failed_growth_cut_back_when_file_system_gave_part},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
