@@ -296,19 +296,30 @@ check_table(sqlite3 *db, const char *table, const struct index_col *cols, int nc
 	return rc;
 }
 
+#define TABLE(name, cols)                                                                          \
+	{                                                                                          \
+		name, cols, (int)(sizeof(cols) / sizeof(cols[0]))                                  \
+	}
+static const struct index_table {
+	const char *name;
+	const struct index_col *cols;
+	int ncols;
+} index_tables[] = {
+	TABLE("meta", meta_cols),
+	TABLE("chunks", chunks_cols),
+	TABLE("removed", removed_cols),
+};
+#undef TABLE
+
 static int
 check_schema(sqlite3 *db)
 {
 	sqlite3_stmt *st = NULL;
-	int rc, src;
+	int rc = 0, src;
 
-	rc = check_table(db, "meta", meta_cols, (int)(sizeof(meta_cols) / sizeof(meta_cols[0])));
-	if (rc == 0)
-		rc = check_table(db, "chunks", chunks_cols,
-				 (int)(sizeof(chunks_cols) / sizeof(chunks_cols[0])));
-	if (rc == 0)
-		rc = check_table(db, "removed", removed_cols,
-				 (int)(sizeof(removed_cols) / sizeof(removed_cols[0])));
+	for (size_t i = 0; rc == 0 && i < sizeof(index_tables) / sizeof(index_tables[0]); i++)
+		rc = check_table(db, index_tables[i].name, index_tables[i].cols,
+				 index_tables[i].ncols);
 	if (rc != 0)
 		return rc;
 	src = sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'", -1,

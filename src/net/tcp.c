@@ -116,9 +116,8 @@ struct tcp_conn {
 	bool rx_held_back;	 /* a header left in rbuf by net_conn_rx_hold */
 	/* Reads the header held back once the connection resumes (tcp_rx_resume):
 	 * a 0 ms timer, so that the loop polls without blocking and the frames
-	 * go to the next iteration's run queue. */
+	 * go to the next iteration's run queue. Set up with rbuf (tcp_start). */
 	struct rt_timer rx_kick;
-	bool rx_kick_inited;
 };
 
 struct tcp_listener {
@@ -721,7 +720,6 @@ tcp_start(struct tcp_conn *c)
 	ev_io_init(&c->wio, tcp_write_cb, c->fd, EV_WRITE);
 	c->wio.data = c;
 	rt_timer_init(c->base.loop, &c->rx_kick, tcp_rx_kick, c);
-	c->rx_kick_inited = true;
 	ev_io_start(c->base.ev, &c->rio);
 	return 0;
 }
@@ -805,7 +803,7 @@ tcp_close(struct net_conn *nc)
 		rt_timer_stop(&c->ctimer);
 		c->ctimer_on = false;
 	}
-	if (c->rx_kick_inited)
+	if (c->rbuf) /* started: its timer is set up */
 		rt_timer_stop(&c->rx_kick);
 	if (c->fd >= 0) {
 		ev_io_stop(nc->ev, &c->rio);

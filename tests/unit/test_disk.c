@@ -3228,6 +3228,26 @@ START_TEST(test_disk_write_fails_alone_when_file_system_full)
 }
 END_TEST
 
+/* 64 KiB chunks (ids base:0..255, ok[] says which were stored) until the
+ * file system is full, then the first eight go: the class's free slots lie
+ * below used ones (no free tail), so releasing them means punching. Returns
+ * how many were stored. */
+static int
+fill_full_free_low(struct disk_target *t, uint64_t base, bool *ok)
+{
+	int n, rc;
+
+	n = sl_fill(t, base, 0, 64 << 10, 256, ok, &rc);
+	ck_assert_int_eq(rc, -ENOSPC);
+	ck_assert_int_gt(n, 12);
+	for (int k = 0; k < 8; k++) {
+		ck_assert(ok[k]);
+		ck_assert_int_eq(remove_sync(t, mkid(base, (uint64_t)k)), 0);
+		ok[k] = false;
+	}
+	return n;
+}
+
 /* Holes (slots punched for another class) are refilled before a class
  * grows its file. On a full file system that refill fails; it must then
  * release other classes' free slots as a failed growth does, and keep the
@@ -3247,16 +3267,7 @@ START_TEST(test_disk_refill_releases_other_classes_when_file_system_full)
 
 	if (t == NULL)
 		return;
-	/* 64 KiB chunks until the file system is full; the first eight go, so
-	 * that the class's free slots lie below used ones (no free tail). */
-	n = sl_fill(t, 8, 0, 64 << 10, 256, ok, &rc);
-	ck_assert_int_eq(rc, -ENOSPC);
-	ck_assert_int_gt(n, 12);
-	for (int k = 0; k < 8; k++) {
-		ck_assert(ok[k]);
-		ck_assert_int_eq(remove_sync(t, mkid(8, (uint64_t)k)), 0);
-		ok[k] = false;
-	}
+	n = fill_full_free_low(t, 8, ok);
 	/* A 256 KiB-class chunk: its growth meets ENOSPC, four free 64 KiB slots
 	 * are punched for it. Then it goes: its slot is free, and held. */
 	ck_assert_int_eq(sl_fill(t, 9, 0, 256 << 10, 1, okb, &rc), 1);
@@ -3350,20 +3361,11 @@ START_TEST(test_disk_write_fails_when_file_system_full_and_nothing_released)
 	static uint8_t big[256 << 10];
 	struct res r = {0};
 	double t0;
-	int n, rc;
+	int rc;
 
 	if (t == NULL)
 		return;
-	/* 64 KiB chunks until full; the first eight go (free slots below used
-	 * ones: the release would punch them). */
-	n = sl_fill(t, 11, 0, 64 << 10, 256, ok, &rc);
-	ck_assert_int_eq(rc, -ENOSPC);
-	ck_assert_int_gt(n, 12);
-	for (int k = 0; k < 8; k++) {
-		ck_assert(ok[k]);
-		ck_assert_int_eq(remove_sync(t, mkid(11, (uint64_t)k)), 0);
-		ok[k] = false;
-	}
+	fill_full_free_low(t, 11, ok);
 	atomic_store(&g_punch_fails, true);
 	fill(big, sizeof(big), 12);
 	ck_assert_int_eq(
