@@ -1239,9 +1239,15 @@ start(struct craq_op *op)
 		stor_sync_held(t); /* resync checks its chain itself */
 		return;
 	}
-	/* Queued behind another mutation, it may meet a newer chain. */
+	/* Queued behind another mutation, it may meet a newer chain, or a
+	 * lapsed lease: mgmtd may have moved the chain on without us, and our
+	 * successors may not have heard yet (as stor_check_chain on arrival). */
 	if (op->chain_ver != c->chain_ver || c->pos < 0) {
 		finish(op, -CFS_ESTALECHAIN, NULL);
+		return;
+	}
+	if (t->in_cluster && rt_now_ns(t->loop) >= c->lease_until_ns) {
+		finish(op, -CFS_ENOTSERVING, NULL);
 		return;
 	}
 	op->tail = c->succ < 0;

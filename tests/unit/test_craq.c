@@ -688,6 +688,16 @@ async_send(struct rt_actor *self, void *arg)
 	ck_assert_int_eq(rt_call(self, aw->dst, aw->req, 0, async_done, aw), 0);
 }
 
+/* Write chunk (4096 bytes of seed) through the head without waiting. */
+static void
+async_head_write(struct h *h, struct async_write *aw, uint64_t chunk, uint32_t seed,
+		 uint64_t client_req)
+{
+	aw->req = write_req(h, 0, chunk, 4096, seed, client_req);
+	aw->dst = h->addr[0];
+	ck_assert_int_eq(cfs_client_actor_run(h->c, async_send, aw), 0);
+}
+
 static void
 async_wait(struct async_write *aw)
 {
@@ -762,25 +772,35 @@ START_TEST(test_craq_read_asks_tail_when_middle_has_pending_version)
 }
 END_TEST
 
+/* Chain version 3 of two: replica 0 as head, a holder as tail (spawned on the
+ * last loop when *holder is 0); the head's lease ends at lease_until_ns. */
+static void
+route_head_holder(struct h *h, cfs_addr_t *holder, uint64_t lease_until_ns)
+{
+	uint32_t targets[2] = {1, HOLD_TARGET};
+	cfs_addr_t addrs[2];
+
+	if (*holder == 0)
+		ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h->c), NREP), &hold_kind, NULL,
+					  0, holder),
+				 0);
+	addrs[0] = h->addr[0];
+	addrs[1] = *holder;
+	h->chain_ver = 3;
+	route_rep(h, 0, 3, lease_until_ns, 2, targets, addrs, k_serving);
+}
+
 START_TEST(test_craq_duplicate_client_req_busy_when_first_still_in_chain)
 {
 	struct async_write aw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	struct async_write aw2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	uint32_t targets[2] = {1, HOLD_TARGET};
-	cfs_addr_t addrs[2], holder;
+	cfs_addr_t holder = 0;
 	uint64_t ver = 0;
 	struct h h;
 
 	h_start(&h);
-	ck_assert_int_eq(
-		rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &hold_kind, NULL, 0, &holder), 0);
-	addrs[0] = h.addr[0];
-	addrs[1] = holder;
-	h.chain_ver = 3;
-	route_rep(&h, 0, 3, now_ns(&h) + LEASE_NS, 2, targets, addrs, k_serving);
-	aw.req = write_req(&h, 0, 15, 4096, 1, 321);
-	aw.dst = h.addr[0];
-	ck_assert_int_eq(cfs_client_actor_run(h.c, async_send, &aw), 0);
+	route_head_holder(&h, &holder, now_ns(&h) + LEASE_NS);
+	async_head_write(&h, &aw, 15, 1, 321);
 	while (query(&h, 0, 15).pending != 1)
 		usleep(1000);
 	/* The retry while the first is held at the tail: try later. */
@@ -2489,6 +2509,47 @@ START_TEST(test_craq_head_redrives_owed_walk_when_lease_renewed)
 }
 END_TEST
 
+/* A mutation queued at the head behind another one of its chunk starts only
+ * within the head's lease: past it, mgmtd may have moved the chain on, and a
+ * successor that has not heard yet would take the write from a head that is
+ * no longer one. It is refused as not serving (the client tries elsewhere).
+ * Before, start() checked only the chain version. */
+START_TEST(test_craq_queued_write_refused_when_head_lease_lapsed_meanwhile)
+{
+	struct async_write a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct async_write b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	cfs_addr_t holder = 0;
+	bool done = false;
+	struct h h;
+
+	h_start(&h);
+	route_head_holder(&h, &holder, now_ns(&h) + LEASE_NS);
+	/* a's version 1 is held at the tail; b queues behind it at the head. */
+	async_head_write(&h, &a, 16, 1, 331);
+	while (query(&h, 0, 16).pending != 1)
+		usleep(1000);
+	async_head_write(&h, &b, 16, 2, 332);
+	usleep(100 * 1000);
+	/* The head's lease lapses (same chain version), then the tail answers a. */
+	route_head_holder(&h, &holder, now_ns(&h) - 1);
+	hold_set(&h, holder, 1, 1);
+	async_wait(&a);
+	ck_assert_int_eq(a.rc, 0);
+	for (unsigned n = 0; !done && n < 2500; n++) { /* hang guard, 5 s */
+		pthread_mutex_lock(&b.mu);
+		done = b.done;
+		pthread_mutex_unlock(&b.mu);
+		if (!done)
+			usleep(2000);
+	}
+	ck_assert_msg(done, "the queued write went down the chain after the head's lease lapsed");
+	ck_assert_int_eq(b.rc, -CFS_ENOTSERVING);
+	ck_assert_uint_eq(query(&h, 0, 16).committed, 1);
+	ck_assert_uint_eq(query(&h, 0, 16).pending, 0);
+	h_stop(&h);
+}
+END_TEST
+
 /* A truncate that names the wrong chunk size is refused (EINVAL), also when
  * the head first re-drives the chunk's leftover version for it. Before, the
  * re-drive set the op's chunk size from the chunk, and the check that
@@ -2865,6 +2926,7 @@ craq_suite(void)
 	ADD(test_craq_replica_refuses_successor_version_when_successor_answers_estale);
 	ADD(test_craq_head_redrives_by_itself_when_its_write_failed_down_the_chain);
 	ADD(test_craq_head_redrives_owed_walk_when_lease_renewed);
+	ADD(test_craq_queued_write_refused_when_head_lease_lapsed_meanwhile);
 	ADD(test_craq_truncate_with_wrong_chunk_size_refused_when_leftover_redriven_first);
 	ADD(test_craq_syncing_target_takes_acked_life_when_it_holds_older_higher_version);
 	ADD(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_version);
