@@ -1008,6 +1008,12 @@ start_sync_copy(struct craq_op *op)
 
 /* A forwarded tombstone of version u = op->ver (top of the file). */
 static void
+tomb_recorded(void *cb_arg, int rc)
+{
+	finish(cb_arg, rc, NULL);
+}
+
+static void
 start_forwarded_tomb(struct craq_op *op)
 {
 	struct stor_target *t = op->t;
@@ -1029,8 +1035,20 @@ start_forwarded_tomb(struct craq_op *op)
 	}
 	if (rc == -CFS_ENOCHUNK) {
 		/* Removed here already (an earlier attempt got this far), or never
-		 * here: the remove is committed as far as we are concerned. */
+		 * here (a syncing target the chunk has not reached): the remove is
+		 * committed as far as we are concerned, and its request is
+		 * remembered like one we applied, for when we are head. */
 		dd_set_stored(op);
+		if (op->client_req != 0 &&
+		    disk_removed_find(t->dt, &op->chunk, op->client_req, &tver) != 0) {
+			const struct disk_removed_rec rec = {
+				.id = op->chunk, .req = op->client_req, .ver = op->ver};
+
+			rc = disk_removed_adopt(t->dt, &rec, 1, tomb_recorded, op);
+			if (rc != 0)
+				finish(op, rc, NULL);
+			return;
+		}
 		finish(op, 0, NULL);
 		return;
 	}

@@ -18,6 +18,10 @@
  * second walk pages through the syncing target's chunks (chunk_list) and
  * removes those we do not hold (chunk_remove with STOR_CW_F_FORWARD |
  * STOR_CW_F_SYNC): leftovers from before it left, whose removes it missed.
+ * A third walk pages through the records of removes committed here and
+ * sends them (chunk_removed), which the target keeps as its own: as head
+ * later it answers a late retry of such a remove instead of applying it
+ * again. Only then MGMTD_SYNC_DONE.
  *
  * Each chunk's step (compare, then copy or removal, until the target's
  * answer) runs in the chunk's turn of our per-chunk queue (craq_sync_hold),
@@ -183,8 +187,9 @@ done_answered(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		s->done_ver = s->chain_ver;
 		s->mark.valid = false;
 		RT_INFO("target=%" PRIu32 ": resync of target %" PRIu32 " done: %" PRIu64
-			" chunks copied, %" PRIu64 " compared, %" PRIu64 " removed",
-			t->id, s->dst, s->copied, s->compared, s->removed);
+			" chunks copied, %" PRIu64 " compared, %" PRIu64 " removed, %" PRIu64
+			" records of removes",
+			t->id, s->dst, s->copied, s->compared, s->removed, s->records);
 	}
 	sync_stop(t, rc, "sync_done");
 }
@@ -388,6 +393,141 @@ compared(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 /* ------------------------------------------- second walk: the leftovers */
 
 static void sweep_step(struct stor_target *t);
+static void records_step(struct stor_target *t);
+
+/* The third walk: the records of removes committed here (disk_removed_find),
+ * which the target needs once it is head, to answer a late retry of such a
+ * remove instead of applying it again to a chunk made anew since. A page
+ * at a time, in the order they were taken; ones taken meanwhile also
+ * reach the target as forwarded removes (start_forwarded_tomb records
+ * them). No chunk's turn is needed: records change no chunk. */
+static void
+records_begin(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+
+	s->recording = true;
+	s->rcursor = 0;
+	s->more = true;
+	records_step(t);
+}
+
+static void
+records_sent(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
+{
+	struct stor_target *t = rt_actor_state(self);
+	struct stor_sync *s = &t->sync;
+
+	(void)cb_arg;
+	if (rc != 0) {
+		sync_stop(t, rc, "records");
+		return;
+	}
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	if (!sync_same_format(s, RT_BODY(resp, chunk_removed_resp)->format_id)) {
+		sync_made_again(t);
+		return;
+	}
+	s->records += s->n;
+	records_step(t);
+}
+
+static void
+records_step(struct stor_target *t)
+{
+	struct stor_sync *s = &t->sync;
+	struct disk_removed_rec recs[STOR_SYNC_RECORDS];
+	struct cfs_chunk_removed *r;
+	struct rt_msg *m;
+	int n, rc;
+
+	if (!sync_current(t)) {
+		sync_changed(t);
+		return;
+	}
+	n = s->more ? disk_removed_list(t->dt, &s->rcursor, recs, STOR_SYNC_RECORDS, &s->more) : 0;
+	if (n == 0) {
+		sync_report(t);
+		return;
+	}
+	m = rt_msg_new(CFS_MSG_CHUNK_REMOVED);
+	r = m ? RT_BODY(m, chunk_removed) : NULL;
+	if (r)
+		r->records = rt_msg_alloc(m, (size_t)n * sizeof(*r->records));
+	if (!r || !r->records) {
+		rt_msg_free(&m);
+		sync_stop(t, -ENOMEM, "records");
+		return;
+	}
+	r->target = s->dst;
+	r->chain_ver = s->chain_ver;
+	for (int i = 0; i < n; i++)
+		r->records[i] = (struct cfs_removed_record){.chunk = recs[i].id,
+							    .req = recs[i].req,
+							    .tver = recs[i].ver,
+							    .at_ms = recs[i].at};
+	r->records_count = (uint32_t)n;
+	s->n = (unsigned)n;
+	rc = rt_call(t->self, t->chain.members[t->chain.succ].addr, m, 0, records_sent, NULL);
+	if (rc != 0) {
+		rt_msg_free(&m);
+		sync_stop(t, rc, "records");
+	}
+}
+
+/* The syncing target's side: a page of records, durable before the answer. */
+struct records_ctx {
+	struct stor_target *t;
+	struct rt_msg *req;
+};
+
+static void
+records_taken(void *cb_arg, int rc)
+{
+	struct records_ctx *x = cb_arg;
+	struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_REMOVED_RESP);
+
+	if (rc != 0)
+		stor_log_fail(x->t, "records", NULL, rc);
+	if (resp)
+		RT_BODY(resp, chunk_removed_resp)->format_id = x->t->format_id;
+	rt_reply(x->req, resp ? rc : -ENOMEM, resp); /* x lives in req's arena */
+}
+
+int
+stor_on_chunk_removed(struct rt_actor *self, struct rt_msg *req)
+{
+	struct stor_target *t = rt_actor_state(self);
+	const struct cfs_chunk_removed *m = RT_BODY(req, chunk_removed);
+	struct disk_removed_rec *recs;
+	struct records_ctx *x;
+	int rc = stor_check_chain(t, m->target, m->chain_ver, STOR_USE_FORWARD);
+
+	if (rc == 0 && (m->records_count == 0 || m->records_count > DISK_ADOPT_MAX))
+		rc = -EINVAL;
+	for (uint32_t i = 0; rc == 0 && i < m->records_count; i++)
+		if (!stor_id_valid(&m->records[i].chunk) || m->records[i].req == 0)
+			rc = -EINVAL;
+	if (rc != 0) {
+		t->rejected++;
+		stor_log_fail(t, "records", NULL, rc);
+		return rc;
+	}
+	recs = rt_msg_alloc(req, m->records_count * sizeof(*recs));
+	x = rt_msg_alloc(req, sizeof(*x));
+	if (!recs || !x)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->records_count; i++)
+		recs[i] = (struct disk_removed_rec){.id = m->records[i].chunk,
+						    .req = m->records[i].req,
+						    .ver = m->records[i].tver,
+						    .at = m->records[i].at_ms};
+	*x = (struct records_ctx){.t = t, .req = req};
+	return disk_removed_adopt(t->dt, recs, m->records_count, records_taken, x);
+}
 
 static void
 swept(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
@@ -469,7 +609,7 @@ sweep_step(struct stor_target *t)
 		}
 	}
 	if (!s->more) {
-		sync_report(t);
+		records_begin(t);
 		return;
 	}
 	m = rt_msg_new(CFS_MSG_CHUNK_LIST);

@@ -322,6 +322,7 @@ static const rt_handler_fn stor_handlers[CFS_MSG__COUNT] = {
 	[CFS_MSG_CHUNK_TRUNCATE] = stor_on_chunk_truncate,
 	[CFS_MSG_CHUNK_QUERY] = stor_on_chunk_query,
 	[CFS_MSG_CHUNK_LIST] = stor_on_chunk_list,
+	[CFS_MSG_CHUNK_REMOVED] = stor_on_chunk_removed,
 	[CFS_MSG_TARGET_STATS] = stor_on_target_stats,
 	[CFS_MSG_NODE_TARGET_ROUTING] = stor_on_node_target_routing,
 };

@@ -77,6 +77,8 @@ struct craq_q;
 
 /* Chunks a resync walk lists at a time. */
 #define STOR_SYNC_PAGE 64u
+/* Records of committed removes per chunk_removed of a resync. */
+#define STOR_SYNC_RECORDS 256u
 
 /* The resync walk (resync.c) towards our syncing successor. */
 /* Where a stopped walk may go on: the page it was on, for the same syncing
@@ -107,8 +109,10 @@ struct stor_sync {
 	struct disk_chunk_info page[STOR_SYNC_PAGE];
 	unsigned n, i;
 	struct disk_read rd;
-	uint64_t copied, compared, removed;
-	bool sweeping; /* the second walk (the target's leftovers) */
+	uint64_t copied, compared, removed, records;
+	bool sweeping;	/* the second walk (the target's leftovers) */
+	bool recording; /* the third (the records of committed removes) */
+	uint64_t rcursor;
 };
 
 struct stor_target {
@@ -219,6 +223,7 @@ int stor_on_chunk_truncate(struct rt_actor *self, struct rt_msg *req);
 int stor_on_chunk_read(struct rt_actor *self, struct rt_msg *req);
 int stor_on_chunk_query(struct rt_actor *self, struct rt_msg *req);
 int stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req);
+int stor_on_chunk_removed(struct rt_actor *self, struct rt_msg *req);
 int stor_on_target_stats(struct rt_actor *self, struct rt_msg *req);
 int stor_on_node_target_routing(struct rt_actor *self, struct rt_msg *req);
 

@@ -418,6 +418,7 @@ disk_rmap_add(struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req, uin
 	r->req = req;
 	r->ver = ver;
 	r->at = at;
+	r->seq = ++m->seq;
 	b = rm_bucket(m, id, req);
 	r->hnext = m->tab[b];
 	m->tab[b] = r;
@@ -440,7 +441,35 @@ disk_rmap_expire(struct disk_rmap *m, uint64_t cutoff)
 		m->head = r->next;
 		if (m->head == NULL)
 			m->tail = &m->head;
+		if (m->mark == r)
+			m->mark = NULL; /* everything before it went too */
 		m->count--;
 		free(r);
 	}
+}
+
+/* The list is in seq order (records join at the tail, expiry pops the head),
+ * so the first record after *cursor is found from the head when the mark
+ * (where the last page ended) is gone: expiry took it and everything before
+ * it, and the skip is short. */
+unsigned
+disk_rmap_list(struct disk_rmap *m, uint64_t *cursor, struct disk_removed_rec *out, unsigned max,
+	       bool *more)
+{
+	struct disk_rm *r;
+	unsigned n = 0;
+
+	if (*cursor != 0 && m->mark != NULL && m->mark->seq == *cursor)
+		r = m->mark->next;
+	else
+		for (r = m->head; r != NULL && r->seq <= *cursor; r = r->next)
+			;
+	for (; r != NULL && n < max; r = r->next) {
+		out[n++] = (struct disk_removed_rec){
+			.id = r->id, .req = r->req, .ver = r->ver, .at = r->at};
+		m->mark = r;
+		*cursor = r->seq;
+	}
+	*more = r != NULL;
+	return n;
 }

@@ -343,6 +343,40 @@ int disk_tombstone(struct disk_target *t, const struct cfs_id128 *id, uint64_t v
 int disk_removed_find(struct disk_target *t, const struct cfs_id128 *id, uint64_t req,
 		      uint64_t *tver);
 
+/** A record of a committed remove: (id, req) -> (tombstone version, commit
+ *  time in ms since the epoch). */
+struct disk_removed_rec {
+	struct cfs_id128 id;
+	uint64_t req, ver, at;
+};
+
+/**
+ * Page through the records of committed removes, in the order they were
+ * taken (commit, or adoption below). *cursor: 0 to begin, then what the
+ * previous call left there; records taken while the walk runs come after
+ * the ones before them, so a walk sees them too. Records that expired
+ * meanwhile are skipped. Loop thread, memory only. Returns how many were
+ * stored (>= 0); *more: whether others follow.
+ */
+int disk_removed_list(struct disk_target *t, uint64_t *cursor, struct disk_removed_rec *out,
+		      unsigned max, bool *more);
+
+typedef void (*disk_adopt_fn)(void *cb_arg, int rc);
+
+/**
+ * Take records of committed removes made elsewhere (a resync from the
+ * chain's predecessor; a forwarded remove of a chunk this target does not
+ * hold): written to the index in a group commit, then kept in memory like
+ * the target's own; cb (rc 0) once durable. A record this target holds
+ * already keeps its own version and time; records past the retention are
+ * not taken, at 0 is now, and ones with req 0 are refused. Errors: -EINVAL (req 0, n 0
+ * or more than DISK_ADOPT_MAX), -CFS_ENOTSERVING (closing), -EIO (index
+ * failed), -ENOMEM; through cb: the commit's error (nothing taken).
+ */
+#define DISK_ADOPT_MAX 1024u
+int disk_removed_adopt(struct disk_target *t, const struct disk_removed_rec *recs, unsigned n,
+		       disk_adopt_fn cb, void *cb_arg);
+
 enum {
 	DISK_R_PENDING = 1u << 0, /* read the pending version (error if none) */
 };

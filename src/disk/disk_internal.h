@@ -122,6 +122,7 @@ struct disk_rm {
 	uint64_t req;
 	uint64_t ver; /* the tombstone's version */
 	uint64_t at;  /* commit time, ms since the epoch (CLOCK_REALTIME) */
+	uint64_t seq; /* place in the order, from 1 (disk_removed_list's cursor) */
 };
 
 struct disk_rmap {
@@ -129,6 +130,8 @@ struct disk_rmap {
 	uint32_t mask;
 	uint32_t count;
 	struct disk_rm *head, **tail;
+	uint64_t seq;	      /* the last one given */
+	struct disk_rm *mark; /* the last record listed (NULL: expired or none) */
 };
 
 void disk_rmap_init(struct disk_rmap *m);
@@ -139,6 +142,10 @@ int disk_rmap_add(struct disk_rmap *m, const struct cfs_id128 *id, uint64_t req,
 		  uint64_t at);
 /* Drop records from the front of the commit order while at <= cutoff. */
 void disk_rmap_expire(struct disk_rmap *m, uint64_t cutoff);
+/* Up to max records after the one numbered *cursor (0: from the oldest), in
+ * order; *cursor becomes the last one's number. */
+unsigned disk_rmap_list(struct disk_rmap *m, uint64_t *cursor, struct disk_removed_rec *out,
+			unsigned max, bool *more);
 
 /* ------------------------------------------------------------------ index.c */
 
@@ -159,12 +166,6 @@ struct disk_row {
 	uint64_t rm_req, rm_ver, rm_at;
 };
 
-/* A record of the removed table (disk_index_load_removed). */
-struct disk_rm_row {
-	struct cfs_id128 id;
-	uint64_t req, ver, at;
-};
-
 struct disk_index {
 	sqlite3 *db;
 	sqlite3_stmt *upsert;
@@ -173,6 +174,7 @@ struct disk_index {
 	sqlite3_stmt *commit;
 	sqlite3_stmt *rollback;
 	sqlite3_stmt *rm_put;	/* record a committed remove */
+	sqlite3_stmt *rm_adopt; /* take one made elsewhere, unless held */
 	sqlite3_stmt *rm_purge; /* drop records up to a time */
 	sqlite3_stmt *rm_min;	/* the oldest record's time */
 	uint64_t rm_oldest;	/* helper thread: oldest record's time, 0: none */
@@ -189,6 +191,10 @@ int disk_index_load(const char *path, sqlite3 *db, int (*fn)(const struct disk_r
 		    void *arg);
 int disk_index_begin(struct disk_index *ix);
 int disk_index_put(struct disk_index *ix, const struct disk_row *r);
+/* Inside a transaction: records of removes made elsewhere (disk_removed_adopt);
+ * one held already stays as it is. -ENOSPC, -EIO. */
+int disk_index_adopt_removed(struct disk_index *ix, const struct disk_removed_rec *recs,
+			     unsigned n);
 /* Commit; on error rolls back. -ENOSPC (SQLITE_FULL), -EIO. */
 int disk_index_commit(struct disk_index *ix);
 /* Inside a transaction: drop the removed records with at <= cutoff when the
@@ -198,7 +204,7 @@ int disk_index_purge_removed(struct disk_index *ix, uint64_t cutoff);
 void disk_index_removed_oldest(struct disk_index *ix);
 /* Call fn for every removed record with at > since, oldest first. -EIO. */
 int disk_index_load_removed(const char *path, sqlite3 *db, uint64_t since,
-			    int (*fn)(const struct disk_rm_row *r, void *arg), void *arg);
+			    int (*fn)(const struct disk_removed_rec *r, void *arg), void *arg);
 void disk_index_rollback(struct disk_index *ix);
 /* The index's reserve (index.c): room held back on the file system so that
  * the index can still record removals when data filled it. Spend: give it
@@ -218,6 +224,7 @@ struct disk_mitem {
 enum disk_sitem_kind {
 	DISK_SI_ROW,   /* an index update (after fdatasync of sync_cls) */
 	DISK_SI_GROW,  /* fallocate a data file extent */
+	DISK_SI_ADOPT, /* records of removes made elsewhere (disk_removed_adopt) */
 };
 
 /* Work for the helper thread; `done` is posted back with rc set. */
@@ -233,6 +240,8 @@ struct disk_sitem {
 	 * back) and sets holes_kept: the run is holes as before. */
 	bool refill, holes_kept;
 	uint64_t off, len;
+	const struct disk_removed_rec *recs; /* DISK_SI_ADOPT */
+	unsigned nrecs;
 	struct disk_mitem done;
 };
 

@@ -450,6 +450,9 @@ disk_index_open(struct disk_index *ix, const char *path)
 	    (rc = prepare(ix->db,
 			  "INSERT OR REPLACE INTO removed (id, req, ver, at) VALUES (?,?,?,?)",
 			  &ix->rm_put)) != 0 ||
+	    (rc = prepare(ix->db,
+			  "INSERT OR IGNORE INTO removed (id, req, ver, at) VALUES (?,?,?,?)",
+			  &ix->rm_adopt)) != 0 ||
 	    (rc = prepare(ix->db, "DELETE FROM removed WHERE at <= ?", &ix->rm_purge)) != 0 ||
 	    (rc = prepare(ix->db, "SELECT min(at) FROM removed", &ix->rm_min)) != 0)
 		goto out_close;
@@ -470,6 +473,7 @@ disk_index_close(struct disk_index *ix)
 	sqlite3_finalize(ix->commit);
 	sqlite3_finalize(ix->rollback);
 	sqlite3_finalize(ix->rm_put);
+	sqlite3_finalize(ix->rm_adopt);
 	sqlite3_finalize(ix->rm_purge);
 	sqlite3_finalize(ix->rm_min);
 	if (ix->db != NULL)
@@ -544,6 +548,21 @@ disk_index_begin(struct disk_index *ix)
 	return step_reset(ix->db, ix->begin, "begin");
 }
 
+static int
+put_removed(struct disk_index *ix, sqlite3_stmt *st, const struct disk_removed_rec *r)
+{
+	int rc;
+
+	sqlite3_bind_blob(st, 1, r->id.b, sizeof(r->id.b), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)r->req);
+	sqlite3_bind_int64(st, 3, (int64_t)r->ver);
+	sqlite3_bind_int64(st, 4, (int64_t)r->at);
+	rc = step_reset(ix->db, st, "record remove");
+	if (rc == 0 && (ix->rm_oldest == 0 || r->at < ix->rm_oldest))
+		ix->rm_oldest = r->at;
+	return rc;
+}
+
 int
 disk_index_put(struct disk_index *ix, const struct disk_row *r)
 {
@@ -570,14 +589,19 @@ disk_index_put(struct disk_index *ix, const struct disk_row *r)
 	if (rc != 0 || !r->del || r->rm_req == 0)
 		return rc;
 	/* A committed remove of a request: remembered with the deletion. */
-	st = ix->rm_put;
-	sqlite3_bind_blob(st, 1, r->id.b, sizeof(r->id.b), SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (int64_t)r->rm_req);
-	sqlite3_bind_int64(st, 3, (int64_t)r->rm_ver);
-	sqlite3_bind_int64(st, 4, (int64_t)r->rm_at);
-	rc = step_reset(ix->db, st, "record remove");
-	if (rc == 0 && (ix->rm_oldest == 0 || r->rm_at < ix->rm_oldest))
-		ix->rm_oldest = r->rm_at;
+	return put_removed(
+		ix, ix->rm_put,
+		&(struct disk_removed_rec){
+			.id = r->id, .req = r->rm_req, .ver = r->rm_ver, .at = r->rm_at});
+}
+
+int
+disk_index_adopt_removed(struct disk_index *ix, const struct disk_removed_rec *recs, unsigned n)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < n && rc == 0; i++)
+		rc = put_removed(ix, ix->rm_adopt, &recs[i]);
 	return rc;
 }
 
@@ -603,7 +627,7 @@ disk_index_removed_oldest(struct disk_index *ix)
 
 int
 disk_index_load_removed(const char *path, sqlite3 *db, uint64_t since,
-			int (*fn)(const struct disk_rm_row *r, void *arg), void *arg)
+			int (*fn)(const struct disk_removed_rec *r, void *arg), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = 0, src;
@@ -614,7 +638,7 @@ disk_index_load_removed(const char *path, sqlite3 *db, uint64_t since,
 		return sql_err(db, src, "prepare load removed");
 	sqlite3_bind_int64(st, 1, (int64_t)since);
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		struct disk_rm_row r = {0};
+		struct disk_removed_rec r = {0};
 
 		if (sqlite3_column_bytes(st, 0) != (int)sizeof(r.id.b)) {
 			RT_ERRLOG("%s: malformed removed record", path);

@@ -142,9 +142,12 @@ index_apply(struct disk_target *t, struct disk_sitem *batch, bool *at_commit)
 	bool purge = cutoff != 0 && t->ix.rm_oldest != 0 && t->ix.rm_oldest <= cutoff;
 	int rc = disk_index_begin(&t->ix);
 
-	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next)
+	for (struct disk_sitem *si = batch; si != NULL && rc == 0; si = si->next) {
 		if (si->kind == DISK_SI_ROW && si->rc == 0)
 			rc = disk_index_put(&t->ix, &si->row);
+		else if (si->kind == DISK_SI_ADOPT && si->rc == 0)
+			rc = disk_index_adopt_removed(&t->ix, si->recs, si->nrecs);
+	}
 	if (rc == 0 && purge)
 		rc = disk_index_purge_removed(&t->ix, cutoff);
 	if (rc == 0) {
@@ -210,7 +213,7 @@ commit_rows(struct disk_target *t, struct disk_sitem *batch, unsigned n)
 	}
 	/* One failure fails the whole transaction: every row of it reports it. */
 	for (struct disk_sitem *si = batch; si != NULL; si = si->next)
-		if (si->kind == DISK_SI_ROW && si->rc == 0)
+		if (si->kind != DISK_SI_GROW && si->rc == 0)
 			si->rc = rc;
 	pthread_mutex_lock(&t->lock);
 	t->commits++;

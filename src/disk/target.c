@@ -3,8 +3,8 @@
  * A storage target's life and its read-only views: open (files, index load
  * into memory, helper thread), close (drain everything in flight), the chunk
  * entries and their CRC table cache (LRU within a memory budget), query,
- * list, stats, the records of committed removes (disk_removed_find: loaded
- * at open, expired after their retention) and the consistency check that
+ * list, stats, the records of committed removes (loaded at open; the rest
+ * of their life is removed.c) and the consistency check that
  * tests and tools run against
  * the SQLite index (and, for the space accounting, against the data files'
  * mapped blocks).
@@ -47,39 +47,8 @@ disk_wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ------------------------------------------------------ removed records */
-
-/* Wall-clock time: a record must keep its age across a restart. A clock
- * stepped back keeps records longer; stepped forward, shorter (by the step). */
-void
-disk_removed_expire(struct disk_target *t)
-{
-	uint64_t now;
-
-	if (t->removed.head == NULL)
-		return;
-	now = disk_wall_ms();
-	if (now > t->removed_retention_ms)
-		disk_rmap_expire(&t->removed, now - t->removed_retention_ms);
-}
-
-int
-disk_removed_find(struct disk_target *t, const struct cfs_id128 *id, uint64_t req, uint64_t *tver)
-{
-	const struct disk_rm *r;
-
-	if (req == 0)
-		return -CFS_ENOCHUNK;
-	disk_removed_expire(t);
-	r = disk_rmap_find(&t->removed, id, req);
-	if (r == NULL)
-		return -CFS_ENOCHUNK;
-	*tver = r->ver;
-	return 0;
-}
-
 static int
-load_removed(const struct disk_rm_row *r, void *arg)
+load_removed(const struct disk_removed_rec *r, void *arg)
 {
 	struct disk_target *t = arg;
 

@@ -2263,6 +2263,105 @@ START_TEST(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_to
 }
 END_TEST
 
+/* Replicas 0 and 2 serve chunk 72 (chain version 1); then replica 2 is
+ * away (version 2: replica 0 alone), while requests 1300 and 1301 remove 72
+ * and 73 (written meanwhile). */
+static void
+away_while_removed(struct h *h)
+{
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+	static const uint32_t two[2] = {CFS_TS_SERVING, CFS_TS_SERVING};
+	static const unsigned order[2] = {0, 2};
+	uint64_t ver = 0;
+
+	route(h, 1, now_ns(h) + LEASE_NS, order, two, 2);
+	ck_assert_int_eq(do_write(h, 0, 72, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(query(h, 2, 72).committed, 1);
+	h->chain_ver = 2;
+	route_rep(h, 0, 2, now_ns(h) + LEASE_NS, 1, (uint32_t[]){1}, &h->addr[0], one);
+	ck_assert_int_eq(do_write(h, 0, 73, 4096, 2, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_remove(h, 0, 72, 1300, &ver), 0);
+	ck_assert_int_eq(do_remove(h, 0, 73, 1301, &ver), 0);
+}
+
+/* Replica rep serves alone, chain version ver. */
+static void
+head_alone(struct h *h, unsigned rep, uint32_t ver)
+{
+	static const uint32_t one[1] = {CFS_TS_SERVING};
+
+	h->chain_ver = ver;
+	route_rep(h, rep, ver, now_ns(h) + LEASE_NS, 1, (uint32_t[]){rep + 1}, &h->addr[rep], one);
+}
+
+/* The records of committed removes reach a target through its resync. It
+ * was away when chunk 72 (which it held) and chunk 73 (which it never saw)
+ * were removed by requests 1300 and 1301. Back by resync, then head alone, it
+ * answers the late retries from those records: the version removed, and
+ * chunk 72, made anew by another client meanwhile, stays. Before, resync
+ * copied no records: the retry was applied again and removed the new 72. */
+START_TEST(test_craq_resync_copies_records_of_removes)
+{
+	static const uint32_t sync2[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	static const unsigned order[2] = {0, 2};
+	uint64_t ver = 0;
+	cfs_addr_t mg;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	away_while_removed(&h);
+	/* Back as syncing, mgmtd known: the walk. */
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	route(&h, 3, now_ns(&h) + LEASE_NS, order, sync2, 2);
+	wait_sync_done();
+	ck_assert_uint_eq(g_sd.target, 3);
+	ck_assert_uint_eq(query(&h, 2, 72).committed, 0);
+	g_mgmtd = 0;
+	head_alone(&h, 2, 4);
+	/* Another client makes 72 anew; the late retries are answered, not
+	 * applied. */
+	ck_assert_int_eq(do_write(&h, 2, 72, 4096, 5, 0, &ver, NULL), 0);
+	ck_assert_uint_eq(ver, 1);
+	ck_assert_int_eq(do_remove(&h, 2, 72, 1300, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	expect_version(&h, 2, 72, 1, 4096, 5);
+	ck_assert_int_eq(do_remove(&h, 2, 73, 1301, &ver), 0);
+	ck_assert_uint_eq(ver, 1);
+	h_stop(&h);
+}
+END_TEST
+
+/* A remove forwarded to a syncing target for a chunk it does not hold (the
+ * walk has not brought it yet) leaves the record of its request there, as if
+ * applied: head later (after a restart: its ring of requests is gone), the
+ * target answers the retry from it. Before, it answered success and
+ * recorded nothing. */
+START_TEST(test_craq_syncing_target_records_remove_of_chunk_it_lacks)
+{
+	static const uint32_t sync2[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	static const unsigned order[2] = {0, 2};
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0; /* no walk */
+	away_while_removed(&h);
+	ck_assert_int_eq(do_write(&h, 0, 74, 4096, 3, 0, &ver, NULL), 0);
+	route(&h, 3, now_ns(&h) + LEASE_NS, order, sync2, 2);
+	ck_assert_int_eq(do_remove(&h, 0, 74, 1302, &ver), 0);
+	ck_assert_uint_eq(query(&h, 2, 74).committed, 0);
+	h_restart(&h); /* the ring that saw 1302 pass is gone; records stay */
+	head_alone(&h, 2, 4);
+	ck_assert_int_eq(do_write(&h, 2, 74, 4096, 6, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_remove(&h, 2, 74, 1302, &ver), 0);
+	expect_version(&h, 2, 74, 1, 4096, 6);
+	h_stop(&h);
+}
+END_TEST
+
 /* A write of version ver as a predecessor forwards it. */
 static int
 fwd_write(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t seed, uint64_t ver)
@@ -2931,6 +3030,8 @@ craq_suite(void)
 	ADD(test_craq_syncing_target_takes_acked_life_when_it_holds_older_higher_version);
 	ADD(test_craq_remove_reaches_syncing_target_when_it_holds_older_higher_version);
 	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
+	ADD(test_craq_resync_copies_records_of_removes);
+	ADD(test_craq_syncing_target_records_remove_of_chunk_it_lacks);
 	ADD(test_craq_head_redrives_when_middle_answers_ecanceled);
 	ADD(test_craq_syncing_target_takes_new_life_when_chunk_size_changed);
 	ADD(test_craq_resync_copies_chunk_when_only_chunk_size_differs);

@@ -1877,6 +1877,108 @@ START_TEST(test_disk_removed_record_kept_when_tombstone_with_request_commits)
 }
 END_TEST
 
+static void
+adopt_cb(void *arg, int rc)
+{
+	struct res *r = arg;
+
+	ck_assert_int_eq(r->done, 0);
+	r->done = 1;
+	r->rc = rc;
+}
+
+static int
+adopt_sync(struct disk_target *t, const struct disk_removed_rec *recs, unsigned n)
+{
+	struct res r = {0};
+	int rc = disk_removed_adopt(t, recs, n, adopt_cb, &r);
+
+	if (rc != 0)
+		return rc;
+	ck_assert_int_eq(r.done, 0); /* never called back inside the call */
+	run_until(&r.done);
+	return r.rc;
+}
+
+/* The records a resync copies: listed in pages, oldest first, with the ones
+ * taken during the walk after the others; adopted by another target
+ * durably, its own record of the same request kept, expired ones and req 0
+ * refused. */
+START_TEST(test_disk_removed_records_listed_and_adopted_durably)
+{
+	struct disk_target *t = open_t("t", 64ull << 20), *u = open_t("u", 64ull << 20);
+	struct disk_removed_rec page[4], all[16];
+	struct timespec ts;
+	uint64_t cursor = 0, now;
+	unsigned got = 0;
+	uint8_t data[100];
+	bool more = true;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	fill(data, sizeof(data), 14);
+	for (uint64_t k = 1; k <= 6; k++) {
+		ck_assert_int_eq(write_req_sync(t, mkid(14, k), 4096, 0, data, 100, 0,
+						DISK_W_COMMIT, 100 + k, NULL),
+				 0);
+		ck_assert_int_eq(tomb_sync(t, mkid(14, k), 0, DISK_W_COMMIT, 200 + k, NULL), 0);
+	}
+	/* Pages of 4; a remove committed between two pages comes in the second. */
+	n = disk_removed_list(t, &cursor, page, 4, &more);
+	ck_assert_int_eq(n, 4);
+	ck_assert(more);
+	memcpy(all, page, sizeof(page));
+	got = 4;
+	ck_assert_int_eq(
+		write_req_sync(t, mkid(14, 7), 4096, 0, data, 100, 0, DISK_W_COMMIT, 107, NULL), 0);
+	ck_assert_int_eq(tomb_sync(t, mkid(14, 7), 0, DISK_W_COMMIT, 207, NULL), 0);
+	while (more) {
+		n = disk_removed_list(t, &cursor, page, 4, &more);
+		ck_assert_int_ge(n, 0);
+		ck_assert_uint_le(got + (unsigned)n, 16);
+		memcpy(all + got, page, (size_t)n * sizeof(page[0]));
+		got += (unsigned)n;
+	}
+	ck_assert_uint_eq(got, 7);
+	for (unsigned i = 0; i < got; i++) {
+		struct cfs_id128 want = mkid(14, i + 1);
+
+		ck_assert(memcmp(all[i].id.b, want.b, sizeof(want.b)) == 0);
+		ck_assert_uint_eq(all[i].req, 201 + i);
+		ck_assert_uint_eq(all[i].ver, 2);
+		ck_assert_uint_ge(all[i].at, now);
+	}
+	ck_assert_int_eq(disk_removed_list(t, &cursor, page, 4, &more), 0);
+	ck_assert(!more);
+
+	/* u made its own record of request 203 (another version): kept. */
+	ck_assert_int_eq(
+		write_req_sync(u, mkid(14, 3), 4096, 0, data, 100, 0, DISK_W_COMMIT, 103, NULL), 0);
+	ck_assert_int_eq(
+		write_req_sync(u, mkid(14, 3), 4096, 0, data, 10, 0, DISK_W_COMMIT, 113, NULL), 0);
+	ck_assert_int_eq(tomb_sync(u, mkid(14, 3), 0, DISK_W_COMMIT, 203, NULL), 0);
+	ck_assert_int_eq(disk_removed_adopt(u, all, 0, adopt_cb, NULL), -EINVAL);
+	all[got] = (struct disk_removed_rec){.id = mkid(14, 9), .req = 0, .ver = 2, .at = now};
+	ck_assert_int_eq(disk_removed_adopt(u, all, got + 1, adopt_cb, NULL), -EINVAL);
+	all[got] = (struct disk_removed_rec){.id = mkid(14, 9), .req = 209, .ver = 2, .at = 1000};
+	ck_assert_int_eq(adopt_sync(u, all, got + 1), 0);
+	for (unsigned i = 0; i < got; i++)
+		expect_removed(u, mkid(14, i + 1), 201 + i, i + 1 == 3 ? 3 : 2);
+	expect_not_removed(u, mkid(14, 9), 209); /* long expired */
+	/* Again: nothing new to write, answered all the same. */
+	ck_assert_int_eq(adopt_sync(u, all, got), 0);
+	disk_target_close(&u);
+	ck_assert_int_eq(removed_rows("u"), 7);
+	u = open_t("u", 64ull << 20);
+	for (unsigned i = 0; i < got; i++)
+		expect_removed(u, mkid(14, i + 1), 201 + i, i + 1 == 3 ? 3 : 2);
+	assert_consistent(u);
+	disk_target_close(&u);
+	disk_target_close(&t);
+}
+END_TEST
+
 START_TEST(test_disk_removed_record_dropped_when_retention_passed)
 {
 	struct disk_target_opts o = opts("t", 64ull << 20);
@@ -3551,6 +3653,7 @@ disk_suite(void)
 		 test_disk_tombstone_keeps_committed_readable_until_commit_when_pending},
 		{"removed", test_disk_removed_record_kept_when_tombstone_with_request_commits},
 		{"removed_expiry", test_disk_removed_record_dropped_when_retention_passed},
+		{"removed_adopt", test_disk_removed_records_listed_and_adopted_durably},
 		{"removed_old_index", test_disk_removed_records_work_when_index_predates_them},
 		{"tomb_kill", test_disk_pending_tombstone_survives_when_process_killed},
 		{"enospc", test_disk_enospc_keeps_earlier_chunks_when_capacity_reached},
