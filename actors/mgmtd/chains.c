@@ -101,6 +101,14 @@ mgmtd_chain_update(struct mgmtd_state *s, struct mgmtd_chain *c)
 				  c->members[i]);
 		before[i] = now[i] = t[i]->public_state;
 		local[i] = mgmtd_effective_local(s, t[i]);
+		/* "Up-to-date" speaks of the copy a resync made, or of a
+		 * serving replica; reported for a member that is neither (a
+		 * late report, a member taken out since), it is only online:
+		 * it must not carry the member from offline to serving in one
+		 * evaluation, past the writes it missed. */
+		if (local[i] == CFS_LS_UPTODATE && before[i] != CFS_TS_SYNCING &&
+		    before[i] != CFS_TS_SERVING)
+			local[i] = CFS_LS_ONLINE;
 	}
 	/* Made again (a new disk): its chunks are gone, so it is no lastsrv to
 	 * wait for, even if it was the last one holding the data. */

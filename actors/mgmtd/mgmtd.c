@@ -161,7 +161,23 @@ check_reports(struct mgmtd_state *s, uint32_t node_id, const struct cfs_target_r
 	return 0;
 }
 
-/* Apply a node's report: lease, endpoint, its targets' local states. */
+/* A node's lease is renewed only by a report that took effect. A refused one
+ * is undone by a reload, which keeps the heartbeat times it finds: set
+ * before, they would keep a node whose every report fails counted as up,
+ * while the node, taking no lease from an error answer, serves nothing. */
+static int
+renew_lease(struct mgmtd_state *s, uint32_t node_id, uint64_t now_ns, int rc)
+{
+	struct mgmtd_node *n = rc == 0 ? mgmtd_node_find(s, node_id) : NULL;
+
+	if (n) {
+		n->last_hb_ns = now_ns;
+		n->last_hb_wall_ms = s->wall_ms;
+	}
+	return rc;
+}
+
+/* Apply a node's report: endpoint, its targets' local states. */
 static int
 apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 	   uint64_t node_routing_ver, const struct cfs_target_report *r, uint32_t n)
@@ -172,9 +188,6 @@ apply_node(struct mgmtd_state *s, uint64_t now_ns, struct mgmtd_node *node,
 		node->dirty = true;
 		s->routing_changed = true;
 	}
-	node->last_hb_ns = now_ns;
-	node->last_hb_wall_ms = s->wall_ms;
-
 	s->reports++;
 	for (uint32_t i = 0; i < n; i++) {
 		struct mgmtd_target *t = mgmtd_target_find(s, r[i].target);
@@ -304,7 +317,7 @@ out:
 
 		return rrc != 0 ? rrc : rc;
 	}
-	return mgmtd_commit(s, now_ns, changed);
+	return renew_lease(s, node_id, now_ns, mgmtd_commit(s, now_ns, changed));
 }
 
 int
@@ -333,7 +346,7 @@ mgmtd_op_heartbeat(struct mgmtd_state *s, uint64_t now_ns, uint32_t node_id,
 
 		return rrc != 0 ? rrc : rc;
 	}
-	return mgmtd_commit(s, now_ns, changed);
+	return renew_lease(s, node_id, now_ns, mgmtd_commit(s, now_ns, changed));
 }
 
 int

@@ -567,6 +567,74 @@ START_TEST(test_lease_runs_out_when_refused_requests_reload_state)
 }
 END_TEST
 
+/* Nor does a node's own report that is refused after it was applied (here
+ * -ENOSPC: its new disks would not fit the routing): the node takes no lease
+ * from an error answer, so mgmtd must let its lease run out and fail its
+ * targets over. Before, apply_node set the heartbeat time before the check
+ * and the reload kept it: the node stayed up, its targets serving, and
+ * every chain with a member there refused writes. */
+START_TEST(test_lease_runs_out_when_node_own_reports_refused)
+{
+	enum { N = MGMTD_NODE_TARGETS_MAX };
+	static struct cfs_target_report big[N], r[1 + N / 2];
+	static char path[MGMTD_PATH_MAX];
+	struct cl c;
+
+	memset(path, 'p', sizeof(path) - 1);
+	cl_start(&c);
+	three_node_chain(&c);
+	/* Node 9 takes about half the routing's room. */
+	for (uint32_t i = 0; i < N / 2; i++)
+		big[i] = (struct cfs_target_report){.target = 900 + i,
+						    .local_state = CFS_LS_ONLINE,
+						    .path = {(const uint8_t *)path, sizeof(path) - 1}};
+	ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 9, "h:9", 3, big, N / 2, NULL), 0);
+	/* Node 1 reports as many new targets: every heartbeat is refused. */
+	reports(r, 11, 1, CFS_LS_ONLINE);
+	for (uint32_t i = 0; i < N / 2; i++)
+		r[1 + i] = (struct cfs_target_report){.target = 1200 + i,
+						      .local_state = CFS_LS_ONLINE,
+						      .path = {(const uint8_t *)path, sizeof(path) - 1}};
+	for (int i = 0; i < 11; i++) {
+		advance(&c, LEASE_MS / 10);
+		beat(&c, 1u << 2 | 1u << 3, 1);
+		ck_assert_int_eq(mgmtd_op_heartbeat(&c.s, c.now, 1, c.s.routing_ver, r, 1 + N / 2,
+						    NULL),
+				 -ENOSPC);
+	}
+	ck_assert_int_eq(mgmtd_node_find(&c.s, 1)->state, CFS_NODE_DOWN);
+	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:S 11:O");
+	cl_stop(&c);
+}
+END_TEST
+
+/* "Up-to-date" counts only for a member that is syncing (its resync is done)
+ * or serving. Reported for one the operator took out (a late report of a
+ * finished resync, under current routing), it was kept, and letting the
+ * member back made it serving at once, without the writes made while it was
+ * out; now it comes back through a resync. */
+START_TEST(test_uptodate_of_member_taken_out_gives_no_serving_on_return)
+{
+	struct cl c;
+
+	cl_start(&c);
+	three_node_chain(&c);
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, false, NULL), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:O");
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, true, NULL), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:Y");
+	/* Likewise a serving member's own "up-to-date", still held when the
+	 * operator takes it out and at once lets it back. */
+	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:S");
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, false, NULL), 0);
+	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, true, NULL), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:Y");
+	cl_stop(&c);
+}
+END_TEST
+
 START_TEST(test_chain_member_resyncs_at_tail_when_its_node_returns)
 {
 	struct cl c;
@@ -1933,6 +2001,8 @@ mgmtd_suite(void)
 	tc = tcase_create("failover");
 	tcase_add_test(tc, test_chain_member_moves_to_end_when_its_node_misses_the_lease);
 	tcase_add_test(tc, test_lease_runs_out_when_refused_requests_reload_state);
+	tcase_add_test(tc, test_lease_runs_out_when_node_own_reports_refused);
+	tcase_add_test(tc, test_uptodate_of_member_taken_out_gives_no_serving_on_return);
 	tcase_add_test(tc, test_chain_member_resyncs_at_tail_when_its_node_returns);
 	tcase_add_test(tc, test_sync_done_refused_when_input_is_bad);
 	tcase_add_test(tc, test_uptodate_counts_as_online_when_said_from_stale_routing);
