@@ -128,9 +128,9 @@ struct batch {
 	unsigned n;
 };
 
-/* Replicas a read remembers as holding bad bytes (ECHECKSUM); past that
- * many, the rest are asked again in turn. */
-#define BAD_MAX 8u
+/* Replicas a read remembers as holding bad bytes (ECHECKSUM): as many as a
+ * chain has members (mgmtd's MGMTD_MAX_REPLICAS). */
+#define BAD_MAX 16u
 
 /* One operation's retry state, on its part's loop. */
 struct op_ctx {
@@ -244,6 +244,9 @@ retryable(int rc)
 	case -ECONNRESET:
 	case -EPIPE:
 	case -CFS_ENOACTOR:
+	/* The replica's actor stopped with our request in it (its node shutting
+	 * down): the chain fails over; a write's retry keeps its client_req. */
+	case -CFS_ECANCELED:
 	/* The transport names these when a node's endpoint is not (yet) known
 	 * or its connection just went away: routing catches up. */
 	case -EHOSTUNREACH:
@@ -326,8 +329,15 @@ op_failed(struct op_ctx *x, int rc, uint32_t named_ver)
 		/* That replica's copy (or the bytes on the way) is bad: another
 		 * replica may hold a good one, and it is not asked again. Every
 		 * serving one bad: the data is (op_pick finishes the read). */
-		if (!bad_has(x, x->op->target) && x->nbad < BAD_MAX)
+		if (!bad_has(x, x->op->target)) {
+			if (x->nbad == BAD_MAX) {
+				/* A chain longer than any mgmtd makes: rather than
+				 * ask the same bad ones again without a pause. */
+				op_finish(x, rc);
+				return;
+			}
 			x->bad[x->nbad++] = x->op->target;
+		}
 		op_retry_in(x, 0);
 		return;
 	}
@@ -1149,7 +1159,8 @@ cfs_chunk_get(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id
 		.offset = offset,
 		.len = len,
 		.data = data,
-		.flags = flags & ~CFS_CHUNK_F_REPLICA,
+		/* The bytes go to data: nothing is lent (nobody would give it back). */
+		.flags = flags & ~(CFS_CHUNK_F_REPLICA | CFS_CHUNK_F_LEND),
 	};
 	int rc = cfs_chunk_batch(c, &op, 1);
 

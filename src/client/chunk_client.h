@@ -179,7 +179,8 @@ int cfs_chunk_submit(struct cfs_chunk_client *c, struct cfs_chunk_op *ops, unsig
 int cfs_chunk_put(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id128 *chunk,
 		  uint32_t chunk_size, uint32_t offset, const void *data, uint32_t len,
 		  uint64_t *version);
-/** One read; *got = bytes read (may be NULL). */
+/** One read into data; *got = bytes read (may be NULL). CFS_CHUNK_F_REPLICA
+ *  and CFS_CHUNK_F_LEND in flags are ignored. */
 int cfs_chunk_get(struct cfs_chunk_client *c, uint64_t chain_id, const struct cfs_id128 *chunk,
 		  uint32_t offset, void *data, uint32_t len, uint32_t flags, uint32_t *got,
 		  uint64_t *version);

@@ -1161,6 +1161,48 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 }
 END_TEST
 
+/* The head's node shuts down cleanly (SIGTERM) while a write waits in its
+ * forward (the successor is stopped): the head answers -CFS_ECANCELED, which
+ * the client retries with the same request id, and the write lands on the
+ * chain that fails over. Before, ECANCELED ended the write as failed. */
+START_TEST(test_chunk_client_write_retried_when_head_node_shuts_down)
+{
+	enum { LEN = 4096 };
+	struct cfs_chunk_client *c = client_new();
+	uint64_t chain = chain_id(c, 0);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t head = ch->members[0].node_id, mid = ch->members[1].node_id;
+	static uint8_t data[LEN], back[LEN];
+	struct op_job j = {.c = c};
+	uint32_t got = 0;
+	pthread_t th;
+
+	cfs_routing_snap_put(&s);
+	tp_fill(data, LEN, 4242);
+	j.op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_WRITE,
+				     .chain_id = chain,
+				     .chunk = cfs_chunk_id(77, 1),
+				     .chunk_size = CHUNK_SIZE,
+				     .len = LEN,
+				     .data = data};
+	ck_assert(kill(g.node[mid].pid, SIGSTOP) == 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
+	tp_sleep_ms(300); /* the head stored it and waits for its successor */
+	ck_assert(kill(g.node[head].pid, SIGTERM) == 0);
+	tp_sleep_ms(300);
+	ck_assert(kill(g.node[mid].pid, SIGCONT) == 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(j.op.rc == 0, "write: %s after %u attempts", cfs_errname(j.op.rc),
+		      j.op.attempts);
+	ck_assert_uint_gt(j.op.attempts, 1);
+	ck_assert_int_eq(cfs_chunk_get(c, chain, &j.op.chunk, 0, back, LEN, 0, &got, NULL), 0);
+	ck_assert_uint_eq(got, LEN);
+	ck_assert(memcmp(back, data, LEN) == 0);
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
 /* ------------------------------------------------- request builders */
 
 START_TEST(test_chunk_read_msg_builds_io_table_when_ranges_given_or_null)
@@ -1279,6 +1321,13 @@ chunk_client_suite(void)
 	tcase_add_test(tc, test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone);
 	/* Last: it leaves the cluster one node short. */
 	tcase_add_test(tc, test_chunk_client_retries_until_served_when_head_killed);
+	suite_add_tcase(s, tc);
+
+	/* A cluster of its own: it too leaves one node short. */
+	tc = tcase_create("shutdown");
+	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_chunk_client_write_retried_when_head_node_shuts_down);
 	suite_add_tcase(s, tc);
 	return s;
 }
