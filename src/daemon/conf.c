@@ -57,6 +57,7 @@ struct target_seen {
 struct section_seen {
 	char name[64]; /* [target.ID] with ID as a plain number */
 	unsigned line;
+	bool keyed; /* a key was given under it (on_key checked the section) */
 };
 
 struct parse_ctx {
@@ -185,20 +186,23 @@ parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
-/* Decimal, or hexadecimal with 0x; a leading zero does not mean octal. */
+/* Decimal, or hexadecimal with 0x; a leading zero does not mean octal.
+ * Digits only after the prefix: strtoull itself would take a second 0x. */
 static int
 parse_uint(const char *v, uint64_t *out)
 {
 	bool hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
-	char *end;
+	const char *d = hex ? v + 2 : v;
 
-	if (!isdigit((unsigned char)*v) || (hex && !isxdigit((unsigned char)v[2])))
+	if (*d == '\0')
 		return -EINVAL;
+	for (const char *p = d; *p; p++) {
+		if (hex ? !isxdigit((unsigned char)*p) : !isdigit((unsigned char)*p))
+			return -EINVAL;
+	}
 	errno = 0;
-	*out = strtoull(hex ? v + 2 : v, &end, hex ? 16 : 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	return *end == '\0' ? 0 : -EINVAL;
+	*out = strtoull(d, NULL, hex ? 16 : 10);
+	return errno == ERANGE ? -ERANGE : 0;
 }
 
 /* Store one value into the struct at `base`; errors name the line and the
@@ -374,12 +378,72 @@ on_target_key(struct parse_ctx *c, const char *section, const char *name, const 
 	return 1;
 }
 
+/* The section's name as note_section keeps it: [target.01] is [target.1]. */
+static void
+section_name(const char *raw, size_t len, char *out, size_t size)
+{
+	uint64_t id;
+
+	if (len >= size)
+		len = size - 1;
+	memcpy(out, raw, len);
+	out[len] = '\0';
+	if (strncmp(out, "target.", 7) == 0 && parse_uint(out + 7, &id) == 0)
+		snprintf(out, size, "target.%llu", (unsigned long long)id);
+}
+
+/* on_key has seen a key under section: what it says of the section is said. */
+static void
+section_keyed(struct parse_ctx *c, const char *section)
+{
+	char name[sizeof(c->secs->name)];
+
+	section_name(section, strlen(section), name, sizeof(name));
+	for (unsigned i = 0; i < c->nsecs; i++) {
+		if (strcmp(c->secs[i].name, name) == 0)
+			c->secs[i].keyed = true;
+	}
+}
+
+/* A section without keys never reaches on_key: an unknown one, or a target
+ * whose every key is commented out (it would silently not exist), is
+ * reported here. */
+static void
+check_empty_sections(struct parse_ctx *c)
+{
+	for (unsigned i = 0; i < c->nsecs; i++) {
+		const struct section_seen *sec = &c->secs[i];
+		bool known = false;
+		uint64_t id;
+
+		if (sec->keyed)
+			continue;
+		if (strncmp(sec->name, "target.", 7) == 0) {
+			if (parse_uint(sec->name + 7, &id) != 0 || id == 0 || id > UINT32_MAX)
+				add_error(c->errs, c->path,
+					  ":%u: [%s]: target id must be 1..4294967295", sec->line,
+					  sec->name);
+			else
+				add_error(c->errs, c->path,
+					  ":%u: [%s]: no keys (path and capacity are required)",
+					  sec->line, sec->name);
+			continue;
+		}
+		for (unsigned k = 0; k < NKEYS && !known; k++)
+			known = strcmp(keys[k].section, sec->name) == 0;
+		if (!known)
+			add_error(c->errs, c->path, ":%u: unknown section [%s]", sec->line,
+				  sec->name);
+	}
+}
+
 static int
 on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *c = user;
 	bool section_known = false;
 
+	section_keyed(c, section);
 	if (strncmp(section, "target.", 7) == 0)
 		return on_target_key(c, section, name, value);
 
@@ -412,20 +476,15 @@ note_section(struct parse_ctx *c, const char *s)
 {
 	char name[sizeof(c->secs->name)];
 	const char *end;
-	uint64_t id;
-	size_t len;
 
+	/* inih skips a UTF-8 byte order mark at the start of the file. */
+	if (c->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
 	while (*s == ' ' || *s == '\t' || *s == '\r')
 		s++;
 	if (*s != '[' || !(end = strchr(s + 1, ']')))
 		return; /* not a header, or a syntax error inih reports */
-	len = (size_t)(end - (s + 1));
-	if (len >= sizeof(name))
-		len = sizeof(name) - 1;
-	memcpy(name, s + 1, len);
-	name[len] = '\0';
-	if (strncmp(name, "target.", 7) == 0 && parse_uint(name + 7, &id) == 0)
-		snprintf(name, sizeof(name), "target.%llu", (unsigned long long)id);
+	section_name(s + 1, (size_t)(end - (s + 1)), name, sizeof(name));
 	for (unsigned i = 0; i < c->nsecs; i++) {
 		if (strcmp(c->secs[i].name, name) == 0) {
 			add_error(c->errs, c->path,
@@ -446,6 +505,7 @@ note_section(struct parse_ctx *c, const char *s)
 		c->seccap = cap;
 	}
 	memcpy(c->secs[c->nsecs].name, name, sizeof(name));
+	c->secs[c->nsecs].keyed = false;
 	c->secs[c->nsecs++].line = c->line;
 }
 
@@ -559,9 +619,13 @@ cfsd_config_load(const char *path, struct cfsd_config *cfg, struct cfsd_config_e
 			add_error(errs, path, ": [%s] %s: required key missing", keys[i].section,
 				  keys[i].key);
 	}
+	check_empty_sections(&c);
 	check_targets(&c);
 	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms)
 		add_error(errs, path, ": [net] reconnect_min_ms is larger than reconnect_max_ms");
+	/* A lease shorter than the heartbeat would run out between beats. */
+	if (cfg->mgmtd_lease_ms <= cfg->mgmtd_heartbeat_ms)
+		add_error(errs, path, ": [mgmtd] lease_ms must be larger than heartbeat_ms");
 	rc = errs->count ? -CFS_ECONFIG : 0;
 out:
 	free(c.tseen);

@@ -266,6 +266,70 @@ START_TEST(test_conf_errors_stay_in_bounds_when_path_is_long)
 }
 END_TEST
 
+/* Sections without keys never reach inih's key handler: a target whose keys
+ * are all commented out silently did not exist, and an unknown or misnamed
+ * empty section passed --check-config. */
+START_TEST(test_conf_empty_sections_checked_when_they_have_no_keys)
+{
+	struct cfsd_config cfg;
+	struct cfsd_config_errors errs;
+	int rc = load("[node]\nid = 1\nlisten = h:1\n"
+		      "[target.1]\n; path = /d/1\n; capacity = 1G\n"
+		      "[nosuch]\n"
+		      "[target.x]\n"
+		      "[net]\n",
+		      &cfg, &errs);
+
+	ck_assert_int_eq(rc, -CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":4: [target.1]: no keys (path and capacity are required)"));
+	ck_assert(has_error(&errs, ":7: unknown section [nosuch]"));
+	ck_assert(has_error(&errs, ":8: [target.x]: target id must be"));
+	ck_assert_uint_eq(errs.count, 3); /* an empty known section is fine */
+	cleanup(&cfg);
+}
+END_TEST
+
+/* What --check-config passed and the daemon then refused at start, with no
+ * line or key named; and numbers strtoull alone would take. */
+START_TEST(test_conf_values_refused_when_only_startup_would_have)
+{
+	struct cfsd_config cfg;
+	struct cfsd_config_errors errs;
+
+	ck_assert_int_eq(
+		load("[node]\nid = 1\nlisten = h:1\n[net]\nmax_payload = 128M\n", &cfg, &errs),
+		-CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":5: [net] max_payload"));
+	cleanup(&cfg);
+	ck_assert_int_eq(load("[node]\nid = 1\nlisten = h:1\n[mgmtd]\nheartbeat_ms = 5000\n"
+			      "lease_ms = 1000\n",
+			      &cfg, &errs),
+			 -CFS_ECONFIG);
+	ck_assert(has_error(&errs, "[mgmtd] lease_ms must be larger than heartbeat_ms"));
+	cleanup(&cfg);
+	ck_assert_int_eq(load("[node]\nid = 0x0x10\nlisten = h:1\n", &cfg, &errs), -CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":2: [node] id"));
+	cleanup(&cfg);
+	ck_assert_int_eq(load("[node]\nid = 0x10\nlisten = h:1\n", &cfg, &errs), 0);
+	ck_assert_uint_eq(cfg.node_id, 16);
+	cleanup(&cfg);
+}
+END_TEST
+
+/* inih skips a UTF-8 byte order mark; the check for a repeated section did
+ * not, and so missed a repeat of the first one. */
+START_TEST(test_conf_repeated_first_section_named_when_file_starts_with_bom)
+{
+	struct cfsd_config cfg;
+	struct cfsd_config_errors errs;
+	int rc = load("\xEF\xBB\xBF[node]\nid = 1\n[net]\n[node]\nlisten = h:1\n", &cfg, &errs);
+
+	ck_assert_int_eq(rc, -CFS_ECONFIG);
+	ck_assert(has_error(&errs, ":4: [node]: the section of line 1 again"));
+	cleanup(&cfg);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -282,6 +346,9 @@ conf_suite(void)
 	tcase_add_test(tc, test_conf_unreadable_file_reported_when_missing);
 	tcase_add_test(tc, test_conf_long_line_refused_when_over_inih_buffer);
 	tcase_add_test(tc, test_conf_errors_stay_in_bounds_when_path_is_long);
+	tcase_add_test(tc, test_conf_empty_sections_checked_when_they_have_no_keys);
+	tcase_add_test(tc, test_conf_values_refused_when_only_startup_would_have);
+	tcase_add_test(tc, test_conf_repeated_first_section_named_when_file_starts_with_bom);
 	suite_add_tcase(s, tc);
 	return s;
 }
