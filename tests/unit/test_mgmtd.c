@@ -585,22 +585,24 @@ START_TEST(test_lease_runs_out_when_node_own_reports_refused)
 	three_node_chain(&c);
 	/* Node 9 takes about half the routing's room. */
 	for (uint32_t i = 0; i < N / 2; i++)
-		big[i] = (struct cfs_target_report){.target = 900 + i,
-						    .local_state = CFS_LS_ONLINE,
-						    .path = {(const uint8_t *)path, sizeof(path) - 1}};
+		big[i] = (struct cfs_target_report){
+			.target = 900 + i,
+			.local_state = CFS_LS_ONLINE,
+			.path = {(const uint8_t *)path, sizeof(path) - 1}};
 	ck_assert_int_eq(mgmtd_op_register(&c.s, c.now, 9, "h:9", 3, big, N / 2, NULL), 0);
 	/* Node 1 reports as many new targets: every heartbeat is refused. */
 	reports(r, 11, 1, CFS_LS_ONLINE);
 	for (uint32_t i = 0; i < N / 2; i++)
-		r[1 + i] = (struct cfs_target_report){.target = 1200 + i,
-						      .local_state = CFS_LS_ONLINE,
-						      .path = {(const uint8_t *)path, sizeof(path) - 1}};
+		r[1 + i] = (struct cfs_target_report){
+			.target = 1200 + i,
+			.local_state = CFS_LS_ONLINE,
+			.path = {(const uint8_t *)path, sizeof(path) - 1}};
 	for (int i = 0; i < 11; i++) {
 		advance(&c, LEASE_MS / 10);
 		beat(&c, 1u << 2 | 1u << 3, 1);
-		ck_assert_int_eq(mgmtd_op_heartbeat(&c.s, c.now, 1, c.s.routing_ver, r, 1 + N / 2,
-						    NULL),
-				 -ENOSPC);
+		ck_assert_int_eq(
+			mgmtd_op_heartbeat(&c.s, c.now, 1, c.s.routing_ver, r, 1 + N / 2, NULL),
+			-ENOSPC);
 	}
 	ck_assert_int_eq(mgmtd_node_find(&c.s, 1)->state, CFS_NODE_DOWN);
 	ck_assert_str_eq(chain_str(&c, 1), "21:S 31:S 11:O");
