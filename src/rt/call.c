@@ -458,8 +458,10 @@ rt_peer_lost(struct rt_loop *loop, uint32_t node, int rc)
 		lost = p;
 	}
 	mark_answered(loop, false);
+	/* An actor stopped earlier in this iteration still holds its calls
+	 * until the reap: they end as canceled (rt.h), whatever the peer did. */
 	for (p = lost; p; p = next) {
 		next = p->hnext;
-		pend_finish(loop, p, rc, NULL);
+		pend_finish(loop, p, p->actor->stopping ? -CFS_ECANCELED : rc, NULL);
 	}
 }

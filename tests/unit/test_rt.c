@@ -2239,6 +2239,45 @@ START_TEST(test_rt_msg_free_panics_when_freed_twice)
 }
 END_TEST
 
+struct stop_lost_ctx {
+	struct rt_actor *a;
+	struct rt_loop *loop;
+};
+
+static void
+do_stop_then_lost(void *arg)
+{
+	struct stop_lost_ctx *s = arg;
+
+	rt_actor_stop(s->a);
+	rt_peer_lost(s->loop, 9, -ECONNRESET);
+}
+
+/* A call of an actor stopped earlier in the same loop iteration (not reaped
+ * yet) whose peer is then lost completes with -CFS_ECANCELED, as rt.h
+ * promises for a stopped actor's calls, not with the connection's error:
+ * callbacks take ECANCELED as "stopping, touch nothing". */
+START_TEST(test_rt_peer_lost_cancels_calls_when_caller_stopping)
+{
+	struct rt *rt;
+	struct call_ctx a = {.type = CFS_MSG_PING, .to = CFS_ADDR(9, CFS_LOCAL(0, 0x100))};
+	struct stop_lost_ctx s;
+
+	tp_reset();
+	rt = start_rt(1, 1, &tp_ops, &g_tp);
+	a.from = spawn_t(rt, 0, NULL);
+	s.a = a.from;
+	s.loop = rt_loop_at(rt, 0);
+	ck_assert_int_eq(call(&a), 0);
+	EVENTUALLY(atomic_load(&g_tp.nsent) == 1);
+	run_on(s.loop, do_stop_then_lost, &s);
+	EVENTUALLY(atomic_load(&a.cbs) == 1);
+	ck_assert_int_eq(atomic_load(&a.rc), -CFS_ECANCELED);
+	rt_destroy(&rt);
+	tp_free();
+}
+END_TEST
+
 /* ------------------------------------------------------------------- main */
 
 static void
@@ -2312,6 +2351,7 @@ main(void)
 	add_case(s, "run_loop0", test_rt_run_loop0_serves_in_caller_when_asked, 0);
 	add_case(s, "double_reply", test_rt_reply_panics_when_called_twice, SIGABRT);
 	add_case(s, "double_free", test_rt_msg_free_panics_when_freed_twice, SIGABRT);
+	add_case(s, "stop_lost", test_rt_peer_lost_cancels_calls_when_caller_stopping, 0);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
