@@ -67,6 +67,7 @@ struct nodectl {
 
 	struct rt_msg *routing;	    /* message holding the newest routing */
 	struct cfs_routing_ref ref; /* its arrays */
+	bool peers_owed;	    /* a node of ref is not yet known to net */
 	uint64_t routing_ver;
 
 	uint64_t lease_until_ns; /* 0: never held */
@@ -325,33 +326,31 @@ set_lease(struct nodectl *nc, uint64_t sent_ns)
 }
 
 static void
-adopt_peers(struct nodectl *nc, const struct cfs_routing_ref *old)
+adopt_peers(struct nodectl *nc)
 {
+	nc->peers_owed = false;
 	if (!nc->net)
 		return;
 	for (uint32_t i = 0; i < nc->ref.nodes_count; i++) {
 		const struct cfs_node_info *n = &nc->ref.nodes[i];
 		char ep[256];
-		bool same = false;
 		int rc;
 
 		if (n->node_id == nc->node_id || n->endpoint.len == 0 ||
 		    n->endpoint.len >= sizeof(ep))
 			continue;
-		for (uint32_t j = 0; old && j < old->nodes_count && !same; j++) {
-			const struct cfs_node_info *o = &old->nodes[j];
-
-			same = o->node_id == n->node_id && o->endpoint.len == n->endpoint.len &&
-			       memcmp(o->endpoint.p, n->endpoint.p, n->endpoint.len) == 0;
-		}
-		if (same)
-			continue;
 		memcpy(ep, n->endpoint.p, n->endpoint.len);
 		ep[n->endpoint.len] = '\0';
+		if (net_peer_is(nc->net, n->node_id, ep))
+			continue;
 		rc = net_add_peer(nc->net, n->node_id, ep);
-		if (rc != 0)
+		if (rc != 0) {
+			/* A name that did not resolve (a DNS blip): the next
+			 * heartbeat's answer tries again (hb_done). */
 			RT_WARN("node=%" PRIu32 " endpoint=%s: cannot add peer: %s", n->node_id, ep,
 				cfs_errname(rc));
+			nc->peers_owed = true;
+		}
 	}
 }
 
@@ -359,7 +358,7 @@ adopt_peers(struct nodectl *nc, const struct cfs_routing_ref *old)
 static void
 adopt_routing(struct nodectl *nc, struct rt_msg *m)
 {
-	struct cfs_routing_ref ref, old = nc->ref;
+	struct cfs_routing_ref ref;
 	struct rt_msg *old_msg = nc->routing;
 
 	if (!cfs_routing_ref_from(m->type, m->body, &ref) ||
@@ -370,7 +369,7 @@ adopt_routing(struct nodectl *nc, struct rt_msg *m)
 	nc->routing = m;
 	nc->ref = ref;
 	nc->routing_ver = ref.routing_ver;
-	adopt_peers(nc, old_msg ? &old : NULL);
+	adopt_peers(nc);
 	rt_msg_free(&old_msg);
 	RT_DEBUG("routing_ver=%" PRIu64 " chains=%" PRIu32 ": adopted", nc->routing_ver,
 		 ref.chains_count);
@@ -559,6 +558,8 @@ hb_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 	}
 	if (rc != 0)
 		goto out;
+	if (nc->peers_owed)
+		adopt_peers(nc);
 	if (resp->type == CFS_MSG_MGMTD_REGISTER_RESP) {
 		const struct cfs_mgmtd_register_resp *r = RT_BODY(resp, mgmtd_register_resp);
 

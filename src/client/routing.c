@@ -283,6 +283,7 @@ struct routing_actor {
 	uint32_t poll_ms;
 	bool in_flight;
 	struct cfs_routing_snap *held; /* loop's own reference to the newest */
+	bool peers_owed;	       /* a node of held is not yet known to net */
 };
 
 static void
@@ -296,25 +297,30 @@ routing_put(struct cfs_routing *r)
 	free(r);
 }
 
-/* Tell the transport where the nodes are, for those new or moved. */
-static void
-add_peers(struct cfs_routing *r, const struct cfs_routing_snap *old,
-	  const struct cfs_routing_snap *s)
+/* Tell the transport where the nodes are, for those new or moved. False
+ * when one could not be added (a name that did not resolve, say at a DNS
+ * blip): poll_done tries again, or that node stays unreachable for good. */
+static bool
+add_peers(struct cfs_routing *r, const struct cfs_routing_snap *s)
 {
+	bool all = true;
+
 	if (!r->opts.net)
-		return;
+		return true;
 	for (uint32_t i = 0; i < s->nnodes; i++) {
 		const struct cfs_route_node *n = &s->nodes[i];
-		const struct cfs_route_node *o = old ? cfs_routing_node(old, n->node_id) : NULL;
 		int rc;
 
-		if (!n->endpoint[0] || (o && strcmp(o->endpoint, n->endpoint) == 0))
+		if (!n->endpoint[0] || net_peer_is(r->opts.net, n->node_id, n->endpoint))
 			continue;
 		rc = net_add_peer(r->opts.net, n->node_id, n->endpoint);
-		if (rc != 0)
+		if (rc != 0) {
 			RT_WARN("node=%u endpoint=%s: cannot add peer: %s", n->node_id, n->endpoint,
 				cfs_errname(rc));
+			all = false;
+		}
 	}
+	return all;
 }
 
 static void poll_now(struct routing_actor *ra);
@@ -340,7 +346,7 @@ adopt(struct routing_actor *ra, unsigned type, const void *body)
 			cfs_errname(rc));
 		return;
 	}
-	add_peers(r, ra->held, s);
+	ra->peers_owed = !add_peers(r, s);
 	cfs_routing_snap_ref(s);
 	pthread_mutex_lock(&r->mu);
 	old = r->cur;
@@ -380,6 +386,8 @@ poll_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		RT_DEBUG("poll: %s", cfs_errname(rc));
 		return;
 	}
+	if (ra->peers_owed && ra->held)
+		ra->peers_owed = !add_peers(ra->r, ra->held);
 	adopt(ra, resp->type, resp->body);
 }
 

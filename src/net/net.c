@@ -310,6 +310,19 @@ out_unlock:
 	return rc;
 }
 
+bool
+net_peer_is(struct net *net, uint32_t node, const char *endpoint)
+{
+	struct net_endpoint *ep;
+	bool same;
+
+	pthread_mutex_lock(&net->lock);
+	ep = endpoint_find_locked(net, node);
+	same = ep && !ep->alias && strcmp(ep->text, endpoint) == 0;
+	pthread_mutex_unlock(&net->lock);
+	return same;
+}
+
 int
 net_connect_alias(struct net *net, const char *endpoint, uint32_t *node)
 {

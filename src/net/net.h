@@ -120,6 +120,10 @@ uint16_t net_listen_port(const struct net *net);
  */
 int net_add_peer(struct net *net, uint32_t node, const char *endpoint);
 
+/** Whether node is known at exactly this endpoint text (net_add_peer gave
+ *  it). Any thread. Routing adopters skip those and retry the others. */
+bool net_peer_is(struct net *net, uint32_t node, const char *endpoint);
+
 /**
  * For a client that knows a server only by endpoint: an alias node id
  * (>= NET_ALIAS_BASE) to use in CFS_ADDR(alias, local). Frames sent to it carry

@@ -16,6 +16,7 @@
  * guard; nothing asserts on time. Needs $top_builddir/chainfsd (make check
  * sets top_builddir) or ./chainfsd.
  */
+#define _GNU_SOURCE /* unshare, CLONE_NEWNS */
 #include <check.h>
 #include <pthread.h>
 #include <errno.h>
@@ -23,8 +24,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +39,7 @@
 #include "client/routing.h"
 #include "client/targets.h"
 #include "disk/disk.h"
+#include "net/net.h"
 #include "tests/proc.h"
 
 #define NNODES	   4 /* node 1: mgmtd; 2..4: storage, two targets each */
@@ -1161,6 +1167,114 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 }
 END_TEST
 
+/* Name resolution of the test's own: /etc/hosts, nsswitch.conf and
+ * resolv.conf bind-mounted in a private mount namespace (root; only this
+ * forked test process sees them), so a name resolves only once the test
+ * writes it into *hosts, and no lookup waits for a DNS server. False (the
+ * test is skipped, and says so) without the privilege. */
+static bool
+private_hosts(char *dir, char *hosts, size_t size)
+{
+	static const struct {
+		const char *etc, *name, *text;
+	} files[] = {
+		{"/etc/hosts", "hosts", "127.0.0.1 localhost\n"},
+		{"/etc/nsswitch.conf", "nsswitch.conf", "hosts: files\n"},
+		{"/etc/resolv.conf", "resolv.conf", "nameserver 127.0.0.1\n"},
+	};
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		fprintf(stderr, "SKIP: no private mount namespace (%s)\n", strerror(errno));
+		tp_rm_rf(dir);
+		return false;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+		f = fopen(path, "w");
+		ck_assert_ptr_nonnull(f);
+		fputs(files[i].text, f);
+		fclose(f);
+		ck_assert_int_eq(mount(path, files[i].etc, NULL, MS_BIND, NULL), 0);
+	}
+	snprintf(hosts, size, "%s/hosts", dir);
+	return true;
+}
+
+/* A node registers with mgmtd under a name that does not resolve yet (a DNS
+ * blip, a record not yet published): adding it to the transport fails. Once
+ * the name resolves, a later routing poll adds it, and calls reach it.
+ * Before, a node was added only when routing first named it or its endpoint
+ * changed: it stayed unreachable for the client's whole life. */
+START_TEST(test_chunk_client_routing_adds_peer_when_its_name_resolves_later)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct cfs_routing_opts ro = {.poll_ms = 50};
+	struct cfs_routing *r = NULL;
+	struct cfs_client *c = NULL;
+	char dir[] = "/tmp/cfs-hosts-XXXXXX", hosts[64], ep[64];
+	socklen_t slen = sizeof(sa);
+	struct cfs_mgmtd_register *b;
+	struct rt_msg *m, *resp = NULL;
+	bool named = false;
+	int lfd, cfd = -1;
+	uint32_t alias;
+	FILE *f;
+
+	if (!private_hosts(dir, hosts, sizeof(hosts)))
+		return;
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
+	snprintf(ep, sizeof(ep), "cfs-peer-test:%u", ntohs(sa.sin_port));
+
+	ck_assert_int_eq(cfs_client_create(NULL, &c), 0);
+	ck_assert_int_eq(cfs_client_connect(c, g.mgmtd, &alias), 0);
+	ro.mgmtd = CFS_ADDR(alias, CFS_LOCAL_MGMTD);
+	ro.net = cfs_client_net(c);
+	ck_assert_int_eq(cfs_routing_create(cfs_client_rt(c), &ro, &r), 0);
+	m = rt_msg_new(CFS_MSG_MGMTD_REGISTER);
+	b = RT_BODY(m, mgmtd_register);
+	b->node_id = 99;
+	ck_assert_int_eq(rt_msg_set_str(m, &b->endpoint, ep), 0);
+	ck_assert_int_eq(cfs_client_call(c, ro.mgmtd, m, 5000, &resp), 0);
+	rt_msg_free(&resp);
+	for (unsigned n = 0; !named; n++) { /* hang guard, 10 s */
+		struct cfs_routing_snap *s = cfs_routing_get(r);
+
+		named = s && cfs_routing_node(s, 99) != NULL;
+		cfs_routing_snap_put(&s);
+		ck_assert_msg(n < 1000, "routing never named node 99");
+		tp_sleep_ms(10);
+	}
+	ck_assert(!net_peer_is(cfs_client_net(c), 99, ep));
+
+	f = fopen(hosts, "a");
+	ck_assert_ptr_nonnull(f);
+	fputs("127.0.0.1 cfs-peer-test\n", f);
+	fclose(f);
+	for (unsigned n = 0; cfd < 0 && n < 200; n++) { /* hang guard, 10 s and more */
+		m = rt_msg_new(CFS_MSG_PING);
+		(void)cfs_client_call(c, CFS_ADDR(99, CFS_LOCAL_NODECTL), m, 50, &resp);
+		rt_msg_free(&resp);
+		cfd = accept(lfd, NULL, NULL);
+		if (cfd < 0)
+			tp_sleep_ms(50);
+	}
+	ck_assert_msg(cfd >= 0, "node 99 never reached: its peer was not added again");
+	close(cfd);
+	close(lfd);
+	cfs_routing_destroy(&r);
+	cfs_client_destroy(&c);
+	tp_rm_rf(dir);
+}
+END_TEST
+
 /* The head's node shuts down cleanly (SIGTERM) while a write waits in its
  * forward (the successor is stopped): the head answers -CFS_ECANCELED, which
  * the client retries with the same request id, and the write lands on the
@@ -1323,10 +1437,12 @@ chunk_client_suite(void)
 	tcase_add_test(tc, test_chunk_client_retries_until_served_when_head_killed);
 	suite_add_tcase(s, tc);
 
-	/* A cluster of its own: it too leaves one node short. */
-	tc = tcase_create("shutdown");
+	/* A cluster of its own: the first test registers a node of its own,
+	 * the last leaves one node short. */
+	tc = tcase_create("own_cluster");
 	tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_chunk_client_routing_adds_peer_when_its_name_resolves_later);
 	tcase_add_test(tc, test_chunk_client_write_retried_when_head_node_shuts_down);
 	suite_add_tcase(s, tc);
 	return s;
