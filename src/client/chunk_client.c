@@ -613,6 +613,11 @@ op_msg(struct op_ctx *x, const struct cfs_route_chain *ch, const struct cfs_rout
 			return -ENOMEM;
 		RT_BODY(req, chunk_query)->target = m->target;
 		RT_BODY(req, chunk_query)->chunk = op->chunk;
+		/* Answered only by a tail that serves this chain version within
+		 * its lease (a replica dropped from the chain would answer with
+		 * what it held then). Inspecting one replica asks it as it is. */
+		if (!(op->flags & CFS_CHUNK_F_REPLICA))
+			RT_BODY(req, chunk_query)->chain_ver = ch->chain_ver;
 		break;
 	}
 	*out = req;
@@ -663,6 +668,12 @@ op_pick(struct op_ctx *x, const struct cfs_routing_snap *s, const struct cfs_rou
 			return PICK_NONE;
 		}
 		*member = (int)op->replica;
+		return PICK_OK;
+	}
+	/* A query asks the tail: it alone knows every committed version (a
+	 * replica before it may hold a newer one only pending). */
+	if (op->kind == CFS_CHUNK_OP_QUERY) {
+		*member = tail;
 		return PICK_OK;
 	}
 	/* Spread over the serving replicas, past those that answered bad bytes:

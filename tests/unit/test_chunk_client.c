@@ -1167,6 +1167,42 @@ START_TEST(test_chunk_client_retries_until_served_when_head_killed)
 }
 END_TEST
 
+/* A query asks the chain's tail, naming the chain version: the tail alone
+ * knows every committed version, and one that left the chain (or whose lease
+ * ran out) refuses instead of answering what it held. Before, queries were
+ * spread over the replicas like reads, without a chain version. */
+START_TEST(test_chunk_client_query_answered_by_tail)
+{
+	enum { N = 8 };
+	struct cfs_chunk_client *c = client_new();
+	uint64_t chain = chain_id(c, 1);
+	struct cfs_routing_snap *s = cfs_chunk_client_routing(c);
+	const struct cfs_route_chain *ch = cfs_routing_chain(s, chain);
+	uint32_t tail = ch->members[cfs_route_chain_tail(ch)].target;
+	static uint8_t data[4096];
+	struct cfs_chunk_op q[N];
+
+	cfs_routing_snap_put(&s);
+	tp_fill(data, sizeof(data), 31);
+	for (unsigned i = 0; i < N; i++) {
+		struct cfs_id128 id = cfs_chunk_id(79, i + 1);
+
+		ck_assert_int_eq(cfs_chunk_put(c, chain, &id, CHUNK_SIZE, 0, data, 100 + i, NULL),
+				 0);
+		q[i] = (struct cfs_chunk_op){
+			.kind = CFS_CHUNK_OP_QUERY, .chain_id = chain, .chunk = id};
+	}
+	ck_assert_int_eq(cfs_chunk_batch(c, q, N), 0);
+	for (unsigned i = 0; i < N; i++) {
+		ck_assert_int_eq(q[i].rc, 0);
+		ck_assert_uint_eq(q[i].target, tail);
+		ck_assert_uint_eq(q[i].out_len, 100 + i);
+		ck_assert_uint_eq(q[i].version, 1);
+	}
+	cfs_chunk_client_destroy(&c);
+}
+END_TEST
+
 /* Name resolution of the test's own: /etc/hosts, nsswitch.conf and
  * resolv.conf bind-mounted in a private mount namespace (root; only this
  * forked test process sees them), so a name resolves only once the test
@@ -1433,6 +1469,7 @@ chunk_client_suite(void)
 		tc, test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_checksum);
 	tcase_add_test(tc, test_chunk_client_truncates_and_removes_when_chain_replicates_them);
 	tcase_add_test(tc, test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone);
+	tcase_add_test(tc, test_chunk_client_query_answered_by_tail);
 	/* Last: it leaves the cluster one node short. */
 	tcase_add_test(tc, test_chunk_client_retries_until_served_when_head_killed);
 	suite_add_tcase(s, tc);
