@@ -144,7 +144,11 @@ void cfs_chunk_client_stats(struct cfs_chunk_client *c, struct cfs_chunk_client_
  * members.
  * A remove answered -CFS_ENOCHUNK on a retry (an earlier attempt was sent and
  * may have removed the chunk, its answer lost) succeeds with version 0; on
- * its first attempt it fails with -CFS_ENOCHUNK.
+ * its first attempt it fails with -CFS_ENOCHUNK. Answers do not always say
+ * whether an attempt stored anything (-CFS_ENOTSERVING comes both from a
+ * replica refusing on arrival and from a head whose forward failed after it
+ * stored the tombstone), so a remove of a chunk that never existed, whose
+ * first attempts were refused, also succeeds.
  * Query answers the committed version in `version`, plus `pending` and
  * `out_chunk_size`.
  * @return 0 when every op succeeded, else the first failed op's rc.
