@@ -107,8 +107,13 @@ mgmtd_chain_update(struct mgmtd_state *s, struct mgmtd_chain *c)
 		 * it must not carry the member from offline to serving in one
 		 * evaluation, past the writes it missed. */
 		if (local[i] == CFS_LS_UPTODATE && before[i] != CFS_TS_SYNCING &&
-		    before[i] != CFS_TS_SERVING)
+		    before[i] != CFS_TS_SERVING) {
 			local[i] = CFS_LS_ONLINE;
+			/* Kept, it would count at the next evaluation, once
+			 * this one has made the member syncing. */
+			t[i]->local_state = CFS_LS_ONLINE;
+			t[i]->dirty = true;
+		}
 	}
 	/* Made again (a new disk): its chunks are gone, so it is no lastsrv to
 	 * wait for, even if it was the last one holding the data. */

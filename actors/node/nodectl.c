@@ -831,6 +831,7 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 	struct nodectl *nc = rt_actor_state(self);
 	const struct cfs_node_target_report *b = RT_BODY(req, node_target_report);
 	struct nc_target *t = NULL;
+	enum cfs_local_state ls;
 
 	for (unsigned i = 0; i < nc->ntargets && !t; i++) {
 		if (nc->targets[i].id == b->target)
@@ -841,6 +842,7 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 	/* CFS_LS__COUNT: no word on the state (a report of the format id). */
 	if (b->local_state > CFS_LS__COUNT)
 		return -EINVAL;
+	ls = (enum cfs_local_state)b->local_state;
 	if (CFS_ADDR_NODE(req->src) == rt_node_id(rt_loop_rt(nc->loop)) && req->conn == 0)
 		t->addr = req->src;
 	if (b->format_id != 0 && b->format_id != t->format_id) {
@@ -849,10 +851,21 @@ on_target_report(struct rt_actor *self, struct rt_msg *req)
 		if (nc->mgmtd)
 			send_heartbeat(nc);
 	}
-	if (b->local_state != CFS_LS__COUNT && t->report != (enum cfs_local_state)b->local_state) {
-		RT_INFO("target=%" PRIu32 " reports %s", t->id,
-			cfs_local_state_name(b->local_state));
-		t->report = (enum cfs_local_state)b->local_state;
+	/* "Up-to-date" ends a resync: said while our routing shows the target
+	 * anything but syncing, it is late (the target left the chain since)
+	 * and would count against a later resync. No word, then. */
+	if (ls == CFS_LS_UPTODATE) {
+		const struct cfs_target_info *ti = routing_target(nc, t->id);
+
+		if (!ti || ti->public_state != CFS_TS_SYNCING) {
+			RT_INFO("target=%" PRIu32 ": up-to-date while not syncing: not reported",
+				t->id);
+			ls = CFS_LS__COUNT;
+		}
+	}
+	if (ls != CFS_LS__COUNT && t->report != ls) {
+		RT_INFO("target=%" PRIu32 " reports %s", t->id, cfs_local_state_name(ls));
+		t->report = ls;
 		if (nc->mgmtd)
 			send_heartbeat(nc);
 	}

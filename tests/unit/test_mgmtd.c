@@ -626,6 +626,9 @@ START_TEST(test_uptodate_of_member_taken_out_gives_no_serving_on_return)
 	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
 	ck_assert_int_eq(mgmtd_op_offline_target(&c.s, c.now, 21, true, NULL), 0);
 	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:Y");
+	/* Not at the next evaluation either (another node's heartbeat). */
+	ck_assert_int_eq(hb(&c, 1, 1, CFS_LS_ONLINE, c.s.routing_ver), 0);
+	ck_assert_str_eq(chain_str(&c, 1), "31:S 11:S 21:Y");
 	/* Likewise a serving member's own "up-to-date", still held when the
 	 * operator takes it out and at once lets it back. */
 	ck_assert_int_eq(hb(&c, 2, 1, CFS_LS_UPTODATE, c.s.routing_ver), 0);
