@@ -108,6 +108,7 @@ stor_on_chunk_list(struct rt_actor *self, struct rt_msg *req)
 	r->chunks_count = (uint32_t)n;
 	r->more = more;
 	r->format_id = t->format_id;
+	r->features = STOR_FEAT_REMOVED_RECORDS;
 	free(info);
 	rt_reply(req, 0, resp);
 	return 0;

@@ -406,7 +406,13 @@ records_begin(struct stor_target *t)
 {
 	struct stor_sync *s = &t->sync;
 
-	s->recording = true;
+	if (!(s->dst_features & STOR_FEAT_REMOVED_RECORDS)) {
+		RT_INFO("target=%" PRIu32 ": target %" PRIu32
+			" is of an older build: the records of removes are not copied",
+			t->id, s->dst);
+		sync_report(t);
+		return;
+	}
 	s->rcursor = 0;
 	s->more = true;
 	records_step(t);
@@ -448,7 +454,7 @@ records_step(struct stor_target *t)
 		sync_changed(t);
 		return;
 	}
-	n = s->more ? disk_removed_list(t->dt, &s->rcursor, recs, STOR_SYNC_RECORDS, &s->more) : 0;
+	n = s->more ? disk_removed_list(t->dt, &s->rcursor, recs, t->max_records, &s->more) : 0;
 	if (n == 0) {
 		sync_report(t);
 		return;
@@ -567,6 +573,7 @@ listed(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		sync_made_again(t);
 		return;
 	}
+	s->dst_features = r->features;
 	s->n = r->chunks_count < STOR_SYNC_PAGE ? r->chunks_count : STOR_SYNC_PAGE;
 	s->more = r->more || r->chunks_count > STOR_SYNC_PAGE;
 	s->i = 0;

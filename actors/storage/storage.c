@@ -271,7 +271,9 @@ stor_init(struct rt_actor *self, const void *arg)
 	t->max_reads =
 		room / STOR_RESULT_WIRE < STOR_MAX_READS ? room / STOR_RESULT_WIRE : STOR_MAX_READS;
 	t->max_list = room / STOR_META_WIRE < STOR_LIST_MAX ? room / STOR_META_WIRE : STOR_LIST_MAX;
-	if (t->max_reads == 0 || t->max_list == 0)
+	t->max_records = room / STOR_RECORD_WIRE < STOR_SYNC_RECORDS ? room / STOR_RECORD_WIRE
+								     : STOR_SYNC_RECORDS;
+	if (t->max_reads == 0 || t->max_list == 0 || t->max_records == 0)
 		return -EINVAL;
 	/* Failures are logged by the engine and by whoever spawned us (with the
 	 * target's id and path), not a third time here. */

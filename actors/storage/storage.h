@@ -49,6 +49,12 @@ struct stor_config {
  * pending (craq.c). The receiver compares it with what it holds. */
 #define STOR_CW_F_WHOLE (1u << 2)
 
+/* chunk_list_resp.features: what the answering target's build takes beyond
+ * the first protocol (0 from older builds, which close a connection that
+ * brings an unknown message). A resync sends its records of removes
+ * (chunk_removed) only to a target that names this. */
+#define STOR_FEAT_REMOVED_RECORDS (1u << 0)
+
 /*
  * The actor kind. init opens the target (blocking: it loads the index) on the
  * actor's loop and tags the actor with the target id; init errors are those of

@@ -26,6 +26,7 @@
 #define STOR_LIST_MAX	  8192u
 #define STOR_RESULT_WIRE  32u /* chunk_io_result: array(4) i32 u32 u32 u64 */
 #define STOR_META_WIRE	  48u /* chunk_meta: array(6) bin(16) u32 u32 u64 u64 bool */
+#define STOR_RECORD_WIRE  48u /* removed_record: array(4) bin(16) u64 u64 u64 */
 #define STOR_HDR_SLACK	  256u
 
 /* Longest chain a target keeps (members beyond it are refused as a routing
@@ -110,9 +111,9 @@ struct stor_sync {
 	unsigned n, i;
 	struct disk_read rd;
 	uint64_t copied, compared, removed, records;
-	bool sweeping;	/* the second walk (the target's leftovers) */
-	bool recording; /* the third (the records of committed removes) */
-	uint64_t rcursor;
+	bool sweeping;	       /* the second walk (the target's leftovers) */
+	uint32_t dst_features; /* its chunk_list answer's (STOR_FEAT_*) */
+	uint64_t rcursor;      /* the third walk's (records of removes) */
 };
 
 struct stor_target {
@@ -126,6 +127,7 @@ struct stor_target {
 	uint64_t max_reply;
 	uint32_t max_reads; /* per chunk_read: STOR_MAX_READS or what max_hdr allows */
 	uint32_t max_list;  /* per chunk_list page: STOR_LIST_MAX or what max_hdr allows */
+	uint32_t max_records; /* per chunk_removed: STOR_SYNC_RECORDS or what max_hdr allows */
 	struct disk_ioeng *e;
 	struct disk_target *dt;
 	bool in_cluster;

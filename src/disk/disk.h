@@ -369,9 +369,9 @@ typedef void (*disk_adopt_fn)(void *cb_arg, int rc);
  * hold): written to the index in a group commit, then kept in memory like
  * the target's own; cb (rc 0) once durable. A record this target holds
  * already keeps its own version and time; records past the retention are
- * not taken, at 0 is now, and ones with req 0 are refused. Errors: -EINVAL (req 0, n 0
- * or more than DISK_ADOPT_MAX), -CFS_ENOTSERVING (closing), -EIO (index
- * failed), -ENOMEM; through cb: the commit's error (nothing taken).
+ * not taken, at 0 or in the future is now, and ones with req 0 are refused. Errors: -EINVAL (req 0,
+ * n 0 or more than DISK_ADOPT_MAX), -CFS_ENOTSERVING (closing), -EIO (index failed), -ENOMEM;
+ * through cb: the commit's error (nothing taken).
  */
 #define DISK_ADOPT_MAX 1024u
 int disk_removed_adopt(struct disk_target *t, const struct disk_removed_rec *recs, unsigned n,

@@ -110,7 +110,9 @@ disk_removed_adopt(struct disk_target *t, const struct disk_removed_rec *recs, u
 		if (disk_rmap_find(&t->removed, &recs[i].id, recs[i].req) != NULL)
 			continue;
 		a->recs[k] = recs[i];
-		if (a->recs[k].at == 0)
+		/* A time ahead of ours (a peer's clock) would hold the record,
+		 * and every one taken after it, until then: now at most. */
+		if (a->recs[k].at == 0 || a->recs[k].at > now)
 			a->recs[k].at = now;
 		k++;
 	}

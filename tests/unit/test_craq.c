@@ -2362,6 +2362,89 @@ START_TEST(test_craq_syncing_target_records_remove_of_chunk_it_lacks)
 }
 END_TEST
 
+/* A target of an older build, syncing: it answers what a resync asks of it
+ * (nothing held; copies and removals taken) and lists without naming any
+ * feature; it has no handler for chunk_removed (over a connection, an older
+ * build closes it at such a frame). */
+#define OLD_TARGET 98u
+
+static int
+old_query(struct rt_actor *self, struct rt_msg *req)
+{
+	(void)self;
+	(void)req;
+	return -CFS_ENOCHUNK;
+}
+
+static int
+old_write(struct rt_actor *self, struct rt_msg *req)
+{
+	const struct cfs_chunk_write *w = RT_BODY(req, chunk_write);
+	struct rt_msg *resp = rt_msg_new(CFS_MSG_CHUNK_WRITE_RESP);
+
+	(void)self;
+	RT_BODY(resp, chunk_write_resp)->version = w->update_ver;
+	RT_BODY(resp, chunk_write_resp)->len = w->offset + w->len;
+	RT_BODY(resp, chunk_write_resp)->crc = w->crc;
+	rt_reply(req, 0, resp);
+	return 0;
+}
+
+static int
+old_list(struct rt_actor *self, struct rt_msg *req)
+{
+	(void)self;
+	rt_reply(req, 0, rt_msg_new(CFS_MSG_CHUNK_LIST_RESP));
+	return 0;
+}
+
+static const rt_handler_fn old_handlers[CFS_MSG__COUNT] = {
+	[CFS_MSG_CHUNK_WRITE] = old_write,
+	[CFS_MSG_CHUNK_QUERY] = old_query,
+	[CFS_MSG_CHUNK_LIST] = old_list,
+};
+
+static const struct rt_actor_kind old_kind = {
+	.name = "older-target",
+	.state_size = 8,
+	.init = hold_init,
+	.handlers = old_handlers,
+};
+
+/* A resync into a target of an older build skips the records of removes
+ * (its list answer names no feature) and ends with sync_done: sent, they
+ * would have been refused (or the connection closed) at every attempt, and
+ * the target would never have served. */
+START_TEST(test_craq_resync_skips_records_when_target_older)
+{
+	static const uint32_t sync2[2] = {CFS_TS_SERVING, CFS_TS_SYNCING};
+	uint32_t targets[2] = {1, OLD_TARGET};
+	cfs_addr_t addrs[2], old, mg;
+	uint64_t ver = 0;
+	struct h h;
+
+	h_start(&h);
+	g_mgmtd = 0;
+	g_sd_count = 0;
+	head_alone(&h, 0, 1);
+	ck_assert_int_eq(do_write(&h, 0, 75, 4096, 1, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_write(&h, 0, 76, 4096, 2, 0, &ver, NULL), 0);
+	ck_assert_int_eq(do_remove(&h, 0, 76, 1310, &ver), 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), NREP), &old_kind, NULL, 0, &old),
+			 0);
+	ck_assert_int_eq(rt_spawn(rt_loop_at(cfs_client_rt(h.c), 0), &mg_kind, NULL, 0, &mg), 0);
+	g_mgmtd = mg;
+	addrs[0] = h.addr[0];
+	addrs[1] = old;
+	h.chain_ver = 2;
+	route_rep(&h, 0, 2, now_ns(&h) + LEASE_NS, 2, targets, addrs, sync2);
+	wait_sync_done();
+	ck_assert_uint_eq(g_sd.target, OLD_TARGET);
+	g_mgmtd = 0;
+	h_stop(&h);
+}
+END_TEST
+
 /* A write of version ver as a predecessor forwards it. */
 static int
 fwd_write(struct h *h, unsigned rep, uint64_t chunk, uint32_t len, uint32_t seed, uint64_t ver)
@@ -3032,6 +3115,7 @@ craq_suite(void)
 	ADD(test_craq_resync_ends_without_chunk_when_predecessor_holds_pending_tombstone);
 	ADD(test_craq_resync_copies_records_of_removes);
 	ADD(test_craq_syncing_target_records_remove_of_chunk_it_lacks);
+	ADD(test_craq_resync_skips_records_when_target_older);
 	ADD(test_craq_head_redrives_when_middle_answers_ecanceled);
 	ADD(test_craq_syncing_target_takes_new_life_when_chunk_size_changed);
 	ADD(test_craq_resync_copies_chunk_when_only_chunk_size_differs);
