@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sched.h>
@@ -583,6 +584,7 @@ struct op_job {
 	struct cfs_chunk_client *c;
 	struct cfs_chunk_op op;
 	int rc;
+	atomic_bool done;
 };
 
 static void *
@@ -591,7 +593,39 @@ op_thread(void *arg)
 	struct op_job *j = arg;
 
 	j->rc = cfs_chunk_batch(j->c, &j->op, 1);
+	atomic_store(&j->done, true);
 	return NULL;
+}
+
+/* The state letter /proc gives for pid ('T': stopped), '?' when unknown. */
+static char
+proc_state(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* SIGSTOP node's daemon and wait until /proc shows it stopped: kill()
+ * returns before every thread has taken the stop. */
+static void
+node_stop(uint32_t node)
+{
+	ck_assert(kill(g.node[node].pid, SIGSTOP) == 0);
+	for (unsigned n = 0; proc_state(g.node[node].pid) != 'T'; n++) {
+		ck_assert_msg(n < 5000, "node %u never showed stopped", node); /* 10 s */
+		tp_sleep_ms(2);
+	}
 }
 
 static uint32_t head_node(struct cfs_chunk_client *c, uint64_t chain, uint64_t *routing_ver);
@@ -603,7 +637,6 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 	struct cfs_chunk_client_stats st = {0};
 	struct op_job j = {0};
 	uint64_t chain = chain_id(c, 1), rv;
-	double t0 = tp_now_s();
 	pthread_t th;
 	uint32_t node;
 
@@ -621,6 +654,9 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 	 * answers the first attempt instead: set up again, up to three times. */
 	ck_assert_int_eq(cfs_chunk_client_create(&o, &fast), 0);
 	for (unsigned try = 0; try < 3 && st.retries == 0; try++) {
+		double t1 = tp_now_s();
+		char state;
+
 		/* The head as the client that removes sees it (its fresh routing). */
 		node = head_node(fast, chain, &rv);
 		ck_assert_uint_ge(node, 2);
@@ -628,21 +664,25 @@ START_TEST(test_chunk_client_remove_succeeds_when_retry_finds_chunk_gone)
 		j.op = (struct cfs_chunk_op){.kind = CFS_CHUNK_OP_REMOVE,
 					     .chain_id = chain,
 					     .chunk = cfs_chunk_id(8, 2 + try)};
-		ck_assert(kill(g.node[node].pid, SIGSTOP) == 0);
+		atomic_store(&j.done, false);
+		node_stop(node);
 		ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
 		do {
 			tp_sleep_ms(20);
 			cfs_chunk_client_stats(fast, &st);
-		} while (st.retries == 0 && tp_now_s() - t0 < GUARD_S);
+		} while (st.retries == 0 && !atomic_load(&j.done) && tp_now_s() - t1 < GUARD_S);
+		state = proc_state(g.node[node].pid);
 		/* Go on with the node whatever happened: the next tests need it. */
 		ck_assert(kill(g.node[node].pid, SIGCONT) == 0);
 		ck_assert_int_eq(pthread_join(th, NULL), 0);
+		cfs_chunk_client_stats(fast, &st);
 		if (st.retries == 0)
 			fprintf(stderr,
-				"remove ended rc=%d after %u attempt(s) at target %u, node %u "
-				"stopped (routing_ver %llu): setting up again\n",
-				j.op.rc, (unsigned)j.op.attempts, (unsigned)j.op.target,
-				(unsigned)node, (unsigned long long)rv);
+				"remove ended rc=%d after %u attempt(s) in %.2f s at target %u, "
+				"node %u in state %c (routing_ver %llu): setting up again\n",
+				j.op.rc, (unsigned)j.op.attempts, tp_now_s() - t1,
+				(unsigned)j.op.target, (unsigned)node, state,
+				(unsigned long long)rv);
 	}
 	ck_assert_msg(st.retries != 0, "no retry (the remove ended rc=%d after %u attempts)",
 		      j.op.rc, (unsigned)j.op.attempts);
@@ -833,7 +873,7 @@ START_TEST(test_chunk_client_read_waits_for_slow_good_replica_when_others_fail_c
 	/* The good replica's node stops until the read has made six attempts of
 	 * 100 ms at most, or ended: well inside its lease (2 s), so that the
 	 * chains stay as they are for the tests that follow. */
-	ck_assert(kill(g.node[t[2] / 10].pid, SIGSTOP) == 0);
+	node_stop(t[2] / 10);
 	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
 	do {
 		tp_sleep_ms(5);
@@ -1348,7 +1388,7 @@ START_TEST(test_chunk_client_write_retried_when_head_node_shuts_down)
 				     .chunk_size = CHUNK_SIZE,
 				     .len = LEN,
 				     .data = data};
-	ck_assert(kill(g.node[mid].pid, SIGSTOP) == 0);
+	node_stop(mid);
 	ck_assert_int_eq(pthread_create(&th, NULL, op_thread, &j), 0);
 	tp_sleep_ms(300); /* the head stored it and waits for its successor */
 	ck_assert(kill(g.node[head].pid, SIGTERM) == 0);
