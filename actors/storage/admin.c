@@ -160,6 +160,7 @@ stor_on_target_stats(struct rt_actor *self, struct rt_msg *req)
 	r->sync_copied = t->sync_copied;
 	r->sync_removed = t->sync_removed;
 	r->sync_resumed = t->sync_resumed;
+	r->sync_records = t->sync_records;
 	r->format_id = t->format_id;
 	rt_reply(req, 0, resp);
 	return 0;

@@ -438,6 +438,7 @@ records_sent(struct rt_actor *self, int rc, struct rt_msg *resp, void *cb_arg)
 		return;
 	}
 	s->records += s->n;
+	t->sync_records += s->n;
 	records_step(t);
 }
 

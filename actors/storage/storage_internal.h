@@ -164,7 +164,7 @@ struct stor_target {
 	/* requests refused before reaching the engine (bad input, wrong target) */
 	uint64_t rejected;
 	/* every walk's work, for target_stats */
-	uint64_t sync_compared, sync_copied, sync_removed, sync_resumed;
+	uint64_t sync_compared, sync_copied, sync_removed, sync_resumed, sync_records;
 	/* rate limit of data-path logs */
 	uint64_t log_window_ns;
 	unsigned log_lines;

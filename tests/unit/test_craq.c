@@ -2319,6 +2319,7 @@ START_TEST(test_craq_resync_copies_records_of_removes)
 	wait_sync_done();
 	ck_assert_uint_eq(g_sd.target, 3);
 	ck_assert_uint_eq(query(&h, 2, 72).committed, 0);
+	ck_assert_uint_eq(stats(&h, 0).sync_records, 2);
 	g_mgmtd = 0;
 	head_alone(&h, 2, 4);
 	/* Another client makes 72 anew; the late retries are answered, not
