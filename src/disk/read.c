@@ -349,7 +349,10 @@ item_start(struct rbatch *rb, struct ritem *it)
 		disk_crc_touch(t, c);
 	} else {
 		b = (uint32_t)disk_roundup(v->len);
-		if (!it->admitted && !whole_may_start(t, &r->id, b)) {
+		/* Behind the ones already waiting, too: a stream of small whole
+		 * reads passing a large one at the head kept it waiting for as
+		 * long as the stream lasted (whole_resume starts them in order). */
+		if (!it->admitted && (t->whole_wait_head != NULL || !whole_may_start(t, &r->id, b))) {
 			/* Wait; io.len holds the size for the budget check. */
 			it->io.len = b;
 			it->next = NULL;
