@@ -100,20 +100,17 @@ mgmtd_chain_update(struct mgmtd_state *s, struct mgmtd_chain *c)
 			CFS_PANIC("chain %" PRIu64 " names unknown target %" PRIu32, c->id,
 				  c->members[i]);
 		before[i] = now[i] = t[i]->public_state;
-		local[i] = mgmtd_effective_local(s, t[i]);
 		/* "Up-to-date" speaks of the copy a resync made, or of a
 		 * serving replica; reported for a member that is neither (a
 		 * late report, a member taken out since), it is only online:
-		 * it must not carry the member from offline to serving in one
-		 * evaluation, past the writes it missed. */
-		if (local[i] == CFS_LS_UPTODATE && before[i] != CFS_TS_SYNCING &&
+		 * it must not carry the member from offline to serving, in this
+		 * evaluation or (kept) the next, past the writes it missed. */
+		if (t[i]->local_state == CFS_LS_UPTODATE && before[i] != CFS_TS_SYNCING &&
 		    before[i] != CFS_TS_SERVING) {
-			local[i] = CFS_LS_ONLINE;
-			/* Kept, it would count at the next evaluation, once
-			 * this one has made the member syncing. */
 			t[i]->local_state = CFS_LS_ONLINE;
 			t[i]->dirty = true;
 		}
+		local[i] = mgmtd_effective_local(s, t[i]);
 	}
 	/* Made again (a new disk): its chunks are gone, so it is no lastsrv to
 	 * wait for, even if it was the last one holding the data. */

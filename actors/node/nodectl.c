@@ -341,8 +341,6 @@ adopt_peers(struct nodectl *nc)
 			continue;
 		memcpy(ep, n->endpoint.p, n->endpoint.len);
 		ep[n->endpoint.len] = '\0';
-		if (net_peer_is(nc->net, n->node_id, ep))
-			continue;
 		rc = net_add_peer(nc->net, n->node_id, ep);
 		if (rc != 0) {
 			/* A name that did not resolve (a DNS blip): the next

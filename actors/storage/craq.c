@@ -1039,8 +1039,8 @@ start_forwarded_tomb(struct craq_op *op)
 		 * committed as far as we are concerned, and its request is
 		 * remembered like one we applied, for when we are head. */
 		dd_set_stored(op);
-		if (op->client_req != 0 &&
-		    disk_removed_find(t->dt, &op->chunk, op->client_req, &tver) != 0) {
+		if (op->client_req != 0) {
+			/* One held already stays as it is (disk_removed_adopt). */
 			const struct disk_removed_rec rec = {
 				.id = op->chunk, .req = op->client_req, .ver = op->ver};
 

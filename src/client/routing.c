@@ -311,7 +311,7 @@ add_peers(struct cfs_routing *r, const struct cfs_routing_snap *s)
 		const struct cfs_route_node *n = &s->nodes[i];
 		int rc;
 
-		if (!n->endpoint[0] || net_peer_is(r->opts.net, n->node_id, n->endpoint))
+		if (!n->endpoint[0])
 			continue;
 		rc = net_add_peer(r->opts.net, n->node_id, n->endpoint);
 		if (rc != 0) {

@@ -287,6 +287,15 @@ net_add_peer(struct net *net, uint32_t node, const char *endpoint)
 
 	if (node == CFS_NODE_ANY || node >= NET_ALIAS_BASE)
 		return -EINVAL;
+	/* Known there already: nothing to resolve again (routing adopters call
+	 * this for every node of every version, and again for those that
+	 * failed). */
+	pthread_mutex_lock(&net->lock);
+	ep = endpoint_find_locked(net, node);
+	rc = ep && !ep->alias && strcmp(ep->text, endpoint) == 0;
+	pthread_mutex_unlock(&net->lock);
+	if (rc)
+		return 0;
 	rc = parse_endpoint(endpoint, false, &sa, &salen);
 	if (rc != 0)
 		return rc;
@@ -308,19 +317,6 @@ net_add_peer(struct net *net, uint32_t node, const char *endpoint)
 out_unlock:
 	pthread_mutex_unlock(&net->lock);
 	return rc;
-}
-
-bool
-net_peer_is(struct net *net, uint32_t node, const char *endpoint)
-{
-	struct net_endpoint *ep;
-	bool same;
-
-	pthread_mutex_lock(&net->lock);
-	ep = endpoint_find_locked(net, node);
-	same = ep && !ep->alias && strcmp(ep->text, endpoint) == 0;
-	pthread_mutex_unlock(&net->lock);
-	return same;
 }
 
 int

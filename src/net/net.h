@@ -113,16 +113,14 @@ uint16_t net_listen_port(const struct net *net);
 /**
  * Name node `node` as reachable at "host:port". Any thread, any time (control
  * path: takes a lock, may resolve the name). A new address for a known node is
- * used from that loop's next connect on.
+ * used from that loop's next connect on; the endpoint a node is known at
+ * already is not resolved again (0 at once), so routing adopters may call this
+ * for every node, and again for the ones that failed.
  *
  * @return 0; -EINVAL (node 0, node >= NET_ALIAS_BASE, unparsable endpoint),
  *         -EHOSTUNREACH (name does not resolve), -ENOMEM.
  */
 int net_add_peer(struct net *net, uint32_t node, const char *endpoint);
-
-/** Whether node is known at exactly this endpoint text (net_add_peer gave
- *  it). Any thread. Routing adopters skip those and retry the others. */
-bool net_peer_is(struct net *net, uint32_t node, const char *endpoint);
 
 /**
  * For a client that knows a server only by endpoint: an alias node id
