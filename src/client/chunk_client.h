@@ -83,7 +83,11 @@ enum {
 	/* read: with data NULL; on success out_data points at the bytes inside
 	 * the buffer they arrived in, lent to the caller until
 	 * cfs_chunk_op_release(), which must come before the op is reused and
-	 * before the client is destroyed. Saves the copy into caller memory. */
+	 * before the client is destroyed. Saves the copy into caller memory.
+	 * The buffer is the one the answer arrived in, shared with the other
+	 * reads of its request and, for answers of 16 KiB and more, with the
+	 * answers read from the socket together with it (src/net/README.md):
+	 * hold lent reads briefly, or memory held grows past the bytes lent. */
 	CFS_CHUNK_F_LEND = 1u << 2,
 };
 

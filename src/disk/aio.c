@@ -72,6 +72,8 @@
 #define DEFAULT_DEPTH 1024
 #define REAP_BATCH    256
 #define KICK_BATCH    8 /* queued reads that go down at once while the disk works */
+#define PREFETCH_MAX_IO (16u << 10)  /* larger reads are left to the hardware prefetcher */
+#define PREFETCH_BYTES	(256u << 10) /* per reap batch: stays in L2 until checked */
 
 /* The head of the completion ring the kernel maps at the address io_setup
  * returns (fs/aio.c); its layout is kernel ABI. The kernel writes events and
@@ -236,6 +238,33 @@ ring_take(struct aio_uring *r, struct io_event *out, int max)
 	return n;
 }
 
+/* The device wrote the buffers of completed reads behind the caches' back, and
+ * each callback reads its buffer at once (the CRC32C check). Touched one after
+ * the other, every small buffer costs a full trip to memory; asked for all at
+ * once they arrive in parallel: on bench_storage's waves of 32 random 4 KiB
+ * reads the checks went from about 20 to 14 us a wave (bench/README.md).
+ * Larger reads stream well enough through the hardware prefetcher, and
+ * PREFETCH_BYTES keeps a big batch from pushing its own first buffers out of
+ * the cache before their callbacks run. */
+static void
+prefetch_reads(const struct io_event *ev, int n)
+{
+	size_t budget = PREFETCH_BYTES;
+
+	for (int i = 0; i < n && budget > 0; i++) {
+		const struct disk_io *io = ((const struct iocb *)ev[i].obj)->data;
+		long res = (long)ev[i].res;
+		size_t len;
+
+		if (io->op != DISK_IO_READ || res <= 0 || (size_t)res > PREFETCH_MAX_IO)
+			continue;
+		len = (size_t)res < budget ? (size_t)res : budget;
+		for (size_t off = 0; off < len; off += 64)
+			__builtin_prefetch((const uint8_t *)io->buf + off, 0, 3);
+		budget -= len;
+	}
+}
+
 static unsigned
 reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 {
@@ -252,6 +281,7 @@ reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 		if (n <= 0)
 			break;
 		min_nr = 0;
+		prefetch_reads(a->events, n);
 		for (int i = 0; i < n; i++) {
 			struct iocb *cb = a->events[i].obj;
 			struct disk_io *io = cb->data;

@@ -357,10 +357,13 @@ struct rpc {
 	uint32_t timeout_ms;
 	unsigned loop; /* client loop that calls */
 	struct waiter *w;
+	bool hold; /* keep the answer's payload buffers (held, nheld) */
 	/* results */
 	int rc;
 	bool done;
 	bool payload_ok;
+	struct rt_iov held[4];
+	uint32_t nheld;
 	uint32_t node_id;
 	uint64_t sent_ns;
 };
@@ -373,6 +376,10 @@ rpc_done(struct rt_actor *self, int rc, struct rt_msg *resp, void *arg)
 	r->rc = rc;
 	if (resp) {
 		r->payload_ok = payload_matches(resp, r->len, r->seed);
+		for (uint32_t i = 0; r->hold && i < resp->iovcnt && i < 4; i++) {
+			rt_buf_ref(resp->iov[i].buf);
+			r->held[r->nheld++] = resp->iov[i];
+		}
 		r->node_id = RT_BODY(resp, ping_resp)->node_id;
 		r->sent_ns = RT_BODY(resp, ping_resp)->sent_ns;
 	}
@@ -834,6 +841,53 @@ START_TEST(test_tcp_payload_exact_when_large_and_small_frames_interleave)
 		ck_assert_msg(r[i].payload_ok, "call %u: payload of %u bytes differs", i, r[i].len);
 	}
 	ck_assert_uint_eq(srv_proto_errors(&s), 0);
+	cli_stop(&c);
+	srv_stop(&s);
+}
+END_TEST
+
+/* Answers of 16 KiB and more that arrive whole in one read are handed up as
+ * slices of the connection's receive buffer (no copy). Holding them must not
+ * let the reads that follow write over them: every held answer is checked
+ * only after all 96 arrived, megabytes later. */
+START_TEST(test_tcp_answers_held_intact_when_payloads_sliced)
+{
+	struct srv s;
+	struct cli c;
+	struct rpc r[96];
+	uint32_t alias;
+	unsigned sliced = 0;
+
+	srv_start(&s, 2, 0);
+	cli_start(&c);
+	ck_assert_int_eq(net_connect_alias(c.net, s.ep, &alias), 0);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 96; i++) {
+		r[i].dst = CFS_ADDR(alias, ECHO_LOCAL);
+		r[i].len = 16384 + (i * 5171u) % 20000;
+		r[i].seed = 300 + i;
+		r[i].hold = true;
+	}
+	rpc_run(&c, r, 96);
+	for (unsigned i = 0; i < 96; i++) {
+		uint32_t pos = 0;
+
+		ck_assert_msg(r[i].rc == 0, "call %u: %d", i, r[i].rc);
+		ck_assert_msg(r[i].nheld >= 1, "call %u: no payload held", i);
+		/* A buffer of its own starts at 0; a slice sits behind a header. */
+		if (r[i].held[0].off != 0)
+			sliced++;
+		for (uint32_t k = 0; k < r[i].nheld; k++) {
+			const struct rt_iov *v = &r[i].held[k];
+
+			for (uint32_t j = 0; j < v->len; j++, pos++)
+				ck_assert_msg(v->buf->data[v->off + j] == pat(pos, r[i].seed),
+					      "call %u: held byte %u overwritten", i, pos);
+			rt_buf_put(&r[i].held[k].buf);
+		}
+		ck_assert_uint_eq(pos, r[i].len);
+	}
+	ck_assert_msg(sliced > 0, "no answer was handed up as a slice of the receive buffer");
 	cli_stop(&c);
 	srv_stop(&s);
 }
@@ -2317,6 +2371,7 @@ tcp_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_tcp_payload_exact_when_sizes_vary);
 	tcase_add_test(tc, test_tcp_payload_exact_when_large_and_small_frames_interleave);
+	tcase_add_test(tc, test_tcp_answers_held_intact_when_payloads_sliced);
 	tcase_add_test(tc, test_tcp_all_complete_when_64_in_flight);
 	tcase_add_test(tc, test_tcp_payload_exact_when_frames_exceed_iov_max);
 	tcase_add_test(tc, test_tcp_bulk_from_stream_when_desc_inside_payload);
