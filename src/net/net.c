@@ -283,6 +283,7 @@ net_add_peer(struct net *net, uint32_t node, const char *endpoint)
 	struct net_endpoint *ep;
 	socklen_t salen;
 	char *copy;
+	bool known;
 	int rc;
 
 	if (node == CFS_NODE_ANY || node >= NET_ALIAS_BASE)
@@ -292,9 +293,9 @@ net_add_peer(struct net *net, uint32_t node, const char *endpoint)
 	 * failed). */
 	pthread_mutex_lock(&net->lock);
 	ep = endpoint_find_locked(net, node);
-	rc = ep && !ep->alias && strcmp(ep->text, endpoint) == 0;
+	known = ep && !ep->alias && strcmp(ep->text, endpoint) == 0;
 	pthread_mutex_unlock(&net->lock);
-	if (rc)
+	if (known)
 		return 0;
 	rc = parse_endpoint(endpoint, false, &sa, &salen);
 	if (rc != 0)
