@@ -12,8 +12,9 @@
  * watched by an ev_io and reaped without blocking, straight from the
  * completion ring the kernel maps into the process (struct aio_ring, as fio's
  * userspace_reap does): no io_getevents system call while completions are
- * there, one eventfd read per wake-up. When more requests are queued than the
- * context has slots, the rest wait in FIFO order for completions.
+ * there, one eventfd read per wake-up. At most REAP_BYTES of reads are handed
+ * to their callbacks per iteration (see reap). When more requests are queued
+ * than the context has slots, the rest wait in FIFO order for completions.
  *
  * One exception (aio_kick): a caller that has queued a whole batch while
  * none of this engine's requests is outstanding (submitted and not yet
@@ -74,6 +75,8 @@
 #define KICK_BATCH    8 /* queued reads that go down at once while the disk works */
 #define PREFETCH_MAX_IO (16u << 10)  /* larger reads are left to the hardware prefetcher */
 #define PREFETCH_BYTES	(256u << 10) /* per reap batch: stays in L2 until checked */
+#define REAP_BYTES	(128u << 10) /* read bytes handed to callbacks per loop iteration */
+#define STARVED_RETRY_S 0.001	     /* io_submit refused for resources, none of ours out */
 
 /* The head of the completion ring the kernel maps at the address io_setup
  * returns (fs/aio.c); its layout is kernel ABI. The kernel writes events and
@@ -101,6 +104,7 @@ struct aio_eng {
 	ev_io efd_w;
 	ev_prepare prep_w;
 	ev_idle idle_w;
+	ev_timer retry_w; /* starved with nothing in flight: when to try again */
 	struct disk_io *qhead, **qtail;
 	struct iocb *iocbs;
 	struct iocb **freel; /* free iocbs */
@@ -109,6 +113,8 @@ struct aio_eng {
 	struct io_event events[REAP_BATCH];
 	struct aio_uring *ring; /* NULL: reap with io_getevents only */
 	bool flushing;		/* in aio_flush: a callback's kick must not nest */
+	bool reap_more;		/* REAP_BYTES left completions on the ring */
+	bool starved;		/* io_submit said EAGAIN: wait for a completion or retry_w */
 	/* registry */
 	int refs;
 	bool registered;
@@ -136,7 +142,7 @@ requeue(struct aio_eng *a, unsigned i, unsigned n)
 static void
 aio_flush(struct aio_eng *a, bool may_complete)
 {
-	bool completed = false;
+	bool completed = false, starved = false;
 	unsigned n = 0;
 
 	a->flushing = true;
@@ -171,6 +177,7 @@ aio_flush(struct aio_eng *a, bool may_complete)
 			 * and retry when completions arrive (or, for a refused request
 			 * while the caller still queues, from the prepare watcher). */
 			requeue(a, i, n);
+			starved = rc == -EAGAIN || rc == 0;
 			break;
 		}
 		/* The first request is bad (-EINVAL, -EBADF...): fail it alone and
@@ -184,7 +191,7 @@ aio_flush(struct aio_eng *a, bool may_complete)
 			completed = true;
 		}
 	}
-	if (a->qhead == NULL || a->nfree == 0) {
+	if (!a->reap_more && (a->qhead == NULL || a->nfree == 0)) {
 		if (ev_is_active(&a->idle_w))
 			ev_idle_stop(a->pub.ev, &a->idle_w);
 	}
@@ -193,7 +200,29 @@ aio_flush(struct aio_eng *a, bool may_complete)
 	 * runtime's next prepare, so the loop must not block before it. */
 	if (completed)
 		ev_idle_start(a->pub.ev, &a->idle_w);
+	/* Our own slots are counted (nfree), so EAGAIN means the kernel is short
+	 * of memory. Retrying at every iteration would spin the loop; a
+	 * completion of ours retries, and with none in flight a timer does. */
+	if (starved) {
+		if (!a->starved)
+			RT_WARN("io_submit: kernel out of resources, %u requests wait", a->queued);
+		a->starved = true;
+		if (a->submitted == 0 && !ev_is_active(&a->retry_w)) {
+			ev_timer_set(&a->retry_w, STARVED_RETRY_S, 0.);
+			ev_timer_start(a->pub.ev, &a->retry_w);
+		}
+	}
 	a->flushing = false;
+}
+
+static void
+retry_cb(struct ev_loop *ev, ev_timer *w, int revents)
+{
+	struct aio_eng *a = w->data;
+
+	a->starved = false;
+	if (a->qhead != NULL && !ev_is_active(&a->idle_w))
+		ev_idle_start(ev, &a->idle_w);
 }
 
 static void
@@ -201,27 +230,18 @@ prep_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
 	struct aio_eng *a = w->data;
 
-	if (a->qhead != NULL)
+	if (a->qhead != NULL && !a->starved)
 		aio_flush(a, true);
 }
 
-static void
-idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
-{
-	struct aio_eng *a = w->data;
-
-	/* Its only job is to keep the loop from blocking; the flush happens in
-	 * the prepare watcher of the next iteration. */
-	if (a->qhead == NULL || a->nfree == 0)
-		ev_idle_stop(ev, w);
-}
-
 /* Take up to max completions off the mapped ring into out, without a system
- * call. Only this loop consumes, so reading head plainly is fine; the acquire
- * load of tail orders the event reads after the kernel's writes, the release
- * store of head lets the kernel reuse the slots only after they were copied. */
+ * call, stopping after the read that brings the bytes taken to *budget (the
+ * rest stay on the ring for the next iteration). Only this loop consumes, so
+ * reading head plainly is fine; the acquire load of tail orders the event
+ * reads after the kernel's writes, the release store of head lets the kernel
+ * reuse the slots only after they were copied. */
 static int
-ring_take(struct aio_uring *r, struct io_event *out, int max)
+ring_take(struct aio_uring *r, struct io_event *out, int max, size_t *budget)
 {
 	unsigned head = r->head, nr = r->nr;
 	unsigned tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
@@ -229,13 +249,24 @@ ring_take(struct aio_uring *r, struct io_event *out, int max)
 
 	if (head >= nr)
 		head %= nr;
-	while (head != tail % nr && n < max) {
+	while (head != tail % nr && n<max && * budget> 0) {
+		const struct disk_io *io = ((const struct iocb *)r->events[head].obj)->data;
+		long res = (long)r->events[head].res;
+
 		out[n++] = r->events[head];
 		head = head + 1 == nr ? 0 : head + 1;
+		if (io->op == DISK_IO_READ && res > 0)
+			*budget = (size_t)res < *budget ? *budget - (size_t)res : 0;
 	}
 	if (n > 0)
 		__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
 	return n;
+}
+
+static bool
+ring_empty(const struct aio_uring *r)
+{
+	return r->head % r->nr == __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) % r->nr;
 }
 
 /* The device wrote the buffers of completed reads behind the caches' back, and
@@ -265,17 +296,30 @@ prefetch_reads(const struct io_event *ev, int n)
 	}
 }
 
+/* Hand completions to their callbacks. From the loop (min_nr 0, the mapped
+ * ring) at most REAP_BYTES of reads per call: their callbacks check CRCs and
+ * queue replies, which go out when the iteration ends, so a large wave (16
+ * reads of 64 KiB, 4 of 1 MiB) is answered in parts, and the client's next
+ * requests reach the idle disk after the first part's checks and copies
+ * instead of after the whole wave's. The idle watcher keeps the loop from
+ * blocking while the rest wait; new requests arriving meanwhile are read
+ * first. bench_storage's 64 KiB row went from about 1000 to 1300 MiB/s with
+ * 256 KiB parts, and 128 KiB did better still; 64 KiB cost more CPU per read
+ * and would split the 4 KiB row's wave of 32, which is best taken whole
+ * (bench/README.md). */
 static unsigned
 reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 {
 	struct timespec zero = {0, 0};
+	size_t budget = REAP_BYTES;
 	unsigned total = 0;
 
+	a->reap_more = false;
 	for (;;) {
 		/* Events are copied out before any callback runs: a callback
 		 * may submit, and a nested poll may reap. */
 		int n = a->ring && min_nr == 0
-				? ring_take(a->ring, a->events, REAP_BATCH)
+				? ring_take(a->ring, a->events, REAP_BATCH, &budget)
 				: io_getevents(a->ctx, min_nr, REAP_BATCH, a->events, ts);
 
 		if (n <= 0)
@@ -292,13 +336,32 @@ reap(struct aio_eng *a, long min_nr, struct timespec *ts)
 			io->cb(io, res);
 		}
 		total += (unsigned)n;
+		a->starved = false;
+		if (budget == 0 && a->ring && !ring_empty(a->ring)) {
+			a->reap_more = true;
+			break;
+		}
 		if (n < REAP_BATCH)
 			break;
 		ts = &zero;
 	}
-	if (a->qhead != NULL && a->nfree > 0 && !ev_is_active(&a->idle_w))
+	if ((a->reap_more || (a->qhead != NULL && a->nfree > 0)) && !ev_is_active(&a->idle_w))
 		ev_idle_start(a->pub.ev, &a->idle_w);
 	return total;
+}
+
+static void
+idle_cb(struct ev_loop *ev, ev_idle *w, int revents)
+{
+	struct aio_eng *a = w->data;
+
+	/* It keeps the loop from blocking: the flush happens in the prepare
+	 * watcher of the next iteration, and completions reap() left on the
+	 * ring are taken here. */
+	if (a->reap_more)
+		reap(a, 0, &(struct timespec){0});
+	if (!a->reap_more && (a->qhead == NULL || a->nfree == 0 || a->starved))
+		ev_idle_stop(ev, w);
 }
 
 static void
@@ -321,7 +384,7 @@ aio_submit(struct disk_ioeng *e, struct disk_io *io)
 	*a->qtail = io;
 	a->qtail = &io->next;
 	a->queued++;
-	if (a->nfree > 0 && !ev_is_active(&a->idle_w))
+	if (a->nfree > 0 && !a->starved && !ev_is_active(&a->idle_w))
 		ev_idle_start(e->ev, &a->idle_w);
 }
 
@@ -337,8 +400,8 @@ aio_kick(struct disk_ioeng *e)
 {
 	struct aio_eng *a = (struct aio_eng *)e;
 
-	if (!a->flushing && (a->submitted == 0 || a->queued >= KICK_BATCH) && a->qhead != NULL &&
-	    a->nfree > 0)
+	if (!a->flushing && !a->starved && (a->submitted == 0 || a->queued >= KICK_BATCH) &&
+	    a->qhead != NULL && a->nfree > 0)
 		aio_flush(a, false);
 }
 
@@ -348,6 +411,7 @@ aio_poll(struct disk_ioeng *e, int timeout_ms)
 	struct aio_eng *a = (struct aio_eng *)e;
 	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
 
+	a->starved = false;
 	if (a->qhead != NULL)
 		aio_flush(a, true);
 	if (a->submitted == 0)
@@ -382,6 +446,7 @@ aio_destroy(struct disk_ioeng *e)
 	ev_ref(e->ev); /* balance the ev_unref made when it started */
 	ev_prepare_stop(e->ev, &a->prep_w);
 	ev_idle_stop(e->ev, &a->idle_w);
+	ev_timer_stop(e->ev, &a->retry_w);
 	io_destroy(a->ctx);
 	close(a->efd);
 	free(a->iocbs);
@@ -458,6 +523,8 @@ disk_aio_create(struct ev_loop *ev, unsigned depth, struct disk_ioeng **out)
 	ev_unref(ev);
 	ev_idle_init(&a->idle_w, idle_cb);
 	a->idle_w.data = a;
+	ev_init(&a->retry_w, retry_cb);
+	a->retry_w.data = a;
 	*out = &a->pub;
 	return 0;
 out_ctx:
@@ -468,6 +535,12 @@ out_free:
 	free(a->batch);
 	free(a);
 	return rc;
+}
+
+bool
+disk_aio_reaps_ring(const struct disk_ioeng *e)
+{
+	return e->ops == &aio_ops && ((const struct aio_eng *)e)->ring != NULL;
 }
 
 /* ---------------------------------------------------------------- registry */

@@ -131,6 +131,10 @@ int disk_aio_get(struct ev_loop *ev, struct disk_ioeng **out);
  *  when it was not from the registry). All I/O must have completed. Sets *pe
  *  to NULL. */
 void disk_aio_put(struct disk_ioeng **pe);
+/** Whether a libaio engine takes completions off the ring the kernel maps
+ * (128 KiB of reads per loop iteration at most), rather than with
+ * io_getevents (an unknown ring layout, or under valgrind). */
+bool disk_aio_reaps_ring(const struct disk_ioeng *e);
 
 /* ----------------------------------------------------------------- target */
 

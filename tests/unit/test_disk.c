@@ -7,6 +7,8 @@
  * deletion, reloaded, expired), the request ids stored with versions, an index made by an
  * older build (migration), copy-on-write, reopen, capacity and ENOSPC, corrupted data
  * files, bad arguments, list paging, group commit under concurrent writes,
+ * the aio engine's batching (kick, refused and starved submissions, large
+ * waves handed over in parts),
  * and a crash test that SIGKILLs a writer child at random moments and checks
  * every acknowledged write after reopening.
  *
@@ -39,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libaio.h>
 #include <sqlite3.h>
 
 #include "disk/disk.h"
@@ -643,19 +646,30 @@ kio_run(struct kio *k, unsigned n)
 	ck_abort_msg("requests left without completion");
 }
 
-START_TEST(test_disk_engine_kick_defers_refused_requests_when_kernel_refuses)
+/* A file named "plain" in the test directory holding data, open for
+ * reading and writing (buffered: the engine tests need no alignment). */
+static int
+plain_file(const uint8_t *data, size_t len)
 {
 	char path[600];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/plain", g_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	return fd;
+}
+
+START_TEST(test_disk_engine_kick_defers_refused_requests_when_kernel_refuses)
+{
 	uint8_t data[4096];
 	void *buf;
 	int fd;
 	struct kio a[2], b[5]; /* b[0]'s callback queues b[3], b[4] */
 
-	snprintf(path, sizeof(path), "%s/plain", g_dir);
 	fill(data, sizeof(data), 5);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	fd = plain_file(data, sizeof(data));
 	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
 
 	/* A kick whose io_submit is refused fails nothing inside the kick. */
@@ -689,6 +703,185 @@ START_TEST(test_disk_engine_kick_defers_refused_requests_when_kernel_refuses)
 		ck_assert_int_eq(b[i].res, 4096);
 	free(buf);
 	close(fd);
+}
+END_TEST
+
+/* io_submit as the engine sees it: refused with EAGAIN (kernel short of
+ * memory) while g_submit_starved is set, counted in g_submit_calls. */
+static atomic_bool g_submit_starved;
+static atomic_int g_submit_calls;
+
+int
+io_submit(io_context_t ctx, long nr, struct iocb *ios[])
+{
+	static int (*real)(io_context_t, long, struct iocb *[]);
+
+	atomic_fetch_add(&g_submit_calls, 1);
+	if (atomic_load(&g_submit_starved))
+		return -EAGAIN;
+	if (real == NULL)
+		real = (int (*)(io_context_t, long, struct iocb *[]))dlsym(RTLD_NEXT, "io_submit");
+	return real(ctx, nr, ios);
+}
+
+/* With none of its requests in flight, an engine whose io_submit is refused
+ * for resources does not retry at every loop iteration (a spinning loop):
+ * it retries on a timer, about once a millisecond, and the read goes
+ * through once the kernel takes it. */
+START_TEST(test_disk_engine_retries_on_timer_when_kernel_out_of_resources)
+{
+	uint8_t data[4096];
+	struct kio k;
+	double t0, ms;
+	void *buf;
+	int fd, calls;
+
+	fill(data, sizeof(data), 6);
+	fd = plain_file(data, sizeof(data));
+	ck_assert_int_eq(posix_memalign(&buf, 4096, 4096), 0);
+
+	atomic_store(&g_submit_starved, true);
+	atomic_store(&g_submit_calls, 0);
+	kio_init(&k, fd, buf);
+	g_eng->ops->submit(g_eng, &k.io);
+	g_eng->ops->kick(g_eng);
+	ck_assert_int_eq(atomic_load(&g_submit_calls), 1);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 1);
+
+	ev_now_update(g_ev);
+	t0 = ev_now(g_ev);
+	for (int i = 0; i < 20000; i++)
+		ev_run(g_ev, EVRUN_NOWAIT);
+	ev_now_update(g_ev);
+	ms = (ev_now(g_ev) - t0) * 1e3;
+	calls = atomic_load(&g_submit_calls);
+	/* One try per timer period at most (plus the first and one late). */
+	ck_assert_msg(calls <= 2 + (int)ms, "%d io_submit calls in %.1f ms", calls, ms);
+	ck_assert_int_eq(k.calls, 0);
+
+	atomic_store(&g_submit_starved, false);
+	kio_run(&k, 1);
+	ck_assert_int_eq(k.calls, 1);
+	ck_assert_int_eq(k.res, 4096);
+	ck_assert(memcmp(buf, data, sizeof(data)) == 0);
+	free(buf);
+	close(fd);
+}
+END_TEST
+
+/* Completions signalled on the engine's eventfd and not yet read: the sum of
+ * the counters of this process's eventfds (the engine's is the only one). */
+static uint64_t
+eventfd_pending(void)
+{
+	uint64_t sum = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[300], link[64], line[128];
+		unsigned long long cnt;
+		ssize_t n;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[eventfd]") != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "eventfd-count: %llx", &cnt) == 1)
+				sum += cnt;
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
+static void
+blocked_cb(struct ev_loop *ev, ev_timer *w, int revents)
+{
+	*(bool *)w->data = true;
+}
+
+/* A wave of large reads completing together is handed to its callbacks in
+ * parts of at most 128 KiB of reads per loop iteration, so that their replies
+ * go out before the rest is checked; the loop does not block while the rest
+ * waits on the completion ring. (Under valgrind the engine reaps with
+ * io_getevents, whole waves.) */
+START_TEST(test_disk_engine_hands_large_wave_over_in_parts_when_completed_together)
+{
+	enum { N = 16, LEN = 65536 };
+	char path[600];
+	uint8_t *data = malloc((size_t)N * LEN);
+	struct kio k[N];
+	void *buf[N];
+	int fd, iters = 0, most = 0;
+	unsigned done = 0;
+	bool blocked = false;
+	ev_timer guard;
+
+	snprintf(path, sizeof(path), "%s/wave", g_dir);
+	fill(data, (size_t)N * LEN, 9);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, (size_t)N * LEN), (ssize_t)N * LEN);
+	ck_assert_int_eq(fsync(fd), 0);
+	close(fd);
+	fd = open(path, O_RDONLY | O_DIRECT);
+	ck_assert_int_ge(fd, 0);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(posix_memalign(&buf[i], 4096, LEN), 0);
+		kio_init(&k[i], fd, buf[i]);
+		k[i].io.len = LEN;
+		k[i].io.off = (uint64_t)i * LEN;
+		g_eng->ops->submit(g_eng, &k[i].io);
+	}
+	g_eng->ops->kick(g_eng);
+	ck_assert_uint_eq(g_eng->ops->queued(g_eng), 0);
+	/* All N on the completion ring before the loop looks. */
+	for (int ms = 0; eventfd_pending() < N; ms++) {
+		ck_assert_msg(ms < 10000, "reads not completed after 10 s");
+		usleep(1000);
+	}
+
+	ev_timer_init(&guard, blocked_cb, 2.0, 0.);
+	guard.data = &blocked;
+	while (done < N) {
+		unsigned now = 0;
+
+		ev_timer_start(g_ev, &guard);
+		ev_run(g_ev, EVRUN_ONCE);
+		ev_timer_stop(g_ev, &guard);
+		for (int i = 0; i < N; i++)
+			now += k[i].calls;
+		ck_assert_msg(!blocked, "loop blocked with %u of %d completions handed over", now,
+			      N);
+		if ((int)(now - done) > most)
+			most = (int)(now - done);
+		done = now;
+		ck_assert_int_lt(++iters, 100);
+	}
+	if (disk_aio_reaps_ring(g_eng)) {
+		ck_assert_int_eq(most, 2); /* 128 KiB of 64 KiB reads */
+		ck_assert_int_ge(iters, N / 2);
+	}
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(k[i].calls, 1);
+		ck_assert_int_eq(k[i].res, LEN);
+		ck_assert(memcmp(buf[i], data + (size_t)i * LEN, LEN) == 0);
+		free(buf[i]);
+	}
+	ck_assert_uint_eq(g_eng->ops->inflight(g_eng), 0);
+	close(fd);
+	free(data);
 }
 END_TEST
 
@@ -3636,6 +3829,9 @@ disk_suite(void)
 		{"batch", test_disk_batch_read_returns_every_item_when_mixed_results},
 		{"kick", test_disk_read_batch_submitted_at_once_when_device_idle},
 		{"kick_refused", test_disk_engine_kick_defers_refused_requests_when_kernel_refuses},
+		{"starved", test_disk_engine_retries_on_timer_when_kernel_out_of_resources},
+		{"reap_parts",
+		 test_disk_engine_hands_large_wave_over_in_parts_when_completed_together},
 		{"zerocopy", test_disk_write_is_zero_copy_safe_when_payload_aligned},
 		{"partial", test_disk_partial_writes_merge_when_chunk_exists},
 		{"aligned", test_disk_aligned_writes_keep_block_crcs_when_payload_fills_blocks},
