@@ -249,10 +249,12 @@ ring_take(struct aio_uring *r, struct io_event *out, int max, size_t *budget)
 
 	if (head >= nr)
 		head %= nr;
-	while (head != tail % nr && n<max && * budget> 0) {
+	while (head != tail % nr && n < max) {
 		const struct disk_io *io = ((const struct iocb *)r->events[head].obj)->data;
 		long res = (long)r->events[head].res;
 
+		if (*budget == 0)
+			break;
 		out[n++] = r->events[head];
 		head = head + 1 == nr ? 0 : head + 1;
 		if (io->op == DISK_IO_READ && res > 0)
