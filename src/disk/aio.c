@@ -243,10 +243,10 @@ struct reap_budget {
 
 /* Take up to max completions off the mapped ring into out, without a system
  * call, stopping after the read that spends the budget (the rest stay on the
- * ring for the next iteration). Only this loop consumes, so
- * reading head plainly is fine; the acquire load of tail orders the event
- * reads after the kernel's writes, the release store of head lets the kernel
- * reuse the slots only after they were copied. */
+ * ring for the next iteration). Only this loop consumes, so reading head
+ * plainly is fine; the acquire load of tail orders the event reads after the
+ * kernel's writes, the release store of head lets the kernel reuse the slots
+ * only after they were copied. */
 static int
 ring_take(struct aio_uring *r, struct io_event *out, int max, struct reap_budget *b)
 {
