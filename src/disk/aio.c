@@ -116,6 +116,7 @@ struct aio_eng {
 	bool flushing;		/* in aio_flush: a callback's kick must not nest */
 	bool reap_more;		/* the reap budget left completions on the ring */
 	bool starved;		/* io_submit said EAGAIN: wait for a completion or retry_w */
+	unsigned refusals;	/* EAGAINs since io_submit last took a request */
 	/* registry */
 	int refs;
 	bool registered;
@@ -139,13 +140,16 @@ requeue(struct aio_eng *a, unsigned i, unsigned n)
 
 /* Submit what is queued. may_complete: a request the kernel refuses gets its
  * callback here; otherwise (inside a caller that is still queueing) it and
- * the ones behind it stay queued for the prepare watcher's flush. */
+ * the ones behind it stay queued for the prepare watcher's flush. Nothing
+ * while starved: a completion or retry_w lifts that. */
 static void
 aio_flush(struct aio_eng *a, bool may_complete)
 {
 	bool completed = false, starved = false;
 	unsigned n = 0;
 
+	if (a->starved)
+		return;
 	a->flushing = true;
 	while (a->qhead != NULL && a->nfree > 0) {
 		struct disk_io *io = a->qhead;
@@ -169,6 +173,10 @@ aio_flush(struct aio_eng *a, bool may_complete)
 		int rc = io_submit(a->ctx, (long)(n - i), &a->batch[i]);
 
 		if (rc > 0) {
+			if (a->refusals > 0)
+				RT_INFO("io_submit: kernel took requests again after %u refusals",
+					a->refusals);
+			a->refusals = 0;
 			a->submitted += (unsigned)rc;
 			i += (unsigned)rc;
 			continue;
@@ -205,7 +213,7 @@ aio_flush(struct aio_eng *a, bool may_complete)
 	 * of memory. Retrying at every iteration would spin the loop; a
 	 * completion of ours retries, and with none in flight a timer does. */
 	if (starved) {
-		if (!a->starved)
+		if (a->refusals++ == 0)
 			RT_WARN("io_submit: kernel out of resources, %u requests wait", a->queued);
 		a->starved = true;
 		if (a->submitted == 0 && !ev_is_active(&a->retry_w)) {
@@ -231,7 +239,7 @@ prep_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
 	struct aio_eng *a = w->data;
 
-	if (a->qhead != NULL && !a->starved)
+	if (a->qhead != NULL)
 		aio_flush(a, true);
 }
 
@@ -395,7 +403,7 @@ aio_submit(struct disk_ioeng *e, struct disk_io *io)
 	*a->qtail = io;
 	a->qtail = &io->next;
 	a->queued++;
-	if (a->nfree > 0 && !a->starved && !ev_is_active(&a->idle_w))
+	if (a->nfree > 0 && !ev_is_active(&a->idle_w))
 		ev_idle_start(e->ev, &a->idle_w);
 }
 
@@ -411,8 +419,8 @@ aio_kick(struct disk_ioeng *e)
 {
 	struct aio_eng *a = (struct aio_eng *)e;
 
-	if (!a->flushing && !a->starved && (a->submitted == 0 || a->queued >= KICK_BATCH) &&
-	    a->qhead != NULL && a->nfree > 0)
+	if (!a->flushing && (a->submitted == 0 || a->queued >= KICK_BATCH) && a->qhead != NULL &&
+	    a->nfree > 0)
 		aio_flush(a, false);
 }
 
